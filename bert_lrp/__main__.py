@@ -1,0 +1,3 @@
+from bert_lrp.cli import main
+import sys
+sys.exit(main())
