@@ -1,0 +1,387 @@
+"""Convert Google's TensorFlow BERT checkpoints into Hugging Face-style folders, without TensorFlow.
+
+Variables are renamed from Google's scheme (``bert/encoder/layer_3/attention/self/query/kernel``)
+to the Hugging Face state-dict names our models use
+(``bert.encoder.layer.3.attention.self.query.weight``); ``kernel`` tensors are transposed from
+TF's ``[in, out]`` to PyTorch's ``[out, in]``. Optimizer state is skipped. Tensors are read one at
+a time straight into the model's parameters, so peak memory is about one model plus one tensor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ._io import atomic_directory, atomic_write
+from .tf_checkpoint import TFCheckpointError, TFCheckpointReader
+
+__all__ = [
+    "ConversionError",
+    "ConversionReport",
+    "HEADS",
+    "is_training_state",
+    "tf_to_hf_name",
+    "plan_conversion",
+    "detect_head",
+    "convert_tf_to_model",
+    "convert_tf_checkpoint",
+    "save_weights_file",
+    "convert_main",
+    "inspect_main",
+]
+
+HEADS = ("auto", "pretraining", "masked_lm", "classifier", "none")
+
+# Path components that mark optimizer or bookkeeping state rather than model weights.
+TRAINING_STATE_COMPONENTS = frozenset({
+    "adam_m", "adam_v", "AdamWeightDecayOptimizer", "AdamWeightDecayOptimizer_1", "global_step",
+    "Adam", "Adam_1", "beta1_power", "beta2_power",  # tf.compat.v1.train.AdamOptimizer
+    ".OPTIMIZER_SLOT", "optimizer", "save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH",  # TF2
+})
+TF2_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+_LINEAR = r"(?:attention/self/(?:query|key|value)|attention/output/dense|intermediate/dense|output/dense)"
+_NORM = r"(?:attention/output|output)/LayerNorm"
+# (pattern over the TF name, replacement giving the HF name before the leaf is translated)
+_RULES: Tuple[Tuple[re.Pattern, str], ...] = tuple((re.compile(p), r) for p, r in (
+    (r"bert/embeddings/(word|position|token_type)_embeddings", r"bert.embeddings.\1_embeddings/<embedding>"),
+    (r"bert/embeddings/LayerNorm/(gamma|beta)", r"bert.embeddings.LayerNorm/\1"),
+    (rf"bert/encoder/layer_(\d+)/({_LINEAR})/(kernel|bias)", r"bert.encoder.layer.\1.\2/\3"),
+    (rf"bert/encoder/layer_(\d+)/({_NORM})/(gamma|beta)", r"bert.encoder.layer.\1.\2/\3"),
+    (r"bert/pooler/dense/(kernel|bias)", r"bert.pooler.dense/\1"),
+    (r"cls/predictions/transform/dense/(kernel|bias)", r"cls.predictions.transform.dense/\1"),
+    (r"cls/predictions/transform/LayerNorm/(gamma|beta)", r"cls.predictions.transform.LayerNorm/\1"),
+    (r"cls/predictions/output_bias", r"cls.predictions/<bias>"),
+    (r"cls/seq_relationship/output_(weights|bias)", r"cls.seq_relationship/\1"),
+    (r"output_(weights|bias)", r"classifier/\1"),  # run_classifier.py's top-level head
+))
+# leaf -> (HF leaf, transpose?)
+_LEAVES = {
+    "kernel": ("weight", True), "bias": ("bias", False), "gamma": ("weight", False), "beta": ("bias", False),
+    "weights": ("weight", False), "<embedding>": ("weight", False), "<bias>": ("bias", False),
+}
+# HF names that share a tensor with another one in transformers' models.
+_ALIASES = {"cls.predictions.bias": ("cls.predictions.decoder.bias",),
+            "bert.embeddings.word_embeddings.weight": ("cls.predictions.decoder.weight",)}
+
+
+class ConversionError(TFCheckpointError):
+    """The checkpoint does not fit the model (shape mismatch, missing weight, bad output path)."""
+
+
+@dataclass
+class ConversionReport:
+    """What happened to each checkpoint tensor during a conversion."""
+
+    head: str
+    loaded: Dict[str, str] = field(default_factory=dict)  # TF name -> model parameter name
+    skipped: List[str] = field(default_factory=list)  # optimizer / bookkeeping state
+    unmapped: List[str] = field(default_factory=list)  # not a weight of this model
+
+
+# ------------------------------------------------------------------------------------------
+# Names
+# ------------------------------------------------------------------------------------------
+
+
+def _strip_tf2_suffix(name: str) -> str:
+    return name[: -len(TF2_SUFFIX)] if name.endswith(TF2_SUFFIX) else name
+
+
+def is_training_state(name: str) -> bool:
+    """True for optimizer slots, step counters and TF2 object-graph bookkeeping."""
+    return any(part in TRAINING_STATE_COMPONENTS for part in name.split("/"))
+
+
+def tf_to_hf_name(name: str) -> Optional[Tuple[str, bool]]:
+    """``(Hugging Face name, transpose?)`` for a Google BERT variable, or ``None`` if unknown."""
+    path = _strip_tf2_suffix(name)
+    for pattern, replacement in _RULES:
+        match = pattern.fullmatch(path)
+        if match:
+            module, leaf = match.expand(replacement).rsplit("/", 1)
+            module = re.sub(r"layer\.0*(\d)", r"layer.\1", module).replace("/", ".")
+            hf_leaf, transpose = _LEAVES[leaf]
+            return f"{module}.{hf_leaf}", transpose
+    return None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    mapping: Dict[str, Tuple[str, bool]]  # TF name -> (HF name, transpose)
+    skipped: List[str]
+    unmapped: List[str]
+
+
+def plan_conversion(names: Iterable[str]) -> _Plan:
+    """Sort checkpoint names into mapped weights, skipped training state and unknown names."""
+    mapping, skipped, unmapped = {}, [], []
+    for name in names:
+        if is_training_state(name):
+            skipped.append(name)
+        elif (target := tf_to_hf_name(name)) is not None:
+            mapping[name] = target
+        else:
+            unmapped.append(name)
+    return _Plan(mapping, skipped, unmapped)
+
+
+def detect_head(hf_names: Iterable[str]) -> str:
+    """Pick the model head the checkpoint's weights call for."""
+    names = set(hf_names)
+    if any(n.startswith("classifier.") for n in names):
+        return "classifier"
+    if any(n.startswith("cls.seq_relationship.") for n in names):
+        return "pretraining"
+    if any(n.startswith("cls.predictions.") for n in names):
+        return "masked_lm"
+    return "none"
+
+
+# ------------------------------------------------------------------------------------------
+# Model
+# ------------------------------------------------------------------------------------------
+
+
+def _build_model(config_path: str, head: str, num_labels: Optional[int]) -> torch.nn.Module:
+    from . import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel
+
+    config = BertConfig.from_json_file(config_path)
+    if head == "classifier":
+        return BertForSequenceClassification(config, num_labels=num_labels)
+    return {"pretraining": BertForPreTraining, "masked_lm": BertForMaskedLM, "none": BertModel}[head](config)
+
+
+def _target_keys(hf_name: str, targets: Dict[str, torch.Tensor]) -> List[str]:
+    """Model state-dict keys that receive ``hf_name`` (a bare ``BertModel`` has no ``bert.`` prefix)."""
+    keys = []
+    for candidate in (hf_name, *_ALIASES.get(hf_name, ())):
+        if candidate.startswith("bert.") and candidate not in targets:
+            candidate = candidate[len("bert."):]
+        if candidate in targets:
+            keys.append(candidate)
+    return keys
+
+
+def _num_labels(reader: TFCheckpointReader, plan: _Plan) -> Optional[int]:
+    for tf_name, (hf_name, _) in plan.mapping.items():
+        if hf_name == "classifier.weight":
+            shape = reader.variables()[tf_name][1]
+            if len(shape) != 2 or shape[0] < 1:
+                raise ConversionError(f"{reader.index_path}: {tf_name!r} has shape {list(shape)}, "
+                                      "expected [num_labels, hidden_size]")
+            return shape[0]
+    return None
+
+
+def _to_torch(array: np.ndarray, transpose: bool, tf_name: str, source: str) -> torch.Tensor:
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ConversionError(f"{source}: {tf_name!r} has dtype {array.dtype}, expected a float weight")
+    if transpose:
+        if array.ndim != 2:
+            raise ConversionError(f"{source}: kernel {tf_name!r} has shape {list(array.shape)}, expected 2-D")
+        array = array.T
+    return torch.from_numpy(array)
+
+
+def _fill(model: torch.nn.Module, reader: TFCheckpointReader, plan: _Plan, report: ConversionReport) -> None:
+    """Copy every mapped tensor into the model, one at a time, checking shapes and coverage."""
+    targets = model.state_dict(keep_vars=True)
+    owner: Dict[int, str] = {}
+    for tf_name, (hf_name, transpose) in plan.mapping.items():
+        keys = _target_keys(hf_name, targets)
+        if not keys:
+            report.unmapped.append(tf_name)
+            continue
+        value = _to_torch(reader.get_tensor(tf_name), transpose, tf_name, reader.index_path)
+        for key in keys:
+            target = targets[key]
+            if tuple(value.shape) != tuple(target.shape):
+                raise ConversionError(
+                    f"{reader.index_path}: tensor {tf_name!r} has shape {list(value.shape)}"
+                    f"{' after transposing' if transpose else ''} but model parameter {key!r} "
+                    f"has shape {list(target.shape)}; does the config match the checkpoint?")
+            if owner.get(id(target), tf_name) != tf_name:
+                raise ConversionError(f"{reader.index_path}: both {owner[id(target)]!r} and {tf_name!r} "
+                                      f"map to model parameter {key!r}")
+            with torch.no_grad():
+                target.copy_(value)
+            owner[id(target)] = tf_name
+        report.loaded[tf_name] = keys[0]
+        del value
+    missing = [name for name, p in model.named_parameters() if id(p) not in owner]
+    if missing:
+        raise ConversionError(f"{reader.index_path}: checkpoint has no value for model parameter(s) "
+                              f"{', '.join(missing)} (head={report.head!r})")
+
+
+def convert_tf_to_model(prefix: str | os.PathLike, config_path: str | os.PathLike,
+                        head: str = "auto") -> Tuple[torch.nn.Module, ConversionReport]:
+    """Build our model from ``bert_config.json`` and fill it from a TF checkpoint.
+
+    Unmapped checkpoint tensors are warned about and listed in the report; a model parameter the
+    checkpoint does not provide, or any shape mismatch, raises :class:`ConversionError`.
+    """
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    reader = TFCheckpointReader(prefix)
+    plan = plan_conversion(reader.variables())
+    if not plan.mapping:
+        raise ConversionError(f"{reader.index_path}: no Google BERT variables found "
+                              f"({len(plan.unmapped)} unknown, {len(plan.skipped)} optimizer tensors)")
+    if head == "auto":
+        head = detect_head(hf for hf, _ in plan.mapping.values())
+    report = ConversionReport(head=head, skipped=list(plan.skipped), unmapped=list(plan.unmapped))
+    model = _build_model(os.fspath(config_path), head, _num_labels(reader, plan))
+    _fill(model, reader, plan, report)
+    model.eval()
+    if report.unmapped:
+        warnings.warn(f"{reader.index_path}: {len(report.unmapped)} tensor(s) not used by the "
+                      f"{type(model).__name__}: {', '.join(report.unmapped)}", stacklevel=2)
+    return model, report
+
+
+# ------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------
+
+
+def _check_vocab(vocab_path: str, vocab_size: int) -> None:
+    with open(vocab_path, encoding="utf-8") as handle:
+        lines = sum(1 for _ in handle)
+    if lines != vocab_size:
+        warnings.warn(f"{vocab_path} has {lines} lines but the config's vocab_size is {vocab_size}", stacklevel=3)
+
+
+def _prepare_output(out_dir: str, overwrite: bool) -> None:
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConversionError(f"{out_dir}: output path exists and is not a folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise ConversionError(f"{out_dir}: output folder exists and is not empty (use overwrite)")
+
+
+def convert_tf_checkpoint(prefix: str | os.PathLike, config_path: str | os.PathLike,
+                          out_dir: str | os.PathLike, vocab_path: Optional[str | os.PathLike] = None,
+                          head: str = "auto", overwrite: bool = False) -> str:
+    """Convert a TF checkpoint into a Hugging Face folder (config.json, model.safetensors, vocab.txt).
+
+    The folder is written under a temporary sibling name and renamed into place only when
+    complete; on any failure nothing is left at ``out_dir``. Returns ``out_dir``.
+    """
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    _prepare_output(out_dir, overwrite)
+    if vocab_path is not None and not os.path.isfile(vocab_path):
+        raise ConversionError(f"{vocab_path}: vocabulary file not found")
+    model, _ = convert_tf_to_model(prefix, config_path, head)
+    if vocab_path is not None:
+        _check_vocab(os.fspath(vocab_path), model.config.vocab_size)
+    with atomic_directory(out_dir) as temporary:
+        model.save_pretrained(temporary)
+        if vocab_path is not None:
+            shutil.copyfile(vocab_path, os.path.join(temporary, "vocab.txt"))
+    return out_dir
+
+
+def save_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> str:
+    """Write only the weights, atomically: ``.safetensors`` (preferred) or ``.bin`` (``torch.save``)."""
+    path = os.fspath(path)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if path.endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    elif path.endswith(".bin"):
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    else:
+        raise ConversionError(f"{path}: weights file must end in .safetensors or .bin")
+    return path
+
+
+# ------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------
+
+
+def _convert_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bert-lrp convert",
+        description="Convert a Google BERT TensorFlow checkpoint into a Hugging Face folder (no TensorFlow needed).")
+    parser.add_argument("--tf-checkpoint", required=True, metavar="PREFIX",
+                        help="checkpoint prefix (e.g. bert_model.ckpt), its .index file, or its folder")
+    parser.add_argument("--config", required=True, metavar="JSON", help="Google's bert_config.json")
+    parser.add_argument("--vocab", metavar="TXT", help="vocab.txt to copy into the output folder")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (written atomically)")
+    parser.add_argument("--head", choices=HEADS, default="auto",
+                        help="model head; auto picks it from the checkpoint (default)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    return parser
+
+
+def _fail(prog: str, error: Exception) -> int:
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return 1
+
+
+def convert_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``bert-lrp convert``: returns the process exit code."""
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+
+    args = _convert_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = convert_tf_checkpoint(args.tf_checkpoint, args.config, args.out, args.vocab,
+                                        args.head, args.overwrite)
+    except (TFCheckpointError, ConfigError, CheckpointError, OSError) as error:
+        return _fail("bert-lrp convert", error)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    print(f"wrote {out}")
+    return 0
+
+
+def _format_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def inspect_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``bert-lrp inspect-checkpoint PREFIX``: list name, dtype, shape and size of every tensor."""
+    parser = argparse.ArgumentParser(prog="bert-lrp inspect-checkpoint",
+                                     description="List the tensors of a TensorFlow checkpoint.")
+    parser.add_argument("prefix", help="checkpoint prefix, its .index file, or its folder")
+    parser.add_argument("--verify", action="store_true", help="read every tensor and check its crc32c")
+    args = parser.parse_args(argv)
+    try:
+        reader = TFCheckpointReader(args.prefix)
+    except TFCheckpointError as error:
+        return _fail("bert-lrp inspect-checkpoint", error)
+    width = max((len(n) for n in reader.variables()), default=4)
+    failures = 0
+    for name, (dtype, shape) in reader.variables().items():
+        size = reader.info(name).size
+        line = f"{name:<{width}}  {dtype:<8}  {str(list(shape)):<14}  {_format_size(size)}"
+        if args.verify and dtype != "string":
+            try:
+                reader.get_tensor(name)
+                line += "  ok"
+            except TFCheckpointError as error:
+                failures += 1
+                line += f"  FAILED: {error}"
+        print(line)
+    total = sum(reader.info(n).size for n in reader.variables())
+    print(f"{len(reader)} tensors, {_format_size(total)} in {reader.num_shards} shard(s)")
+    return 1 if failures else 0
