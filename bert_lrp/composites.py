@@ -7,7 +7,7 @@ plain fast path when no :class:`RuleSet` is given and otherwise the rule Functio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .rules import BackwardCounter
 
@@ -46,6 +46,7 @@ CP_LRP = Composite(
 BERT_LRP = Composite(
     "bert-lrp",  # Wu & Ong 2021: alpha-beta (alpha = 0.5) with per-token |R| rescaling
     linear="alpha_beta",
+    layer_norm="constant_std",  # grad x input through a true LayerNorm is ~0 (it is scale-invariant)
     activation="identity",
     alpha=0.5,
 )
@@ -69,6 +70,7 @@ class RuleSet:
 
     slices: Tuple[Composite, ...]
     counter: BackwardCounter = field(default_factory=BackwardCounter)
+    head_contexts: Optional[List] = None  # when a list, attention layers append [batch, heads, seq, head_size]
 
     @classmethod
     def of(cls, composites: Sequence[Composite | str], counter: Optional[BackwardCounter] = None) -> "RuleSet":

@@ -269,6 +269,14 @@ def _prepare_output(out_dir: str, overwrite: bool) -> None:
         raise ConversionError(f"{out_dir}: output folder exists and is not empty (use overwrite)")
 
 
+def _make_readable(path: str) -> None:
+    """Give temporary files/folders (created private, mode 0600/0700) the usual 0644/0755 modes."""
+    os.chmod(path, 0o755 if os.path.isdir(path) else 0o644)
+    if os.path.isdir(path):
+        for name in os.listdir(path):
+            _make_readable(os.path.join(path, name))
+
+
 def convert_tf_checkpoint(prefix: str | os.PathLike, config_path: str | os.PathLike,
                           out_dir: str | os.PathLike, vocab_path: Optional[str | os.PathLike] = None,
                           head: str = "auto", overwrite: bool = False) -> str:
@@ -288,6 +296,7 @@ def convert_tf_checkpoint(prefix: str | os.PathLike, config_path: str | os.PathL
         model.save_pretrained(temporary)
         if vocab_path is not None:
             shutil.copyfile(vocab_path, os.path.join(temporary, "vocab.txt"))
+        _make_readable(temporary)
     return out_dir
 
 
@@ -303,6 +312,7 @@ def save_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> str:
         atomic_write(path, lambda tmp: torch.save(state, tmp))
     else:
         raise ConversionError(f"{path}: weights file must end in .safetensors or .bin")
+    _make_readable(path)
     return path
 
 

@@ -122,6 +122,8 @@ class BertSelfAttention(nn.Module):
         v = self._split_heads(ops.linear(hidden, self.value, rules))
         dropout = self.dropout_prob if self.training else 0.0
         context, probabilities = ops.attention(q, k, v, mask, dropout, need_probabilities, rules)
+        if rules is not None and rules.head_contexts is not None:
+            rules.head_contexts.append(context)
         batch, _, seq, _ = context.shape
         return context.transpose(1, 2).reshape(batch, seq, -1), probabilities
 

@@ -1,0 +1,350 @@
+"""``explain``: GS, GI and LRP from one forward and one backward pass; LAT, rollout and IG beside.
+
+Conventions. Token ``scores[method]`` are ``[batch, seq]`` floats, exactly 0 at padding.
+``relevance[method]`` is ``[batch, seq, hidden]`` at the embedding output (the input of the first
+encoder layer, where Wu & Ong 2021 take GS and GI). For LRP, ``embedding_shares[method]`` splits
+the relevance that enters the embedding LayerNorm into its three summands (word, position,
+token type), each ``[batch, seq, hidden]``; LRP token scores sum all three, so they account for
+all the relevance that reaches the input.
+
+How several methods share one pass: the batch is stacked, one slice per composite (the plain
+gradient for GS/GI, the LRP preset for LRP); each rule Function applies its slice's rule in the
+single backward pass.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .attention_maps import attention_rollout, layerwise_attention_tracing
+from .composites import GRADIENT, Composite, RuleSet, get_composite
+from .rules import BackwardCounter, RelevanceSource
+
+ALIASES = {
+    "gs": "gradient", "gradient": "gradient", "saliency": "gradient",
+    "gi": "gradient_x_input", "gradient_x_input": "gradient_x_input", "input_x_gradient": "gradient_x_input",
+    "lrp": "lrp", "lat": "lat", "rollout": "rollout",
+    "ig": "integrated_gradients", "integrated_gradients": "integrated_gradients",
+}
+ONE_PASS_METHODS = ("gradient", "gradient_x_input", "lrp")
+REDUCTIONS = ("l2", "squared", "sum", "abs_sum")
+DEFAULT_REDUCTION = {"gradient": "l2", "gradient_x_input": "sum", "lrp": "sum", "integrated_gradients": "sum"}
+
+Target = Union[None, int, str, Sequence, torch.Tensor]
+
+
+@dataclass
+class Explanation:
+    """The result of :func:`explain` (see the module docstring for shapes and conventions)."""
+
+    methods: List[str]
+    scores: Dict[str, torch.Tensor]
+    relevance: Dict[str, torch.Tensor]
+    logits: torch.Tensor
+    target: torch.Tensor                      # [batch] class / label / vocabulary id explained
+    target_position: Optional[torch.Tensor]   # [batch] token position (token classification, MLM)
+    target_logit: torch.Tensor                # [batch] the explained output score
+    attention_mask: torch.Tensor              # [batch, seq]
+    embedding_shares: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
+    conservation: Dict[str, torch.Tensor] = field(default_factory=dict)  # [batch] sum(R) / target logit
+    layer_scores: Dict[str, List[torch.Tensor]] = field(default_factory=dict)  # per layer [batch, seq]
+    head_scores: Dict[str, List[torch.Tensor]] = field(default_factory=dict)   # per layer [batch, heads, seq]
+    completeness_gap: Optional[torch.Tensor] = None  # IG: sum(attr) - (f(x) - f(baseline)), [batch]
+    attentions: Optional[Tuple[torch.Tensor, ...]] = None
+    tokens: Optional[List[List[str]]] = None
+    encoding: Optional[dict] = None
+    backward_passes: int = 0
+
+    @property
+    def prediction(self) -> torch.Tensor:
+        """Predicted class per example ``[batch]`` (per token ``[batch, seq]`` for token models)."""
+        return self.logits.argmax(-1)
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=-1)
+
+    def word_scores(self, method: str, index: int = 0) -> List[dict]:
+        """Scores of example ``index`` merged over word pieces: a list of
+        ``{"word", "start", "end", "sequence", "score", "pieces"}`` (needs the tokenizer's Encoding)."""
+        from .words import merge_word_pieces
+
+        if self.encoding is None or not hasattr(self.encoding, "word_ids"):
+            raise ValueError("word-level scores need the batch returned by BertTokenizer (it carries offsets)")
+        return merge_word_pieces(self.scores[_canonical(method)][index], self.encoding, index)
+
+
+def _canonical(method: str) -> str:
+    try:
+        return ALIASES[method.lower()]
+    except KeyError:
+        raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(sorted(ALIASES))}") from None
+
+
+@contextlib.contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Parameters stop requiring gradients for the duration (attribution needs input gradients only)."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _task(model: nn.Module) -> str:
+    name = type(model).__name__
+    if "TokenClassification" in name:
+        return "token"
+    if "MaskedLM" in name or "PreTraining" in name:
+        return "masked_lm"
+    if "SequenceClassification" in name:
+        return "sequence"
+    raise TypeError(f"explain supports BertForSequenceClassification, BertForTokenClassification and "
+                    f"BertForMaskedLM/BertForPreTraining, not {name}")
+
+
+def _logits(output) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output[0]
+
+
+def _resolve_target(model: nn.Module, task: str, logits: torch.Tensor, target: Target
+                    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """-> (label ``[batch]``, position ``[batch]`` or None)."""
+    batch = logits.shape[0]
+    device = logits.device
+    if task == "sequence":
+        if target is None:
+            return logits.argmax(-1), None
+        labels = _as_labels(model, target, batch)
+        _check_range("target class", labels, logits.shape[-1])
+        return labels.to(device), None
+    # token classification and masked LM: (position, label) pairs
+    if target is None:
+        raise ValueError(f"explaining a {type(model).__name__} needs target=(position, label) "
+                         "(label None: the predicted one); e.g. target=(3, None)")
+    if isinstance(target, tuple) and len(target) == 2 and not isinstance(target[0], (tuple, list)):
+        target = [target] * batch
+    if len(target) != batch:
+        raise ValueError(f"got {len(target)} targets for a batch of {batch}")
+    positions = torch.tensor([int(p) for p, _ in target], device=device)
+    _check_range("target position", positions, logits.shape[1])
+    rows = torch.arange(batch, device=device)
+    predicted = logits[rows, positions].argmax(-1)
+    labels = torch.stack([predicted[i] if label is None else _as_labels(model, label, 1)[0].to(device)
+                          for i, (_, label) in enumerate(target)])
+    _check_range("target label", labels, logits.shape[-1])
+    return labels, positions
+
+
+def _as_labels(model: nn.Module, target: Target, batch: int) -> torch.Tensor:
+    label2id = getattr(model.config, "label2id", {}) if hasattr(model, "config") else {}
+    if isinstance(target, str):
+        if target not in label2id:
+            raise ValueError(f"unknown target label {target!r}; the model's labels are {sorted(label2id)}")
+        target = label2id[target]
+    if isinstance(target, int):
+        return torch.full((batch,), target, dtype=torch.long)
+    values = [label2id[t] if isinstance(t, str) else int(t) for t in target]
+    if len(values) != batch:
+        raise ValueError(f"got {len(values)} targets for a batch of {batch}")
+    return torch.tensor(values, dtype=torch.long)
+
+
+def _check_range(what: str, values: torch.Tensor, limit: int) -> None:
+    bad = values[(values < 0) | (values >= limit)]
+    if bad.numel():
+        raise ValueError(f"{what} {int(bad[0])} is outside [0, {limit})")
+
+
+def _select(logits: torch.Tensor, labels: torch.Tensor, positions: Optional[torch.Tensor]) -> torch.Tensor:
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    if positions is None:
+        return logits[rows, labels]
+    return logits[rows, positions, labels]
+
+
+def reduce_tokens(relevance: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``[batch, seq, hidden]`` -> ``[batch, seq]`` by ``l2`` norm, ``squared`` norm, signed ``sum``
+    or ``abs_sum``."""
+    if reduction == "l2":
+        return relevance.norm(dim=-1)
+    if reduction == "squared":
+        return relevance.pow(2).sum(-1)
+    if reduction == "sum":
+        return relevance.sum(-1)
+    if reduction == "abs_sum":
+        return relevance.abs().sum(-1)
+    raise ValueError(f"unknown reduction {reduction!r}; choose from {', '.join(REDUCTIONS)}")
+
+
+def _model_inputs(batch: dict) -> Dict[str, torch.Tensor]:
+    if "input_ids" not in batch:
+        raise ValueError("the batch needs input_ids (pass the dict BertTokenizer returns)")
+    ids = batch["input_ids"]
+    if ids.dim() == 1:
+        ids = ids.unsqueeze(0)
+    mask = batch.get("attention_mask")
+    mask = torch.ones_like(ids) if mask is None else (mask.unsqueeze(0) if mask.dim() == 1 else mask)
+    types = batch.get("token_type_ids")
+    types = torch.zeros_like(ids) if types is None else (types.unsqueeze(0) if types.dim() == 1 else types)
+    if mask.shape != ids.shape or types.shape != ids.shape:
+        raise ValueError(f"attention_mask {list(mask.shape)} / token_type_ids {list(types.shape)} "
+                         f"must have the shape of input_ids {list(ids.shape)}")
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def _stack(tensor: torch.Tensor, copies: int) -> torch.Tensor:
+    return tensor if copies == 1 else tensor.repeat(copies, *([1] * (tensor.dim() - 1)))
+
+
+def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), target: Target = None,
+            rule: Union[str, Composite] = "attnlrp", reduction: Union[None, str, Dict[str, str]] = None,
+            layers: bool = False, ig_steps: int = 50, ig_baseline: str = "pad",
+            ig_internal_batch_size: int = 64, ig_method: str = "gausslegendre") -> Explanation:
+    """Explain ``model``'s output on ``batch`` with one or more methods.
+
+    Args:
+        model: a BertForSequenceClassification, BertForTokenClassification or BertForMaskedLM.
+        batch: the tokenizer's dict of ``[batch, seq]`` tensors.
+        methods: any of ``gradient`` (gs), ``gradient_x_input`` (gi), ``lrp``, ``lat``, ``rollout``,
+            ``integrated_gradients`` (ig). GS, GI and LRP together cost one forward + one backward.
+        target: sequence classification: None (predicted class), a class id or label name, or one
+            per example; token classification / masked LM: ``(position, label_or_None)`` or a list.
+        rule: LRP preset (``attnlrp``, ``cp-lrp``, ``bert-lrp``) or a :class:`Composite`.
+        reduction: how hidden units become token scores (``l2``, ``squared``, ``sum``, ``abs_sum``),
+            one for all methods or per method; defaults: GS l2, GI sum, LRP sum, IG sum.
+        layers: also return per-layer token relevance and per-head relevance at attention outputs.
+        ig_*: Integrated Gradients steps, baseline (``pad``, ``mask``, ``zeros``), bounded
+            internal batch (rows per pass) and quadrature (``gausslegendre``, ``riemann_*``).
+    """
+    wanted = list(dict.fromkeys(_canonical(m) for m in methods))
+    if not wanted:
+        raise ValueError("no attribution method requested")
+    reductions = dict(DEFAULT_REDUCTION)
+    if isinstance(reduction, str):
+        reductions.update({m: reduction for m in reductions})
+    elif reduction:
+        reductions.update({_canonical(k): v for k, v in reduction.items()})
+    task = _task(model)
+    inputs = _model_inputs(batch)
+    mask = inputs["attention_mask"]
+    composite = get_composite(rule)
+
+    slices: List[Composite] = []
+    if "gradient" in wanted or "gradient_x_input" in wanted:
+        slices.append(GRADIENT)
+    if "lrp" in wanted:
+        slices.append(composite)
+    need_attention = "lat" in wanted or "rollout" in wanted
+
+    was_training = model.training
+    model.eval()
+    try:
+        with frozen_parameters(model):
+            if slices:
+                result = _one_pass(model, task, inputs, target, slices, need_attention, layers, reductions)
+            else:
+                result = _attention_only(model, task, inputs, target)
+            if need_attention:
+                start = result.target_position if result.target_position is not None else torch.zeros_like(result.target)
+                attentions = [a[: mask.shape[0]].detach() for a in result.attentions]
+                if "lat" in wanted:
+                    result.scores["lat"] = layerwise_attention_tracing(attentions, start) * mask
+                if "rollout" in wanted:
+                    result.scores["rollout"] = attention_rollout(attentions, start, mask) * mask
+            if "integrated_gradients" in wanted:
+                from .integrated_gradients import integrated_gradients
+
+                relevance, gap = integrated_gradients(
+                    model, inputs, result.target, result.target_position, steps=ig_steps,
+                    baseline=ig_baseline, internal_batch_size=ig_internal_batch_size, method=ig_method)
+                result.relevance["integrated_gradients"] = relevance
+                result.scores["integrated_gradients"] = reduce_tokens(relevance, reductions["integrated_gradients"]) * mask
+                result.completeness_gap = gap
+    finally:
+        model.train(was_training)
+    result.methods = wanted
+    result.encoding = batch if hasattr(batch, "word_ids") else None
+    result.tokens = getattr(batch, "tokens", None)
+    return result
+
+
+def _one_pass(model, task, inputs, target, slices, need_attention, layers, reductions) -> Explanation:
+    copies = len(slices)
+    size = inputs["input_ids"].shape[0]
+    mask = inputs["attention_mask"]
+    rules = RuleSet.of(slices, BackwardCounter())
+    rules.head_contexts = [] if layers else None
+    embeddings = model.bert.embeddings
+    word, position, token_type = embeddings.parts(_stack(inputs["input_ids"], copies),
+                                                  _stack(inputs["token_type_ids"], copies))
+    word, position, token_type = (t.detach().requires_grad_(True) for t in (word, position, token_type))
+    embedded = embeddings.combine(word, position, token_type, rules)
+    output = model(attention_mask=_stack(mask, copies), embedding_output=embedded, rules=rules,
+                   output_attentions=need_attention, output_hidden_states=layers)
+    logits = RelevanceSource.apply(_logits(output), rules.counter)
+    plain_logits = logits[:size].detach()
+    labels, positions = _resolve_target(model, task, plain_logits, target)
+    score = _select(logits, _stack(labels, copies), None if positions is None else _stack(positions, copies))
+    hidden = list(output.hidden_states[1:]) if layers else []
+    heads = list(rules.head_contexts) if layers else []
+    wrt = [embedded, word, position, token_type] + hidden + heads
+    grads = torch.autograd.grad(score.sum(), wrt, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
+
+    target_logit = score[:size].detach()
+    result = Explanation(methods=[], scores={}, relevance={}, logits=plain_logits, target=labels,
+                         target_position=positions, target_logit=target_logit, attention_mask=mask,
+                         attentions=output.attentions, backward_passes=rules.counter.backward_passes)
+    keep = mask.unsqueeze(-1).to(embedded.dtype)
+    rows = {c.name: slice(i * size, (i + 1) * size) for i, c in enumerate(slices)}
+    if GRADIENT in slices:
+        part = rows[GRADIENT.name]
+        gradient = grads[0][part] * keep
+        result.relevance["gradient"] = gradient
+        result.relevance["gradient_x_input"] = embedded[part].detach() * gradient
+        for method in ("gradient", "gradient_x_input"):
+            result.scores[method] = reduce_tokens(result.relevance[method], reductions[method]) * mask
+    lrp_slice = [c for c in slices if c is not GRADIENT]
+    if lrp_slice:
+        part = rows[lrp_slice[0].name]
+        result.relevance["lrp"] = embedded[part].detach() * grads[0][part] * keep
+        shares = {name: tensor[part].detach() * grad[part] * keep
+                  for name, tensor, grad in zip(("word", "position", "token_type"),
+                                                (word, position, token_type), grads[1:4])}
+        result.embedding_shares["lrp"] = shares
+        total = shares["word"] + shares["position"] + shares["token_type"]
+        result.scores["lrp"] = reduce_tokens(total, reductions["lrp"]) * mask
+        result.conservation["lrp"] = total.sum((1, 2)) / target_logit
+    if layers:
+        _layer_relevance(result, slices, rows, hidden, heads, grads[4:], mask)
+    return result
+
+
+def _layer_relevance(result, slices, rows, hidden, heads, grads, mask) -> None:
+    """Token relevance (hidden . grad, summed over units) at every layer output and per head."""
+    hidden_grads, head_grads = grads[: len(hidden)], grads[len(hidden):]
+    for composite in slices:
+        method = "gradient_x_input" if composite is GRADIENT else "lrp"
+        part = rows[composite.name]
+        result.layer_scores[method] = [(h[part].detach() * g[part]).sum(-1) * mask
+                                       for h, g in zip(hidden, hidden_grads)]
+        result.head_scores[method] = [(c[part].detach() * g[part]).sum(-1) * mask[:, None, :]
+                                      for c, g in zip(heads, head_grads)]
+
+
+def _attention_only(model, task, inputs, target) -> Explanation:
+    with torch.no_grad():
+        output = model(**inputs, output_attentions=True)
+    logits = _logits(output)
+    labels, positions = _resolve_target(model, task, logits, target)
+    return Explanation(methods=[], scores={}, relevance={}, logits=logits, target=labels,
+                       target_position=positions, target_logit=_select(logits, labels, positions),
+                       attention_mask=inputs["attention_mask"], attentions=output.attentions)

@@ -1,0 +1,43 @@
+"""Word-level views: merge word-piece scores into the words of the original text."""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+
+
+def merge_word_pieces(scores: torch.Tensor, encoding, index: int = 0) -> List[dict]:
+    """Sum the ``[seq]`` token ``scores`` of example ``index`` over the pieces of each word.
+
+    Uses the tokenizer's ``word_ids``/``sequence_ids``/``offsets``; special and padding tokens are
+    left out. Returns ``[{"word", "start", "end", "sequence", "score", "pieces"}]`` in text order;
+    the word scores sum exactly to the sum of the non-special token scores.
+    """
+    word_ids = encoding.word_ids[index]
+    sequence_ids = encoding.sequence_ids[index]
+    offsets = encoding.offsets[index]
+    tokens = encoding.tokens[index]
+    texts = encoding.texts[index] if hasattr(encoding, "texts") else (None, None)
+    words: List[dict] = []
+    by_key = {}
+    for position, (word, sequence) in enumerate(zip(word_ids, sequence_ids)):
+        if word is None:
+            continue
+        key = (sequence, word)
+        start, end = offsets[position]
+        if key not in by_key:
+            by_key[key] = {"word": "", "start": start, "end": end, "sequence": sequence,
+                           "score": 0.0, "pieces": [], "positions": []}
+            words.append(by_key[key])
+        entry = by_key[key]
+        entry["start"], entry["end"] = min(entry["start"], start), max(entry["end"], end)
+        entry["score"] += float(scores[position])
+        entry["pieces"].append(tokens[position])
+        entry["positions"].append(position)
+    for entry in words:
+        text = texts[entry["sequence"] or 0] if texts and texts[entry["sequence"] or 0] is not None else None
+        if isinstance(text, str):
+            entry["word"] = text[entry["start"]:entry["end"]]
+        else:
+            entry["word"] = "".join(p[2:] if p.startswith("##") else p for p in entry["pieces"])
+    return words
