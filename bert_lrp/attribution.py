@@ -57,6 +57,7 @@ class Explanation:
     attentions: Optional[Tuple[torch.Tensor, ...]] = None
     tokens: Optional[List[List[str]]] = None
     encoding: Optional[dict] = None
+    forward_passes: int = 0
     backward_passes: int = 0
 
     @property
@@ -302,7 +303,8 @@ def _one_pass(model, task, inputs, target, slices, need_attention, layers, reduc
     target_logit = score[:size].detach()
     result = Explanation(methods=[], scores={}, relevance={}, logits=plain_logits, target=labels,
                          target_position=positions, target_logit=target_logit, attention_mask=mask,
-                         attentions=output.attentions, backward_passes=rules.counter.backward_passes)
+                         attentions=output.attentions, forward_passes=rules.counter.forward_passes,
+                         backward_passes=rules.counter.backward_passes)
     keep = mask.unsqueeze(-1).to(embedded.dtype)
     rows = {c.name: slice(i * size, (i + 1) * size) for i, c in enumerate(slices)}
     if GRADIENT in slices:

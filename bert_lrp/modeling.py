@@ -20,6 +20,7 @@ from . import ops
 from .checkpoint import PretrainedMixin
 from .composites import RuleSet
 from .config import BertConfig
+from .legacy import LegacyAttributionMixin
 from .outputs import (BaseModelOutputWithPooling, MaskedLMOutput, PreTrainingOutput,
                       SequenceClassifierOutput, TokenClassifierOutput)
 
@@ -300,7 +301,7 @@ def _finish(output, return_dict: bool):
     return output if return_dict else output.to_tuple()
 
 
-class BertForSequenceClassification(BertPreTrainedModel):
+class BertForSequenceClassification(LegacyAttributionMixin, BertPreTrainedModel):
     """BERT + dropout + linear classifier on the pooled [CLS] state. Logits ``[batch, num_labels]``."""
 
     def __init__(self, config: BertConfig, num_labels: Optional[int] = None, init_lrp: bool = False) -> None:
@@ -319,9 +320,12 @@ class BertForSequenceClassification(BertPreTrainedModel):
                 inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
                 return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         _reject_unknown(unused)
+        if rules is None:
+            self._remember_inputs(input_ids, attention_mask, token_type_ids)
         encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                             output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
-        logits = ops.linear(self.dropout(encoded.pooler_output), self.classifier, rules)
+        pooled = encoded.pooler_output if encoded.pooler_output is not None else encoded.last_hidden_state[:, 0]
+        logits = ops.linear(self.dropout(pooled), self.classifier, rules)
         loss = None if labels is None else self._loss(logits, labels)
         return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 

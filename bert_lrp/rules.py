@@ -247,9 +247,10 @@ class BilinearRule(torch.autograd.Function):
 
 
 class BackwardCounter:
-    """Counts how many times relevance enters the model's graph (one per backward pass)."""
+    """Counts the passes through the model's output: forwards, and backwards (relevance entering the graph)."""
 
     def __init__(self) -> None:
+        self.forward_passes = 0
         self.backward_passes = 0
 
 
@@ -259,6 +260,8 @@ class RelevanceSource(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, counter: Optional[BackwardCounter]):
         ctx.counter = counter
+        if counter is not None:
+            counter.forward_passes += 1
         return logits.view_as(logits)
 
     @staticmethod
