@@ -64,14 +64,16 @@ class ChecksumError(TFCheckpointError):
 #
 # The CRC register update is linear over GF(2). With a zero initial register ("raw" CRC),
 # raw(A + B) = shift_{len(B)}(raw(A)) ^ raw(B), where shift_n is the linear map "feed n zero
-# bytes". We therefore (1) compute the raw CRC of every 8-byte word at once with eight byte
-# tables, then (2) fold neighbouring pairs level by level (a tree of depth log2(n/8)), each level
-# applying shift_{8 * 2**k} through four 256-entry tables. Everything runs on whole numpy arrays.
+# bytes". We therefore (1) compute the raw CRC of every 64-byte block at once, as the XOR of 64
+# byte-table lookups (one table per byte position), then (2) fold neighbouring pairs level by
+# level (a tree of depth log2(n/64)), each level applying shift_{64 * 2**k} through four
+# 256-entry tables. Everything runs on whole numpy arrays; only the last < 64 bytes are looped.
 
 _POLY = 0x82F63B78  # reflected Castagnoli polynomial
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
-_CRC_CHUNK = 1 << 22  # bytes hashed per vectorised pass (bounds temporary memory to ~3 MB)
+_BLOCK = 64  # bytes per leaf of the reduction tree
+_CRC_CHUNK = 1 << 20  # bytes hashed per vectorised pass (multiple of _BLOCK; bounds temporaries)
 _MAX_LEVELS = 40
 
 
@@ -83,10 +85,10 @@ def _byte_table() -> np.ndarray:
     return table
 
 
-def _slice_tables(t0: np.ndarray) -> np.ndarray:
-    """``tables[k][b]``: CRC of byte ``b`` followed by ``k`` zero bytes (slicing-by-8 tables)."""
+def _leaf_tables(t0: np.ndarray) -> np.ndarray:
+    """``tables[k][b]``: raw CRC of byte ``b`` followed by ``k`` zero bytes, k < _BLOCK."""
     tables = [t0]
-    for _ in range(7):
+    for _ in range(_BLOCK - 1):
         prev = tables[-1]
         tables.append((prev >> 8) ^ t0[prev & 0xFF])
     return np.stack(tables).astype(np.uint32)
@@ -103,42 +105,39 @@ def _apply_op(op: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _zero_shift_ops(t0: np.ndarray) -> np.ndarray:
-    """``ops[k]``: tables of the map "feed 8 * 2**k zero bytes" for k = 0.._MAX_LEVELS-1."""
+    """``ops[k]``: tables of the map "feed _BLOCK * 2**k zero bytes" for k < _MAX_LEVELS."""
     basis = np.arange(256, dtype=np.uint32)
-    # Start from the identity and feed one zero byte eight times.
-    op = np.stack([basis << np.uint32(8 * i) for i in range(4)]).astype(np.uint32)
-    for _ in range(8):
-        op = (op >> 8) ^ t0[op & 0xFF]
+    op = np.stack([basis << np.uint32(8 * i) for i in range(4)]).astype(np.uint32)  # identity
+    for _ in range(_BLOCK):
+        op = (op >> 8) ^ t0[op & 0xFF]  # feed one zero byte
     ops = [op]
     for _ in range(_MAX_LEVELS - 1):
         op = _apply_op(op, op)  # composing a shift with itself doubles its length
         ops.append(op)
-    out = np.stack(ops).astype(np.uint32)
-    out.setflags(write=False)
-    return out
+    return np.stack(ops).astype(np.uint32)
 
 
 _T0 = _byte_table()
-_SLICE8 = _slice_tables(_T0)
+_LEAF = _leaf_tables(_T0)
 _SHIFT_OPS = _zero_shift_ops(_T0)
-for _arr in (_T0, _SLICE8):
-    _arr.setflags(write=False)
-del _arr
+for _table in (_T0, _LEAF, _SHIFT_OPS):
+    _table.setflags(write=False)
+del _table
 
 
 def _raw_update_bytes(reg: int, data: bytes) -> int:
-    """Byte-at-a-time register update (used for at most 7 trailing bytes)."""
+    """Byte-at-a-time register update (used for at most _BLOCK - 1 trailing bytes)."""
     for byte in data:
         reg = int(_T0[(reg ^ byte) & 0xFF]) ^ (reg >> 8)
     return reg
 
 
-def _raw_update_words(reg: int, words: np.ndarray) -> int:
-    """Register update over a non-empty array of little-endian 8-byte words (uint8 view, n x 8)."""
-    crcs = _SLICE8[7][words[:, 0]]
-    for k in range(1, 8):
-        crcs ^= _SLICE8[7 - k][words[:, k]]
-    # Feeding `reg` then word 0 equals shift_8(reg) ^ raw(word 0).
+def _raw_update_blocks(reg: int, blocks: np.ndarray) -> int:
+    """Register update over a non-empty ``(n, _BLOCK)`` uint8 array of consecutive blocks."""
+    crcs = _LEAF[_BLOCK - 1][blocks[:, 0]]
+    for k in range(1, _BLOCK):
+        crcs ^= _LEAF[_BLOCK - 1 - k][blocks[:, k]]
+    # Feeding `reg` then block 0 equals shift_BLOCK(reg) ^ raw(block 0).
     crcs[0] ^= _apply_op(_SHIFT_OPS[0], np.array([reg], dtype=np.uint32))[0]
     level = 0
     while crcs.shape[0] > 1:
@@ -156,10 +155,10 @@ def crc32c(data: Union[bytes, bytearray, memoryview, np.ndarray], crc: int = 0) 
     reg = (crc ^ _U32) & _U32
     for start in range(0, buf.shape[0], _CRC_CHUNK):
         chunk = buf[start : start + _CRC_CHUNK]
-        n_words = chunk.shape[0] // 8
-        if n_words:
-            reg = _raw_update_words(reg, chunk[: n_words * 8].reshape(n_words, 8))
-        reg = _raw_update_bytes(reg, chunk[n_words * 8 :].tobytes())
+        n_blocks = chunk.shape[0] // _BLOCK
+        if n_blocks:
+            reg = _raw_update_blocks(reg, chunk[: n_blocks * _BLOCK].reshape(n_blocks, _BLOCK))
+        reg = _raw_update_bytes(reg, chunk[n_blocks * _BLOCK :].tobytes())
     return reg ^ _U32
 
 
