@@ -1,0 +1,139 @@
+"""Terminal views of explanations: relevance colours, word lines, readable without colour.
+
+Colours: red for relevance *for* the explained output, blue *against*, white at 0. Intensity is
+``|score| / scale`` (clipped to 1) with ``scale`` the largest absolute word score of the method, so
+each method is normalised on its own, symmetrically around 0. The "redness" (red minus blue
+channel) is ``255 * score / scale``: strictly increasing in the score.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+RGB = Tuple[int, int, int]
+
+METHOD_NAMES = {
+    "lrp": "LRP", "gradient": "GS (gradient)", "gradient_x_input": "GI (gradient x input)",
+    "lat": "LAT", "rollout": "rollout", "integrated_gradients": "IG", "random": "random",
+}
+
+
+def method_title(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
+def symmetric_scale(scores: Iterable[float]) -> float:
+    """Largest absolute score (1.0 when all are 0, so that everything maps to white)."""
+    values = [abs(float(s)) for s in scores if math.isfinite(float(s))]
+    top = max(values, default=0.0)
+    return top if top > 0 else 1.0
+
+
+def intensity(score: float, scale: float) -> float:
+    """Signed intensity in [-1, 1]: ``score / scale`` clipped."""
+    if not math.isfinite(score) or scale <= 0:
+        return 0.0
+    return max(-1.0, min(1.0, score / scale))
+
+
+def relevance_rgb(score: float, scale: float) -> RGB:
+    """White at 0, pure red (255, 0, 0) at +scale, pure blue (0, 0, 255) at -scale."""
+    a = intensity(score, scale)
+    fade = int(round(255 * (1 - abs(a))))
+    return (255, fade, fade) if a >= 0 else (fade, fade, 255)
+
+
+def text_rgb(background: RGB) -> RGB:
+    """Black or white text, whichever reads better on ``background``."""
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
+
+
+# ------------------------------------------------------------------- terminal colour
+def colour_mode(stream=None, force: Optional[str] = None) -> str:
+    """``truecolor``, ``256`` or ``none``. ``none`` unless ``stream`` is a terminal (or ``force``);
+    ``NO_COLOR`` disables colour, ``COLORTERM=truecolor|24bit`` selects 24-bit colour."""
+    if force:
+        if force not in ("truecolor", "256", "none"):
+            raise ValueError(f"unknown colour mode {force!r}; choose truecolor, 256 or none")
+        return force
+    stream = sys.stdout if stream is None else stream
+    if os.environ.get("NO_COLOR") or not getattr(stream, "isatty", lambda: False)():
+        return "none"
+    if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
+        return "truecolor"
+    return "256"
+
+
+def _cube(value: int) -> int:
+    """Nearest level (0-5) of the xterm 6x6x6 colour cube."""
+    levels = (0, 95, 135, 175, 215, 255)
+    return min(range(6), key=lambda i: abs(levels[i] - value))
+
+
+def ansi_background(rgb: RGB, mode: str) -> str:
+    r, g, b = rgb
+    fr, fg, fb = text_rgb(rgb)
+    if mode == "truecolor":
+        return f"\x1b[48;2;{r};{g};{b}m\x1b[38;2;{fr};{fg};{fb}m"
+    if mode == "256":
+        index = 16 + 36 * _cube(r) + 6 * _cube(g) + _cube(b)
+        return f"\x1b[48;5;{index}m\x1b[{30 if (fr, fg, fb) == (0, 0, 0) else 97}m"
+    return ""
+
+
+RESET = "\x1b[0m"
+
+
+def format_score(score: float) -> str:
+    return f"{score:+.3f}" if abs(score) >= 1e-3 or score == 0 else f"{score:+.1e}"
+
+
+def coloured_words(words: Sequence[Tuple[str, float]], mode: str, scale: Optional[float] = None) -> str:
+    """One line of words. With colour: each word on its relevance colour. Without: ``word[+0.123]``."""
+    scale = symmetric_scale(s for _, s in words) if scale is None else scale
+    parts = []
+    for word, score in words:
+        if mode == "none":
+            parts.append(f"{word}[{format_score(score)}]")
+        else:
+            parts.append(f"{ansi_background(relevance_rgb(score, scale), mode)}{word}{RESET}")
+    return " ".join(parts)
+
+
+def legend_line(mode: str) -> str:
+    if mode == "none":
+        return "scores in brackets: > 0 speaks for the explained label, < 0 against it"
+    samples = [(-1.0, " against "), (-0.5, "  "), (0.0, "  "), (0.5, "  "), (1.0, " for ")]
+    return "legend: " + "".join(f"{ansi_background(relevance_rgb(v, 1.0), mode)}{t}{RESET}" for v, t in samples)
+
+
+def render_terminal(report: dict, mode: str = "none") -> str:
+    """Text for one example of :func:`bert_lrp.explain_cli.build_report`'s output."""
+    lines: List[str] = []
+    text = report["text"] if report.get("pair") is None else f"{report['text']}  ||  {report['pair']}"
+    lines.append(f"text: {text}")
+    probs = ", ".join(f"{label} {p:.3f}" for label, p in report["probabilities"].items())
+    if report.get("target_word") is not None:
+        tw = report["target_word"]
+        lines.append(f"word {tw['index']} {tw['word']!r} (token {tw['position']}): predicted "
+                     f"{report['prediction']} ({probs}); explaining {report['target']}")
+    else:
+        lines.append(f"prediction: {report['prediction']} ({probs}); explaining {report['target']}")
+    lines.append(legend_line(mode))
+    width = max(len(method_title(m)) for m in report["methods"]) if report["methods"] else 0
+    for method in report["methods"]:
+        entry = report["scores"][method]
+        words = [(w["word"], w["score"]) for w in entry["words"]]
+        lines.append(f"{method_title(method):<{width}}  {coloured_words(words, mode)}")
+    if report.get("conservation"):
+        lines.append("conservation (sum of relevance / explained logit): " + ", ".join(
+            f"{method_title(m)} {v:.4f}" for m, v in report["conservation"].items()))
+    shares = report.get("embedding_shares")
+    if shares:
+        total = sum(shares.values())
+        lines.append("relevance of the word by embedding part (LRP): " + ", ".join(
+            f"{name} {value:+.4f}" + (f" ({100 * value / total:.0f}%)" if total else "") for name, value in shares.items()))
+    return "\n".join(lines)
