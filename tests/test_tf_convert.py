@@ -194,9 +194,56 @@ def test_shape_mismatch_names_tensor_and_both_shapes(tmp_path):
     config = json.loads(CONFIG.read_text())
     config["intermediate_size"] = 40
     (tmp_path / "bert_config.json").write_text(json.dumps(config))
-    with pytest.raises(ConversionError, match=r"'bert/encoder/layer_0/intermediate/dense/bias' has shape \[37\]"
-                                              r".*'bert\.encoder\.layer\.0\.intermediate\.dense\.bias' has shape \[40\]"):
+    expected = (r"'bert/encoder/layer_0/intermediate/dense/bias' has shape \[37\]"
+                r".*'bert\.encoder\.layer\.0\.intermediate\.dense\.bias' has shape \[40\]")
+    with pytest.raises(ConversionError, match=expected):
         convert_tf_to_model(PT_PREFIX, tmp_path / "bert_config.json")
+
+
+def _bundle_writer():
+    """``write_bundle`` from the reader tests (loaded by path, whatever pytest's import mode)."""
+    path = Path(__file__).with_name("test_tf_checkpoint.py")
+    spec = importlib.util.spec_from_file_location("_tf_bundle_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_bundle
+
+
+_DTYPE_ENUMS = {np.dtype(np.float32): 1, np.dtype(np.float16): 19, np.dtype(np.int64): 9}
+
+
+def _rewrite_fixture(prefix: Path, rename, dtype=None, num_shards: int = 1, extra=None) -> None:
+    """Re-save the classifier fixture's variables under new names / dtype / shard layout."""
+    tensors = {}
+    for i, (name, value) in enumerate(np.load(CLASSIFIER / "tf_variables.npz").items()):
+        if dtype is not None and value.dtype == np.float32:
+            value = value.astype(dtype)
+        tensors[rename(name)] = (_DTYPE_ENUMS[value.dtype], value.shape, value.tobytes(), i % num_shards)
+    tensors.update(extra or {})
+    _bundle_writer()(prefix, tensors, num_shards=num_shards)
+
+
+@needs_fixtures
+def test_tf2_object_based_names_across_shards_convert_to_reference_logits(tmp_path):
+    extra = {"_CHECKPOINTABLE_OBJECT_GRAPH": (7, (), b"\x00", 0),
+             "save_counter/.ATTRIBUTES/VARIABLE_VALUE": (9, (), np.int64(1).tobytes(), 1)}
+    _rewrite_fixture(tmp_path / "ckpt", lambda n: n + "/.ATTRIBUTES/VARIABLE_VALUE", num_shards=3, extra=extra)
+    model, report = convert_tf_to_model(tmp_path / "ckpt", CLASSIFIER / "bert_config.json")
+    assert report.head == "classifier" and report.unmapped == []
+    assert "_CHECKPOINTABLE_OBJECT_GRAPH" in report.skipped
+    inputs, expected = next(_batches(CLASSIFIER))
+    with torch.no_grad():
+        assert _max_diff(model(**inputs).logits, expected["logits"]) <= 1e-5
+
+
+@needs_fixtures
+def test_float16_checkpoint_is_upcast_into_float32_parameters(tmp_path):
+    _rewrite_fixture(tmp_path / "ckpt", lambda n: n, dtype=np.float16)
+    model, _ = convert_tf_to_model(tmp_path / "ckpt", CLASSIFIER / "bert_config.json")
+    stored = np.load(CLASSIFIER / "tf_variables.npz")["bert/pooler/dense/kernel"].astype(np.float16)
+    weight = model.bert.pooler.dense.weight
+    assert weight.dtype == torch.float32
+    np.testing.assert_array_equal(weight.detach().numpy(), stored.T.astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------------
