@@ -384,6 +384,8 @@ def _parse_entry(name: str, value: memoryview, source: str) -> TensorInfo:
 _FOOTER_SIZE = 48
 _MAGIC = 0xDB4775248B80FB57
 _TRAILER_SIZE = 5
+_MAX_KEY_BYTES = 1 << 16  # tensor names are far shorter; bounds work done per (prefix-compressed) key
+_KEY_AMPLIFICATION = 64  # decoded key bytes may exceed the index size at most this many times
 
 
 def _read_block(index: bytes, handle: Tuple[int, int], source: str, what: str) -> memoryview:
@@ -426,6 +428,8 @@ def _block_entries(block: memoryview, source: str, what: str) -> Iterator[Tuple[
         shared, non_shared, value_len = buf.varint(5), buf.varint(5), buf.varint(5)
         if shared > len(key):
             raise buf.error(f"key shares {shared} bytes with a {len(key)}-byte previous key")
+        if shared + non_shared > _MAX_KEY_BYTES:
+            raise buf.error(f"key of {shared + non_shared} bytes exceeds {_MAX_KEY_BYTES}")
         key = key[:shared] + bytes(buf.take(non_shared))
         yield key, buf.take(value_len)
 
@@ -449,11 +453,18 @@ def _table_entries(index: bytes, source: str) -> Iterator[Tuple[bytes, memoryvie
     index_handle = (handles.varint(), handles.varint())
     index_block = _read_block(index, index_handle, source, "index block")
     previous: Optional[bytes] = None
+    next_offset, key_budget = 0, _KEY_AMPLIFICATION * len(index)
     for sep, handle_bytes in _block_entries(index_block, source, "index block"):
         handle = _parse_handle(handle_bytes, source, f"block handle for {bytes(sep)!r}")
+        if handle[0] < next_offset:
+            raise CheckpointFormatError(f"{source}: data block at byte {handle[0]} overlaps the previous one")
+        next_offset = handle[0] + handle[1] + _TRAILER_SIZE
         for key, value in _block_entries(_read_block(index, handle, source, "data block"), source, "data block"):
             if previous is not None and key <= previous:
                 raise CheckpointFormatError(f"{source}: keys out of order: {key!r} after {previous!r}")
+            key_budget -= len(key)
+            if key_budget < 0:
+                raise CheckpointFormatError(f"{source}: implausibly many key bytes for a {len(index)}-byte index")
             previous = key
             yield key, value
 

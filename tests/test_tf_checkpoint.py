@@ -84,13 +84,13 @@ def _with_trailer(contents: bytes) -> bytes:
     return contents + b"\x00" + mask_crc(crc32c(contents + b"\x00")).to_bytes(4, "little")
 
 
-def sstable(data_block: bytes) -> bytes:
+def sstable(data_block: bytes, handle_copies: int = 1) -> bytes:
     """Wrap raw data-block contents into a complete SSTable (metaindex, index, footer)."""
     out = _with_trailer(data_block)
     meta_handle = _varint(len(out)) + _varint(len(_block([])))
     out += _with_trailer(_block([]))
     data_handle = _varint(0) + _varint(len(data_block))
-    index = _block([(b"\xff" * 8, data_handle)])
+    index = _block([(b"\xff" * 8 + bytes([i]), data_handle) for i in range(handle_copies)])
     index_handle = _varint(len(out)) + _varint(len(index))
     out += _with_trailer(index)
     footer = (meta_handle + index_handle).ljust(40, b"\x00")
@@ -366,6 +366,39 @@ def test_overlong_varint_is_a_format_error(tmp_path):
 def test_length_beyond_remaining_bytes_is_a_format_error(tmp_path):
     _write_single_entry(tmp_path / "ckpt", _varint(2 << 3 | 2) + _varint(10**12))
     with pytest.raises(CheckpointFormatError, match="exceeds the 0 remaining bytes"):
+        TFCheckpointReader(tmp_path / "ckpt")
+
+
+def _header_entry() -> bytes:
+    header = _field(1, 1) + _field(3, _field(1, 1), 2)
+    return _varint(0) + _varint(0) + _varint(len(header)) + header
+
+
+def test_prefix_compression_bomb_is_rejected_quickly(tmp_path):
+    # One 60 kB key, then 60k entries of 5 bytes, each re-sharing almost all of it (increasing keys
+    # 0...01 of decreasing length): without a budget the reader would copy ~1.8 GB of keys.
+    long_key = b"\x00" * 59_999 + b"\x01"
+    body = bytearray(_header_entry() + _varint(0) + _varint(len(long_key)) + _varint(0) + long_key)
+    for shared in range(59_998, 0, -1):
+        body += _varint(shared) + _varint(1) + _varint(0) + b"\x01"
+    block = bytes(body) + (0).to_bytes(4, "little") + (1).to_bytes(4, "little")
+    (tmp_path / "ckpt.index").write_bytes(sstable(block))
+    with pytest.raises(CheckpointFormatError, match="implausibly many key bytes"):
+        TFCheckpointReader(tmp_path / "ckpt")
+
+
+def test_index_pointing_twice_at_one_data_block_is_rejected(tmp_path):
+    block = _block([(b"", _field(1, 1) + _field(3, _field(1, 1), 2))])
+    (tmp_path / "ckpt.index").write_bytes(sstable(block, handle_copies=2))
+    with pytest.raises(CheckpointFormatError, match="overlaps the previous one"):
+        TFCheckpointReader(tmp_path / "ckpt")
+
+
+def test_overlong_key_is_rejected(tmp_path):
+    key = b"k" * 70_000
+    block = _block([(b"", _field(1, 1) + _field(3, _field(1, 1), 2)), (key, b"")])
+    (tmp_path / "ckpt.index").write_bytes(sstable(block))
+    with pytest.raises(CheckpointFormatError, match="key of 70000 bytes exceeds"):
         TFCheckpointReader(tmp_path / "ckpt")
 
 
