@@ -277,7 +277,7 @@ class BertModel(BertPreTrainedModel):
             embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, rules=rules)
         shape = tuple(embedding_output.shape[:2])
         mask = additive_mask(attention_mask, shape, embedding_output.dtype)
-        need_probabilities = output_attentions or rules is not None
+        need_probabilities = output_attentions
         hidden = embedding_output
         all_hidden, all_attentions = [hidden], []
         for layer in self.encoder.layer:

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .composites import RuleSet
-from .rules import (ActivationRule, BilinearRule, LayerNormRule, LinearRule, SoftmaxRule,
-                    activation_forward)
+from .rules import ActivationRule, AttentionRule, LayerNormRule, LinearRule, activation_forward
 
 
 def linear(x: torch.Tensor, layer: nn.Linear, rules: Optional[RuleSet]) -> torch.Tensor:
@@ -38,22 +37,19 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask:
 
     ``query``, ``key``, ``value``: ``[batch, heads, seq, head_size]``; ``mask``: additive,
     broadcastable to ``[batch, heads, seq, seq]``. Returns the context ``[batch, heads, seq,
-    head_size]`` and, if asked or under rules, the probabilities ``[batch, heads, seq, seq]``.
+    head_size]`` and, if asked, the probabilities ``[batch, heads, seq, seq]``. Under rules, one
+    :class:`AttentionRule` applies the softmax and bilinear rules (attribution runs in eval mode,
+    without dropout).
     """
-    if rules is None and not need_probabilities:
+    if rules is not None:
+        return AttentionRule.apply(query, key, value, mask, rules.modes("softmax"), rules.modes("bilinear"),
+                                   need_probabilities)
+    if not need_probabilities:
         context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
         return context, None
-    scale = 1.0 / math.sqrt(query.shape[-1])
-    if rules is None:
-        scores = query @ key.transpose(-1, -2)
-    else:
-        scores = BilinearRule.apply(query, key.transpose(-1, -2), rules.modes("bilinear"))
-    scores = scores * scale
+    scores = (query @ key.transpose(-1, -2)) * (1.0 / math.sqrt(query.shape[-1]))
     if mask is not None:
         scores = scores + mask
-    if rules is None:
-        probabilities = torch.softmax(scores, dim=-1)
-        weights = F.dropout(probabilities, dropout) if dropout > 0 else probabilities
-        return weights @ value, probabilities
-    probabilities = SoftmaxRule.apply(scores, rules.modes("softmax"))
-    return BilinearRule.apply(probabilities, value, rules.modes("bilinear")), probabilities
+    probabilities = torch.softmax(scores, dim=-1)
+    weights = F.dropout(probabilities, dropout) if dropout > 0 else probabilities
+    return weights @ value, probabilities

@@ -14,14 +14,16 @@ backward returns the gradient prescribed by a rule *mode*:
                    ``constant`` (the attention probabilities pass no relevance, CP-LRP).
 - ``bilinear``:    ``gradient`` or ``uniform`` (each operand of a @ b gets half the relevance).
 
-A batch may be stacked from several slices of equal size, one mode per slice (``modes`` is a
-tuple with one entry per slice along dim 0): that is how one backward pass yields the plain
-gradient (for GS and GI) and LRP together.
+Stacked batches: to get several methods from one backward pass, the batch holds ``n`` identical
+copies of the inputs, one per method (``modes`` has one entry per copy, along dim 0). Because the
+copies are identical, each Function computes its forward on the first copy only and repeats the
+result, and saves one copy for the backward; the backward applies each copy's rule to its slice
+of the gradient. The forward therefore costs about one pass whatever the number of methods.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +31,24 @@ import torch.nn.functional as F
 Modes = Tuple[str, ...]
 
 
-def _by_slice(grad: torch.Tensor, modes: Modes, rule: Callable[[torch.Tensor, str, slice], torch.Tensor]) -> torch.Tensor:
-    """Apply ``rule(grad_slice, mode, rows)`` to each slice of the stacked batch and re-join."""
-    if len(modes) == 1 or len(set(modes)) == 1:
-        return rule(grad, modes[0], slice(None))
-    size = grad.shape[0] // len(modes)
-    parts = [rule(grad[i * size:(i + 1) * size], mode, slice(i * size, (i + 1) * size))
-             for i, mode in enumerate(modes)]
-    return torch.cat(parts, dim=0)
+# ------------------------------------------------------------------------------- helpers
+def _first_copy(x: torch.Tensor, modes: Modes) -> torch.Tensor:
+    return x if len(modes) == 1 else x[: x.shape[0] // len(modes)]
+
+
+def _repeat(y: torch.Tensor, modes: Modes) -> torch.Tensor:
+    return y if len(modes) == 1 else y.repeat(len(modes), *([1] * (y.dim() - 1)))
+
+
+def _by_slice(grad: torch.Tensor, modes: Modes, rule: Callable[[torch.Tensor, str], torch.Tensor]) -> torch.Tensor:
+    """Apply ``rule(grad_slice, mode)`` to each copy's slice of the gradient and re-join."""
+    if len(set(modes)) == 1:
+        if len(modes) == 1:
+            return rule(grad, modes[0])
+        size = grad.shape[0] // len(modes)
+        result = rule(grad.reshape(len(modes), size, *grad.shape[1:]), modes[0])
+        return result.reshape(-1, *result.shape[2:])
+    return torch.cat([rule(part, mode) for part, mode in zip(grad.chunk(len(modes)), modes)], dim=0)
 
 
 def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
@@ -45,34 +57,40 @@ def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Te
     return torch.where(zero, torch.zeros_like(numerator), numerator / torch.where(zero, torch.ones_like(denominator), denominator))
 
 
+def _check(kind: str, mode: str, known: Tuple[str, ...]) -> None:
+    if mode not in known:
+        raise ValueError(f"unknown {kind} rule {mode!r}; choose from {', '.join(known)}")
+
+
+# -------------------------------------------------------------------------------- linear
 class LinearRule(torch.autograd.Function):
     """``y = x @ W.T + b`` for ``x [..., in]``, ``W [out, in]``."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, modes: Modes, epsilon: float, alpha: float):
-        ctx.save_for_backward(x, weight, bias)
+        for mode in modes:
+            _check("linear", mode, ("gradient", "epsilon", "alpha_beta"))
+        x0 = _first_copy(x, modes)
+        ctx.save_for_backward(x0, weight, bias)
         ctx.modes, ctx.epsilon, ctx.alpha = modes, epsilon, alpha
-        return F.linear(x, weight, bias)
+        return _repeat(F.linear(x0, weight, bias), modes)
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, bias = ctx.saved_tensors
+        x0, weight, bias = ctx.saved_tensors
 
-        def rule(g: torch.Tensor, mode: str, rows: slice) -> torch.Tensor:
+        def rule(g: torch.Tensor, mode: str) -> torch.Tensor:
             if mode == "gradient":
                 return g @ weight
-            xs = x[rows]
             if mode == "epsilon":
-                z = F.linear(xs, weight, bias)
-                stabilised = z + ctx.epsilon * torch.where(z >= 0, 1.0, -1.0)
-                return (g * z / stabilised) @ weight
-            if mode == "alpha_beta":
-                return _alpha_beta_gradient(xs, weight, bias, g, ctx.alpha)
-            raise ValueError(f"unknown linear rule {mode!r}")
+                z = F.linear(x0, weight, bias)
+                return (g * z / (z + ctx.epsilon * torch.where(z >= 0, 1.0, -1.0))) @ weight
+            return _alpha_beta_gradient(x0, weight, bias, g, ctx.alpha)
 
         grad_x = _by_slice(grad, ctx.modes, rule) if ctx.needs_input_grad[0] else None
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
+            x = _repeat(x0, ctx.modes)
             grad_w = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
         if bias is not None and ctx.needs_input_grad[2]:
             grad_b = grad.reshape(-1, grad.shape[-1]).sum(0)
@@ -98,60 +116,49 @@ def _alpha_beta_gradient(x, weight, bias, g, alpha: float, eps: float = 1e-7) ->
     return torch.sign(x) * contribution * scale
 
 
+# ---------------------------------------------------------------------------- layer norm
 class LayerNormRule(torch.autograd.Function):
     """LayerNorm over the last dim: ``y = (x - mean) / sqrt(var + eps) * w + b``."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps: float, modes: Modes):
-        mean = x.mean(-1, keepdim=True)
-        centred = x - mean
-        inv_std = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps)
-        normalised = centred * inv_std
-        ctx.save_for_backward(normalised, inv_std, weight)
+        for mode in modes:
+            _check("layer_norm", mode, ("gradient", "constant_std"))
+        x0 = _first_copy(x, modes)
+        y, mean, inv_std = torch.native_layer_norm(x0, (x0.shape[-1],), weight, bias, eps)
+        ctx.save_for_backward(x0, mean, inv_std, weight)
         ctx.modes = modes
-        return torch.addcmul(bias, normalised, weight)
+        return _repeat(y, modes)
 
     @staticmethod
     def backward(ctx, grad):
-        normalised, inv_std, weight = ctx.saved_tensors
+        x0, mean, inv_std, weight = ctx.saved_tensors
+        normalised: List[Optional[torch.Tensor]] = [None]
 
-        def rule(g: torch.Tensor, mode: str, rows: slice) -> torch.Tensor:
+        def xhat() -> torch.Tensor:
+            if normalised[0] is None:
+                normalised[0] = (x0 - mean) * inv_std
+            return normalised[0]
+
+        def rule(g: torch.Tensor, mode: str) -> torch.Tensor:
             gw = g * weight
             centred = gw - gw.mean(-1, keepdim=True)
             if mode == "constant_std":
-                return centred * inv_std[rows]
-            if mode == "gradient":
-                xhat = normalised[rows]
-                return (centred - xhat * (gw * xhat).mean(-1, keepdim=True)) * inv_std[rows]
-            raise ValueError(f"unknown layer_norm rule {mode!r}")
+                return centred * inv_std
+            return (centred - xhat() * (gw * xhat()).mean(-1, keepdim=True)) * inv_std
 
         grad_x = _by_slice(grad, ctx.modes, rule) if ctx.needs_input_grad[0] else None
-        grad_w = (grad * normalised).reshape(-1, grad.shape[-1]).sum(0) if ctx.needs_input_grad[1] else None
-        grad_b = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.needs_input_grad[2] else None
+        grad_w = grad_b = None
+        if ctx.needs_input_grad[1]:
+            grad_w = (grad * _repeat(xhat(), ctx.modes)).reshape(-1, grad.shape[-1]).sum(0)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.reshape(-1, grad.shape[-1]).sum(0)
         return grad_x, grad_w, grad_b, None, None
 
 
+# --------------------------------------------------------------------------- activations
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def _derivative(name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Derivative of activation ``name`` at ``x`` (``y = f(x)``), written out (no autograd)."""
-    if name == "gelu":
-        return 0.5 * (1.0 + torch.erf(x * _SQRT_HALF)) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    if name in ("gelu_new", "gelu_pytorch_tanh"):
-        k = math.sqrt(2.0 / math.pi)
-        inner = k * (x + 0.044715 * x.pow(3))
-        t = torch.tanh(inner)
-        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x * x)
-    if name == "tanh":
-        return 1.0 - y * y
-    if name == "relu":
-        return (x > 0).to(x.dtype)
-    if name in ("silu", "swish"):
-        s = torch.sigmoid(x)
-        return s * (1.0 + x * (1.0 - s))
-    raise ValueError(f"unknown activation {name!r}")
 
 
 def activation_forward(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -169,83 +176,114 @@ def activation_forward(name: str, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown activation {name!r}")
 
 
+def _derivative(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Derivative of activation ``name`` at ``x``, written out (no autograd)."""
+    if name == "gelu":
+        return 0.5 * (1.0 + torch.erf(x * _SQRT_HALF)) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        k = math.sqrt(2.0 / math.pi)
+        t = torch.tanh(k * (x + 0.044715 * x.pow(3)))
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x * x)
+    if name == "tanh":
+        return 1.0 - torch.tanh(x).pow(2)
+    if name == "relu":
+        return (x > 0).to(x.dtype)
+    if name in ("silu", "swish"):
+        s = torch.sigmoid(x)
+        return s * (1.0 + x * (1.0 - s))
+    raise ValueError(f"unknown activation {name!r}")
+
+
 class ActivationRule(torch.autograd.Function):
     """Element-wise non-linearity (GELU in the FFN, tanh in the pooler)."""
 
     @staticmethod
     def forward(ctx, x, name: str, modes: Modes):
-        y = activation_forward(name, x)
-        ctx.save_for_backward(x, y)
+        for mode in modes:
+            _check("activation", mode, ("gradient", "identity"))
+        x0 = _first_copy(x, modes)
+        y0 = activation_forward(name, x0)
+        # save only what the backward needs: y/x for the identity rule, x for the gradient
+        ratio = _safe_divide(y0, x0) if "identity" in modes else None
+        ctx.save_for_backward(x0 if "gradient" in modes else None, ratio)
         ctx.name, ctx.modes = name, modes
-        return y
+        return _repeat(y0, modes)
 
     @staticmethod
     def backward(ctx, grad):
-        x, y = ctx.saved_tensors
+        x0, ratio = ctx.saved_tensors
 
-        def rule(g: torch.Tensor, mode: str, rows: slice) -> torch.Tensor:
-            if mode == "identity":
-                return g * _safe_divide(y[rows], x[rows])
-            if mode == "gradient":
-                return g * _derivative(ctx.name, x[rows], y[rows])
-            raise ValueError(f"unknown activation rule {mode!r}")
+        def rule(g: torch.Tensor, mode: str) -> torch.Tensor:
+            return g * (ratio if mode == "identity" else _derivative(ctx.name, x0))
 
         return _by_slice(grad, ctx.modes, rule), None, None
 
 
-class SoftmaxRule(torch.autograd.Function):
-    """Softmax over the last dim (attention scores ``[batch, heads, query, key]``)."""
+# ----------------------------------------------------------------------------- attention
+def softmax_rule(probabilities: torch.Tensor, grad: torch.Tensor, mode: str) -> torch.Tensor:
+    """Softmax backward: the Taylor rule (== gradient) or ``constant`` (no relevance)."""
+    if mode == "constant":
+        return torch.zeros_like(grad)
+    return probabilities * (grad - (grad * probabilities).sum(-1, keepdim=True))
+
+
+def bilinear_share(mode: str) -> float:
+    """Fraction of a bilinear product's gradient each factor receives (uniform rule: 1/2)."""
+    return 0.5 if mode == "uniform" else 1.0
+
+
+class AttentionRule(torch.autograd.Function):
+    """Scaled dot-product attention as one Function: ``softmax(Q K^T * scale + mask) @ V``.
+
+    ``query``/``key``/``value``: ``[batch, heads, seq, head_size]``; ``mask``: additive, broadcast
+    to ``[batch, heads, seq, seq]``. The forward runs the fused kernel and saves only Q, K, V (as
+    the fused kernel's own backward does); the backward recomputes the probabilities and applies
+    the ``bilinear`` rule to both products and the ``softmax`` rule between them. Returns the
+    context and, if ``with_probabilities``, the probabilities (not differentiable).
+    """
 
     @staticmethod
-    def forward(ctx, scores, modes: Modes):
-        probabilities = torch.softmax(scores, dim=-1)
-        ctx.save_for_backward(probabilities)
-        ctx.modes = modes
-        return probabilities
+    def forward(ctx, query, key, value, mask, softmax_modes: Modes, bilinear_modes: Modes, with_probabilities: bool):
+        for mode in softmax_modes:
+            _check("softmax", mode, ("gradient", "constant"))
+        for mode in bilinear_modes:
+            _check("bilinear", mode, ("gradient", "uniform"))
+        q, k, v = (_first_copy(t, softmax_modes) for t in (query, key, value))
+        m = None if mask is None else _first_copy(mask, softmax_modes)
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        ctx.save_for_backward(q, k, v, m)
+        ctx.softmax_modes, ctx.bilinear_modes = softmax_modes, bilinear_modes
+        probabilities = _repeat(_probabilities(q, k, m), softmax_modes) if with_probabilities else None
+        if probabilities is not None:
+            ctx.mark_non_differentiable(probabilities)
+        return _repeat(context, softmax_modes), probabilities
 
     @staticmethod
-    def backward(ctx, grad):
-        (probabilities,) = ctx.saved_tensors
-
-        def rule(g: torch.Tensor, mode: str, rows: slice) -> torch.Tensor:
-            if mode == "constant":
-                return torch.zeros_like(g)
-            if mode == "gradient":
-                p = probabilities[rows]
-                return p * (g - (g * p).sum(-1, keepdim=True))
-            raise ValueError(f"unknown softmax rule {mode!r}")
-
-        return _by_slice(grad, ctx.modes, rule), None
-
-
-class BilinearRule(torch.autograd.Function):
-    """Matrix product of two activations, ``a @ b`` (Q @ K^T and A @ V)."""
-
-    @staticmethod
-    def forward(ctx, a, b, modes: Modes):
-        ctx.save_for_backward(a, b)
-        ctx.modes = modes
-        return a @ b
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-
-        def factor(mode: str) -> float:
-            if mode not in ("gradient", "uniform"):
-                raise ValueError(f"unknown bilinear rule {mode!r}")
-            return 0.5 if mode == "uniform" else 1.0
-
-        def scaled(g: torch.Tensor, mode: str, rows: slice) -> torch.Tensor:
-            f = factor(mode)
-            return g * f if f != 1.0 else g
-
-        g = _by_slice(grad, ctx.modes, scaled)
-        grad_a = g @ b.transpose(-1, -2) if ctx.needs_input_grad[0] else None
-        grad_b = a.transpose(-1, -2) @ g if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b, None
+    def backward(ctx, grad_context, _grad_probabilities):
+        q, k, v, m = ctx.saved_tensors
+        probabilities = _probabilities(q, k, m)
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        grads_q, grads_k, grads_v = [], [], []
+        n = len(ctx.softmax_modes)
+        for g, softmax_mode, bilinear_mode in zip(grad_context.chunk(n), ctx.softmax_modes, ctx.bilinear_modes):
+            g = g * bilinear_share(bilinear_mode) if bilinear_mode == "uniform" else g
+            grads_v.append(probabilities.transpose(-1, -2) @ g)
+            grad_scores = softmax_rule(probabilities, g @ v.transpose(-1, -2), softmax_mode)
+            grad_scores = grad_scores * (scale * bilinear_share(bilinear_mode))
+            grads_q.append(grad_scores @ k)
+            grads_k.append(grad_scores.transpose(-1, -2) @ q)
+        join = (lambda parts: parts[0]) if n == 1 else (lambda parts: torch.cat(parts, 0))
+        return join(grads_q), join(grads_k), join(grads_v), None, None, None, None
 
 
+def _probabilities(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
+    if mask is not None:
+        scores = scores + mask
+    return torch.softmax(scores, dim=-1)
+
+
+# -------------------------------------------------------------------------------- source
 class BackwardCounter:
     """Counts the passes through the model's output: forwards, and backwards (relevance entering the graph)."""
 

@@ -8,7 +8,7 @@ from bert_lrp import (BertConfig, BertForMaskedLM, BertForSequenceClassification
                       BertForTokenClassification, explain)
 from bert_lrp.attention_maps import attention_rollout, layerwise_attention_tracing
 from bert_lrp.composites import RuleSet
-from bert_lrp.rules import ActivationRule, BilinearRule, LayerNormRule, LinearRule, SoftmaxRule
+from bert_lrp.rules import ActivationRule, AttentionRule, LayerNormRule, LinearRule, softmax_rule
 
 
 def tiny_config(layers=2, **changes):
@@ -261,28 +261,47 @@ def test_identity_rule_passes_relevance_unchanged_through_gelu():
     torch.testing.assert_close(relevance_in, expected)
 
 
-def test_uniform_rule_gives_each_factor_half():
+def _attention_gradients(softmax_mode, bilinear_mode):
     torch.manual_seed(0)
-    a, b = torch.randn(1, 2, 3), torch.randn(1, 3, 2)
-    relevance_out = torch.randn(1, 2, 2)
-    (relevance_a, relevance_b), _ = _relevance(BilinearRule, [a, b], relevance_out, ("uniform",))
-    torch.testing.assert_close(relevance_a.sum(), relevance_out.sum() / 2, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(relevance_b.sum(), relevance_out.sum() / 2, rtol=1e-5, atol=1e-6)
+    q, k, v = (torch.randn(2, 3, 5, 4, requires_grad=True) for _ in range(3))
+    mask = torch.zeros(2, 1, 1, 5)
+    mask[1, ..., 3:] = torch.finfo(torch.float32).min
+    grad_out = torch.randn(2, 3, 5, 4)
+    context, _ = AttentionRule.apply(q, k, v, mask, (softmax_mode,), (bilinear_mode,), False)
+    ours = torch.autograd.grad(context, (q, k, v), grad_out)
+    plain_context = torch.softmax(q @ k.transpose(-1, -2) / 2.0 + mask, -1) @ v
+    plain = torch.autograd.grad(plain_context, (q, k, v), grad_out)
+    return ours, plain
+
+
+def test_attention_with_gradient_rules_is_plain_attention():
+    ours, plain = _attention_gradients("gradient", "gradient")
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_uniform_rule_halves_each_bilinear_product():
+    (gq, gk, gv), (pq, pk, pv) = _attention_gradients("gradient", "uniform")
+    # A @ V: V gets half; Q K^T sits behind A, so Q and K get half of a half
+    torch.testing.assert_close(gv, pv / 2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gq, pq / 4, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gk, pk / 4, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_softmax_sends_relevance_only_through_values():
+    (gq, gk, gv), (_, _, pv) = _attention_gradients("constant", "gradient")
+    assert (gq == 0).all() and (gk == 0).all()
+    torch.testing.assert_close(gv, pv, rtol=1e-5, atol=1e-6)
 
 
 def test_softmax_taylor_rule():
     torch.manual_seed(0)
     x = torch.randn(1, 5)
+    s = torch.softmax(x, -1)
     relevance_out = torch.randn(1, 5)
-    (relevance_in,), s = _relevance(SoftmaxRule, [x], relevance_out, ("gradient",))
+    relevance_in = x * softmax_rule(s, relevance_out / s, "gradient")
     expected = x * (relevance_out - s * relevance_out.sum(-1, keepdim=True))  # AttnLRP Prop. 3.1
     torch.testing.assert_close(relevance_in, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_constant_softmax_passes_no_relevance():
-    x = torch.randn(1, 5)
-    (relevance_in,), _ = _relevance(SoftmaxRule, [x], torch.ones(1, 5), ("constant",))
-    assert (relevance_in == 0).all()
 
 
 def test_alpha_beta_rule_conserves_per_token():
