@@ -183,14 +183,19 @@ def _num_labels(reader: TFCheckpointReader, plan: _Plan) -> Optional[int]:
     return None
 
 
-def _to_torch(array: np.ndarray, transpose: bool, tf_name: str, source: str) -> torch.Tensor:
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ConversionError(f"{source}: {tf_name!r} has dtype {array.dtype}, expected a float weight")
-    if transpose:
-        if array.ndim != 2:
-            raise ConversionError(f"{source}: kernel {tf_name!r} has shape {list(array.shape)}, expected 2-D")
-        array = array.T
-    return torch.from_numpy(array)
+def _check_fits(reader: TFCheckpointReader, tf_name: str, transpose: bool, key: str, target: torch.Tensor) -> None:
+    """Compare the index's dtype and shape with the model parameter before reading any data."""
+    dtype, shape = reader.variables()[tf_name]
+    if dtype not in ("float32", "float16", "bfloat16", "float64"):
+        raise ConversionError(f"{reader.index_path}: {tf_name!r} has dtype {dtype}, expected a float weight")
+    if transpose and len(shape) != 2:
+        raise ConversionError(f"{reader.index_path}: kernel {tf_name!r} has shape {list(shape)}, expected 2-D")
+    shape = shape[::-1] if transpose else shape
+    if tuple(shape) != tuple(target.shape):
+        raise ConversionError(
+            f"{reader.index_path}: tensor {tf_name!r} has shape {list(shape)}"
+            f"{' after transposing' if transpose else ''} but model parameter {key!r} "
+            f"has shape {list(target.shape)}; does the config match the checkpoint?")
 
 
 def _fill(model: torch.nn.Module, reader: TFCheckpointReader, plan: _Plan, report: ConversionReport) -> None:
@@ -202,22 +207,19 @@ def _fill(model: torch.nn.Module, reader: TFCheckpointReader, plan: _Plan, repor
         if not keys:
             report.unmapped.append(tf_name)
             continue
-        value = _to_torch(reader.get_tensor(tf_name), transpose, tf_name, reader.index_path)
         for key in keys:
-            target = targets[key]
-            if tuple(value.shape) != tuple(target.shape):
-                raise ConversionError(
-                    f"{reader.index_path}: tensor {tf_name!r} has shape {list(value.shape)}"
-                    f"{' after transposing' if transpose else ''} but model parameter {key!r} "
-                    f"has shape {list(target.shape)}; does the config match the checkpoint?")
-            if owner.get(id(target), tf_name) != tf_name:
-                raise ConversionError(f"{reader.index_path}: both {owner[id(target)]!r} and {tf_name!r} "
+            _check_fits(reader, tf_name, transpose, key, targets[key])
+            if owner.get(id(targets[key]), tf_name) != tf_name:
+                raise ConversionError(f"{reader.index_path}: both {owner[id(targets[key])]!r} and {tf_name!r} "
                                       f"map to model parameter {key!r}")
-            with torch.no_grad():
-                target.copy_(value)
-            owner[id(target)] = tf_name
+        array = reader.get_tensor(tf_name)
+        value = torch.from_numpy(array.T if transpose else array)
+        with torch.no_grad():
+            for key in keys:
+                targets[key].copy_(value)  # casts float16/bfloat16/float64 to the parameter's dtype
+                owner[id(targets[key])] = tf_name
         report.loaded[tf_name] = keys[0]
-        del value
+        del array, value
     missing = [name for name, p in model.named_parameters() if id(p) not in owner]
     if missing:
         raise ConversionError(f"{reader.index_path}: checkpoint has no value for model parameter(s) "

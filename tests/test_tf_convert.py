@@ -246,6 +246,16 @@ def test_float16_checkpoint_is_upcast_into_float32_parameters(tmp_path):
     np.testing.assert_array_equal(weight.detach().numpy(), stored.T.astype(np.float32))
 
 
+@needs_fixtures
+def test_shape_mismatch_is_found_from_the_index_before_reading_data(tmp_path):
+    shutil.copy(PT_PREFIX.with_name("bert_model.ckpt.index"), tmp_path / "ckpt.index")  # no data file
+    config = json.loads(CONFIG.read_text())
+    config["hidden_size"], config["num_attention_heads"] = 64, 4
+    (tmp_path / "bert_config.json").write_text(json.dumps(config))
+    with pytest.raises(ConversionError, match=r"LayerNorm/beta. has shape \[32\] but .* has shape \[64\]"):
+        convert_tf_to_model(tmp_path / "ckpt", tmp_path / "bert_config.json")
+
+
 # ---------------------------------------------------------------------------------------------
 # Output folders: atomic, nothing left behind on failure
 # ---------------------------------------------------------------------------------------------
