@@ -250,6 +250,17 @@ def test_truncated_data_still_reads_earlier_tensors():
 
 
 @needs_fixtures
+def test_iter_tensors_reads_lazily_in_file_order():
+    reader = TFCheckpointReader(CORRUPTED / "truncated_data" / "bert_model.ckpt")
+    yielded = []
+    with pytest.raises(CheckpointFormatError, match="cls/seq_relationship/output_weights/adam_v"):
+        for name, _ in reader.iter_tensors():
+            yielded.append(name)
+    offsets = [reader.info(name).offset for name in yielded]
+    assert len(yielded) == 137 and offsets == sorted(offsets)  # all but the two lost tensors
+
+
+@needs_fixtures
 def test_corrupted_index_block_raises_checksum_error(tmp_path):
     index = bytearray(PRETRAINING.with_name("bert_model.ckpt.index").read_bytes())
     index[100] ^= 0x01  # inside the first data block
