@@ -18,7 +18,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from ._io import atomic_directory, atomic_write
