@@ -362,11 +362,13 @@ def convert_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _format_size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+    """Human-readable byte count: ``512 B``, ``4.0 KiB``, ``89.4 MiB``."""
+    if n < 1024:
+        return f"{n} B"
+    value, units = n / 1024, ["KiB", "MiB", "GiB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.1f} {units[0]}"
 
 
 def inspect_main(argv: Optional[Sequence[str]] = None) -> int:
