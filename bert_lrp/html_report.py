@@ -58,9 +58,11 @@ def _probabilities(report: dict) -> str:
 
 
 def heatmap_svg(matrix: Sequence[Sequence[float]], row_labels: Sequence[str], column_labels: Sequence[str],
-                title: str, symmetric: bool = True, per_row: bool = False, cell: int = 22) -> str:
+                title: str, symmetric: bool = True, per_row: bool = False, cell: int = 22,
+                scale_columns: Optional[Sequence[int]] = None) -> str:
     """An inline SVG heatmap. ``symmetric``: blue-white-red around 0; else white-to-red from 0 to the
-    maximum. ``per_row``: each row normalised on its own."""
+    maximum. ``per_row``: each row normalised on its own. ``scale_columns``: the columns that set the
+    scale (others are clipped), e.g. to keep [CLS] from washing out the words."""
     rows, columns = len(matrix), len(column_labels)
     left = 10 + 7 * max((len(r) for r in row_labels), default=1)
     top = 20 + 7 * max((len(c) for c in column_labels), default=1)
@@ -77,7 +79,8 @@ def heatmap_svg(matrix: Sequence[Sequence[float]], row_labels: Sequence[str], co
         y = top + cell * i
         parts.append(f'<text x="{left - 4}" y="{y + cell * 0.7:.1f}" font-size="11" text-anchor="end" '
                      f'font-family="monospace">{e(row_labels[i])}</text>')
-        scale = symmetric_scale(row) if per_row else overall
+        shown_row = [row[j] for j in scale_columns] if scale_columns else row
+        scale = symmetric_scale(shown_row) if per_row else overall
         for j, value in enumerate(row):
             shown = value if symmetric else max(0.0, value)
             colour = relevance_rgb(shown, scale)
@@ -119,10 +122,16 @@ def _example(report: dict, number: int) -> str:
                    f"</div>{legend(token_scale)}</details>")
     for method, layers in report.get("layer_scores", {}).items():
         labels = [f"layer {i + 1}" for i in range(len(layers))]
+        words = [p for w in report["scores"][report["methods"][0]]["words"] for p in w["positions"]]
         out.append(f"<h3>Relevance per layer ({e(method_title(method))})</h3>")
         out.append('<p class="small">Token relevance at each encoder layer output (hidden state x gradient, '
-                   "summed over units); each row normalised on its own.</p>")
-        out.append(heatmap_svg(layers, labels, report["tokens"], f"{method_title(method)} per layer", per_row=True))
+                   "summed over units); each row normalised on its own, over the words ([CLS] and [SEP] "
+                   "clipped). Hover a cell for its value.</p>")
+        out.append(heatmap_svg(layers, labels, report["tokens"], f"{method_title(method)} per layer", per_row=True,
+                               scale_columns=words))
+        totals = [sum(row) for row in layers]
+        out.append('<p class="small">Total per layer: ' + ", ".join(
+            f"{i + 1}: {total:+.3g}" for i, total in enumerate(totals)) + "</p>")
     attention = report.get("attention")
     if attention is not None:
         out.append(f"<h3>Attention, layer {attention['layer']} head {attention['head']}</h3>")
