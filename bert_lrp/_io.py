@@ -8,6 +8,12 @@ import tempfile
 from typing import Callable, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(temporary_path)`` and move the result to ``path`` only if it succeeded."""
     path = os.fspath(path)
@@ -17,6 +23,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     os.close(handle)
     try:
         write(temporary)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -40,6 +47,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
     temporary = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
     try:
         yield temporary
+        os.chmod(temporary, 0o777 & ~_umask())
         if os.path.isdir(path):
             backup = temporary + ".old"
             os.replace(path, backup)
