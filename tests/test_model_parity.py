@@ -321,3 +321,32 @@ def test_encoder_return_dict_false_gives_the_same_tuple_as_transformers(minilm_p
     a, b = run(ours, pair_inputs, return_dict=False), run(theirs, pair_inputs, return_dict=False)
     assert type(a) is tuple and len(a) == len(b) == 2  # last_hidden_state, pooler_output
     assert max_diff(a[1], b[1]) <= TOL
+
+
+# ------------------------------------------------------------------ other entry points
+@pytest.mark.parametrize("activation", ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "tanh", "silu", "swish"])
+def test_every_supported_activation_matches_transformers(activation, tmp_path, seeded):
+    generator = seeded(4)
+    config = BertConfig(**{**ODD_CONFIGS["1-layer-1-head"], "hidden_act": activation, "num_attention_heads": 2})
+    ours = bert_lrp.BertModel(config).eval()
+    randomize(ours, generator)
+    ours.save_pretrained(tmp_path)
+    theirs, _ = load_theirs(tmp_path, "BertModel")
+    inputs = random_inputs(config, generator)
+    a, b = run(ours, inputs), run(theirs, inputs)
+    assert_hidden_close(a.last_hidden_state, b.last_hidden_state, inputs["attention_mask"], activation)
+
+
+def test_inputs_embeds_and_position_ids_match_transformers(tmp_path, seeded):
+    generator = seeded(5)
+    config = BertConfig(**ODD_CONFIGS["3-layers-6-heads-hidden-48"])
+    ours = bert_lrp.BertForSequenceClassification(config).eval()
+    randomize(ours, generator)
+    ours.save_pretrained(tmp_path)
+    theirs, _ = load_theirs(tmp_path, "BertForSequenceClassification")
+    inputs = random_inputs(config, generator)
+    embeds = torch.randn(*inputs["input_ids"].shape, config.hidden_size, generator=generator)
+    positions = torch.arange(inputs["input_ids"].shape[1]).flip(0).unsqueeze(0)  # reversed positions
+    kwargs = dict(inputs_embeds=embeds, position_ids=positions, attention_mask=inputs["attention_mask"],
+                  token_type_ids=inputs["token_type_ids"])
+    assert max_diff(run(ours, {}, **kwargs).logits, run(theirs, {}, **kwargs).logits) <= TOL

@@ -146,3 +146,12 @@ def test_arbitrary_unicode_text_matches(ours, theirs, text):
     reference = theirs(text, truncation=True, max_length=64, return_tensors="pt", return_offsets_mapping=True)
     assert mine["input_ids"].tolist() == reference["input_ids"].tolist(), repr(text)
     assert mine.offsets[0] == [tuple(o) for o in reference["offset_mapping"][0].tolist()], repr(text)
+
+
+def test_pre_split_words_match_with_word_ids(ours, theirs):
+    words = [["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
+             ["Peter", "Blackburn"]]
+    mine = ours(words, is_split_into_words=True)
+    reference = theirs(words, is_split_into_words=True, padding=True, return_tensors="pt")
+    assert_same_encoding(mine, reference)
+    assert mine.word_ids[0] == reference.word_ids(0) and mine.word_ids[1] == reference.word_ids(1)
