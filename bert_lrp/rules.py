@@ -71,7 +71,9 @@ class LinearRule(torch.autograd.Function):
         for mode in modes:
             _check("linear", mode, ("gradient", "epsilon", "alpha_beta"))
         x0 = _first_copy(x, modes)
-        ctx.save_for_backward(x0, weight, bias)
+        # the plain gradient w.r.t. x needs only W: keep x for the other rules or weight gradients
+        keep_input = weight.requires_grad or any(mode != "gradient" for mode in modes)
+        ctx.save_for_backward(x0 if keep_input else None, weight, bias)
         ctx.modes, ctx.epsilon, ctx.alpha = modes, epsilon, alpha
         return _repeat(F.linear(x0, weight, bias), modes)
 
@@ -194,6 +196,19 @@ def _derivative(name: str, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown activation {name!r}")
 
 
+def _identity_ratio(name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``f(x) / x`` (the identity rule's gradient), in closed form where one exists."""
+    if name == "gelu":
+        return 0.5 * (1.0 + torch.erf(x * _SQRT_HALF))  # gelu(x) = x * Phi(x)
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+    if name == "relu":
+        return (x > 0).to(x.dtype)
+    if name in ("silu", "swish"):
+        return torch.sigmoid(x)
+    return _safe_divide(y, x)
+
+
 class ActivationRule(torch.autograd.Function):
     """Element-wise non-linearity (GELU in the FFN, tanh in the pooler)."""
 
@@ -204,7 +219,7 @@ class ActivationRule(torch.autograd.Function):
         x0 = _first_copy(x, modes)
         y0 = activation_forward(name, x0)
         # save only what the backward needs: y/x for the identity rule, x for the gradient
-        ratio = _safe_divide(y0, x0) if "identity" in modes else None
+        ratio = _identity_ratio(name, x0, y0) if "identity" in modes else None
         ctx.save_for_backward(x0 if "gradient" in modes else None, ratio)
         ctx.name, ctx.modes = name, modes
         return _repeat(y0, modes)
