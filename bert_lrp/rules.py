@@ -128,7 +128,8 @@ class LayerNormRule(torch.autograd.Function):
             _check("layer_norm", mode, ("gradient", "constant_std"))
         x0 = _first_copy(x, modes)
         y, mean, inv_std = torch.native_layer_norm(x0, (x0.shape[-1],), weight, bias, eps)
-        ctx.save_for_backward(x0, mean, inv_std, weight)
+        keep_input = weight.requires_grad or "gradient" in modes  # constant_std needs only 1/std
+        ctx.save_for_backward(x0 if keep_input else None, mean, inv_std, weight)
         ctx.modes = modes
         return _repeat(y, modes)
 
