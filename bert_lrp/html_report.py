@@ -39,9 +39,10 @@ def _style(score: float, scale: float) -> str:
     return f"background: rgb{background}; color: rgb{foreground}"
 
 
-def _spans(items: Sequence, scale: float, css_class: str) -> str:
-    return " ".join(f'<span class="{css_class}" style="{_style(score, scale)}" title="{e(f"{score:+.4f}")}">'
-                    f"{e(text)}</span>" for text, score in items)
+def _spans(items: Sequence, scale: float, css_class: str, marked: Optional[int] = None) -> str:
+    mark = "; outline: 2px solid #000"
+    return " ".join(f'<span class="{css_class}" style="{_style(score, scale)}{mark if i == marked else ""}" '
+                    f'title="{e(f"{score:+.4f}")}">{e(text)}</span>' for i, (text, score) in enumerate(items))
 
 
 def legend(scale: float) -> str:
@@ -111,7 +112,8 @@ def _example(report: dict, number: int) -> str:
         words = [(w["word"], w["score"]) for w in entry["words"]]
         scale = symmetric_scale(s for _, s in words)
         out.append(f"<h3>{e(method_title(method))}</h3>")
-        out.append(f'<div class="text">{_spans(words, scale, "w")}</div>')
+        marked = report["target_word"]["index"] if report.get("target_word") else None
+        out.append(f'<div class="text">{_spans(words, scale, "w", marked)}</div>')
         out.append(f"<div>{legend(scale)}")
         if method in report.get("conservation", {}):
             out.append(f' <span class="small">conservation {report["conservation"][method]:.4f}</span>')

@@ -91,11 +91,15 @@ def format_score(score: float) -> str:
     return f"{score:+.3f}" if abs(score) >= 1e-3 or score == 0 else f"{score:+.1e}"
 
 
-def coloured_words(words: Sequence[Tuple[str, float]], mode: str, scale: Optional[float] = None) -> str:
-    """One line of words. With colour: each word on its relevance colour. Without: ``word[+0.123]``."""
+def coloured_words(words: Sequence[Tuple[str, float]], mode: str, scale: Optional[float] = None,
+                   marked: Optional[int] = None) -> str:
+    """One line of words. With colour: each word on its relevance colour. Without: ``word[+0.123]``.
+    The word at index ``marked`` (the explained word of a token classifier) is shown as ``*word*``."""
     scale = symmetric_scale(s for _, s in words) if scale is None else scale
     parts = []
-    for word, score in words:
+    for index, (word, score) in enumerate(words):
+        if index == marked:
+            word = f"*{word}*"
         if mode == "none":
             parts.append(f"{word}[{format_score(score)}]")
         else:
@@ -127,7 +131,8 @@ def render_terminal(report: dict, mode: str = "none") -> str:
     for method in report["methods"]:
         entry = report["scores"][method]
         words = [(w["word"], w["score"]) for w in entry["words"]]
-        lines.append(f"{method_title(method):<{width}}  {coloured_words(words, mode)}")
+        marked = report["target_word"]["index"] if report.get("target_word") else None
+        lines.append(f"{method_title(method):<{width}}  {coloured_words(words, mode, marked=marked)}")
     if report.get("conservation"):
         lines.append("conservation (sum of relevance / explained logit): " + ", ".join(
             f"{method_title(m)} {v:.4f}" for m, v in report["conservation"].items()))

@@ -116,7 +116,7 @@ def test_token_classification_word(tmp_path, capsys):
     assert explain_cli.main(["--model", str(model_dir), "--methods", "lrp,gi", "--word", "Paris",
                              "--json", str(target), "she moved to paris in may"]) == 0
     out = capsys.readouterr().out
-    assert "word 3 'paris'" in out and "embedding part" in out
+    assert "word 3 'paris'" in out and "embedding part" in out and "*paris*[" in out
     example = json.loads(target.read_text())["examples"][0]
     assert example["target_word"] == {"index": 3, "word": "paris", "position": 4}
     assert example["target_position"] == 4
