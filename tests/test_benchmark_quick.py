@@ -1,0 +1,44 @@
+"""``bert-lrp benchmark --quick`` runs end to end and writes JSON of the documented schema (not
+the times: the machine is shared). Peers are left out to keep it fast; see test_attribution_peers."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bert_lrp.benchmark import OURS, main
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_benchmark_writes_schema(minilm_path, tmp_path):
+    assert main(["--quick", "--model", str(minilm_path), "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "benchmark.json").read_text())
+    assert result["schema_version"] == 1
+    machine = result["machine"]
+    for key in ("cpu_model", "threads", "torch", "logical_cpus"):
+        assert key in machine
+    assert machine["threads"] == 1
+    config = result["config"]
+    assert config["quick"] is True
+    assert set(config["methods"]) == set(OURS)
+    cells = result["cells"]
+    expected = {(m, L, B) for m in ("reference",) + OURS for L in config["seq_lens"] for B in config["batch_sizes"]}
+    assert {(c["method"], c["seq_len"], c["batch"]) for c in cells} == expected
+    for cell in cells:
+        for key in ("median_s", "iqr_s", "explanations_per_s", "ratio_to_reference", "peak_rss_increase_bytes",
+                    "times_s", "repeats"):
+            assert key in cell, (cell["method"], key)
+        assert cell["median_s"] > 0 and cell["iqr_s"] >= 0 and cell["explanations_per_s"] > 0
+        assert len(cell["times_s"]) == cell["repeats"] >= 1
+        assert cell["peak_rss_increase_bytes"] is None or cell["peak_rss_increase_bytes"] >= 0
+        if cell["method"] == "reference":
+            assert cell["ratio_to_reference"] == pytest.approx(1.0)
+    assert (tmp_path / "benchmark.md").read_text().startswith("# bert-lrp benchmark")
+    png = tmp_path / "benchmark.png"
+    assert png.exists() or any("matplotlib" in m for m in result["messages"])
+
+
+def test_unknown_method_is_rejected(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--methods", "lrp,shap", "--out", str(tmp_path)])
