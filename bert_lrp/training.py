@@ -78,11 +78,13 @@ class TrainConfig:
     patience: int = 0                    # evaluations without improvement before stopping; 0 = never
     metric: Optional[str] = None         # accuracy/macro_f1 (sequence), f1 (token)
     seed: int = 42
+    freeze_word_embeddings: bool = False  # saves the AdamW update of the largest matrix (vocab x hidden)
     bf16: bool = False
     threads: Optional[int] = None
     save_dtype: str = "float32"          # dtype of the exported weights (float16 halves the size)
     resume: Optional[str] = None         # "auto" (latest in work_dir) or a checkpoint folder
     stop_after_steps: Optional[int] = None  # end this run after N steps, as if interrupted
+    export_only: bool = False            # with resume: export the best model so far, train no further
     progress: bool = True
     command: Optional[str] = None        # recorded in metrics.json
 
@@ -276,7 +278,9 @@ def _optimizer_from_files(tensors: Dict[str, torch.Tensor], meta: dict) -> dict:
     for name, value in list(tensors.items()) + list(meta["scalars"].items()):
         pid, key = name.split(".", 1)
         state.setdefault(int(pid), {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in group.items()}
+              for group in meta["param_groups"]]  # JSON turned tuples (betas) into lists
+    return {"state": state, "param_groups": groups}
 
 
 def _rng_state() -> dict:
@@ -334,6 +338,8 @@ class Trainer:
         warmup = config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio * self.total_steps
         self.warmup_steps = int(math.ceil(warmup))
         self.model.train()
+        if config.freeze_word_embeddings:
+            self.model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
         self.wrapped = self.model
         if self.processes.world > 1:
             self.wrapped = nn.parallel.DistributedDataParallel(self.model)
@@ -360,9 +366,12 @@ class Trainer:
     # ----------------------------------------------------------------- training
     def train(self) -> Dict[str, Any]:
         """Run (or resume) training; evaluate, checkpoint, export. Returns the final metrics."""
-        c, state = self.config, self.state
+        c = self.config
         if c.resume:
             self._resume(c.resume)
+        state = self.state
+        if c.export_only:
+            return self.export()
         progress = self._progress()
         steps_this_run = 0
         started = time.perf_counter()
@@ -393,8 +402,9 @@ class Trainer:
                 if (c.save_every and state.step % c.save_every == 0) or state.batch_in_epoch == 0 \
                         or state.stopped_early:
                     self.save_checkpoint()
-                if state.stopped_early or (c.stop_after_steps and steps_this_run >= c.stop_after_steps):
-                    break
+                if state.batch_in_epoch == 0 or state.stopped_early or \
+                        (c.stop_after_steps and steps_this_run >= c.stop_after_steps):
+                    break  # a new epoch needs new batches
             if c.stop_after_steps and steps_this_run >= c.stop_after_steps:
                 break
         if progress is not None:
@@ -485,8 +495,7 @@ class Trainer:
             part = mine[begin:begin + self.config.eval_batch_size]
             inputs = collate([dataset.features[i] for i in part], self.tokenizer.pad_token_id)
             labels = inputs.pop("labels")
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
-                logits = self.model(**inputs, return_dict=False)[0].float()
+            logits = self.model(**inputs, return_dict=False)[0].float()  # float32 even with --bf16
             loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                         ignore_index=IGNORE_INDEX, reduction="sum").item()
             count += int((labels != IGNORE_INDEX).sum())
@@ -665,6 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--warmup_steps", type=int)
     add("--max_steps", type=int)
     add("--metric", help="metric that picks the best checkpoint: accuracy or macro_f1 (sequence), f1 (token)")
+    add("--freeze_word_embeddings", action="store_true", help="do not train the word embedding matrix")
+    add("--export_only", action="store_true", help="with --resume: export the best model so far without training")
     add("--bf16", action="store_true", help="bfloat16 autocast")
     add("--threads", type=int, help="torch threads per process")
     add("--save_dtype", choices=("float32", "float16", "bfloat16"), default=defaults.save_dtype)
