@@ -327,6 +327,10 @@ class Trainer:
         self.id2label = dict(enumerate(names))
         self.tokenizer = tokenizer or BertTokenizer.from_pretrained(resolve_model_path(config.model))
         self.model = model if model is not None else self._load_model()
+        if self.model.config.num_labels != len(self.labels):
+            raise ValueError(f"the model has {self.model.config.num_labels} outputs but the data has "
+                             f"{len(self.labels)} labels ({', '.join(self.labels)})")
+        self.model.config.id2label = dict(self.id2label)
         self.train_set = self._dataset(train_examples)
         self.eval_set = self._read(config.eval_file, columns)
         self.test_set = self._read(config.test_file, columns)
