@@ -49,6 +49,7 @@ DEFAULT_SEQ_LENS = "16,64,128,256"
 DEFAULT_BATCHES = "1,8"
 QUICK = {"methods": DEFAULT_METHODS, "seq_lens": "16,32", "batch_sizes": "1,2", "repeats": 2, "ig_steps": 8}
 SCHEMA_VERSION = 1
+MEMORY_RESOLUTION = 2 ** 20  # no memory ratio when the reference's peak increase is below 1 MiB
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = REPO / "tests" / "peers" / "lxt_runner.py"
 SST2_DEV = [REPO.parent / "shared" / "data" / "sst2" / "dev.tsv", Path("../shared/data/sst2/dev.tsv")]
@@ -558,7 +559,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             cell["peak_rss_increase_bytes"] = cell_peaks.get(cell["method"])
             cell["memory_mode"] = memory_mode
             reference_peak = cell_peaks.get("reference")
-            if cell["peak_rss_increase_bytes"] is not None and reference_peak:
+            if cell["peak_rss_increase_bytes"] is not None and reference_peak and reference_peak >= MEMORY_RESOLUTION:
                 cell["memory_ratio_to_reference"] = cell["peak_rss_increase_bytes"] / reference_peak
         for batch, seq_len, _, _ in plan:
             _log_cell(log, batch, seq_len, [c for c in cells if c["batch"] == batch and c["seq_len"] == seq_len])
