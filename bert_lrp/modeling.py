@@ -211,6 +211,8 @@ def additive_mask(attention_mask: Optional[torch.Tensor], shape: Tuple[int, int]
     else:
         raise InputError(f"attention_mask has shape {list(attention_mask.shape)}, expected {list(shape)} "
                          f"(the shape of input_ids) or {[shape[0], shape[1], shape[1]]}")
+    if bool(attention_mask.all()):
+        return None  # nothing to mask: let the fused attention kernel run without a mask
     return (1.0 - expanded.to(dtype)) * torch.finfo(dtype).min
 
 

@@ -6,7 +6,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 TextInput = Union[str, Sequence[str]]
@@ -57,6 +57,9 @@ class BertTokenizer:
         tokenizer.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+        tokenizer.decoder = decoders.WordPiece(prefix="##")
+        # "[MASK]" typed into a text is the mask token, as in transformers
+        tokenizer.add_special_tokens([t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t in vocab])
         return cls(tokenizer, do_lower_case, model_max_length)
 
     @classmethod
@@ -151,8 +154,9 @@ class BertTokenizer:
         if budget < 1:
             raise TokenizerError(f"max_length {limit} leaves no room for text {index}")
         first_len, second_len = len(first.ids), len(second.ids) if second is not None else 0
-        while first_len + second_len > budget:  # longest-first, as transformers does
-            if first_len >= second_len:
+        first_was_longer = first_len > second_len
+        while first_len + second_len > budget:  # longest-first, ties as transformers breaks them
+            if first_len > second_len or (first_len == second_len and not first_was_longer):
                 first_len -= 1
             else:
                 second_len -= 1
