@@ -528,9 +528,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "ig_internal_batch": ig_batch if name in IG_LIKE else None}
             if times:
                 stats = _stats(times[name])
+                paired = [t / r for t, r in zip(times[name], times["reference"])]  # same round
                 cell.update(stats, times_s=times[name], repeats=len(times[name]),
                             explanations_per_s=batch / stats["median_s"],
-                            ratio_to_reference=stats["median_s"] / reference)
+                            ratio_to_reference=stats["median_s"] / reference,
+                            paired_ratio_to_reference=statistics.median(paired))
                 if hf_reference is not None and name in PEERS:
                     cell["ratio_to_transformers_reference"] = stats["median_s"] / hf_reference
             cells.append(cell)
@@ -610,18 +612,21 @@ def markdown(result: dict) -> str:
              f"(IG-like: {config['ig_repeats']}); IG {config['ig_steps']} steps.", "",
              "Reference: " + config["reference"] + ". Ratio = median time / median reference time, "
              "measured alternately in the same process (LXT: in its runner process, against our reference "
-             "run there). Memory: peak resident-set increase of one run.", "",
-             "| method | batch | length | median ms | IQR ms | expl/s | x reference | peak MB | mem x ref |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "run there). Paired: median over rounds of (method time / reference time of the same round), "
+             "robust to drifting load. Memory: peak resident-set increase of one run.", "",
+             "| method | batch | length | median ms | IQR ms | expl/s | x reference | paired | peak MB | mem x ref |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in result["cells"]:
         ratio = c.get("ratio_to_reference", c.get("ratio_to_reference_in_runner"))
         mem = c.get("peak_rss_increase_bytes")
-        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        paired = c.get("paired_ratio_to_reference")
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             c["method"], c["batch"], c["seq_len"],
             f"{c['median_s'] * 1e3:.1f}" if "median_s" in c else "",
             f"{c['iqr_s'] * 1e3:.1f}" if "iqr_s" in c else "",
             f"{c['explanations_per_s']:.1f}" if "explanations_per_s" in c else "",
             f"{ratio:.2f}" if ratio is not None else "",
+            f"{paired:.2f}" if paired is not None else "",
             f"{mem / 2**20:.0f}" if mem is not None else "",
             f"{c['memory_ratio_to_reference']:.2f}" if c.get("memory_ratio_to_reference") is not None else ""))
     if result.get("lxt"):
