@@ -609,8 +609,11 @@ class Trainer:
         """Write the best (else the last) model, the tokenizer and ``metrics.json`` to ``output_dir``."""
         c, state = self.config, self.state
         best = os.path.join(c.work_dir, "best")
+        best_metrics = None
         if os.path.isfile(os.path.join(best, "model.safetensors")):
             self.model.load_state_dict(load_file(os.path.join(best, "model.safetensors")))
+            with open(os.path.join(best, "eval.json"), encoding="utf-8") as handle:
+                best_metrics = {k: v for k, v in json.load(handle).items() if k != "step"}
         result: Dict[str, Any] = {"task": c.task, "train_file": c.train_file, "eval_file": c.eval_file,
                                   "metric": c.metric, "best_step": state.best_step, "steps": state.step,
                                   "total_steps": self.total_steps, "epochs": round(state.step / self.steps_per_epoch, 4),
@@ -618,8 +621,8 @@ class Trainer:
                                   "train_seconds": round(state.train_seconds, 1),
                                   "train_sentences_per_second": round(state.examples_seen / max(state.train_seconds, 1e-9), 2),
                                   "labels": self.labels, "id2label": {str(k): v for k, v in self.id2label.items()}}
-        if self.eval_set is not None:
-            result["eval"] = self.evaluate(self.eval_set)
+        if self.eval_set is not None:  # the best model's scores, measured when it was saved
+            result["eval"] = best_metrics if best_metrics is not None else self.evaluate(self.eval_set)
         if self.test_set is not None:
             result["test"] = self.evaluate(self.test_set)
         result["command"] = c.command
