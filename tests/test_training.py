@@ -233,3 +233,15 @@ def test_command_line_trains_and_reports_bad_data(tmp_path, capsys):
     bad.write_text("sentence\tlabel\ngood movie\t1\nbad movie\t0\textra\n", encoding="utf-8")
     assert train_main(args[:1] + [str(bad)] + args[2:]) == 1
     assert f"{bad}, line 3: expected 2 fields as in the header, got 3" in capsys.readouterr().err
+
+
+def test_early_stopping_bf16_and_export_only(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=10, eval_every=1, patience=2, learning_rate=1e-6, bf16=True)
+    result = trainer.train()
+    assert result["stopped_early"] and result["steps"] < trainer.total_steps
+    assert result["best_step"] == 1  # a tiny learning rate never beats the first evaluation by much
+    log = (tmp_path / "run" / "training" / "eval_log.jsonl").read_text().splitlines()
+    assert len(log) == result["steps"]
+    again = make_trainer(tmp_path, epochs=10, eval_every=1, patience=2, learning_rate=1e-6, bf16=True,
+                         resume="auto", export_only=True).train()
+    assert again["steps"] == result["steps"] and again["eval"] == result["eval"]
