@@ -21,6 +21,7 @@ import math
 import os
 import random
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -377,47 +378,41 @@ class Trainer:
         if c.export_only:
             return self.export()
         progress = self._progress()
-        steps_this_run = 0
-        started = time.perf_counter()
-        throughput_examples = 0
-        while state.step < self.total_steps and not state.stopped_early:
-            batches = self._batches(state.epoch)
+        steps_this_run, started = 0, time.perf_counter()
+
+        def interrupted() -> bool:
+            return bool(c.stop_after_steps) and steps_this_run >= c.stop_after_steps
+
+        while state.step < self.total_steps and not state.stopped_early and not interrupted():
+            batches = self._batches(state.epoch)  # deterministic in (seed, epoch): resuming skips ahead
             while state.batch_in_epoch < len(batches) and state.step < self.total_steps:
-                batch = batches[state.batch_in_epoch]
                 tick = time.perf_counter()
-                loss = self._step(batch)
+                loss = self._step(batches[state.batch_in_epoch])
                 state.train_seconds += time.perf_counter() - tick
-                state.examples_seen += len(batch)
-                throughput_examples += len(batch)
+                state.examples_seen += len(batches[state.batch_in_epoch])
                 state.step += 1
                 state.batch_in_epoch += 1
                 steps_this_run += 1
                 if progress is not None:
-                    elapsed = time.perf_counter() - started
-                    progress.set_postfix(loss=f"{loss:.4f}", epoch=state.epoch,
-                                         sent_per_s=f"{throughput_examples / max(elapsed, 1e-9):.1f}", refresh=False)
+                    rate = steps_this_run * c.batch_size / max(time.perf_counter() - started, 1e-9)
+                    progress.set_postfix(loss=f"{loss:.4f}", epoch=state.epoch, sent_per_s=f"{rate:.1f}", refresh=False)
                     progress.update(1)
-                if c.eval_every and state.step % c.eval_every == 0:
+                epoch_done = state.batch_in_epoch == len(batches)
+                if epoch_done:
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                if epoch_done or (c.eval_every and state.step % c.eval_every == 0):
                     self._evaluate_and_track()
-                if state.batch_in_epoch == len(batches):
-                    state.epoch += 1
-                    state.batch_in_epoch = 0
-                    self._evaluate_and_track()
-                if (c.save_every and state.step % c.save_every == 0) or state.batch_in_epoch == 0 \
-                        or state.stopped_early:
+                if epoch_done or state.stopped_early or (c.save_every and state.step % c.save_every == 0):
                     self.save_checkpoint()
-                if state.batch_in_epoch == 0 or state.stopped_early or \
-                        (c.stop_after_steps and steps_this_run >= c.stop_after_steps):
+                if epoch_done or state.stopped_early or interrupted():
                     break  # a new epoch needs new batches
-            if c.stop_after_steps and steps_this_run >= c.stop_after_steps:
-                break
         if progress is not None:
             progress.close()
-        if state.step >= self.total_steps and state.last_eval_step != state.step:
+        if interrupted() and state.step < self.total_steps:
+            return {"interrupted_at_step": state.step}
+        if state.last_eval_step != state.step:  # max_steps ended the run inside an epoch
             self._evaluate_and_track()
             self.save_checkpoint()
-        if c.stop_after_steps and steps_this_run >= c.stop_after_steps and state.step < self.total_steps:
-            return {"interrupted_at_step": state.step}
         return self.export()
 
     def _progress(self):
@@ -492,7 +487,7 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         mine = list(range(self.processes.rank, len(dataset), self.processes.world))
-        mine.sort(key=lambda i: dataset.features[i].input_ids.__len__())
+        mine.sort(key=lambda i: len(dataset.features[i]))
         predictions: Dict[int, Any] = {}
         loss_sum, count = 0.0, 0
         for begin in range(0, len(mine), self.config.eval_batch_size):
@@ -564,8 +559,6 @@ class Trainer:
                 atomic_write_text(os.path.join(temporary, "trainer_state.json"), json.dumps(trainer, indent=1) + "\n")
                 write_manifest(temporary)
             for _, old in checkpoint_folders(self.config.work_dir)[max(1, self.config.keep_checkpoints):]:
-                import shutil
-
                 shutil.rmtree(old, ignore_errors=True)
         self.processes.barrier()
         return folder
