@@ -4,7 +4,7 @@
 # this command). Run from the repository root. Re-running continues an interrupted run from its
 # last checkpoint in runs/minilm-sst2 (git-ignored).
 #
-#   scripts/train_default_model.sh                  # 600 steps of 32 sentences (0.29 epoch)
+#   scripts/train_default_model.sh                  # 1500 steps of 32 sentences (0.71 epoch)
 #   THREADS=4 scripts/train_default_model.sh        # more threads
 #   torchrun --nproc_per_node=2 -m bert_lrp train ... (same flags) for data-parallel training
 set -euo pipefail
@@ -22,6 +22,6 @@ exec python -m bert_lrp train \
   --work_dir runs/minilm-sst2 \
   --max_length 64 --batch_size 32 --eval_batch_size 128 \
   --learning_rate 1e-4 --warmup_ratio 0.06 --weight_decay 0.01 --max_grad_norm 1.0 \
-  --epochs 1 --max_steps 600 --eval_every 100 --save_every 100 --freeze_word_embeddings --bf16 \
+  --epochs 1 --max_steps 1500 --eval_every 250 --save_every 250 --freeze_word_embeddings --bf16 \
   --seed 42 --threads "$THREADS" --save_dtype float16 \
   --resume "$@"

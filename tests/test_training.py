@@ -245,3 +245,22 @@ def test_early_stopping_bf16_and_export_only(tmp_path):
     again = make_trainer(tmp_path, epochs=10, eval_every=1, patience=2, learning_rate=1e-6, bf16=True,
                          resume="auto", export_only=True).train()
     assert again["steps"] == result["steps"] and again["eval"] == result["eval"]
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "minilm-sst2"
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="the default model is not in the tree")
+def test_shipped_default_model_is_small_labelled_and_right():
+    import json
+
+    assert (SHIPPED / "model.safetensors").stat().st_size <= 50 * 2 ** 20
+    assert weights(str(SHIPPED))["classifier.weight"].dtype == torch.float16
+    metrics = json.loads((SHIPPED / "metrics.json").read_text())
+    assert metrics["eval"]["accuracy"] >= 0.85 and metrics["command"].startswith("bert-lrp train")
+    model = BertForSequenceClassification.from_pretrained(SHIPPED)
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    tokenizer = BertTokenizer.from_pretrained(SHIPPED)
+    inputs = tokenizer(["a gripping , beautifully acted film .", "a dull , lifeless and boring mess ."])
+    with torch.no_grad():
+        assert model(**inputs).logits.argmax(-1).tolist() == [1, 0]
