@@ -15,7 +15,7 @@ Targets checked (written to ``<out>/issue3_targets.{json,md}``):
 5. lrp / LXT <= 1.0 in every cell (measured side by side in LXT's runner process),
 6. batch 8 x 512 runs within memory for every method of ours.
 
-Usage: ``python benchmarks/bench_attribution.py [--out benchmarks/results] [--repeats 7] [--skip-run]``
+Usage: ``python benchmarks/bench_attribution.py [--out benchmarks/results] [--repeats 5] [--skip-run]``
 (``--skip-run`` re-evaluates the targets from existing JSON).
 """
 from __future__ import annotations
@@ -29,13 +29,13 @@ HERE = Path(__file__).resolve().parent
 OURS = ("lrp", "gs", "gi", "gs+gi+lrp", "lat", "ig")
 
 
-def run(out: Path, repeats: int, threads: int) -> None:
+def run(out: Path, repeats: int, threads: int, ig_repeats: int = 2) -> None:
     from bert_lrp.benchmark import default_model_dir, main
 
     model = default_model_dir()
     common = ["--model", model, "--threads", str(threads), "--out", str(out)]
     main(common + ["--name", "issue3", "--methods", ",".join(OURS), "--peers", "--batch-sizes", "1,8",
-                   "--seq-lens", "16,64,128,256", "--repeats", str(repeats), "--ig-repeats", "3",
+                   "--seq-lens", "16,64,128,256", "--repeats", str(repeats), "--ig-repeats", str(ig_repeats),
                    "--ig-max-tokens", "1024"])
     main(common + ["--name", "issue3_512", "--methods", ",".join(OURS), "--batch-sizes", "8", "--seq-lens", "512",
                    "--memory-only", "--ig-max-tokens", "4096"])
@@ -107,14 +107,15 @@ def evaluate(out: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(HERE / "results"))
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ig-repeats", type=int, default=2, help="timed runs of our IG and captum LayerIG")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-run", action="store_true", help="only evaluate the targets from existing JSON")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.skip_run:
-        run(out, args.repeats, args.threads)
+        run(out, args.repeats, args.threads, args.ig_repeats)
     evaluate(out)
     return 0
 
