@@ -23,7 +23,7 @@ of the gradient. The forward therefore costs about one pass whatever the number 
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,12 +42,8 @@ def _repeat(y: torch.Tensor, modes: Modes) -> torch.Tensor:
 
 def _by_slice(grad: torch.Tensor, modes: Modes, rule: Callable[[torch.Tensor, str], torch.Tensor]) -> torch.Tensor:
     """Apply ``rule(grad_slice, mode)`` to each copy's slice of the gradient and re-join."""
-    if len(set(modes)) == 1:
-        if len(modes) == 1:
-            return rule(grad, modes[0])
-        size = grad.shape[0] // len(modes)
-        result = rule(grad.reshape(len(modes), size, *grad.shape[1:]), modes[0])
-        return result.reshape(-1, *result.shape[2:])
+    if len(modes) == 1:
+        return rule(grad, modes[0])
     return torch.cat([rule(part, mode) for part, mode in zip(grad.chunk(len(modes)), modes)], dim=0)
 
 
@@ -136,34 +132,24 @@ class LayerNormRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x0, mean, inv_std, weight = ctx.saved_tensors
-        normalised: List[Optional[torch.Tensor]] = [None]
-
-        def xhat() -> torch.Tensor:
-            if normalised[0] is None:
-                normalised[0] = (x0 - mean) * inv_std
-            return normalised[0]
-
         def rule(g: torch.Tensor, mode: str) -> torch.Tensor:
+            if mode == "gradient":  # aten's fused kernel, as plain autograd would use
+                grad_input, _, _ = torch.ops.aten.native_layer_norm_backward(
+                    g.contiguous(), x0, (x0.shape[-1],), mean, inv_std, weight, None, [True, False, False])
+                return grad_input
             gw = g * weight
-            centred = gw - gw.mean(-1, keepdim=True)
-            if mode == "constant_std":
-                return centred * inv_std
-            return (centred - xhat() * (gw * xhat()).mean(-1, keepdim=True)) * inv_std
+            return (gw - gw.mean(-1, keepdim=True)) * inv_std
 
         grad_x = _by_slice(grad, ctx.modes, rule) if ctx.needs_input_grad[0] else None
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
-            grad_w = (grad * _repeat(xhat(), ctx.modes)).reshape(-1, grad.shape[-1]).sum(0)
+            grad_w = (grad * _repeat((x0 - mean) * inv_std, ctx.modes)).reshape(-1, grad.shape[-1]).sum(0)
         if ctx.needs_input_grad[2]:
             grad_b = grad.reshape(-1, grad.shape[-1]).sum(0)
         return grad_x, grad_w, grad_b, None, None
 
 
 # --------------------------------------------------------------------------- activations
-_SQRT_HALF = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
 def activation_forward(name: str, x: torch.Tensor) -> torch.Tensor:
     """The plain activation (the same functions transformers uses for BERT)."""
     if name == "gelu":
@@ -180,13 +166,7 @@ def activation_forward(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def _derivative(name: str, x: torch.Tensor) -> torch.Tensor:
-    """Derivative of activation ``name`` at ``x``, written out (no autograd)."""
-    if name == "gelu":
-        return 0.5 * (1.0 + torch.erf(x * _SQRT_HALF)) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    if name in ("gelu_new", "gelu_pytorch_tanh"):
-        k = math.sqrt(2.0 / math.pi)
-        t = torch.tanh(k * (x + 0.044715 * x.pow(3)))
-        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x * x)
+    """Derivative of activation ``name`` at ``x`` (GELU's comes from aten's fused backward)."""
     if name == "tanh":
         return 1.0 - torch.tanh(x).pow(2)
     if name == "relu":
@@ -200,7 +180,7 @@ def _derivative(name: str, x: torch.Tensor) -> torch.Tensor:
 def _identity_ratio(name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``f(x) / x`` (the identity rule's gradient), in closed form where one exists."""
     if name == "gelu":
-        return 0.5 * (1.0 + torch.erf(x * _SQRT_HALF))  # gelu(x) = x * Phi(x)
+        return torch.special.ndtr(x)  # gelu(x) = x * Phi(x)
     if name in ("gelu_new", "gelu_pytorch_tanh"):
         return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
     if name == "relu":
@@ -230,17 +210,24 @@ class ActivationRule(torch.autograd.Function):
         x0, ratio = ctx.saved_tensors
 
         def rule(g: torch.Tensor, mode: str) -> torch.Tensor:
-            return g * (ratio if mode == "identity" else _derivative(ctx.name, x0))
+            if mode == "identity":
+                return g * ratio
+            if ctx.name == "gelu":  # aten's fused kernels, as plain autograd would use
+                return torch.ops.aten.gelu_backward(g, x0.expand_as(g), approximate="none")
+            if ctx.name in ("gelu_new", "gelu_pytorch_tanh"):
+                return torch.ops.aten.gelu_backward(g, x0.expand_as(g), approximate="tanh")
+            return g * _derivative(ctx.name, x0)
 
         return _by_slice(grad, ctx.modes, rule), None, None
 
 
 # ----------------------------------------------------------------------------- attention
 def softmax_rule(probabilities: torch.Tensor, grad: torch.Tensor, mode: str) -> torch.Tensor:
-    """Softmax backward: the Taylor rule (== gradient) or ``constant`` (no relevance)."""
+    """Softmax backward over the last dim: the Taylor rule, which equals the gradient
+    ``p * (g - sum(g * p))`` (aten's fused kernel), or ``constant`` (no relevance)."""
     if mode == "constant":
         return torch.zeros_like(grad)
-    return probabilities * (grad - (grad * probabilities).sum(-1, keepdim=True))
+    return torch._softmax_backward_data(grad, probabilities, -1, probabilities.dtype)
 
 
 def bilinear_share(mode: str) -> float:
@@ -282,12 +269,17 @@ class AttentionRule(torch.autograd.Function):
         grads_q, grads_k, grads_v = [], [], []
         n = len(ctx.softmax_modes)
         for g, softmax_mode, bilinear_mode in zip(grad_context.chunk(n), ctx.softmax_modes, ctx.bilinear_modes):
-            g = g * bilinear_share(bilinear_mode) if bilinear_mode == "uniform" else g
+            share = bilinear_share(bilinear_mode)
+            g = g * share if share != 1.0 else g
             grads_v.append(probabilities.transpose(-1, -2) @ g)
+            if softmax_mode == "constant":
+                grads_q.append(torch.zeros_like(q))
+                grads_k.append(torch.zeros_like(k))
+                continue
             grad_scores = softmax_rule(probabilities, g @ v.transpose(-1, -2), softmax_mode)
-            grad_scores = grad_scores * (scale * bilinear_share(bilinear_mode))
-            grads_q.append(grad_scores @ k)
-            grads_k.append(grad_scores.transpose(-1, -2) @ q)
+            factor = scale * share  # applied to the small [.., seq, head_size] results
+            grads_q.append((grad_scores @ k) * factor)
+            grads_k.append((grad_scores.transpose(-1, -2) @ q) * factor)
         join = (lambda parts: parts[0]) if n == 1 else (lambda parts: torch.cat(parts, 0))
         return join(grads_q), join(grads_k), join(grads_v), None, None, None, None
 
