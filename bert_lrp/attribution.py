@@ -246,7 +246,8 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
     need_attention = "lat" in wanted or "rollout" in wanted
 
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         with frozen_parameters(model):
             if slices:
@@ -270,7 +271,8 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
                 result.scores["integrated_gradients"] = reduce_tokens(relevance, reductions["integrated_gradients"]) * mask
                 result.completeness_gap = gap
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     result.methods = wanted
     result.encoding = batch if hasattr(batch, "word_ids") else None
     result.tokens = getattr(batch, "tokens", None)

@@ -74,7 +74,7 @@ class BertEmbeddings(nn.Module):
     def combine(self, word: torch.Tensor, position: torch.Tensor, token_type: torch.Tensor,
                 rules: Optional[RuleSet] = None) -> torch.Tensor:
         """LayerNorm(word + position + token_type), then dropout: the embedding output."""
-        return self.dropout(ops.layer_norm(word + position + token_type, self.LayerNorm, rules))
+        return ops.dropout(ops.layer_norm(word + position + token_type, self.LayerNorm, rules), self.dropout)
 
     def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
                 rules: Optional[RuleSet] = None) -> torch.Tensor:
@@ -139,7 +139,7 @@ class BertSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
-        return ops.layer_norm(self.dropout(ops.linear(x, self.dense, rules)) + residual, self.LayerNorm, rules)
+        return ops.layer_norm(ops.dropout(ops.linear(x, self.dense, rules), self.dropout) + residual, self.LayerNorm, rules)
 
 
 class BertAttention(nn.Module):
@@ -327,7 +327,7 @@ class BertForSequenceClassification(LegacyAttributionMixin, BertPreTrainedModel)
         encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                             output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
         pooled = encoded.pooler_output if encoded.pooler_output is not None else encoded.last_hidden_state[:, 0]
-        logits = ops.linear(self.dropout(pooled), self.classifier, rules)
+        logits = ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
         loss = None if labels is None else self._loss(logits, labels)
         return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
@@ -369,7 +369,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         _reject_unknown(unused)
         encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                             output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
-        logits = ops.linear(self.dropout(encoded.last_hidden_state), self.classifier, rules)
+        logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), ignore_index=-100)

@@ -12,6 +12,11 @@ from .composites import RuleSet
 from .rules import ActivationRule, AttentionRule, LayerNormRule, LinearRule, activation_forward
 
 
+def dropout(x: torch.Tensor, layer: nn.Dropout) -> torch.Tensor:
+    """Dropout in training, nothing at all in evaluation (relevance passes unchanged)."""
+    return layer(x) if layer.training and layer.p > 0 else x
+
+
 def linear(x: torch.Tensor, layer: nn.Linear, rules: Optional[RuleSet]) -> torch.Tensor:
     if rules is None:
         return F.linear(x, layer.weight, layer.bias)
