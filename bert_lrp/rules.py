@@ -253,8 +253,15 @@ class AttentionRule(torch.autograd.Function):
             _check("bilinear", mode, ("gradient", "uniform"))
         q, k, v = (_first_copy(t, softmax_modes) for t in (query, key, value))
         m = None if mask is None else _first_copy(mask, softmax_modes)
-        context = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
-        ctx.save_for_backward(q, k, v, m)
+        # one method whose softmax rule is the gradient: the fused kernel's own backward applies it
+        ctx.fused = len(softmax_modes) == 1 and softmax_modes[0] == "gradient" and q.device.type == "cpu"
+        if ctx.fused:
+            context, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False,
+                                                                                            attn_mask=m)
+            ctx.save_for_backward(q, k, v, m, context, logsumexp)
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+            ctx.save_for_backward(q, k, v, m)
         ctx.softmax_modes, ctx.bilinear_modes = softmax_modes, bilinear_modes
         probabilities = _repeat(_probabilities(q, k, m), softmax_modes) if with_probabilities else None
         if probabilities is not None:
@@ -263,6 +270,8 @@ class AttentionRule(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_context, _grad_probabilities):
+        if ctx.fused:
+            return AttentionRule._fused_backward(ctx, grad_context)
         q, k, v, m = ctx.saved_tensors
         probabilities = _probabilities(q, k, m)
         scale = 1.0 / math.sqrt(q.shape[-1])
@@ -282,6 +291,20 @@ class AttentionRule(torch.autograd.Function):
             grads_k.append((grad_scores.transpose(-1, -2) @ q) * factor)
         join = (lambda parts: parts[0]) if n == 1 else (lambda parts: torch.cat(parts, 0))
         return join(grads_q), join(grads_k), join(grads_v), None, None, None, None
+
+
+    @staticmethod
+    def _fused_backward(ctx, grad_context):
+        """Softmax rule = gradient: aten's fused backward on the gradient times the share of
+        A @ V; Q and K, behind Q K^T, take the share once more."""
+        q, k, v, m, context, logsumexp = ctx.saved_tensors
+        share = bilinear_share(ctx.bilinear_modes[0])
+        g = grad_context * share if share != 1.0 else grad_context
+        grad_q, grad_k, grad_v = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            g.contiguous(), q, k, v, context, logsumexp, 0.0, False, attn_mask=m)
+        if share != 1.0:
+            grad_q, grad_k = grad_q * share, grad_k * share
+        return grad_q, grad_k, grad_v, None, None, None, None
 
 
 def _probabilities(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
