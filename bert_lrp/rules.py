@@ -85,7 +85,10 @@ class LinearRule(torch.autograd.Function):
                 return (g * z / (z + ctx.epsilon * torch.where(z >= 0, 1.0, -1.0))) @ weight
             return _alpha_beta_gradient(x0, weight, bias, g, ctx.alpha)
 
-        grad_x = _by_slice(grad, ctx.modes, rule) if ctx.needs_input_grad[0] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            same_gradient = all(mode == "gradient" for mode in ctx.modes)
+            grad_x = grad @ weight if same_gradient else _by_slice(grad, ctx.modes, rule)  # one matmul for all copies
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
             x = _repeat(x0, ctx.modes)
