@@ -256,8 +256,8 @@ class AttentionRule(torch.autograd.Function):
             _check("bilinear", mode, ("gradient", "uniform"))
         q, k, v = (_first_copy(t, softmax_modes) for t in (query, key, value))
         m = None if mask is None else _first_copy(mask, softmax_modes)
-        # one method whose softmax rule is the gradient: the fused kernel's own backward applies it
-        ctx.fused = len(softmax_modes) == 1 and softmax_modes[0] == "gradient" and q.device.type == "cpu"
+        # softmax rule = gradient for every copy: the fused kernel's own backward applies it
+        ctx.fused = all(mode == "gradient" for mode in softmax_modes) and q.device.type == "cpu"
         if ctx.fused:
             context, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False,
                                                                                             attn_mask=m)
@@ -301,13 +301,18 @@ class AttentionRule(torch.autograd.Function):
         """Softmax rule = gradient: aten's fused backward on the gradient times the share of
         A @ V; Q and K, behind Q K^T, take the share once more."""
         q, k, v, m, context, logsumexp = ctx.saved_tensors
-        share = bilinear_share(ctx.bilinear_modes[0])
-        g = grad_context * share if share != 1.0 else grad_context
-        grad_q, grad_k, grad_v = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-            g.contiguous(), q, k, v, context, logsumexp, 0.0, False, attn_mask=m)
-        if share != 1.0:
-            grad_q, grad_k = grad_q * share, grad_k * share
-        return grad_q, grad_k, grad_v, None, None, None, None
+        parts = []
+        for g, mode in zip(grad_context.chunk(len(ctx.bilinear_modes)), ctx.bilinear_modes):
+            share = bilinear_share(mode)
+            g = g * share if share != 1.0 else g
+            grad_q, grad_k, grad_v = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+                g.contiguous(), q, k, v, context, logsumexp, 0.0, False, attn_mask=m)
+            if share != 1.0:
+                grad_q, grad_k = grad_q * share, grad_k * share
+            parts.append((grad_q, grad_k, grad_v))
+        if len(parts) == 1:
+            return (*parts[0], None, None, None, None)
+        return (*(torch.cat(grads, 0) for grads in zip(*parts)), None, None, None, None)
 
 
 def _probabilities(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
