@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test test test-all explain bench
+.PHONY: install install-test test test-fast explain bench
 
 # torch is pinned to the CPU build that lies on this machine's disk, installed only when missing:
 # a bare "torch" would make pip pull a multi-GB CUDA build.
@@ -15,11 +15,13 @@ install-test: torch
 	$(PIP) install -e ".[test]"
 	$(PIP) install --no-deps lxt
 
+# the whole suite, peers included (about 2 minutes on 2 cores)
 test: install-test
-	$(PYTHON) -m pytest -q -m "not slow" tests
-
-test-all: install-test
 	$(PYTHON) -m pytest -q tests
+
+# without the tests marked slow (peer comparisons, multi-process runs, the quick benchmark)
+test-fast: install-test
+	$(PYTHON) -m pytest -q -m "not slow" tests
 
 explain: install
 	bert-lrp explain "a gripping , beautifully acted film that never lets go ."
