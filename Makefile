@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test test test-fast explain bench
+.PHONY: torch install install-test test test-fast explain bench
 
 # torch is pinned to the CPU build that lies on this machine's disk, installed only when missing:
 # a bare "torch" would make pip pull a multi-GB CUDA build.
