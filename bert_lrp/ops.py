@@ -1,7 +1,6 @@
 """The operations BERT is built from: a plain fast path, or the rule Functions under a RuleSet."""
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -9,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .composites import RuleSet
-from .rules import ActivationRule, AttentionRule, LayerNormRule, LinearRule, activation_forward
+from .rules import (ActivationRule, AttentionRule, LayerNormRule, LinearRule, activation_forward,
+                    attention_probabilities)
 
 
 def dropout(x: torch.Tensor, layer: nn.Dropout) -> torch.Tensor:
@@ -52,9 +52,6 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask:
     if not need_probabilities:
         context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
         return context, None
-    scores = (query @ key.transpose(-1, -2)) * (1.0 / math.sqrt(query.shape[-1]))
-    if mask is not None:
-        scores = scores + mask
-    probabilities = torch.softmax(scores, dim=-1)
+    probabilities = attention_probabilities(query, key, mask)
     weights = F.dropout(probabilities, dropout) if dropout > 0 else probabilities
     return weights @ value, probabilities

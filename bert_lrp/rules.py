@@ -266,7 +266,7 @@ class AttentionRule(torch.autograd.Function):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
             ctx.save_for_backward(q, k, v, m)
         ctx.softmax_modes, ctx.bilinear_modes = softmax_modes, bilinear_modes
-        probabilities = _repeat(_probabilities(q, k, m), softmax_modes) if with_probabilities else None
+        probabilities = _repeat(attention_probabilities(q, k, m), softmax_modes) if with_probabilities else None
         if probabilities is not None:
             ctx.mark_non_differentiable(probabilities)
         return _repeat(context, softmax_modes), probabilities
@@ -276,7 +276,7 @@ class AttentionRule(torch.autograd.Function):
         if ctx.fused:
             return AttentionRule._fused_backward(ctx, grad_context)
         q, k, v, m = ctx.saved_tensors
-        probabilities = _probabilities(q, k, m)
+        probabilities = attention_probabilities(q, k, m)
         scale = 1.0 / math.sqrt(q.shape[-1])
         grads_q, grads_k, grads_v = [], [], []
         n = len(ctx.softmax_modes)
@@ -315,7 +315,8 @@ class AttentionRule(torch.autograd.Function):
         return (*(torch.cat(grads, 0) for grads in zip(*parts)), None, None, None, None)
 
 
-def _probabilities(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+def attention_probabilities(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(head_size) + mask)``: ``[batch, heads, seq, seq]``."""
     scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
     if mask is not None:
         scores = scores + mask
