@@ -409,17 +409,27 @@ class _MLMHeads(nn.Module):
             self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
 
-class BertForMaskedLM(BertPreTrainedModel):
-    """BERT + masked-LM head. Logits ``[batch, seq, vocab_size]``."""
+class _BertWithMLMHead(BertPreTrainedModel):
+    """Shared by the masked-LM models: encoder, ``cls`` heads, and the masked-LM loss."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: BertConfig, pooler: bool, next_sentence: bool) -> None:
         super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.cls = _MLMHeads(config, next_sentence=False)
+        self.bert = BertModel(config, add_pooling_layer=pooler)
+        self.cls = _MLMHeads(config, next_sentence=next_sentence)
         self.init_weights()
 
     def _extra_parameters_to_zero(self):
         return (self.cls.predictions.bias,)
+
+    def _masked_lm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1), ignore_index=-100)
+
+
+class BertForMaskedLM(_BertWithMLMHead):
+    """BERT + masked-LM head. Logits ``[batch, seq, vocab_size]``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config, pooler=False, next_sentence=False)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
@@ -430,21 +440,15 @@ class BertForMaskedLM(BertPreTrainedModel):
         logits = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1), ignore_index=-100)
+            loss = self._masked_lm_loss(logits, labels)
         return _finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
-class BertForPreTraining(BertPreTrainedModel):
+class BertForPreTraining(_BertWithMLMHead):
     """BERT + masked-LM head + next-sentence head (as Google's pre-training checkpoints hold)."""
 
     def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config)
-        self.cls = _MLMHeads(config, next_sentence=True)
-        self.init_weights()
-
-    def _extra_parameters_to_zero(self):
-        return (self.cls.predictions.bias,)
+        super().__init__(config, pooler=True, next_sentence=True)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=False,
@@ -457,7 +461,7 @@ class BertForPreTraining(BertPreTrainedModel):
         relationship = ops.linear(encoded.pooler_output, self.cls.seq_relationship, rules)
         loss = None
         if labels is not None and next_sentence_label is not None:
-            loss = (F.cross_entropy(prediction.view(-1, self.config.vocab_size), labels.view(-1), ignore_index=-100)
+            loss = (self._masked_lm_loss(prediction, labels)
                     + F.cross_entropy(relationship.view(-1, 2), next_sentence_label.view(-1)))
         return _finish(PreTrainingOutput(loss, prediction, relationship, encoded.hidden_states,
                                          encoded.attentions), return_dict)
