@@ -299,6 +299,11 @@ def _reject_unknown(unused: dict) -> None:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unused))}")
 
 
+def _classifier_dropout(config: BertConfig) -> float:
+    """``classifier_dropout`` if set, else ``hidden_dropout_prob`` (as transformers)."""
+    return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+
+
 def _finish(output, return_dict: bool):
     return output if return_dict else output.to_tuple()
 
@@ -312,8 +317,7 @@ class BertForSequenceClassification(LegacyAttributionMixin, BertPreTrainedModel)
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
         self.init_lrp = init_lrp  # accepted for compatibility with BERT-LRP; attribution needs no setup
@@ -358,8 +362,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
 
