@@ -28,15 +28,11 @@ from bert_lrp.tf_checkpoint import (
     unmask_crc,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tf_bert"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tf_bert"
 PRETRAINING = FIXTURES / "tiny_pretraining" / "bert_model.ckpt"
 CLASSIFIER = FIXTURES / "tiny_classifier" / "model.ckpt-678"
 CORRUPTED = FIXTURES / "corrupted"
 
-needs_fixtures = pytest.mark.skipif(
-    not (FIXTURES / "tiny_pretraining").is_dir(),
-    reason=f"TF BERT fixtures not found at {FIXTURES} (expected ../shared/fixtures/tf_bert beside the repo)",
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +157,6 @@ def test_crc_mask_is_inverted_by_unmask():
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_fixtures
 @pytest.mark.parametrize("prefix", [PRETRAINING, CLASSIFIER], ids=["pretraining", "classifier"])
 def test_variables_list_names_dtypes_and_shapes_as_tf(prefix):
     info = json.loads((prefix.parent / "fixture_info.json").read_text())["variables"]
@@ -169,7 +164,6 @@ def test_variables_list_names_dtypes_and_shapes_as_tf(prefix):
     assert TFCheckpointReader(prefix).variables() == expected
 
 
-@needs_fixtures
 @pytest.mark.parametrize("prefix", [PRETRAINING, CLASSIFIER], ids=["pretraining", "classifier"])
 def test_every_tensor_is_bit_identical_to_tensorflow(prefix):
     expected = np.load(prefix.parent / "tf_variables.npz")
@@ -182,13 +176,11 @@ def test_every_tensor_is_bit_identical_to_tensorflow(prefix):
     assert seen == set(expected.files)
 
 
-@needs_fixtures
 def test_global_step_is_an_int64_scalar():
     step = TFCheckpointReader(CLASSIFIER).get_tensor("global_step")
     assert step.dtype == np.int64 and step.shape == () and int(step) == 678
 
 
-@needs_fixtures
 @pytest.mark.parametrize("form", ["folder", "index_file", "data_file"])
 def test_prefix_can_be_given_as_folder_or_file(form):
     path = {
@@ -199,7 +191,6 @@ def test_prefix_can_be_given_as_folder_or_file(form):
     assert TFCheckpointReader(path).prefix == str(PRETRAINING)
 
 
-@needs_fixtures
 def test_unknown_tensor_name_raises_key_error():
     with pytest.raises(KeyError, match="no_such_tensor"):
         TFCheckpointReader(PRETRAINING).get_tensor("no_such_tensor")
@@ -210,7 +201,6 @@ def test_unknown_tensor_name_raises_key_error():
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_fixtures
 def test_flipped_data_byte_raises_checksum_error_naming_tensor_and_crcs():
     reader = TFCheckpointReader(CORRUPTED / "bitflip_data" / "bert_model.ckpt")
     with pytest.raises(ChecksumError) as err:
@@ -221,20 +211,17 @@ def test_flipped_data_byte_raises_checksum_error_naming_tensor_and_crcs():
     assert "bert_model.ckpt.data-00000-of-00001" in message
 
 
-@needs_fixtures
 def test_flipped_data_byte_leaves_other_tensors_readable():
     reader = TFCheckpointReader(CORRUPTED / "bitflip_data" / "bert_model.ckpt")
     expected = np.load(PRETRAINING.parent / "tf_variables.npz")["bert/pooler/dense/kernel"]
     np.testing.assert_array_equal(reader.get_tensor("bert/pooler/dense/kernel"), expected)
 
 
-@needs_fixtures
 def test_truncated_index_raises_format_error_naming_file():
     with pytest.raises(CheckpointFormatError, match=r"bert_model\.ckpt\.index.*bad magic"):
         TFCheckpointReader(CORRUPTED / "truncated_index" / "bert_model.ckpt")
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", ["cls/seq_relationship/output_weights/adam_v", "global_step"])
 def test_truncated_data_raises_format_error_for_lost_tensors(name):
     reader = TFCheckpointReader(CORRUPTED / "truncated_data" / "bert_model.ckpt")
@@ -243,13 +230,11 @@ def test_truncated_data_raises_format_error_for_lost_tensors(name):
     assert name in str(err.value)
 
 
-@needs_fixtures
 def test_truncated_data_still_reads_earlier_tensors():
     reader = TFCheckpointReader(CORRUPTED / "truncated_data" / "bert_model.ckpt")
     assert reader.get_tensor("bert/pooler/dense/kernel").shape == (32, 32)
 
 
-@needs_fixtures
 def test_iter_tensors_reads_lazily_in_file_order():
     reader = TFCheckpointReader(CORRUPTED / "truncated_data" / "bert_model.ckpt")
     yielded = []
@@ -260,7 +245,6 @@ def test_iter_tensors_reads_lazily_in_file_order():
     assert len(yielded) == 137 and offsets == sorted(offsets)  # all but the two lost tensors
 
 
-@needs_fixtures
 def test_corrupted_index_block_raises_checksum_error(tmp_path):
     index = bytearray(PRETRAINING.with_name("bert_model.ckpt.index").read_bytes())
     index[100] ^= 0x01  # inside the first data block
@@ -461,7 +445,6 @@ else:
         _read_everything(blob)
         _read_everything(blob + (0xDB4775248B80FB57).to_bytes(8, "little"))
 
-    @needs_fixtures
     @FUZZ
     @given(st.data())
     def test_fuzz_mutated_real_index(data):
@@ -471,7 +454,6 @@ else:
         cut = data.draw(st.integers(0, len(index)))
         _read_everything(bytes(index[:cut]) if data.draw(st.booleans()) else bytes(index))
 
-    @needs_fixtures
     @FUZZ
     @given(st.data())
     def test_fuzz_mutated_block_contents_with_valid_checksums(data):
@@ -486,7 +468,6 @@ else:
         _read_everything(sstable(bytes(block)), shard)
 
 
-@needs_fixtures
 def test_fuzz_helper_rebuilds_a_readable_index():
     block, shard = _fixture_data_block()
     with tempfile.TemporaryDirectory() as folder:

@@ -23,7 +23,7 @@ from bert_lrp.convert_tf import (
 from bert_lrp.tf_checkpoint import CheckpointFormatError, ChecksumError
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tf_bert"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tf_bert"
 PRETRAINING = FIXTURES / "tiny_pretraining"
 CLASSIFIER = FIXTURES / "tiny_classifier"
 CORRUPTED = FIXTURES / "corrupted"
@@ -32,10 +32,6 @@ CLS_PREFIX = CLASSIFIER / "model.ckpt-678"
 CONFIG = PRETRAINING / "bert_config.json"
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
-needs_fixtures = pytest.mark.skipif(
-    not PRETRAINING.is_dir(),
-    reason=f"TF BERT fixtures not found at {FIXTURES} (expected ../shared/fixtures/tf_bert beside the repo)",
-)
 
 
 def _batches(folder: Path):
@@ -122,7 +118,6 @@ def test_unknown_names_are_reported_as_unmapped(name):
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_fixtures
 def test_pretraining_weights_equal_tensorflow_values(pretraining_model):
     model, report = pretraining_model
     tf_values = np.load(PRETRAINING / "tf_variables.npz")
@@ -133,7 +128,6 @@ def test_pretraining_weights_equal_tensorflow_values(pretraining_model):
         assert np.array_equal(state[key].numpy(), expected), tf_name
 
 
-@needs_fixtures
 def test_pretraining_checkpoint_skips_exactly_the_optimizer_state(pretraining_model):
     _, report = pretraining_model
     assert report.head == "pretraining" and report.unmapped == []
@@ -141,7 +135,6 @@ def test_pretraining_checkpoint_skips_exactly_the_optimizer_state(pretraining_mo
     assert all(n == "global_step" or n.endswith(("/adam_m", "/adam_v")) for n in report.skipped)
 
 
-@needs_fixtures
 def test_pretraining_outputs_match_transformers_reference(pretraining_model):
     model, _ = pretraining_model
     for inputs, expected in _batches(PRETRAINING):
@@ -154,7 +147,6 @@ def test_pretraining_outputs_match_transformers_reference(pretraining_model):
         assert _max_diff(heads.seq_relationship_logits, expected["seq_relationship_logits"]) <= 1e-5
 
 
-@needs_fixtures
 def test_classifier_head_and_num_labels_are_inferred(classifier_model):
     model, report = classifier_model
     assert report.head == "classifier" and type(model).__name__ == "BertForSequenceClassification"
@@ -163,7 +155,6 @@ def test_classifier_head_and_num_labels_are_inferred(classifier_model):
                                   np.load(CLASSIFIER / "tf_variables.npz")["output_weights"])
 
 
-@needs_fixtures
 def test_classifier_outputs_match_transformers_reference(classifier_model):
     model, _ = classifier_model
     for inputs, expected in _batches(CLASSIFIER):
@@ -175,7 +166,6 @@ def test_classifier_outputs_match_transformers_reference(classifier_model):
         assert _max_diff(logits, expected["logits"]) <= 1e-5
 
 
-@needs_fixtures
 def test_encoder_only_conversion_reports_unused_heads():
     with pytest.warns(UserWarning, match="not used by the BertModel"):
         model, report = convert_tf_to_model(PT_PREFIX, CONFIG, head="none")
@@ -183,13 +173,11 @@ def test_encoder_only_conversion_reports_unused_heads():
     assert len(report.unmapped) == 7 and all(n.startswith("cls/") for n in report.unmapped)
 
 
-@needs_fixtures
 def test_requesting_a_head_the_checkpoint_lacks_is_an_error():
     with pytest.raises(ConversionError, match=r"no value for model parameter.*cls\.seq_relationship\.weight"):
         convert_tf_to_model(CLS_PREFIX, CLASSIFIER / "bert_config.json", head="pretraining")
 
 
-@needs_fixtures
 def test_shape_mismatch_names_tensor_and_both_shapes(tmp_path):
     config = json.loads(CONFIG.read_text())
     config["intermediate_size"] = 40
@@ -223,7 +211,6 @@ def _rewrite_fixture(prefix: Path, rename, dtype=None, num_shards: int = 1, extr
     _bundle_writer()(prefix, tensors, num_shards=num_shards)
 
 
-@needs_fixtures
 def test_tf2_object_based_names_across_shards_convert_to_reference_logits(tmp_path):
     extra = {"_CHECKPOINTABLE_OBJECT_GRAPH": (7, (), b"\x00", 0),
              "save_counter/.ATTRIBUTES/VARIABLE_VALUE": (9, (), np.int64(1).tobytes(), 1)}
@@ -236,7 +223,6 @@ def test_tf2_object_based_names_across_shards_convert_to_reference_logits(tmp_pa
         assert _max_diff(model(**inputs).logits, expected["logits"]) <= 1e-5
 
 
-@needs_fixtures
 def test_float16_checkpoint_is_upcast_into_float32_parameters(tmp_path):
     _rewrite_fixture(tmp_path / "ckpt", lambda n: n, dtype=np.float16)
     model, _ = convert_tf_to_model(tmp_path / "ckpt", CLASSIFIER / "bert_config.json")
@@ -246,7 +232,6 @@ def test_float16_checkpoint_is_upcast_into_float32_parameters(tmp_path):
     np.testing.assert_array_equal(weight.detach().numpy(), stored.T.astype(np.float32))
 
 
-@needs_fixtures
 def test_shape_mismatch_is_found_from_the_index_before_reading_data(tmp_path):
     shutil.copy(PT_PREFIX.with_name("bert_model.ckpt.index"), tmp_path / "ckpt.index")  # no data file
     config = json.loads(CONFIG.read_text())
@@ -261,7 +246,6 @@ def test_shape_mismatch_is_found_from_the_index_before_reading_data(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_fixtures
 def test_convert_writes_a_complete_hugging_face_folder(tmp_path):
     out = Path(convert_tf_checkpoint(PT_PREFIX, CONFIG, tmp_path / "out", vocab_path=PRETRAINING / "vocab.txt"))
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "vocab.txt"]
@@ -269,7 +253,6 @@ def test_convert_writes_a_complete_hugging_face_folder(tmp_path):
     assert _leftovers(tmp_path / "out") == ["out"]
 
 
-@needs_fixtures
 @pytest.mark.parametrize("case, error, match", [
     ("bitflip_data", ChecksumError, "bert/encoder/layer_0/attention/self/query/kernel"),
     ("truncated_index", CheckpointFormatError, "bad magic"),
@@ -281,13 +264,11 @@ def test_corrupted_checkpoints_fail_without_output(tmp_path, case, error, match)
     assert _leftovers(out) == []
 
 
-@needs_fixtures
 def test_truncated_fixture_converts_because_only_optimizer_state_is_lost(tmp_path):
     out = convert_tf_checkpoint(CORRUPTED / "truncated_data" / "bert_model.ckpt", CONFIG, tmp_path / "out")
     assert (Path(out) / "model.safetensors").is_file()
 
 
-@needs_fixtures
 def test_data_truncated_inside_a_weight_fails_without_output(tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copy(PT_PREFIX.with_name("bert_model.ckpt.index"), tmp_path / "ckpt.index")
@@ -298,7 +279,6 @@ def test_data_truncated_inside_a_weight_fails_without_output(tmp_path):
     assert _leftovers(tmp_path / "out") == []
 
 
-@needs_fixtures
 def test_failure_while_saving_removes_the_temporary_folder(tmp_path, monkeypatch):
     from bert_lrp.modeling import BertPreTrainedModel
 
@@ -312,7 +292,6 @@ def test_failure_while_saving_removes_the_temporary_folder(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
-@needs_fixtures
 def test_non_empty_output_folder_is_kept_unless_overwrite(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -329,7 +308,6 @@ def test_non_empty_output_folder_is_kept_unless_overwrite(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_fixtures
 def test_convert_cli_infers_classifier_head(tmp_path):
     out = tmp_path / "out"
     code = convert_main(["--tf-checkpoint", str(CLS_PREFIX), "--config", str(CLASSIFIER / "bert_config.json"),
@@ -339,7 +317,6 @@ def test_convert_cli_infers_classifier_head(tmp_path):
     assert config["architectures"] == ["BertForSequenceClassification"]
 
 
-@needs_fixtures
 def test_convert_cli_reports_errors_with_exit_code_1(tmp_path, capsys):
     out = tmp_path / "out"
     code = convert_main(["--tf-checkpoint", str(CORRUPTED / "bitflip_data"), "--config", str(CONFIG),
@@ -348,7 +325,6 @@ def test_convert_cli_reports_errors_with_exit_code_1(tmp_path, capsys):
     assert _leftovers(out) == []
 
 
-@needs_fixtures
 def test_inspect_lists_every_tensor_with_dtype_shape_and_size(capsys):
     assert inspect_main([str(PT_PREFIX)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -358,7 +334,6 @@ def test_inspect_lists_every_tensor_with_dtype_shape_and_size(capsys):
     assert lines[-1].startswith("139 tensors")
 
 
-@needs_fixtures
 def test_inspect_verify_flags_the_corrupted_tensor(capsys):
     assert inspect_main([str(CORRUPTED / "bitflip_data"), "--verify"]) == 1
     failed = [line for line in capsys.readouterr().out.splitlines() if "FAILED" in line]
@@ -373,7 +348,6 @@ def _load_script():
     return module
 
 
-@needs_fixtures
 @pytest.mark.parametrize("filename", ["pytorch_model.safetensors", "pytorch_model.bin"])
 def test_script_writes_only_a_weights_file(tmp_path, filename, pretraining_model):
     dump = tmp_path / filename
@@ -390,7 +364,6 @@ def test_script_writes_only_a_weights_file(tmp_path, filename, pretraining_model
     assert all(torch.equal(state[k], expected[k]) for k in expected)
 
 
-@needs_fixtures
 def test_script_treats_other_dump_paths_as_folders(tmp_path):
     code = _load_script().main(["--tf_checkpoint_path", str(PT_PREFIX), "--bert_config_file", str(CONFIG),
                                 "--pytorch_dump_path", str(tmp_path / "out")])
@@ -402,7 +375,6 @@ def test_script_treats_other_dump_paths_as_folders(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_fixtures
 @pytest.mark.parametrize("prefix, config, hf_class, output", [
     (PT_PREFIX, CONFIG, "BertForPreTraining", "prediction_logits"),
     (CLS_PREFIX, CLASSIFIER / "bert_config.json", "BertForSequenceClassification", "logits"),
