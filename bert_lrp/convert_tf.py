@@ -21,7 +21,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 
 from ._io import atomic_directory, atomic_write
-from .tf_checkpoint import TFCheckpointError, TFCheckpointReader
+from .tf_checkpoint import CheckpointFormatError, ChecksumError, TFCheckpointError, TFCheckpointReader
 
 __all__ = [
     "ConversionError",
@@ -197,10 +197,13 @@ def _check_fits(reader: TFCheckpointReader, tf_name: str, transpose: bool, key: 
             f"has shape {list(target.shape)}; does the config match the checkpoint?")
 
 
-def _fill(model: torch.nn.Module, reader: TFCheckpointReader, plan: _Plan, report: ConversionReport) -> None:
-    """Copy every mapped tensor into the model, one at a time, checking shapes and coverage."""
+def _plan_loads(model: torch.nn.Module, reader: TFCheckpointReader, plan: _Plan,
+                report: ConversionReport) -> List[Tuple[str, List[str], bool]]:
+    """``(TF name, model keys, transpose?)`` of every tensor to load, checked against the model
+    from the index alone (dtype, shape, one tensor per parameter) before any data is read."""
     targets = model.state_dict(keep_vars=True)
     owner: Dict[int, str] = {}
+    loads = []
     for tf_name, (hf_name, transpose) in plan.mapping.items():
         keys = _target_keys(hf_name, targets)
         if not keys:
@@ -211,26 +214,102 @@ def _fill(model: torch.nn.Module, reader: TFCheckpointReader, plan: _Plan, repor
             if owner.get(id(targets[key]), tf_name) != tf_name:
                 raise ConversionError(f"{reader.index_path}: both {owner[id(targets[key])]!r} and {tf_name!r} "
                                       f"map to model parameter {key!r}")
+            owner[id(targets[key])] = tf_name
+        loads.append((tf_name, keys, transpose))
+    missing = [name for name, p in model.named_parameters() if id(p) not in owner]
+    if missing:
+        raise ConversionError(f"{reader.index_path}: checkpoint has no value for model parameter(s) "
+                              f"{', '.join(missing)} (head={report.head!r})")
+    return loads
+
+
+def _fill(model: torch.nn.Module, reader: TFCheckpointReader, loads: List[Tuple[str, List[str], bool]],
+          report: ConversionReport) -> None:
+    """Copy every planned tensor into the model, one at a time (each read checks its crc32c)."""
+    targets = model.state_dict(keep_vars=True)
+    for tf_name, keys, transpose in loads:
         array = reader.get_tensor(tf_name)
         value = torch.from_numpy(array.T if transpose else array)
         with torch.no_grad():
             for key in keys:
                 targets[key].copy_(value)  # casts float16/bfloat16/float64 to the parameter's dtype
-                owner[id(targets[key])] = tf_name
         report.loaded[tf_name] = keys[0]
         del array, value
-    missing = [name for name, p in model.named_parameters() if id(p) not in owner]
-    if missing:
-        raise ConversionError(f"{reader.index_path}: checkpoint has no value for model parameter(s) "
-                              f"{', '.join(missing)} (head={report.head!r})")
+
+
+# ------------------------------------------------------------------------------------------
+# Integrity of the whole checkpoint
+# ------------------------------------------------------------------------------------------
+
+ACCEPT_FLAG = "--accept-damaged-skipped"
+_LISTED = 5  # damaged tensors named in one message
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_LISTED])
+    return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+def _accept_hint() -> str:
+    return (f"no weight to convert is affected; pass {ACCEPT_FLAG} (Python: "
+            "accept_damaged_skipped=True) to convert anyway")
+
+
+def _check_shards(reader: TFCheckpointReader, converted: set, accept: bool) -> List[str]:
+    """Compare every data shard's size with what the index needs. Returns the names of the
+    tensors lost to an accepted truncation; raises otherwise."""
+    lost_skipped: List[str] = []
+    for shortfall in reader.check_shards():
+        lost_weights = [n for n in shortfall.lost if n in converted]
+        if lost_weights:
+            raise CheckpointFormatError(f"{shortfall.describe()}; it loses converted weight(s) "
+                                        f"{_names(lost_weights)}")
+        if not accept:
+            raise CheckpointFormatError(
+                f"{shortfall.describe()}; it loses tensor(s) that convert skips: {_names(list(shortfall.lost))} "
+                f"(the file is incomplete or damaged); {_accept_hint()}")
+        warnings.warn(f"{shortfall.describe()}; converting anyway ({ACCEPT_FLAG}): lost tensor(s) that are "
+                      f"not converted: {_names(list(shortfall.lost))}", stacklevel=3)
+        lost_skipped.extend(shortfall.lost)
+    return lost_skipped
+
+
+def _verify_skipped(reader: TFCheckpointReader, names: List[str], accept: bool) -> None:
+    """Check the crc32c of the tensors that are not converted (optimizer slots, global_step...)."""
+    checkable = [n for n in names if not reader.info(n).sliced]
+    unchecked = len(names) - len(checkable)
+    if unchecked:
+        warnings.warn(f"{reader.index_path}: {unchecked} partitioned (sliced) tensor(s) that are not converted "
+                      "were not checked", stacklevel=3)
+    damaged = reader.verify(checkable)
+    if not damaged:
+        return
+    details = "; ".join(str(error) for error in list(damaged.values())[:_LISTED])
+    if len(damaged) > _LISTED:
+        details += f"; and {len(damaged) - _LISTED} more: {_names(list(damaged)[_LISTED:])}"
+    count = f"{len(damaged)} tensor{'s' if len(damaged) > 1 else ''}"
+    if accept:
+        warnings.warn(f"{reader.prefix}: converting anyway ({ACCEPT_FLAG}) although {count} that convert skips "
+                      f"{'are' if len(damaged) > 1 else 'is'} damaged: {details}", stacklevel=3)
+        return
+    kind = ChecksumError if all(isinstance(e, ChecksumError) for e in damaged.values()) else CheckpointFormatError
+    raise kind(f"checkpoint {reader.prefix} is damaged in {count} that convert skips: {details}; "
+               f"{_accept_hint()}")
 
 
 def convert_tf_to_model(prefix: str | os.PathLike, config_path: str | os.PathLike,
-                        head: str = "auto") -> Tuple[torch.nn.Module, ConversionReport]:
+                        head: str = "auto", accept_damaged_skipped: bool = False
+                        ) -> Tuple[torch.nn.Module, ConversionReport]:
     """Build our model from ``bert_config.json`` and fill it from a TF checkpoint.
 
     Unmapped checkpoint tensors are warned about and listed in the report; a model parameter the
     checkpoint does not provide, or any shape mismatch, raises :class:`ConversionError`.
+
+    The whole checkpoint is checked, not only the converted tensors: every data shard's size
+    against the index, and the crc32c of every tensor. Damage in a converted tensor raises
+    :class:`ChecksumError` / :class:`CheckpointFormatError`; damage confined to tensors that are not
+    converted (optimizer slots, ``global_step``, unused heads) raises too, unless
+    ``accept_damaged_skipped`` is true, in which case it is warned about.
     """
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
@@ -243,7 +322,12 @@ def convert_tf_to_model(prefix: str | os.PathLike, config_path: str | os.PathLik
         head = detect_head(hf for hf, _ in plan.mapping.values())
     report = ConversionReport(head=head, skipped=list(plan.skipped), unmapped=list(plan.unmapped))
     model = _build_model(os.fspath(config_path), head, _num_labels(reader, plan))
-    _fill(model, reader, plan, report)
+    loads = _plan_loads(model, reader, plan, report)
+    converted = {tf_name for tf_name, _, _ in loads}
+    lost = set(_check_shards(reader, converted, accept_damaged_skipped))
+    _fill(model, reader, loads, report)
+    _verify_skipped(reader, [n for n in reader.variables() if n not in converted and n not in lost],
+                    accept_damaged_skipped)
     model.eval()
     if report.unmapped:
         warnings.warn(f"{reader.index_path}: {len(report.unmapped)} tensor(s) not used by the "
@@ -267,7 +351,7 @@ def _prepare_output(out_dir: str, overwrite: bool) -> None:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConversionError(f"{out_dir}: output path exists and is not a folder")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise ConversionError(f"{out_dir}: output folder exists and is not empty (use overwrite)")
+        raise ConversionError(f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)")
 
 
 def _make_readable(path: str) -> None:
@@ -280,17 +364,19 @@ def _make_readable(path: str) -> None:
 
 def convert_tf_checkpoint(prefix: str | os.PathLike, config_path: str | os.PathLike,
                           out_dir: str | os.PathLike, vocab_path: Optional[str | os.PathLike] = None,
-                          head: str = "auto", overwrite: bool = False) -> str:
+                          head: str = "auto", overwrite: bool = False,
+                          accept_damaged_skipped: bool = False) -> str:
     """Convert a TF checkpoint into a Hugging Face folder (config.json, model.safetensors, vocab.txt).
 
     The folder is written under a temporary sibling name and renamed into place only when
-    complete; on any failure nothing is left at ``out_dir``. Returns ``out_dir``.
+    complete; on any failure nothing is left at ``out_dir``. Returns ``out_dir``. See
+    :func:`convert_tf_to_model` for the integrity checks and ``accept_damaged_skipped``.
     """
     out_dir = os.path.abspath(os.fspath(out_dir))
     _prepare_output(out_dir, overwrite)
     if vocab_path is not None and not os.path.isfile(vocab_path):
         raise ConversionError(f"{vocab_path}: vocabulary file not found")
-    model, _ = convert_tf_to_model(prefix, config_path, head)
+    model, _ = convert_tf_to_model(prefix, config_path, head, accept_damaged_skipped)
     if vocab_path is not None:
         _check_vocab(os.fspath(vocab_path), model.config.vocab_size)
     with atomic_directory(out_dir) as temporary:
@@ -334,6 +420,10 @@ def _convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head", choices=HEADS, default="auto",
                         help="model head; auto picks it from the checkpoint (default)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument(ACCEPT_FLAG, action="store_true",
+                        help="convert even if tensors that are not converted (optimizer slots, global_step, "
+                             "unused heads) fail their crc32c or are cut off; they are named in a warning. "
+                             "Damage in a converted weight is always an error")
     return parser
 
 
@@ -352,7 +442,7 @@ def convert_main(argv: Optional[Sequence[str]] = None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             out = convert_tf_checkpoint(args.tf_checkpoint, args.config, args.out, args.vocab,
-                                        args.head, args.overwrite)
+                                        args.head, args.overwrite, args.accept_damaged_skipped)
     except (TFCheckpointError, ConfigError, CheckpointError, OSError) as error:
         return _fail("bert-lrp convert", error)
     for warning in caught:
@@ -387,9 +477,9 @@ def inspect_main(argv: Optional[Sequence[str]] = None) -> int:
     for name, (dtype, shape) in reader.variables().items():
         size = reader.info(name).size
         line = f"{name:<{width}}  {dtype:<8}  {str(list(shape)):<14}  {_format_size(size)}"
-        if args.verify and dtype != "string":
+        if args.verify and not reader.info(name).sliced:
             try:
-                reader.get_tensor(name)
+                reader.verify_tensor(name)
                 line += "  ok"
             except TFCheckpointError as error:
                 failures += 1
@@ -397,4 +487,9 @@ def inspect_main(argv: Optional[Sequence[str]] = None) -> int:
         print(line)
     total = sum(reader.info(n).size for n in reader.variables())
     print(f"{len(reader)} tensors, {_format_size(total)} in {reader.num_shards} shard(s)")
+    if args.verify:
+        for shortfall in reader.check_shards():
+            failures += 1
+            print(f"FAILED: {shortfall.describe()}; tensors cut off: {_names(list(shortfall.lost))}")
+        print(f"verify: {failures} problem(s)" if failures else "verify: every tensor passed its crc32c check")
     return 1 if failures else 0

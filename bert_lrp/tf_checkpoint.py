@@ -16,7 +16,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -26,6 +26,7 @@ __all__ = [
     "UnsupportedCheckpointError",
     "ChecksumError",
     "TensorInfo",
+    "ShardShortfall",
     "TFCheckpointReader",
     "crc32c",
     "mask_crc",
@@ -303,6 +304,24 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class ShardShortfall:
+    """A data shard shorter than its index entries require (or missing: ``actual`` is ``None``)."""
+
+    path: str
+    expected: int  # bytes the index needs: the largest ``offset + size`` of the shard's tensors
+    actual: Optional[int]  # bytes the file has; None if the file is missing or unreadable
+    lost: Tuple[str, ...]  # tensors whose bytes reach past the end of the file, in file order
+    reason: str = ""  # why the file could not be opened, if it could not
+
+    def describe(self) -> str:
+        if self.actual is None:
+            return (f"{self.path}: data shard is missing or unreadable ({self.reason}); "
+                    f"the index needs {self.expected} bytes from it")
+        return (f"{self.path}: data file is truncated: the index needs {self.expected} bytes, the file has "
+                f"{self.actual} bytes ({self.expected - self.actual} missing)")
+
+
+@dataclass(frozen=True)
 class _Header:
     num_shards: int
     big_endian: bool
@@ -472,6 +491,7 @@ def _table_entries(index: bytes, source: str) -> Iterator[Tuple[bytes, memoryvie
 # Reader
 # --------------------------------------------------------------------------------------------
 
+_VERIFY_CHUNK = 8 << 20  # bytes read per step when only checking a tensor's crc32c
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
 
 
@@ -595,6 +615,74 @@ class TFCheckpointReader:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def required_shard_sizes(self) -> Dict[int, int]:
+        """Bytes each data shard must have: the largest ``offset + size`` of its tensors."""
+        sizes: Dict[int, int] = {}
+        for info in self._entries.values():
+            if not info.sliced:
+                sizes[info.shard_id] = max(sizes.get(info.shard_id, 0), info.offset + info.size)
+        return sizes
+
+    def check_shards(self) -> List[ShardShortfall]:
+        """Every data shard that is missing or shorter than the index requires (no data is read)."""
+        problems = []
+        for shard_id, expected in sorted(self.required_shard_sizes().items()):
+            path = self.shard_path(shard_id)
+            try:
+                actual: Optional[int] = os.stat(path).st_size
+                reason = ""
+            except OSError as exc:
+                actual, reason = None, exc.strerror or type(exc).__name__
+            if actual is not None and actual >= expected:
+                continue
+            end = 0 if actual is None else actual
+            lost = sorted((i for i in self._entries.values()
+                           if not i.sliced and i.shard_id == shard_id and i.offset + i.size > end),
+                          key=lambda i: (i.offset, i.name))
+            problems.append(ShardShortfall(path, expected, actual, tuple(i.name for i in lost), reason))
+        return problems
+
+    def verify_tensor(self, name: str) -> None:
+        """Check one tensor's stored CRC32C without decoding it (any dtype, strings included).
+
+        The bytes are streamed in chunks, so memory stays small whatever the tensor's size. Raises
+        :class:`ChecksumError` or :class:`CheckpointFormatError` (truncated/missing data)."""
+        info = self.info(name)
+        if info.sliced:
+            raise UnsupportedCheckpointError(
+                f"{self.index_path}: tensor {info.name!r} is partitioned into slices, which is not supported")
+        if info.masked_crc is None:
+            raise CheckpointFormatError(f"{self.index_path}: tensor {info.name!r} has no stored crc32c")
+        path = self.shard_path(info.shard_id)
+        try:
+            handle = open(path, "rb")
+        except OSError as exc:
+            raise CheckpointFormatError(f"{path}: cannot open data shard of {info.name!r}: {exc}") from exc
+        with handle:
+            self._check_extent(info, path, os.fstat(handle.fileno()).st_size)
+            handle.seek(info.offset)
+            chunk = np.empty(min(info.size, _VERIFY_CHUNK), dtype=np.uint8)
+            view, crc, remaining = memoryview(chunk), 0, info.size
+            while remaining:
+                got = handle.readinto(view[: min(remaining, len(view))])
+                if not got:
+                    raise CheckpointFormatError(f"{path}: short read of {info.name!r}: "
+                                                f"{info.size - remaining} of {info.size} bytes")
+                crc = crc32c(view[:got], crc)
+                remaining -= got
+        self._compare_crc(info, crc)
+
+    def verify(self, names: Optional[Sequence[str]] = None) -> Dict[str, TFCheckpointError]:
+        """Check the CRC32C of ``names`` (default: every tensor); returns ``{name: error}`` of the bad ones."""
+        problems: Dict[str, TFCheckpointError] = {}
+        wanted = list(self._entries) if names is None else list(names)
+        for name in sorted(wanted, key=lambda n: (self.info(n).shard_id, self.info(n).offset, n)):
+            try:
+                self.verify_tensor(name)
+            except TFCheckpointError as error:
+                problems[name] = error
+        return problems
+
     def get_tensor(self, name: str) -> np.ndarray:
         """Read, checksum and decode one tensor."""
         info = self.info(name)
@@ -630,12 +718,7 @@ class TFCheckpointReader:
         except OSError as exc:
             raise CheckpointFormatError(f"{path}: cannot open data shard of {info.name!r}: {exc}") from exc
         with handle:
-            file_size = os.fstat(handle.fileno()).st_size
-            if info.offset + info.size > file_size:
-                raise CheckpointFormatError(
-                    f"{path}: data file is truncated: tensor {info.name!r} needs bytes "
-                    f"[{info.offset}, {info.offset + info.size}) but the file has {file_size} bytes"
-                )
+            self._check_extent(info, path, os.fstat(handle.fileno()).st_size)
             raw = np.empty(info.size, dtype=np.uint8)
             handle.seek(info.offset)
             got = handle.readinto(memoryview(raw))
@@ -643,10 +726,21 @@ class TFCheckpointReader:
             raise CheckpointFormatError(f"{path}: short read of {info.name!r}: {got} of {info.size} bytes")
         return raw
 
+    @staticmethod
+    def _check_extent(info: TensorInfo, path: str, file_size: int) -> None:
+        if info.offset + info.size > file_size:
+            raise CheckpointFormatError(
+                f"{path}: data file is truncated: tensor {info.name!r} needs bytes "
+                f"[{info.offset}, {info.offset + info.size}) but the file has {file_size} bytes"
+            )
+
     def _verify_crc(self, info: TensorInfo, raw: np.ndarray) -> None:
         if info.masked_crc is None:
             raise CheckpointFormatError(f"{self.index_path}: tensor {info.name!r} has no stored crc32c")
-        expected, actual = unmask_crc(info.masked_crc), crc32c(raw)
+        self._compare_crc(info, crc32c(raw))
+
+    def _compare_crc(self, info: TensorInfo, actual: int) -> None:
+        expected = unmask_crc(info.masked_crc)
         if expected != actual:
             raise ChecksumError(
                 f"{self.shard_path(info.shard_id)}: checksum mismatch for tensor {info.name!r} "

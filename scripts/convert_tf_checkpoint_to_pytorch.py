@@ -37,6 +37,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="output folder, or a .safetensors/.bin file for the weights only")
     parser.add_argument("--vocab_file", help="vocab.txt to copy into the output folder")
     parser.add_argument("--head", choices=HEADS, default="auto", help="model head (default: from the checkpoint)")
+    parser.add_argument("--accept-damaged-skipped", "--accept_damaged_skipped", dest="accept_damaged_skipped",
+                        action="store_true",
+                        help="convert even if tensors that are not converted (optimizer slots, global_step) are "
+                             "damaged; they are named in a warning")
     return parser.parse_args(argv)
 
 
@@ -45,12 +49,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     dump = args.pytorch_dump_path
     try:
         if dump.endswith((".safetensors", ".bin")):
-            model, report = convert_tf_to_model(args.tf_checkpoint_path, args.bert_config_file, args.head)
+            model, report = convert_tf_to_model(args.tf_checkpoint_path, args.bert_config_file, args.head,
+                                                args.accept_damaged_skipped)
             save_weights_file(model, dump)
             print(f"wrote {type(model).__name__} weights ({len(report.loaded)} tensors) to {dump}")
         else:
             convert_tf_checkpoint(args.tf_checkpoint_path, args.bert_config_file, dump,
-                                  vocab_path=args.vocab_file, head=args.head)
+                                  vocab_path=args.vocab_file, head=args.head,
+                                  accept_damaged_skipped=args.accept_damaged_skipped)
             print(f"wrote {dump}")
     except (TFCheckpointError, ConfigError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

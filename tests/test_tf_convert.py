@@ -264,8 +264,13 @@ def test_corrupted_checkpoints_fail_without_output(tmp_path, case, error, match)
     assert _leftovers(out) == []
 
 
-def test_truncated_fixture_converts_because_only_optimizer_state_is_lost(tmp_path):
-    out = convert_tf_checkpoint(CORRUPTED / "truncated_data" / "bert_model.ckpt", CONFIG, tmp_path / "out")
+def test_truncated_fixture_is_refused_unless_damaged_skipped_tensors_are_accepted(tmp_path):
+    prefix = CORRUPTED / "truncated_data" / "bert_model.ckpt"
+    with pytest.raises(CheckpointFormatError, match=r"the index needs 255164 bytes, the file has 255028 bytes"):
+        convert_tf_checkpoint(prefix, CONFIG, tmp_path / "out")
+    assert _leftovers(tmp_path / "out") == []
+    with pytest.warns(UserWarning, match="output_weights/adam_v"):
+        out = convert_tf_checkpoint(prefix, CONFIG, tmp_path / "out", accept_damaged_skipped=True)
     assert (Path(out) / "model.safetensors").is_file()
 
 
