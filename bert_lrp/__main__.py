@@ -1,3 +1,6 @@
-from bert_lrp.cli import main
+"""``python -m bert_lrp ...`` is ``bert-lrp ...``."""
 import sys
+
+from bert_lrp.cli import main
+
 sys.exit(main())

@@ -1,11 +1,13 @@
-"""Atomic file output: write to a temporary name in the same folder, then rename."""
+"""File I/O for the commands: atomic output (temporary name in the same folder, then rename;
+nothing half-written or empty is left on failure) and strict UTF-8 input whose errors name the
+file and line."""
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
 import tempfile
-from typing import Callable, Iterator
+from typing import Callable, Dict, Iterator, List, Optional
 
 
 def _umask() -> int:
@@ -14,28 +16,113 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(temporary_path)`` and move the result to ``path`` only if it succeeded."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+def make_folders(folder: str | os.PathLike) -> List[str]:
+    """``os.makedirs(folder, exist_ok=True)``; returns the folders it created, outermost first,
+    so that :func:`remove_empty_folders` can undo it after a failure."""
+    folder = os.path.abspath(os.fspath(folder))
+    missing: List[str] = []
+    current = folder
+    while not os.path.exists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(handle)
+    return missing[::-1]
+
+
+def remove_empty_folders(created: List[str]) -> None:
+    """Remove the folders :func:`make_folders` created, innermost first, as long as they are empty."""
+    for folder in reversed(created):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty (or gone): leave it and its parents
+            return
+
+
+def _check_target(path: str) -> None:
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, "is a folder, expected a file name", path)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(temporary_path)`` and move the result to ``path`` only if it succeeded; folders
+    created for it are removed again on failure."""
+    atomic_write_many({path: write})
+
+
+def atomic_write_many(outputs: Dict[str | os.PathLike, Callable[[str], None]]) -> None:
+    """Write several files all-or-nothing as far as the file system allows: every ``write(temporary)``
+    runs first; only when all succeeded are the temporaries renamed onto their paths. On failure
+    the temporaries and the folders created for them are removed and no target is touched."""
+    created: List[str] = []
+    temporaries: Dict[str, str] = {}
     try:
-        write(temporary)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(temporary, path)
+        for path, write in outputs.items():
+            path = os.fspath(path)
+            _check_target(path)
+            folder = os.path.dirname(os.path.abspath(path))
+            created += make_folders(folder)
+            handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                                 dir=folder)
+            os.close(handle)
+            temporaries[path] = temporary
+            write(temporary)
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        for path in list(temporaries):
+            os.replace(temporaries.pop(path), path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
+        for temporary in temporaries.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
+        remove_empty_folders(created)
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def _text_writer(text: str) -> Callable[[str], None]:
     def write(temporary: str) -> None:
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(text)
-    atomic_write(path, write)
+    return write
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, _text_writer(text))
+
+
+def atomic_write_texts(outputs: Dict[str | os.PathLike, str]) -> None:
+    """:func:`atomic_write_many` for texts (UTF-8)."""
+    atomic_write_many({path: _text_writer(text) for path, text in outputs.items()})
+
+
+# ------------------------------------------------------------------ input
+def decode_utf8(data: bytes, source: str) -> str:
+    """``data`` decoded as UTF-8 (a leading byte order mark is dropped); invalid bytes raise
+    :class:`bert_lrp.errors.InputFileError` naming ``source``, the line and the byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        from .errors import InputFileError, unicode_message
+
+        raise InputFileError(unicode_message(error, source)) from None
+
+
+def read_text_file(path: str | os.PathLike, option: Optional[str] = None) -> str:
+    """The text of ``path``, strictly UTF-8. A path that does not exist or is a folder is a
+    :class:`bert_lrp.errors.UsageError` (naming ``option``, e.g. ``--file``, when given); invalid
+    UTF-8 an :class:`bert_lrp.errors.InputFileError` naming file and line."""
+    from .errors import UsageError
+
+    path = os.fspath(path)
+    label = f"{option} {path}" if option else path
+    if os.path.isdir(path):
+        raise UsageError(f"{label}: is a folder, expected a text file")
+    if not os.path.exists(path):
+        raise UsageError(f"{label}: no such file")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return decode_utf8(data, path)
 
 
 @contextlib.contextmanager

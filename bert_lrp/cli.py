@@ -1,9 +1,20 @@
-"""``bert-lrp`` command line: each sub-command lives in its own module and is imported on demand."""
+"""``bert-lrp`` command line: each sub-command lives in its own module and is imported on demand.
+
+This is the one error boundary of the command line (:func:`bert_lrp.errors.run_command`): a
+command's own errors (CheckpointError, ConfigError, DataError, InputError, TokenizerError,
+TFCheckpointError, UsageError, ...), ``OSError`` and ``UnicodeDecodeError`` become one line on
+stderr, ``bert-lrp COMMAND: error: MESSAGE``, with exit code 2 for a wrong command line (bad
+option value, missing input, a path that does not exist) and 1 for a failure; never a traceback.
+``bert-lrp --debug COMMAND ...`` or ``BERT_LRP_DEBUG=1`` shows the traceback instead. Ctrl-C
+exits with 130.
+"""
 from __future__ import annotations
 
 import importlib
 import sys
 from typing import List, Optional
+
+from .errors import USAGE, debug_requested, run_command
 
 COMMANDS = {
     "explain": ("bert_lrp.explain_cli", "main", "explain a prediction (terminal, HTML, JSON)"),
@@ -14,26 +25,63 @@ COMMANDS = {
     "inspect-checkpoint": ("bert_lrp.convert_tf", "inspect_main", "list the tensors of a TensorFlow checkpoint"),
 }
 
+GLOBAL_OPTIONS = """global options (before COMMAND):
+  -h, --help           show this help and exit
+  --version            show the version and exit
+  --debug              show the traceback of an error instead of one line (also: BERT_LRP_DEBUG=1)"""
+
 
 def usage() -> str:
-    lines = ["usage: bert-lrp COMMAND [options]   (bert-lrp COMMAND --help for its options)", "", "commands:"]
+    lines = ["usage: bert-lrp [--debug] COMMAND [options]   (bert-lrp COMMAND --help for its options)", "",
+             "commands:"]
     lines += [f"  {name:<20} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    lines += ["", GLOBAL_OPTIONS, "",
+              "Errors are one line on stderr; exit code 0: success, 1: failure, 2: bad command line, "
+              "130: interrupted."]
     return "\n".join(lines)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage())
-        return 0
+    debug = debug_requested()
+    while argv and argv[0].startswith("-"):  # global options come before the command
+        option = argv.pop(0)
+        if option == "--debug":
+            debug = True
+        elif option in ("-h", "--help"):
+            print(usage())
+            return 0
+        elif option == "--version":
+            print(f"bert-lrp {_version()}")
+            return 0
+        else:
+            print(f"bert-lrp: error: unknown option {option} (options of a command go after it: "
+                  f"bert-lrp COMMAND {option})\n\n{usage()}", file=sys.stderr)
+            return USAGE
+    if not argv:
+        print(f"bert-lrp: error: no command given\n\n{usage()}", file=sys.stderr)
+        return USAGE
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"bert-lrp: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
-        return 2
+        import difflib
+
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(f"bert-lrp: error: unknown command {name!r}{hint}\n\n{usage()}", file=sys.stderr)
+        return USAGE
     module_name, function_name, _ = COMMANDS[name]
-    function = getattr(importlib.import_module(module_name), function_name)
-    result = function(rest)
-    return int(result or 0)
+
+    def command(arguments: List[str]) -> Optional[int]:
+        function = getattr(importlib.import_module(module_name), function_name)
+        return function(arguments)
+
+    return run_command(f"bert-lrp {name}", command, rest, debug=debug)
 
 
 if __name__ == "__main__":

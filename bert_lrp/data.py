@@ -10,22 +10,25 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
+from ._io import decode_utf8
+from .errors import BertLrpError
 from .tokenization import BertTokenizer
 
 IGNORE_INDEX = -100
 
 
-class DataError(ValueError):
+class DataError(BertLrpError, ValueError):
     """A data file is missing, empty or malformed; the message names file, line and problem."""
 
 
 @dataclass
 class Example:
     """One labelled example. ``text`` is a string, or a list of words for token classification;
-    ``label`` is a class name, or one tag per word. ``line`` is the 1-based line in ``source``."""
+    ``label`` is a class name, or one tag per word (None when the table has no label column);
+    ``line`` is the 1-based line in ``source``."""
 
     text: Union[str, List[str]]
-    label: Union[str, List[str]]
+    label: Union[str, List[str], None]
     pair: Optional[str] = None
     source: str = ""
     line: int = 0
@@ -47,10 +50,17 @@ class Features:
 
 # --------------------------------------------------------------------------- readers
 def _open_lines(path: str) -> List[str]:
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, expected a data file")
     if not os.path.isfile(path):
         raise DataError(f"{path}: data file not found")
-    with open(path, encoding="utf-8-sig") as handle:
-        lines = handle.read().splitlines()
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        text = decode_utf8(data, path)
+    except BertLrpError as error:
+        raise DataError(str(error)) from None
+    lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise DataError(f"{path}: the file is empty")
     return lines
@@ -69,16 +79,20 @@ def _column_index(path: str, header: Sequence[str], column: Union[str, int], rol
 
 
 def read_table(path: str | os.PathLike, text_column: Union[str, int] = "sentence",
-               label_column: Union[str, int] = "label", pair_column: Union[str, int, None] = None
-               ) -> List[Example]:
+               label_column: Union[str, int, None] = "label", pair_column: Union[str, int, None] = None,
+               label_optional: bool = False) -> List[Example]:
     """Read a ``.tsv`` (tab-separated, no quoting), ``.csv`` or ``.jsonl`` file with named columns.
 
-    TSV/CSV files need a header line; JSON lines need one object per line with those keys.
+    TSV/CSV files need a header line; JSON lines need one object per line with those keys. The
+    file must be UTF-8. ``label_column=None``: no labels (``Example.label`` is None);
+    ``label_optional``: a file without the label column (in its header, or in its first JSON
+    object) reads as if ``label_column`` were None; a file that has it needs a label on every row.
+    Every problem is a :class:`DataError` naming the file and the line.
     """
     path = os.fspath(path)
     lines = _open_lines(path)
     if path.endswith((".jsonl", ".json", ".ndjson")):
-        return _read_jsonl(path, lines, text_column, label_column, pair_column)
+        return _read_jsonl(path, lines, text_column, label_column, pair_column, label_optional)
     if path.endswith(".csv"):
         rows = [(reader.line_num, row) for reader in [csv.reader(lines)] for row in reader]
     else:
@@ -87,21 +101,25 @@ def read_table(path: str | os.PathLike, text_column: Union[str, int] = "sentence
     header_line, header = rows[0]
     header = [cell.strip() for cell in header]
     text_index = _column_index(path, header, text_column, "text")
-    label_index = _column_index(path, header, label_column, "label")
+    if label_optional and label_column is not None and not isinstance(label_column, int) \
+            and not str(label_column).isdigit() and label_column not in header:
+        label_column = None
+    label_index = None if label_column is None else _column_index(path, header, label_column, "label")
     pair_index = None if pair_column is None else _column_index(path, header, pair_column, "pair")
     examples = []
     for number, row in rows[1:]:
         if len(row) != len(header):
             raise DataError(f"{path}, line {number}: expected {len(header)} fields as in the header, "
                             f"got {len(row)}")
-        examples.append(_example(path, number, row[text_index], row[label_index],
+        examples.append(_example(path, number, row[text_index], None if label_index is None else row[label_index],
                                  None if pair_index is None else row[pair_index]))
     if not examples:
         raise DataError(f"{path}: the file has a header but no examples")
     return examples
 
 
-def _read_jsonl(path: str, lines: List[str], text_column, label_column, pair_column) -> List[Example]:
+def _read_jsonl(path: str, lines: List[str], text_column, label_column, pair_column,
+                label_optional: bool = False) -> List[Example]:
     examples = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -112,24 +130,29 @@ def _read_jsonl(path: str, lines: List[str], text_column, label_column, pair_col
             raise DataError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
+        if label_optional and not examples and label_column is not None and label_column not in record:
+            label_column = None
         for role, key in (("text", text_column), ("label", label_column), ("pair", pair_column)):
             if key is not None and key not in record:
                 raise DataError(f"{path}, line {number}: missing {role} field {key!r}; "
                                 f"the object has: {', '.join(record)}")
-        examples.append(_example(path, number, str(record[text_column]), str(record[label_column]),
+        examples.append(_example(path, number, str(record[text_column]),
+                                 None if label_column is None else str(record[label_column]),
                                  None if pair_column is None else str(record[pair_column])))
+    if not examples:
+        raise DataError(f"{path}: no examples")
     return examples
 
 
-def _example(path: str, number: int, text: str, label: str, pair: Optional[str]) -> Example:
+def _example(path: str, number: int, text: str, label: Optional[str], pair: Optional[str]) -> Example:
     if not text.strip():
         raise DataError(f"{path}, line {number}: the text is empty")
     if pair is not None and not pair.strip():
         raise DataError(f"{path}, line {number}: the pair text is empty")
-    if not label.strip():
+    if label is not None and not label.strip():
         raise DataError(f"{path}, line {number}: the label is empty")
-    return Example(text=text.strip(), label=label.strip(), pair=None if pair is None else pair.strip(),
-                   source=path, line=number)
+    return Example(text=text.strip(), label=None if label is None else label.strip(),
+                   pair=None if pair is None else pair.strip(), source=path, line=number)
 
 
 def read_conll(path: str | os.PathLike) -> List[Example]:
@@ -187,6 +210,8 @@ def infer_labels(examples: Sequence[Example]) -> List[str]:
 
 
 def label_ids(example: Example, label2id: Dict[str, int]) -> Union[int, List[int]]:
+    if example.label is None:
+        raise DataError(f"{example.source}, line {example.line}: no label")
     labels = example.label if isinstance(example.label, list) else [example.label]
     for label in labels:
         if label not in label2id:

@@ -4,62 +4,139 @@
     bert-lrp explain --methods lrp,ig --html out.html --json out.json "text one" "text two"
     echo "one text per line" | bert-lrp explain -                     # or --file texts.txt
     bert-lrp explain --model ner-model --word Paris "She moved to Paris in May"   # token classification
+
+Errors are raised (:mod:`bert_lrp.errors`); ``bert-lrp explain`` (:func:`bert_lrp.cli.main`) reports
+them as one line. Texts longer than the model's maximum length are cut, with a warning on stderr.
+Terminal output shows control characters and bidi controls of the input as visible escapes
+(:func:`bert_lrp.views.printable`). ``--html`` and ``--json`` are written atomically, and only
+when everything succeeded.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import site
 import sys
+import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
 from .attribution import ALIASES, explain
-from .views import colour_mode, render_terminal
+from .errors import InputFileError, UsageError, unicode_message
+from .views import colour_mode, printable, render_terminal
 
 DEFAULT_MODEL = "checkpoints/minilm-sst2"
 DEFAULT_METHODS = "lrp,gi,gs"
+SHARE_FOLDER = "share/bert-lrp"  # where setup.py's data_files put the default model under the prefix
+
+__all__ = ["UsageError", "main", "build_parser", "run", "build_report", "resolve_model_dir", "load_model"]
 
 
-class UsageError(Exception):
-    """A problem with the command line or its inputs, reported without a traceback."""
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 # ------------------------------------------------------------------ model loading
+def default_model_candidates() -> List[Path]:
+    """Where the default model is looked for, in order: ``checkpoints/minilm-sst2`` under the
+    current folder, under the source tree (a checkout or an editable install), and under
+    ``<prefix>/share/bert-lrp`` where ``pip install .`` puts it (``sys.prefix``, then the
+    ``--user`` base)."""
+    roots = [Path.cwd(), Path(__file__).resolve().parents[1], Path(sys.prefix) / SHARE_FOLDER]
+    with contextlib.suppress(Exception):
+        roots.append(Path(site.getuserbase()) / SHARE_FOLDER)
+    candidates: List[Path] = []
+    for root in roots:
+        path = root / DEFAULT_MODEL
+        if path not in candidates:
+            candidates.append(path)
+    return candidates
+
+
 def resolve_model_dir(model: Optional[str]) -> Path:
-    """``--model`` as given; without it ``checkpoints/minilm-sst2`` relative to the current
-    directory, then to the repository root."""
+    """``--model`` as given; without it the first of :func:`default_model_candidates` that holds a
+    ``config.json``."""
     if model:
         path = Path(model)
         if not path.is_dir() and not path.is_file():
-            raise UsageError(f"model not found: {model} (a folder with config.json, model.safetensors and vocab.txt)")
+            raise UsageError(f"--model {model}: no such folder (expected a folder with config.json, "
+                             "model.safetensors and vocab.txt)")
         return path
-    candidates = [Path.cwd() / DEFAULT_MODEL, Path(__file__).resolve().parents[1] / DEFAULT_MODEL]
+    candidates = default_model_candidates()
     for path in candidates:
         if (path / "config.json").is_file():
             return path
-    raise UsageError(f"no model given and the default model {DEFAULT_MODEL} was not found (looked in "
-                     f"{', '.join(str(p) for p in candidates)}); train it first or pass --model DIR")
+    raise UsageError(f"no --model given and the default model {DEFAULT_MODEL} was not found (looked in "
+                     f"{', '.join(str(p) for p in candidates)}); pass --model DIR, a folder with config.json, "
+                     "model.safetensors and vocab.txt")
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Name ``path`` in the error when it is not valid UTF-8 (the readers raise a bare UnicodeDecodeError)."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise InputFileError(unicode_message(error, str(path), locate=False)) from None
+
+
+def _checkpoint_error(error: Exception, folder: Path) -> Exception:
+    """A shorter message for weights that ``torch.load(weights_only=True)`` refused: such a pickle
+    would run code or build objects other than tensors when loaded, so it is never loaded."""
+    import pickle
+
+    cause = error.__cause__
+    if not isinstance(cause, pickle.UnpicklingError) and "Weights only load failed" not in str(error):
+        return error
+    detail = next((line.strip() for line in str(cause or error).splitlines()
+                   if "GLOBAL" in line or "Unsupported" in line or "not allowed" in line), "")
+    names = [name for name in ("pytorch_model.bin",) if (folder / name).is_file()]
+    where = str(folder / names[0]) if names and folder.is_dir() else str(folder)
+    from .checkpoint import CheckpointError
+
+    return CheckpointError(f"{where}: refused to load: this pickle holds more than tensors and could run code "
+                           f"when loaded{f' ({detail.rstrip(chr(46))})' if detail else ''}; "
+                           "only safetensors files and plain tensor state dicts are read")
 
 
 def load_model(directory: Path):
     """The classifier in ``directory`` (token classification if config.json says so) and its tokenizer."""
+    from .checkpoint import CheckpointError
     from .config import BertConfig
     from .modeling import BertForSequenceClassification, BertForTokenClassification
     from .tokenization import BertTokenizer
 
+    directory = Path(directory)
     folder = directory if directory.is_dir() else directory.parent
     if not (folder / "config.json").is_file():
-        raise UsageError(f"{folder} has no config.json")
-    config = BertConfig.from_pretrained(folder)
+        raise UsageError(f"--model {directory}: {folder} has no config.json (expected a folder with config.json, "
+                         "model.safetensors and vocab.txt)")
+    with _reading(folder / "config.json"):
+        config = BertConfig.from_pretrained(folder)
     architectures = config.extra.get("architectures") or []
     token_model = any("TokenClassification" in a for a in architectures)
     cls = BertForTokenClassification if token_model else BertForSequenceClassification
-    model = cls.from_pretrained(directory, config=config)
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
+            warnings.simplefilter("ignore")
+            model = cls.from_pretrained(directory, config=config)
+    except CheckpointError as error:
+        raise _checkpoint_error(error, directory) from None
     model.eval()
-    return model, BertTokenizer.from_pretrained(folder)
+    with _reading(folder / "vocab.txt"):
+        tokenizer = BertTokenizer.from_pretrained(folder)
+    return model, tokenizer
 
 
 def parse_methods(text: str) -> List[str]:
@@ -92,20 +169,47 @@ def parse_target(model, target: Optional[str]):
     return value
 
 
-def read_texts(texts: Sequence[str], file: Optional[str]) -> List[str]:
-    result: List[str] = []
+def _lines(text: str) -> List[str]:
+    """One text per line (``\n`` or ``\r\n``; other control characters stay inside the text)."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def _read_stdin() -> str:
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # a text stream without bytes underneath (e.g. io.StringIO)
+        return sys.stdin.read()
+    from ._io import decode_utf8
+
+    return decode_utf8(buffer.read(), "stdin")
+
+
+def read_inputs(texts: Sequence[str], file: Optional[str]) -> List[Tuple[str, str]]:
+    """``(text, where it came from)`` for the lines of ``--file`` (strict UTF-8), then the TEXT
+    arguments, ``-`` standing for the lines of stdin (strict UTF-8); blank lines are skipped."""
+    from ._io import read_text_file
+
+    result: List[Tuple[str, str]] = []
     if file:
-        with open(file, encoding="utf-8") as handle:
-            result += [line.rstrip("\n") for line in handle]
-    for text in texts:
+        result += [(line, f"{file}, line {n}") for n, line in enumerate(_lines(read_text_file(file, "--file")), 1)]
+    for number, text in enumerate(texts, 1):
         if text == "-":
-            result += [line.rstrip("\n") for line in sys.stdin]
+            result += [(line, f"stdin, line {n}") for n, line in enumerate(_lines(_read_stdin()), 1)]
         else:
-            result.append(text)
-    result = [t for t in result if t.strip()]
+            result.append((text, f"argument {number}"))
+    result = [(t, where) for t, where in result if t.strip()]
     if not result:
-        raise UsageError("no text to explain: give TEXT arguments, '-' for stdin, or --file")
+        raise UsageError("no text to explain: give TEXT arguments, '-' for stdin, or --file FILE")
     return result
+
+
+def read_texts(texts: Sequence[str], file: Optional[str]) -> List[str]:
+    return [text for text, _ in read_inputs(texts, file)]
+
+
+def token_count(tokenizer, text: str, pair: Optional[str] = None) -> int:
+    """Word pieces of ``text`` (and ``pair``) with the special tokens, before any truncation."""
+    count = len(tokenizer.tokenize(text)) + 2
+    return count + len(tokenizer.tokenize(pair)) + 1 if pair is not None else count
 
 
 # ------------------------------------------------------------------ reports
@@ -178,7 +282,10 @@ def build_report(result, index: int, model, methods: Sequence[str], attention_la
         report["layer_scores"] = {m: [[float(v) for v in layer[index][:length]] for layer in layers]
                                   for m, layers in result.layer_scores.items()}
     if attentions is not None and attention_layer is not None:
-        matrix = attentions[attention_layer - 1][index, attention_head - 1, :length, :length]
+        from .html_report import MAX_ATTENTION_TOKENS
+
+        shown = min(length, MAX_ATTENTION_TOKENS)  # the HTML shows at most this many; see html_report
+        matrix = attentions[attention_layer - 1][index, attention_head - 1, :shown, :shown]
         report["attention"] = {"layer": attention_layer, "head": attention_head,
                                "matrix": [[float(v) for v in row] for row in matrix]}
     return report
@@ -192,37 +299,70 @@ def _json_report(report: dict) -> dict:
 
 
 # ------------------------------------------------------------------ main
+EPILOG = """Texts longer than the model's maximum length are cut (a warning on stderr says how many
+tokens were dropped). In the terminal, control characters and bidi controls of the input are shown
+as visible escapes such as \\x1b or \\u202e, in every --color mode. --html and --json are
+written atomically, only when everything succeeded. Errors are one line on stderr (exit code 2:
+bad command line, 1: failure); bert-lrp --debug explain ... shows the traceback."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bert-lrp explain", description="Explain a BERT classifier's prediction.")
+    parser = argparse.ArgumentParser(prog="bert-lrp explain", description="Explain a BERT classifier's prediction.",
+                                     epilog=EPILOG)
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to explain; '-' reads one text per line from stdin")
-    parser.add_argument("--model", help=f"model folder (default: {DEFAULT_MODEL})")
+    parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL} in the current folder, "
+                        "the source tree or <prefix>/share/bert-lrp)")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated: lrp, gi, gs, lat, rollout, ig "
                         f"(default {DEFAULT_METHODS})")
-    parser.add_argument("--rule", default="attnlrp", choices=["attnlrp", "cp-lrp", "bert-lrp"], help="LRP preset")
+    parser.add_argument("--rule", default="attnlrp", choices=["attnlrp", "cp-lrp", "bert-lrp"],
+                        help="LRP preset (default attnlrp)")
     parser.add_argument("--target", help="label (name or id) to explain; default: the predicted one")
     parser.add_argument("--pair", help="second text of a sentence pair (used with every TEXT)")
-    parser.add_argument("--file", help="read texts from this file, one per line")
-    parser.add_argument("--html", help="write a self-contained HTML report here")
-    parser.add_argument("--json", help="write scores, prediction and probabilities as JSON here")
-    parser.add_argument("--layer", type=int, help="attention map layer for the HTML (1-based; default: the last)")
-    parser.add_argument("--head", type=int, default=1, help="attention map head for the HTML (1-based; default 1)")
-    parser.add_argument("--token-index", type=int, help="token classification: explain the word at this word-piece "
-                        "position (its first piece is used)")
-    parser.add_argument("--word", help="token classification: explain this word (its first occurrence)")
-    parser.add_argument("--ig-steps", type=int, default=50)
-    parser.add_argument("--ig-batch", type=int, default=64, help="IG rows per forward pass (bounds memory)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--file", metavar="FILE", help="read texts from this UTF-8 file, one per line")
+    parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report here")
+    parser.add_argument("--json", metavar="FILE", help="write scores, prediction and probabilities as JSON here")
+    parser.add_argument("--layer", type=int, help="attention map layer for the HTML (1-based, negative counts from "
+                        "the last; default: the last)")
+    parser.add_argument("--head", type=positive_int, default=1, help="attention map head for the HTML (1-based; default 1)")
+    parser.add_argument("--token-index", type=int, metavar="I", help="token classification: explain the word at this "
+                        "word-piece position (its first piece is used; negative counts from the end)")
+    parser.add_argument("--word", metavar="W", help="token classification: explain this word (its first occurrence)")
+    parser.add_argument("--ig-steps", type=positive_int, default=50, help="integrated gradients: interpolation steps "
+                        "(default 50)")
+    parser.add_argument("--ig-batch", type=positive_int, default=64, help="IG rows per forward pass (bounds memory; "
+                        "default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="texts per attribution batch (default 8)")
     parser.add_argument("--color", choices=["auto", "truecolor", "256", "none"], default="auto",
-                        help="terminal colours (auto: only when stdout is a terminal)")
+                        help="terminal colours (auto: only when stdout is a terminal and NO_COLOR is unset)")
     parser.add_argument("--quiet", action="store_true", help="no terminal output (only --html / --json)")
     return parser
 
 
-def run(args: argparse.Namespace) -> List[dict]:
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse ``--html``/``--json`` paths that cannot be written, before any work is done."""
+    given = [(option, path) for option, path in (("--html", args.html), ("--json", args.json)) if path]
+    for option, path in given:
+        if os.path.isdir(path):
+            raise UsageError(f"{option} {path}: is a folder, expected a file name")
+        parent = os.path.dirname(os.path.abspath(path))
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+        if parent and not os.path.isdir(parent):
+            raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
+    if len(given) == 2 and os.path.abspath(args.html) == os.path.abspath(args.json):
+        raise UsageError(f"--html and --json name the same file {args.html}")
+
+
+def warn(message: str) -> None:
+    print(f"bert-lrp explain: warning: {printable(message)}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict]:
     from .tokenization import TokenizerError
 
     methods = parse_methods(args.methods)
-    directory = resolve_model_dir(args.model)
+    directory = resolve_model_dir(args.model) if directory is None else directory
+    inputs = read_inputs(args.texts, args.file)  # input errors first: they need no model
     model, tokenizer = load_model(directory)
     token_model = type(model).__name__ == "BertForTokenClassification"
     if token_model and args.token_index is None and args.word is None:
@@ -231,7 +371,7 @@ def run(args: argparse.Namespace) -> List[dict]:
         raise UsageError("--word/--token-index need a token-classification model")
     if args.token_index is not None and args.word is not None:
         raise UsageError("give either --word or --token-index, not both")
-    texts = read_texts(args.texts, args.file)
+    texts = [text for text, _ in inputs]
     label = parse_target(model, args.target)
     layers = model.config.num_hidden_layers
     heads = model.config.num_attention_heads
@@ -241,16 +381,25 @@ def run(args: argparse.Namespace) -> List[dict]:
         if attention_layer < 0:
             attention_layer += layers + 1
         if not 1 <= attention_layer <= layers:
-            raise UsageError(f"--layer must be in 1..{layers}")
+            raise UsageError(f"--layer must be in 1..{layers} (or -{layers}..-1), got {args.layer}")
         if not 1 <= args.head <= heads:
-            raise UsageError(f"--head must be in 1..{heads}")
+            raise UsageError(f"--head must be in 1..{heads}, got {args.head}")
     reports: List[dict] = []
-    for first in range(0, len(texts), max(1, args.batch_size)):
+    for first in range(0, len(texts), args.batch_size):
         chunk = texts[first:first + args.batch_size]
         try:
             encoding = tokenizer(chunk, [args.pair] * len(chunk) if args.pair else None)
         except TokenizerError as error:
             raise UsageError(str(error)) from None
+        dropped = []
+        for row, text in enumerate(chunk):
+            total = token_count(tokenizer, text, args.pair)
+            kept = int(encoding["attention_mask"][row].sum())
+            dropped.append(max(0, total - kept))
+            if total > kept:
+                number = first + row + 1
+                warn(f"input {number} ({inputs[number - 1][1]}): {total:,} tokens, cut to {kept:,} "
+                     f"({total - kept:,} dropped; the model reads at most {tokenizer.model_max_length:,})")
         target = label
         if token_model:
             target = [(_word_of(encoding, i, args.token_index, args.word), label) for i in range(len(chunk))]
@@ -262,37 +411,43 @@ def run(args: argparse.Namespace) -> List[dict]:
                 output = model(**{k: encoding[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
                                output_attentions=True)
             attentions = output.attentions
-        reports += [build_report(result, i, model, methods, attention_layer, args.head, attentions)
-                    for i in range(len(chunk))]
+        for i in range(len(chunk)):
+            report = build_report(result, i, model, methods, attention_layer, args.head, attentions)
+            report["dropped_tokens"] = dropped[i]
+            reports.append(report)
     return reports
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    from ._io import atomic_write_text
+    """``bert-lrp explain``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
+    turns that into one line on stderr and an exit code."""
+    from ._io import atomic_write_texts
 
-    try:
-        reports = run(args)
-    except UsageError as error:
-        print(f"bert-lrp explain: {error}", file=sys.stderr)
-        return 2
-    model_name = str(resolve_model_dir(args.model))
-    if not args.quiet:
-        mode = colour_mode(sys.stdout, None if args.color == "auto" else args.color)
-        print("\n\n".join(render_terminal(r, mode) for r in reports))
+    args = build_parser().parse_args(argv)
+    check_outputs(args)
+    directory = resolve_model_dir(args.model)
+    reports = run(args, directory)
+    model_name = str(directory)
+    outputs = {}
     if args.html:
         from .html_report import render_html
 
-        atomic_write_text(args.html, render_html(reports, model=model_name))
-        if not args.quiet:
-            print(f"HTML report: {os.path.abspath(args.html)}", file=sys.stderr)
+        outputs[args.html] = render_html(reports, model=model_name)
     if args.json:
         payload = {"model": model_name, "rule": args.rule, "examples": [_json_report(r) for r in reports]}
-        atomic_write_text(args.json, json.dumps(payload, indent=1) + "\n")
-        if not args.quiet:
-            print(f"JSON: {os.path.abspath(args.json)}", file=sys.stderr)
+        outputs[args.json] = json.dumps(payload, indent=1) + "\n"
+    if not args.quiet:
+        mode = colour_mode(sys.stdout, None if args.color == "auto" else args.color)
+        print("\n\n".join(render_terminal(r, mode) for r in reports))
+    atomic_write_texts(outputs)  # all or nothing, after everything else succeeded
+    if not args.quiet:
+        for label, path in (("HTML report", args.html), ("JSON", args.json)):
+            if path:
+                print(f"{label}: {printable(os.path.abspath(path))}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["explain", *sys.argv[1:]]))

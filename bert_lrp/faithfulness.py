@@ -21,7 +21,6 @@ shards examples by index under ``torchrun`` (gloo) and merges on rank 0.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import math
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+
+from .errors import BertLrpError, InputFileError, UsageError
 
 STEPS = 10                       # MoRF/LeRF: fractions 0, 0.1, ..., 1.0
 FRACTIONS = [i / STEPS for i in range(STEPS + 1)]
@@ -374,28 +375,43 @@ class RecordWriter:
 
 
 # ------------------------------------------------------------------ data
+def read_data_examples(path: str, limit: Optional[int] = None):
+    """The examples of a data file, read by the strict reader training uses
+    (:func:`bert_lrp.data.read_table`): a ``.tsv`` (or ``.csv``/``.jsonl``) with a header naming a
+    ``sentence`` column and optionally a ``label`` column. Every problem is a
+    :class:`bert_lrp.data.DataError` naming the file and the line."""
+    from .data import read_table
+
+    examples = read_table(path, text_column="sentence", label_column="label", label_optional=True)
+    return examples if limit is None else examples[:limit]
+
+
+def data_labels(examples, label2id: Dict[str, int]) -> List[Optional[int]]:
+    """Each example's label as a class id: a label name of the model (``positive``) or an id
+    (``1``); anything else is a :class:`bert_lrp.data.DataError` naming file and line."""
+    from .data import DataError
+
+    ids: List[Optional[int]] = []
+    count = len(label2id)
+    for example in examples:
+        value = example.label
+        if value is None:
+            ids.append(None)
+        elif value in label2id:
+            ids.append(int(label2id[value]))
+        elif value.isdigit() and int(value) < count:
+            ids.append(int(value))
+        else:
+            known = ", ".join(f"{name} ({index})" for name, index in label2id.items())
+            raise DataError(f"{example.source}, line {example.line}: unknown label {value!r}; the model's "
+                            f"labels are {known} (give the name or the id)")
+    return ids
+
+
 def read_data(path: str, label2id: Dict[str, int], limit: Optional[int] = None) -> List[Tuple[str, Optional[int]]]:
-    """A TSV with a header naming ``sentence`` and ``label`` columns (label as id or name)."""
-    rows: List[Tuple[str, Optional[int]]] = []
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path} is empty")
-        names = [h.strip().lower() for h in header]
-        text_column = names.index("sentence") if "sentence" in names else 0
-        label_column = names.index("label") if "label" in names else None
-        for row in reader:
-            if not row or not row[text_column].strip():
-                continue
-            label = None
-            if label_column is not None and label_column < len(row) and row[label_column].strip():
-                value = row[label_column].strip()
-                label = label2id[value] if value in label2id else int(value)
-            rows.append((row[text_column].strip(), label))
-            if limit is not None and len(rows) >= limit:
-                break
-    return rows
+    """``(sentence, label id or None)`` per example of ``path`` (see :func:`read_data_examples`)."""
+    examples = read_data_examples(path, limit)
+    return [(example.text, label) for example, label in zip(examples, data_labels(examples, label2id))]
 
 
 def _fingerprint(path: str) -> str:
@@ -408,25 +424,63 @@ def _fingerprint(path: str) -> str:
 
 # ------------------------------------------------------------------ the command
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bert-lrp evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="model folder (default: checkpoints/minilm-sst2)")
-    parser.add_argument("--data", required=True, help="TSV with sentence and label columns (e.g. SST-2 dev.tsv)")
+    from .explain_cli import DEFAULT_MODEL, positive_int
+
+    parser = argparse.ArgumentParser(
+        prog="bert-lrp evaluate", description=__doc__.split("\n\n")[0],
+        epilog="Errors in the data file name the file and the line. Nothing is created in --out before the "
+               "model and the data have been read and checked. Errors are one line on stderr (exit code 2: "
+               "bad command line, 1: failure); bert-lrp --debug evaluate ... shows the traceback.")
+    parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="UTF-8 TSV (or .csv/.jsonl) with a header naming a 'sentence' column and optionally a "
+                             "'label' column (a label name of the model or its id), e.g. SST-2 dev.tsv")
     parser.add_argument("--methods", default="lrp,gi,gs,lat,rollout,ig",
                         help="comma-separated attribution methods; a random baseline is always added")
-    parser.add_argument("--rule", default="attnlrp", choices=["attnlrp", "cp-lrp", "bert-lrp"])
-    parser.add_argument("--limit", type=int, help="only the first N examples")
-    parser.add_argument("--out", required=True, help="output folder (resumed if it holds an earlier run)")
-    parser.add_argument("--batch-size", type=int, default=16, help="examples per attribution batch")
-    parser.add_argument("--rows-per-forward", type=int, default=128, help="perturbed rows per forward pass")
-    parser.add_argument("--ig-steps", type=int, default=20)
-    parser.add_argument("--ig-batch", type=int, default=64, help="IG rows per pass (bounds memory)")
+    parser.add_argument("--rule", default="attnlrp", choices=["attnlrp", "cp-lrp", "bert-lrp"],
+                        help="LRP preset (default attnlrp)")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N examples")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (resumed if it holds an earlier run with the same settings)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="examples per attribution batch")
+    parser.add_argument("--rows-per-forward", type=positive_int, default=128, help="perturbed rows per forward pass")
+    parser.add_argument("--ig-steps", type=positive_int, default=20,
+                        help="integrated gradients: interpolation steps (default 20)")
+    parser.add_argument("--ig-batch", type=positive_int, default=64, help="IG rows per pass (bounds memory)")
     parser.add_argument("--ranking", choices=["signed", "abs"], default="signed",
                         help="rank tokens by signed score (default) or by its absolute value")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
-    parser.add_argument("--threads", type=int, help="torch threads per process")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=positive_int, help="torch threads per process")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out with other settings")
     return parser
+
+
+def check_out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, expected a folder")
+    parent = out.parent.resolve()
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is a file, not a folder")
+
+
+def previous_settings(path: Path, overwrite: bool) -> Optional[dict]:
+    """The settings of an earlier run in ``--out`` (None if there is none, or it is unreadable and
+    ``overwrite`` is set)."""
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(values, dict):
+            raise ValueError("not a JSON object")
+        return values
+    except (ValueError, UnicodeDecodeError) as error:
+        if overwrite:
+            return None
+        raise InputFileError(f"{path}: unreadable settings of an earlier run ({error}); use another --out or "
+                             "--overwrite") from None
 
 
 def _distributed() -> Tuple[int, int]:
@@ -448,17 +502,20 @@ def _barrier(world: int) -> None:
 
 
 def evaluate_main(argv: Optional[List[str]] = None) -> int:
-    from .explain_cli import UsageError, load_model, parse_methods, resolve_model_dir
+    """``bert-lrp evaluate``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
+    turns that into one line on stderr and an exit code."""
+    from .explain_cli import parse_methods, resolve_model_dir
 
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        methods = [m for m in parse_methods(args.methods.replace(RANDOM, "").replace(",,", ","))]
-        directory = resolve_model_dir(args.model)
-    except UsageError as error:
-        print(f"bert-lrp evaluate: {error}", file=sys.stderr)
-        return 2
+    methods = [m for m in parse_methods(",".join(m for m in args.methods.split(",") if m.strip() != RANDOM))]
+    directory = resolve_model_dir(args.model)
+    if os.path.isdir(args.data):
+        raise UsageError(f"--data {args.data}: is a folder, expected a data file")
+    if not os.path.exists(args.data):
+        raise UsageError(f"--data {args.data}: no such file")
+    check_out_folder(Path(args.out))
     methods = methods + [RANDOM]
     rank, world = _distributed()
     try:
@@ -472,33 +529,44 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
 
 
 def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) -> int:
-    from ._io import atomic_write_text
-    from .attribution import explain
+    """Read and check the data and the model, then create ``--out``; a folder this run created is
+    removed again if it is still empty when the run fails."""
+    from ._io import make_folders, remove_empty_folders
     from .explain_cli import load_model
 
+    data_examples = read_data_examples(args.data, args.limit)  # structure errors first: no model needed
     model, tokenizer = load_model(directory)
+    labels = data_labels(data_examples, model.config.label2id)
+    data = [(example.text, label) for example, label in zip(data_examples, labels)]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),
                 "data_sha256": _fingerprint(args.data), "methods": methods, "rule": args.rule,
                 "ig_steps": args.ig_steps, "ranking": args.ranking, "seed": args.seed}
+    previous = previous_settings(out / "run.json", args.overwrite)
+    if previous is not None and previous != settings and not args.overwrite:
+        raise UsageError(f"--out {out} holds a run with other settings ({out / 'run.json'}); use another --out "
+                         "or --overwrite")
+    created = make_folders(out)
+    try:
+        return _run(args, methods, model, tokenizer, data, settings, out, rank, world)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+
+
+def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: Path, rank: int, world: int) -> int:
+    from ._io import atomic_write_text
+    from .attribution import explain
+
     settings_path = out / "run.json"
-    if settings_path.is_file():
-        previous = json.loads(settings_path.read_text())
-        if previous != settings:
-            if not args.overwrite:
-                print(f"bert-lrp evaluate: {out} holds a run with other settings ({settings_path}); "
-                      "use another --out or --overwrite", file=sys.stderr)
-                return 2
     _barrier(world)
     if rank == 0 and (args.overwrite or not settings_path.is_file()):
-        if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
+        if previous_settings(settings_path, True) not in (None, settings):
             for part in out.glob(PART_PATTERN):
                 part.unlink()
         atomic_write_text(settings_path, json.dumps(settings, indent=1) + "\n")
     _barrier(world)
 
-    data = read_data(args.data, model.config.label2id, args.limit)
     done = finished_records(out)
     mine = [i for i in range(len(data)) if i % world == rank and i not in done]
     examples = []
@@ -564,8 +632,7 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     wanted = range(len(data))
     missing = [i for i in wanted if i not in records]
     if missing:
-        print(f"bert-lrp evaluate: {len(missing)} examples have no result (first: {missing[0]})", file=sys.stderr)
-        return 1
+        raise BertLrpError(f"{len(missing)} examples have no result in {out} (first: {missing[0]})")
     merged = [records[i] for i in wanted]
     summary = aggregate(merged, methods)
     summary["settings"] = settings
@@ -583,4 +650,6 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
 
 
 if __name__ == "__main__":
-    sys.exit(evaluate_main())
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["evaluate", *sys.argv[1:]]))

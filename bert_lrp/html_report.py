@@ -4,21 +4,31 @@ Per example: prediction and probabilities; per method the sentence with word bac
 to relevance (normalised per method, symmetric around 0) and a legend; the word pieces on demand
 (``<details>``); a per-layer relevance heatmap (inline SVG); the attention map of one layer and
 head (inline SVG). Every piece of text from the input goes through :func:`html.escape`.
+
+The file stays bounded for long texts: the per-layer heatmaps show at most
+:data:`MAX_HEATMAP_TOKENS` tokens, the attention map at most :data:`MAX_ATTENTION_TOKENS` (a
+note says how many were left out; ``--json`` has every token's scores), and the example heading
+shows the first :data:`MAX_HEADING_CHARACTERS` characters of the text.
 """
 from __future__ import annotations
 
 import html
 from typing import List, Optional, Sequence
 
-from .views import method_title, relevance_rgb, symmetric_scale, text_rgb
+from .views import method_title, relevance_rgb, shorten, symmetric_scale, text_rgb
+
+MAX_HEATMAP_TOKENS = 128    # columns of a per-layer relevance heatmap
+MAX_ATTENTION_TOKENS = 64   # rows and columns of the attention map (64 x 64 cells)
+MAX_HEADING_CHARACTERS = 300
 
 CSS = """
 body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1150px; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ccc; }
 h3 { font-size: 15px; margin: 18px 0 6px 0; }
 .text { font-size: 16px; line-height: 2.1; }
-.w { padding: 2px 3px; border-radius: 3px; margin: 0 1px; }
-.p { padding: 1px 2px; border-radius: 2px; margin: 0 1px; font-family: monospace; font-size: 13px; }
+.w { padding: 2px 3px; border-radius: 3px; margin: 0 1px; unicode-bidi: isolate; }
+.p { padding: 1px 2px; border-radius: 2px; margin: 0 1px; font-family: monospace; font-size: 13px;
+     unicode-bidi: isolate; }
 .prob { display: flex; align-items: center; margin: 2px 0; font-size: 14px; }
 .bar { background: #4a78c2; height: 12px; margin: 0 8px; }
 .legend { display: inline-block; width: 180px; height: 12px; vertical-align: middle;
@@ -92,10 +102,22 @@ def heatmap_svg(matrix: Sequence[Sequence[float]], row_labels: Sequence[str], co
     return "".join(parts)
 
 
+def _cut_note(shown: int, total: int, what: str) -> str:
+    if shown >= total:
+        return ""
+    return (f'<p class="small">{what} shows the first {shown:,} of the {total:,} tokens '
+            f"({total - shown:,} left out to keep this file small; --json has every token's scores).</p>")
+
+
 def _example(report: dict, number: int) -> str:
     out: List[str] = []
-    heading = report["text"] if report.get("pair") is None else f"{report['text']} || {report['pair']}"
+    text, pair = shorten(report["text"], MAX_HEADING_CHARACTERS), report.get("pair")
+    heading = text if pair is None else f"{text} || {shorten(pair, MAX_HEADING_CHARACTERS)}"
     out.append(f"<h2>Example {number}: {e(heading)}</h2>")
+    if report.get("dropped_tokens"):
+        kept = len(report["tokens"])
+        out.append(f'<p class="small">The text has {kept + report["dropped_tokens"]:,} tokens; the model read '
+                   f'the first {kept:,} ({report["dropped_tokens"]:,} dropped).</p>')
     meta = [("prediction", report["prediction"]), ("explained", report["target"])]
     if report.get("target_word") is not None:
         tw = report["target_word"]
@@ -122,15 +144,18 @@ def _example(report: dict, number: int) -> str:
         token_scale = symmetric_scale(s for _, s in tokens)
         out.append(f"<details><summary>word pieces</summary><div class=\"text\">{_spans(tokens, token_scale, 'p')}"
                    f"</div>{legend(token_scale)}</details>")
+    tokens = report["tokens"]
     for method, layers in report.get("layer_scores", {}).items():
         labels = [f"layer {i + 1}" for i in range(len(layers))]
-        words = [p for w in report["scores"][report["methods"][0]]["words"] for p in w["positions"]]
+        shown = min(len(tokens), MAX_HEATMAP_TOKENS)
+        words = [p for w in report["scores"][report["methods"][0]]["words"] for p in w["positions"] if p < shown]
         out.append(f"<h3>Relevance per layer ({e(method_title(method))})</h3>")
         out.append('<p class="small">Token relevance at each encoder layer output (hidden state x gradient, '
                    "summed over units); each row normalised on its own, over the words ([CLS] and [SEP] "
                    "clipped). Hover a cell for its value.</p>")
-        out.append(heatmap_svg(layers, labels, report["tokens"], f"{method_title(method)} per layer", per_row=True,
-                               scale_columns=words))
+        out.append(_cut_note(shown, len(tokens), "The heatmap"))
+        out.append(heatmap_svg([row[:shown] for row in layers], labels, tokens[:shown],
+                               f"{method_title(method)} per layer", per_row=True, scale_columns=words))
         totals = [sum(row) for row in layers]
         out.append('<p class="small">Total per layer: ' + ", ".join(
             f"{i + 1}: {total:+.3g}" for i, total in enumerate(totals)) + "</p>")
@@ -138,7 +163,10 @@ def _example(report: dict, number: int) -> str:
     if attention is not None:
         out.append(f"<h3>Attention, layer {attention['layer']} head {attention['head']}</h3>")
         out.append('<p class="small">Row: the attending token (query); column: the token attended to (key).</p>')
-        out.append(heatmap_svg(attention["matrix"], report["tokens"], report["tokens"],
+        shown = min(len(tokens), len(attention["matrix"]), MAX_ATTENTION_TOKENS)
+        out.append(_cut_note(shown, len(tokens), "The attention map"))
+        matrix = [row[:shown] for row in attention["matrix"][:shown]]
+        out.append(heatmap_svg(matrix, tokens[:shown], tokens[:shown],
                                f"attention layer {attention['layer']} head {attention['head']}", symmetric=False))
     return "\n".join(out)
 

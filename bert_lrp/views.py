@@ -1,9 +1,17 @@
-"""Terminal views of explanations: relevance colours, word lines, readable without colour.
+r"""Terminal views of explanations: relevance colours, word lines, readable without colour.
 
 Colours: red for relevance *for* the explained output, blue *against*, white at 0. Intensity is
 ``|score| / scale`` (clipped to 1) with ``scale`` the largest absolute word score of the method, so
 each method is normalised on its own, symmetrically around 0. The "redness" (red minus blue
 channel) is ``255 * score / scale``: strictly increasing in the score.
+
+Terminal safety: every piece of text that comes from the input (texts, words, labels) goes through
+:func:`printable` in every colour mode, ``none`` included. C0 controls (U+0000-U+001F, so ESC,
+BEL, CR, LF, TAB), DEL (U+007F), C1 controls (U+0080-U+009F), the bidirectional overrides,
+embeddings and isolates (U+202A-U+202E, U+2066-U+2069), the direction marks U+200E, U+200F,
+U+061C and the line/paragraph separators U+2028, U+2029 are shown as visible Python-style escapes:
+``\x1b``, ``\x07``, ``\u202e``. So ``"\x1b]0;TITLE\x07"`` in a text prints as the 16 visible
+characters ``\x1b]0;TITLE\x07`` and can neither set the terminal title nor reorder the line.
 """
 from __future__ import annotations
 
@@ -18,6 +26,21 @@ METHOD_NAMES = {
     "lrp": "LRP", "gradient": "GS (gradient)", "gradient_x_input": "GI (gradient x input)",
     "lat": "LAT", "rollout": "rollout", "integrated_gradients": "IG", "random": "random",
 }
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+UNSAFE_CHARACTERS = ([*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A),
+                      0x200E, 0x200F, 0x061C, 0x2028, 0x2029])
+_SAFE = str.maketrans({code: _escape(code) for code in UNSAFE_CHARACTERS})
+
+
+def printable(text) -> str:
+    r"""``text`` with terminal control characters and bidi controls replaced by visible escapes
+    (``\x1b``, ``\u202e``; see the module docstring); other characters are kept."""
+    return str(text).translate(_SAFE)
 
 
 def method_title(method: str) -> str:
@@ -98,6 +121,7 @@ def coloured_words(words: Sequence[Tuple[str, float]], mode: str, scale: Optiona
     scale = symmetric_scale(s for _, s in words) if scale is None else scale
     parts = []
     for index, (word, score) in enumerate(words):
+        word = printable(word)
         if index == marked:
             word = f"*{word}*"
         if mode == "none":
@@ -114,18 +138,31 @@ def legend_line(mode: str) -> str:
     return "legend: " + "".join(f"{ansi_background(relevance_rgb(v, 1.0), mode)}{t}{RESET}" for v, t in samples)
 
 
+MAX_TEXT_CHARACTERS = 300  # the "text:" line of a long input shows its start only
+
+
+def shorten(text: str, limit: int = MAX_TEXT_CHARACTERS) -> str:
+    """``text`` cut to ``limit`` characters, with a note of how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… (+{len(text) - limit:,} characters)"
+
+
 def render_terminal(report: dict, mode: str = "none") -> str:
-    """Text for one example of :func:`bert_lrp.explain_cli.build_report`'s output."""
+    """Text for one example of :func:`bert_lrp.explain_cli.build_report`'s output. Text from the
+    input goes through :func:`printable`; a long text is shortened in the ``text:`` line."""
     lines: List[str] = []
-    text = report["text"] if report.get("pair") is None else f"{report['text']}  ||  {report['pair']}"
-    lines.append(f"text: {text}")
-    probs = ", ".join(f"{label} {p:.3f}" for label, p in report["probabilities"].items())
+    text = shorten(report["text"]) if report.get("pair") is None else \
+        f"{shorten(report['text'])}  ||  {shorten(report['pair'])}"
+    lines.append(f"text: {printable(text)}")
+    probs = ", ".join(f"{printable(label)} {p:.3f}" for label, p in report["probabilities"].items())
+    prediction, target = printable(report["prediction"]), printable(report["target"])
     if report.get("target_word") is not None:
         tw = report["target_word"]
-        lines.append(f"word {tw['index']} {tw['word']!r} (token {tw['position']}): predicted "
-                     f"{report['prediction']} ({probs}); explaining {report['target']}")
+        lines.append(f"word {tw['index']} '{printable(tw['word'])}' (token {tw['position']}): predicted "
+                     f"{prediction} ({probs}); explaining {target}")
     else:
-        lines.append(f"prediction: {report['prediction']} ({probs}); explaining {report['target']}")
+        lines.append(f"prediction: {prediction} ({probs}); explaining {target}")
     lines.append(legend_line(mode))
     width = max(len(method_title(m)) for m in report["methods"]) if report["methods"] else 0
     for method in report["methods"]:
@@ -140,5 +177,6 @@ def render_terminal(report: dict, mode: str = "none") -> str:
     if shares:
         total = sum(shares.values())
         lines.append("relevance of the word by embedding part (LRP): " + ", ".join(
-            f"{name} {value:+.4f}" + (f" ({100 * value / total:.0f}%)" if total else "") for name, value in shares.items()))
+            f"{printable(name)} {value:+.4f}" + (f" ({100 * value / total:.0f}%)" if total else "")
+            for name, value in shares.items()))
     return "\n".join(lines)

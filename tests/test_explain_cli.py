@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from bert_lrp import BertConfig, BertForSequenceClassification, BertForTokenClassification
-from bert_lrp import explain_cli
+from bert_lrp import cli, explain_cli
+
+
+def explain_command(*args) -> int:
+    """``bert-lrp explain ARGS`` in-process, through the command line's error boundary."""
+    return cli.main(["explain", *args])
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "film", "is", "great", "bad", "movie", "un",
          "##believ", "##able", "<", ">", "/", "script", "alert", "(", ")", "1", ".", ",", "'", "s", "and", "very",
@@ -89,14 +94,15 @@ def test_stdin_and_file(model_dir, tmp_path, monkeypatch, capsys):
 def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(explain_cli, "DEFAULT_MODEL", "checkpoints/no-such-model")
-    assert explain_cli.main(["a film"]) == 2
+    assert explain_command("a film") == 2
     err = capsys.readouterr().err
     assert "checkpoints/no-such-model was not found" in err and "--model" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_unknown_method_and_label(model_dir, capsys):
-    assert explain_cli.main(["--model", str(model_dir), "--methods", "shap", "a film"]) == 2
-    assert explain_cli.main(["--model", str(model_dir), "--target", "neutral", "a film"]) == 2
+    assert explain_command("--model", str(model_dir), "--methods", "shap", "a film") == 2
+    assert explain_command("--model", str(model_dir), "--target", "neutral", "a film") == 2
     err = capsys.readouterr().err
     assert "unknown method 'shap'" in err and "unknown --target 'neutral'" in err
 
@@ -130,8 +136,8 @@ def test_token_classification_word(tmp_path, capsys):
 
 def test_token_classification_needs_a_word(tmp_path, capsys):
     model_dir = make_model_dir(tmp_path / "ner", token=True)
-    assert explain_cli.main(["--model", str(model_dir), "she moved to paris"]) == 2
-    assert explain_cli.main(["--model", str(model_dir), "--word", "london", "she moved to paris"]) == 2
+    assert explain_command("--model", str(model_dir), "she moved to paris") == 2
+    assert explain_command("--model", str(model_dir), "--word", "london", "she moved to paris") == 2
     err = capsys.readouterr().err
     assert "--word W" in err and "'london' is not a word" in err
 

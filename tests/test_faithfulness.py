@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bert_lrp import cli
 from bert_lrp import faithfulness as F
 
 from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
@@ -100,6 +101,27 @@ def test_word_deletion_by_hand_uses_pad_not_mask():
     assert F.example_metrics(wrong, scores, 1, lookup_for(forward), PAD, MASK)["deletion_correct"] is None
 
 
+def flat(value, path=()):
+    """``[(path, leaf)]`` of nested dicts and lists, so that nested results compare value by value."""
+    if isinstance(value, dict):
+        return [item for key in sorted(value) for item in flat(value[key], path + (key,))]
+    if isinstance(value, (list, tuple)):
+        return [item for i, v in enumerate(value) for item in flat(v, path + (i,))]
+    return [(path, value)]
+
+
+def assert_nested_close(actual, expected):
+    """Same structure and equal leaves, floats up to pytest.approx's default tolerance (pytest.approx
+    itself does not take nested dicts from pytest 9.2 on)."""
+    got, want = flat(actual), flat(expected)
+    assert [p for p, _ in got] == [p for p, _ in want]
+    for (path, a), (_, b) in zip(got, want):
+        if isinstance(b, float) and not isinstance(a, bool):
+            assert a == pytest.approx(b), path
+        else:
+            assert a == b, path
+
+
 def test_evaluate_examples_batches_and_aggregates():
     forward = bag_of_tokens({10: 2.0, 11: 1.0, 12: -1.0, 13: 0.5, 14: -3.0})
     examples = [F.Example(0, (CLS, 10, 11, 12, 13, SEP), (0,) * 6, [1, 2, 3, 4], 1),
@@ -116,7 +138,7 @@ def test_evaluate_examples_batches_and_aggregates():
     assert records[0]["p_prediction"] == pytest.approx(sigmoid(2.5))
     assert records[1]["p_prediction"] == pytest.approx(1 - sigmoid(-1.0))
     direct = F.example_metrics(examples[0], [0.0, 2.0, 1.0, -1.0, 0.5, 0.0], 1, lookup_for(forward), PAD, MASK)
-    assert records[0]["methods"]["oracle"] == pytest.approx(direct)
+    assert_nested_close(records[0]["methods"]["oracle"], direct)
     # random scores depend only on (seed, index)
     again = F.evaluate_examples(examples[::-1], [F.RANDOM], attribute, forward, PAD, MASK, seed=3)
     assert again[1]["methods"][F.RANDOM] == records[0]["methods"][F.RANDOM]
@@ -184,7 +206,10 @@ def test_evaluate_writes_outputs(setup, tmp_path, capsys):
     assert summary["deletion_examples"] == sum(r["methods"]["lrp"]["deletion_correct"] is not None for r in records)
     assert summary["deletion_examples"] > 0
     # settings changed: refuse to mix runs
-    assert F.evaluate_main(arguments(model_dir, data, out, "--rule", "cp-lrp")) == 2
+    capsys.readouterr()
+    assert cli.main(["evaluate", *arguments(model_dir, data, out, "--rule", "cp-lrp")]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run with other settings" in err and "--overwrite" in err and "Traceback" not in err
 
 
 def test_evaluate_resumes_without_recomputing(setup, tmp_path, monkeypatch):
