@@ -22,7 +22,6 @@ from torch import nn
 
 from .attention_maps import attention_rollout, layerwise_attention_tracing
 from .composites import GRADIENT, Composite, RuleSet, get_composite
-from .rules import BackwardCounter, RelevanceSource
 
 ALIASES = {
     "gs": "gradient", "gradient": "gradient", "saliency": "gradient",
@@ -35,6 +34,44 @@ REDUCTIONS = ("l2", "squared", "sum", "abs_sum")
 DEFAULT_REDUCTION = {"gradient": "l2", "gradient_x_input": "sum", "lrp": "sum", "integrated_gradients": "sum"}
 
 Target = Union[None, int, str, Sequence, torch.Tensor]
+
+
+class BackwardCounter:
+    """Counts the passes through the model's output: forwards, and backwards (signal entering the graph)."""
+
+    def __init__(self) -> None:
+        self.forward_passes = 0
+        self.backward_passes = 0
+
+
+class _CountingSource(torch.autograd.Function):
+    """Identity on the model output; its backward counts the passes (for tests and audits)."""
+
+    @staticmethod
+    def forward(ctx, logits, counter: BackwardCounter):
+        ctx.counter = counter
+        counter.forward_passes += 1
+        return logits.view_as(logits)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.counter.backward_passes += 1
+        return grad, None
+
+
+def conservation_ratio(total: torch.Tensor, target_logit: torch.Tensor) -> torch.Tensor:
+    """``total / target_logit`` per example ``[batch]``; where the target logit is exactly 0 the
+    ratio is 1 if the total is 0 too (nothing to conserve, nothing found) and +/-inf otherwise."""
+    zero = target_logit == 0
+    ratio = total / torch.where(zero, torch.ones_like(target_logit), target_logit)
+    at_zero = torch.where(total == 0, torch.ones_like(total), torch.sign(total) * torch.inf)
+    return torch.where(zero, at_zero, ratio)
+
+
+def relevance_at(tensor: torch.Tensor, signal: torch.Tensor, composite: Composite) -> torch.Tensor:
+    """Relevance of ``tensor`` from the signal that reached it: ``tensor * signal`` for the
+    gradient signal, the signal itself for the relevance signal."""
+    return signal if composite.signal == "relevance" else tensor.detach() * signal
 
 
 @dataclass
@@ -279,12 +316,12 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
     return result
 
 
-def _one_pass(model, task, inputs, target, slices, need_attention, layers, reductions) -> Explanation:
-    copies = len(slices)
+def _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions) -> Explanation:
+    rules = RuleSet.of(composites, record_head_contexts=layers)
+    counter = BackwardCounter()
+    copies = rules.copies
     size = inputs["input_ids"].shape[0]
     mask = inputs["attention_mask"]
-    rules = RuleSet.of(slices, BackwardCounter())
-    rules.head_contexts = [] if layers else None
     embeddings = model.bert.embeddings
     word, position, token_type = embeddings.parts(_stack(inputs["input_ids"], copies),
                                                   _stack(inputs["token_type_ids"], copies))
@@ -292,55 +329,63 @@ def _one_pass(model, task, inputs, target, slices, need_attention, layers, reduc
     embedded = embeddings.combine(word, position, token_type, rules)
     output = model(attention_mask=_stack(mask, copies), embedding_output=embedded, rules=rules,
                    output_attentions=need_attention, output_hidden_states=layers)
-    logits = RelevanceSource.apply(_logits(output), rules.counter)
+    logits = _CountingSource.apply(_logits(output), counter)
     plain_logits = logits[:size].detach()
     labels, positions = _resolve_target(model, task, plain_logits, target)
     score = _select(logits, _stack(labels, copies), None if positions is None else _stack(positions, copies))
+    target_logit = score[:size].detach()
+    # the backward starts from 1 (gradient signal) or from the target logit (relevance signal)
+    start = torch.cat([target_logit if c.signal == "relevance" else torch.ones_like(target_logit)
+                       for c in rules.slices])
     hidden = list(output.hidden_states[1:]) if layers else []
     heads = list(rules.head_contexts) if layers else []
     wrt = [embedded, word, position, token_type] + hidden + heads
-    grads = torch.autograd.grad(score.sum(), wrt, allow_unused=True)
+    grads = torch.autograd.grad(score, wrt, grad_outputs=start, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
 
-    target_logit = score[:size].detach()
     result = Explanation(methods=[], scores={}, relevance={}, logits=plain_logits, target=labels,
                          target_position=positions, target_logit=target_logit, attention_mask=mask,
-                         attentions=output.attentions, forward_passes=rules.counter.forward_passes,
-                         backward_passes=rules.counter.backward_passes)
+                         attentions=output.attentions, forward_passes=counter.forward_passes,
+                         backward_passes=counter.backward_passes)
     keep = mask.unsqueeze(-1).to(embedded.dtype)
-    rows = {c.name: slice(i * size, (i + 1) * size) for i, c in enumerate(slices)}
-    if GRADIENT in slices:
+    rows = {c.name: slice(rules.index(c) * size, (rules.index(c) + 1) * size) for c in composites}
+    if GRADIENT in composites:
         part = rows[GRADIENT.name]
         gradient = grads[0][part] * keep
         result.relevance["gradient"] = gradient
         result.relevance["gradient_x_input"] = embedded[part].detach() * gradient
         for method in ("gradient", "gradient_x_input"):
             result.scores[method] = reduce_tokens(result.relevance[method], reductions[method]) * mask
-    lrp_slice = [c for c in slices if c is not GRADIENT]
-    if lrp_slice:
-        part = rows[lrp_slice[0].name]
-        result.relevance["lrp"] = embedded[part].detach() * grads[0][part] * keep
-        shares = {name: tensor[part].detach() * grad[part] * keep
-                  for name, tensor, grad in zip(("word", "position", "token_type"),
-                                                (word, position, token_type), grads[1:4])}
-        result.embedding_shares["lrp"] = shares
-        total = shares["word"] + shares["position"] + shares["token_type"]
+    lrp = [c for c in composites if c is not GRADIENT]
+    if lrp:
+        composite = lrp[0]
+        part = rows[composite.name]
+        result.relevance["lrp"] = relevance_at(embedded[part], grads[0][part], composite) * keep
+        if composite.signal == "relevance":
+            # as the original BERT-LRP, relevance stops at the embedding output
+            total = result.relevance["lrp"]
+        else:
+            shares = {name: tensor[part].detach() * grad[part] * keep
+                      for name, tensor, grad in zip(("word", "position", "token_type"),
+                                                    (word, position, token_type), grads[1:4])}
+            result.embedding_shares["lrp"] = shares
+            total = shares["word"] + shares["position"] + shares["token_type"]
         result.scores["lrp"] = reduce_tokens(total, reductions["lrp"]) * mask
-        result.conservation["lrp"] = total.sum((1, 2)) / target_logit
+        result.conservation["lrp"] = conservation_ratio(total.sum((1, 2)), target_logit)
     if layers:
-        _layer_relevance(result, slices, rows, hidden, heads, grads[4:], mask)
+        _layer_relevance(result, composites, rows, hidden, heads, grads[4:], mask)
     return result
 
 
-def _layer_relevance(result, slices, rows, hidden, heads, grads, mask) -> None:
-    """Token relevance (hidden . grad, summed over units) at every layer output and per head."""
+def _layer_relevance(result, composites, rows, hidden, heads, grads, mask) -> None:
+    """Token relevance (summed over units) at every layer output and per head."""
     hidden_grads, head_grads = grads[: len(hidden)], grads[len(hidden):]
-    for composite in slices:
+    for composite in composites:
         method = "gradient_x_input" if composite is GRADIENT else "lrp"
         part = rows[composite.name]
-        result.layer_scores[method] = [(h[part].detach() * g[part]).sum(-1) * mask
+        result.layer_scores[method] = [relevance_at(h[part], g[part], composite).sum(-1) * mask
                                        for h, g in zip(hidden, hidden_grads)]
-        result.head_scores[method] = [(c[part].detach() * g[part]).sum(-1) * mask[:, None, :]
+        result.head_scores[method] = [relevance_at(c[part], g[part], composite).sum(-1) * mask[:, None, :]
                                       for c, g in zip(heads, head_grads)]
 
 

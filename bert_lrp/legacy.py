@@ -14,8 +14,8 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .attention_maps import layerwise_attention_tracing
+from .attribution import relevance_at
 from .composites import GRADIENT, Composite, RuleSet, get_composite
-from .rules import _safe_divide
 
 
 class LegacyAttributionMixin:
@@ -28,35 +28,55 @@ class LegacyAttributionMixin:
             self._last_inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
                                  "token_type_ids": token_type_ids}
 
-    def _backward_from_logits(self, output_weights: torch.Tensor, composite: Composite, as_relevance: bool
-                              ) -> tuple:
+    def _backward_from_logits(self, at_logits: torch.Tensor, composite: Composite) -> torch.Tensor:
+        """Run the last inputs again under ``composite`` and send ``at_logits`` ``[batch, labels]``
+        back: a gradient (gradient signal) or relevance (relevance signal). Returns the signal
+        that reaches the embedding output, ``[batch, seq, hidden]``, and the embedding output."""
         if self._last_inputs is None:
             raise RuntimeError("call the model on a batch first (constructed with init_lrp=True)")
         inputs = self._last_inputs
         rules = RuleSet.of([composite])
+        copies = rules.copies
+        stack = lambda t: None if t is None else t.repeat(copies, *([1] * (t.dim() - 1)))
         with torch.enable_grad():
-            embedded = self.bert.embeddings(inputs["input_ids"], inputs["token_type_ids"], rules=rules)
+            embedded = self.bert.embeddings(stack(inputs["input_ids"]), stack(inputs["token_type_ids"]), rules=rules)
             embedded = embedded.detach().requires_grad_(True)
-            logits = self(attention_mask=inputs["attention_mask"], embedding_output=embedded, rules=rules).logits
-            if output_weights.shape != logits.shape:
-                raise ValueError(f"expected a [batch, num_labels] tensor of shape {list(logits.shape)}, "
-                                 f"got {list(output_weights.shape)}")
-            weights = _safe_divide(output_weights.to(logits.dtype), logits.detach()) if as_relevance else output_weights
-            (gradient,) = torch.autograd.grad(logits, embedded, grad_outputs=weights.to(logits.dtype))
-        return embedded.detach(), gradient
+            logits = self(attention_mask=stack(inputs["attention_mask"]), embedding_output=embedded, rules=rules).logits
+            size = logits.shape[0] // copies
+            if at_logits.shape != logits[:size].shape:
+                raise ValueError(f"expected a [batch, num_labels] tensor of shape {list(logits[:size].shape)}, "
+                                 f"got {list(at_logits.shape)}")
+            (signal,) = torch.autograd.grad(logits, embedded, grad_outputs=stack(at_logits.to(logits.dtype)))
+        return signal[:size], embedded[:size].detach()
 
     def backward_gradient(self, sensitivity_grads: torch.Tensor) -> torch.Tensor:
         """Gradient at the embedding output for ``grad_outputs = sensitivity_grads``."""
-        return self._backward_from_logits(sensitivity_grads, GRADIENT, as_relevance=False)[1]
+        return self._backward_from_logits(sensitivity_grads, GRADIENT)[0]
 
     def backward_gradient_input(self, sensitivity_grads: torch.Tensor) -> torch.Tensor:
-        embedded, gradient = self._backward_from_logits(sensitivity_grads, GRADIENT, as_relevance=False)
+        gradient, embedded = self._backward_from_logits(sensitivity_grads, GRADIENT)
         return embedded * gradient
 
     def backward_lrp(self, relevance_score: torch.Tensor, rule: Union[str, Composite] = "bert-lrp") -> torch.Tensor:
-        """Relevance ``[batch, num_labels]`` at the logits -> ``[batch, seq, hidden]`` at the embedding output."""
-        embedded, gradient = self._backward_from_logits(relevance_score, get_composite(rule), as_relevance=True)
-        return embedded * gradient
+        """Relevance ``[batch, num_labels]`` at the logits -> ``[batch, seq, hidden]`` at the
+        embedding output. The default ``bert-lrp`` preset is the original code's algorithm."""
+        composite = get_composite(rule)
+        if composite.signal == "relevance":
+            return self._backward_from_logits(relevance_score, composite)[0]
+        # gradient signal: relevance R at a logit z starts the backward as R / z
+        logits = self(**self._last_inputs).logits.detach() if self._last_inputs is not None else None
+        if logits is None:
+            raise RuntimeError("call the model on a batch first (constructed with init_lrp=True)")
+        stuck = (logits == 0) & (relevance_score != 0)
+        if bool(stuck.any()):
+            row, label = stuck.nonzero()[0].tolist()
+            raise ValueError(f"relevance at logit [{row}, {label}] which is exactly 0: the {composite.name!r} preset "
+                             f"propagates a gradient (relevance = logit x gradient) and cannot start there; "
+                             f"use rule='bert-lrp', whose signal is the relevance itself")
+        zero = logits == 0
+        weights = relevance_score.to(logits.dtype) / torch.where(zero, torch.ones_like(logits), logits)
+        signal, embedded = self._backward_from_logits(torch.where(zero, torch.zeros_like(weights), weights), composite)
+        return relevance_at(embedded, signal, composite)
 
     @staticmethod
     def backward_lat(input_ids: torch.Tensor, attention_probs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -149,7 +149,7 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(config)
 
     def forward(self, hidden, mask, need_probabilities, rules):
-        context, probabilities = self.self(hidden, mask, need_probabilities, rules)
+        context, probabilities = self.self(ops.branch_input(hidden, rules), mask, need_probabilities, rules)
         return self.output(context, hidden, rules), probabilities
 
 
@@ -179,7 +179,8 @@ class BertLayer(nn.Module):
 
     def forward(self, hidden, mask, need_probabilities, rules):
         attended, probabilities = self.attention(hidden, mask, need_probabilities, rules)
-        return self.output(self.intermediate(attended, rules), attended, rules), probabilities
+        intermediate = self.intermediate(ops.branch_input(attended, rules), rules)
+        return self.output(intermediate, attended, rules), probabilities
 
 
 class BertEncoder(nn.Module):
@@ -286,6 +287,7 @@ class BertModel(BertPreTrainedModel):
             hidden, probabilities = layer(hidden, mask, need_probabilities, rules)
             all_hidden.append(hidden)
             all_attentions.append(probabilities)
+        hidden = ops.encoder_output(hidden, rules)
         pooled = self.pooler(hidden, rules) if self.pooler is not None else None
         output = BaseModelOutputWithPooling(
             last_hidden_state=hidden, pooler_output=pooled,

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .composites import RuleSet
-from .rules import (ActivationRule, AttentionRule, LayerNormRule, LinearRule, activation_forward,
-                    attention_probabilities)
+from .rules import (ActivationRule, AttentionRule, BranchInput, JacobianPathSource, LayerNormRule, LinearRule,
+                    activation_forward, attention_probabilities)
 
 
 def dropout(x: torch.Tensor, layer: nn.Dropout) -> torch.Tensor:
@@ -20,19 +20,19 @@ def dropout(x: torch.Tensor, layer: nn.Dropout) -> torch.Tensor:
 def linear(x: torch.Tensor, layer: nn.Linear, rules: Optional[RuleSet]) -> torch.Tensor:
     if rules is None:
         return F.linear(x, layer.weight, layer.bias)
-    return LinearRule.apply(x, layer.weight, layer.bias, rules.modes("linear"), rules.epsilon, rules.alpha)
+    return LinearRule.apply(x, layer.weight, layer.bias, rules.slices)
 
 
 def layer_norm(x: torch.Tensor, layer: nn.LayerNorm, rules: Optional[RuleSet]) -> torch.Tensor:
     if rules is None:
         return F.layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
-    return LayerNormRule.apply(x, layer.weight, layer.bias, layer.eps, rules.modes("layer_norm"))
+    return LayerNormRule.apply(x, layer.weight, layer.bias, layer.eps, rules.slices)
 
 
 def activation(x: torch.Tensor, name: str, rules: Optional[RuleSet]) -> torch.Tensor:
     if rules is None:
         return activation_forward(name, x)
-    return ActivationRule.apply(x, name, rules.modes("activation"))
+    return ActivationRule.apply(x, name, rules.slices)
 
 
 def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Optional[torch.Tensor],
@@ -47,11 +47,25 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask:
     without dropout).
     """
     if rules is not None:
-        return AttentionRule.apply(query, key, value, mask, rules.modes("softmax"), rules.modes("bilinear"),
-                                   need_probabilities)
+        return AttentionRule.apply(query, key, value, mask, rules.slices, need_probabilities)
     if not need_probabilities:
         context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
         return context, None
     probabilities = attention_probabilities(query, key, mask)
     weights = F.dropout(probabilities, dropout) if dropout > 0 else probabilities
     return weights @ value, probabilities
+
+
+def branch_input(x: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+    """``x [batch, seq, hidden]`` as it enters a residual block's branch (the skip takes ``x``
+    itself): where composites with BERT-LRP's residual rule meet their Jacobian paths."""
+    if rules is None or not rules.paired:
+        return x
+    return BranchInput.apply(x, rules.slices, rules.paired)
+
+
+def encoder_output(x: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+    """The encoder's last hidden state ``[batch, seq, hidden]``: where Jacobian paths start."""
+    if rules is None or not rules.paired:
+        return x
+    return JacobianPathSource.apply(x, rules.slices, rules.paired)

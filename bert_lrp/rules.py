@@ -1,120 +1,112 @@
 """Relevance rules: one ``torch.autograd.Function`` per operation of BERT.
 
-Convention (gradient x input): the relevance of a tensor ``x`` is ``x * g`` where ``g`` is the
-*modified* gradient that reaches ``x``. Every Function below computes the ordinary forward; its
-backward returns the gradient prescribed by a rule *mode*:
-
-- ``linear``:      ``gradient`` (the epsilon rule with eps -> 0 is exactly the gradient in this
-                   formulation), ``epsilon`` (stabilised: R_j = z_j g_j / (z_j + eps sign z_j)),
-                   ``alpha_beta`` (the original BERT-LRP rule, split by weight sign, |R| rescaled
-                   per token to the incoming total).
-- ``layer_norm``:  ``gradient`` or ``constant_std`` (the normaliser is a constant: LN is linear).
-- ``activation``:  ``gradient`` or ``identity`` (R_in = R_out: g_in = g_out * f(x) / x).
-- ``softmax``:     ``gradient`` (grad x input is the first-order Taylor rule of AttnLRP) or
-                   ``constant`` (the attention probabilities pass no relevance, CP-LRP).
-- ``bilinear``:    ``gradient`` or ``uniform`` (each operand of a @ b gets half the relevance).
+Every Function computes the ordinary forward; its backward applies, to the signal coming back,
+the rule each stacked copy's composite chooses (see :mod:`bert_lrp.composites` for the rules,
+their names in the literature, and the two signal conventions).
 
 Stacked batches: to get several methods from one backward pass, the batch holds ``n`` identical
-copies of the inputs, one per method (``modes`` has one entry per copy, along dim 0). Because the
-copies are identical, each Function computes its forward on the first copy only and repeats the
-result, and saves one copy for the backward; the backward applies each copy's rule to its slice
-of the gradient. The forward therefore costs about one pass whatever the number of methods.
+copies of the inputs, one per composite copy (``slices`` has one entry per copy, along dim 0).
+Because the copies are identical, each Function computes its forward on the first copy only and
+repeats the result, and saves one copy for the backward; the backward applies each copy's rule to
+its slice of the signal. The forward therefore costs about one pass whatever the number of methods.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-Modes = Tuple[str, ...]
+if TYPE_CHECKING:
+    from .composites import Composite
+
+Slices = Tuple["Composite", ...]
 
 
 # ------------------------------------------------------------------------------- helpers
-def _first_copy(x: torch.Tensor, modes: Modes) -> torch.Tensor:
-    return x if len(modes) == 1 else x[: x.shape[0] // len(modes)]
+def _first_copy(x: torch.Tensor, slices: Slices) -> torch.Tensor:
+    return x if len(slices) == 1 else x[: x.shape[0] // len(slices)]
 
 
-def _repeat(y: torch.Tensor, modes: Modes) -> torch.Tensor:
-    return y if len(modes) == 1 else y.repeat(len(modes), *([1] * (y.dim() - 1)))
+def _repeat(y: torch.Tensor, slices: Slices) -> torch.Tensor:
+    return y if len(slices) == 1 else y.repeat(len(slices), *([1] * (y.dim() - 1)))
 
 
-def _by_slice(grad: torch.Tensor, modes: Modes, rule: Callable[[torch.Tensor, str], torch.Tensor]) -> torch.Tensor:
-    """Apply ``rule(grad_slice, mode)`` to each copy's slice of the gradient and re-join."""
-    if len(modes) == 1:
-        return rule(grad, modes[0])
-    return torch.cat([rule(part, mode) for part, mode in zip(grad.chunk(len(modes)), modes)], dim=0)
+def _by_slice(grad: torch.Tensor, slices: Slices, rule: Callable[[torch.Tensor, "Composite"], torch.Tensor]
+              ) -> torch.Tensor:
+    """Apply ``rule(signal_slice, composite)`` to each copy's slice of the signal and re-join."""
+    if len(slices) == 1:
+        return rule(grad, slices[0])
+    return torch.cat([rule(part, c) for part, c in zip(grad.chunk(len(slices)), slices)], dim=0)
 
 
-def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+def safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     """numerator / denominator, and 0 where the denominator is exactly 0."""
     zero = denominator == 0
     return torch.where(zero, torch.zeros_like(numerator), numerator / torch.where(zero, torch.ones_like(denominator), denominator))
 
 
-def _check(kind: str, mode: str, known: Tuple[str, ...]) -> None:
-    if mode not in known:
-        raise ValueError(f"unknown {kind} rule {mode!r}; choose from {', '.join(known)}")
-
-
 # -------------------------------------------------------------------------------- linear
+def _plain_linear(c: "Composite") -> bool:
+    return c.linear == "jacobian" or (c.linear == "epsilon" and c.epsilon == 0)
+
+
 class LinearRule(torch.autograd.Function):
     """``y = x @ W.T + b`` for ``x [..., in]``, ``W [out, in]``."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, modes: Modes, epsilon: float, alpha: float):
-        for mode in modes:
-            _check("linear", mode, ("gradient", "epsilon", "alpha_beta"))
-        x0 = _first_copy(x, modes)
+    def forward(ctx, x, weight, bias, slices: Slices):
+        x0 = _first_copy(x, slices)
         # the plain gradient w.r.t. x needs only W: keep x for the other rules or weight gradients
-        keep_input = weight.requires_grad or any(mode != "gradient" for mode in modes)
+        keep_input = weight.requires_grad or not all(_plain_linear(c) for c in slices)
         ctx.save_for_backward(x0 if keep_input else None, weight, bias)
-        ctx.modes, ctx.epsilon, ctx.alpha = modes, epsilon, alpha
-        return _repeat(F.linear(x0, weight, bias), modes)
+        ctx.slices = slices
+        return _repeat(F.linear(x0, weight, bias), slices)
 
     @staticmethod
     def backward(ctx, grad):
         x0, weight, bias = ctx.saved_tensors
 
-        def rule(g: torch.Tensor, mode: str) -> torch.Tensor:
-            if mode == "gradient":
+        def rule(g: torch.Tensor, c: "Composite") -> torch.Tensor:
+            if _plain_linear(c):
                 return g @ weight
-            if mode == "epsilon":
+            if c.linear == "epsilon":
                 z = F.linear(x0, weight, bias)
-                return (g * z / (z + ctx.epsilon * torch.where(z >= 0, 1.0, -1.0))) @ weight
-            return _alpha_beta_gradient(x0, weight, bias, g, ctx.alpha)
+                return (g * z / (z + c.epsilon * torch.where(z >= 0, 1.0, -1.0))) @ weight
+            return alpha_beta_relevance(x0, weight, bias, g, c.alpha, c.stabilizer)
 
         grad_x = None
         if ctx.needs_input_grad[0]:
-            same_gradient = all(mode == "gradient" for mode in ctx.modes)
-            grad_x = grad @ weight if same_gradient else _by_slice(grad, ctx.modes, rule)  # one matmul for all copies
+            plain = all(_plain_linear(c) for c in ctx.slices)
+            grad_x = grad @ weight if plain else _by_slice(grad, ctx.slices, rule)  # one matmul for all copies
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
-            x = _repeat(x0, ctx.modes)
+            x = _repeat(x0, ctx.slices)
             grad_w = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
         if bias is not None and ctx.needs_input_grad[2]:
             grad_b = grad.reshape(-1, grad.shape[-1]).sum(0)
-        return grad_x, grad_w, grad_b, None, None, None
+        return grad_x, grad_w, grad_b, None
 
 
-def _alpha_beta_gradient(x, weight, bias, g, alpha: float, eps: float = 1e-7) -> torch.Tensor:
-    """Original BERT-LRP alpha-beta rule (beta = 1 - alpha, split by the sign of the weight).
+def alpha_beta_relevance(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                         relevance: torch.Tensor, alpha: float, stabilizer: float) -> torch.Tensor:
+    """Wu & Ong 2021's alpha-beta rule (relevance signal): ``x [batch, ..., in]``, output relevance
+    ``[batch, ..., out]`` -> input relevance ``[batch, ..., in]``.
 
-    The input relevance is made non-negative and rescaled so that, per token, it sums to the
-    output relevance; the returned gradient reproduces it as ``x * gradient``.
+    Positive and negative parts are split by the sign of the *weight* (and bias), not of
+    ``x * w``; beta = 1 - alpha. The result is made non-negative and rescaled so that, per
+    example, it sums to the output relevance's signed total (their ``rescale_lrp``).
     """
     beta = 1.0 - alpha
-    relevance = g * F.linear(x, weight, bias)
     w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
     b_pos = bias.clamp(min=0) if bias is not None else None
     b_neg = bias.clamp(max=0) if bias is not None else None
-    c_pos = (relevance / (F.linear(x, w_pos, b_pos) + eps)) @ w_pos
-    c_neg = (relevance / (F.linear(x, w_neg, b_neg) - eps)) @ w_neg
-    contribution = (alpha * c_pos + beta * c_neg).abs()
-    input_relevance = (x * contribution).abs()
-    scale = (relevance.sum(-1, keepdim=True) + eps) / (input_relevance.sum(-1, keepdim=True) + eps)
-    return torch.sign(x) * contribution * scale
+    c_pos = (relevance / (F.linear(x, w_pos, b_pos) + stabilizer)) @ w_pos
+    c_neg = (relevance / (F.linear(x, w_neg, b_neg) - stabilizer)) @ w_neg
+    input_relevance = (x * (alpha * c_pos + beta * c_neg)).abs()
+    scale = (relevance.sum(-1, keepdim=True) + 1e-7) / (input_relevance.sum(-1, keepdim=True) + 1e-7)
+    return input_relevance * scale
 
 
 # ---------------------------------------------------------------------------- layer norm
@@ -122,31 +114,31 @@ class LayerNormRule(torch.autograd.Function):
     """LayerNorm over the last dim: ``y = (x - mean) / sqrt(var + eps) * w + b``."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps: float, modes: Modes):
-        for mode in modes:
-            _check("layer_norm", mode, ("gradient", "constant_std"))
-        x0 = _first_copy(x, modes)
+    def forward(ctx, x, weight, bias, eps: float, slices: Slices):
+        x0 = _first_copy(x, slices)
         y, mean, inv_std = torch.native_layer_norm(x0, (x0.shape[-1],), weight, bias, eps)
-        keep_input = weight.requires_grad or "gradient" in modes  # constant_std needs only 1/std
+        jacobian = any(c.layer_norm == "jacobian" for c in slices)
+        keep_input = weight.requires_grad or jacobian  # detach_std needs only 1/std
         ctx.save_for_backward(x0 if keep_input else None, mean, inv_std, weight)
-        ctx.modes = modes
-        return _repeat(y, modes)
+        ctx.slices = slices
+        return _repeat(y, slices)
 
     @staticmethod
     def backward(ctx, grad):
         x0, mean, inv_std, weight = ctx.saved_tensors
-        def rule(g: torch.Tensor, mode: str) -> torch.Tensor:
-            if mode == "gradient":  # aten's fused kernel, as plain autograd would use
+
+        def rule(g: torch.Tensor, c: "Composite") -> torch.Tensor:
+            if c.layer_norm == "jacobian":  # aten's fused kernel, as plain autograd would use
                 grad_input, _, _ = torch.ops.aten.native_layer_norm_backward(
                     g.contiguous(), x0, (x0.shape[-1],), mean, inv_std, weight, None, [True, False, False])
                 return grad_input
-            gw = g * weight
+            gw = g * weight  # detach_std: centring and scaling with a constant 1/std
             return (gw - gw.mean(-1, keepdim=True)) * inv_std
 
-        grad_x = _by_slice(grad, ctx.modes, rule) if ctx.needs_input_grad[0] else None
+        grad_x = _by_slice(grad, ctx.slices, rule) if ctx.needs_input_grad[0] else None
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
-            grad_w = (grad * _repeat((x0 - mean) * inv_std, ctx.modes)).reshape(-1, grad.shape[-1]).sum(0)
+            grad_w = (grad * _repeat((x0 - mean) * inv_std, ctx.slices)).reshape(-1, grad.shape[-1]).sum(0)
         if ctx.needs_input_grad[2]:
             grad_b = grad.reshape(-1, grad.shape[-1]).sum(0)
         return grad_x, grad_w, grad_b, None, None
@@ -190,52 +182,52 @@ def _identity_ratio(name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
         return (x > 0).to(x.dtype)
     if name in ("silu", "swish"):
         return torch.sigmoid(x)
-    return _safe_divide(y, x)
+    return safe_divide(y, x)
 
 
 class ActivationRule(torch.autograd.Function):
     """Element-wise non-linearity (GELU in the FFN, tanh in the pooler)."""
 
     @staticmethod
-    def forward(ctx, x, name: str, modes: Modes):
-        for mode in modes:
-            _check("activation", mode, ("gradient", "identity"))
-        x0 = _first_copy(x, modes)
+    def forward(ctx, x, name: str, slices: Slices):
+        x0 = _first_copy(x, slices)
         y0 = activation_forward(name, x0)
-        # save only what the backward needs: y/x for the identity rule, x for the gradient
-        ratio = _identity_ratio(name, x0, y0) if "identity" in modes else None
-        ctx.save_for_backward(x0 if "gradient" in modes else None, ratio)
-        ctx.name, ctx.modes = name, modes
-        return _repeat(y0, modes)
+        # save only what the backward needs: y/x for the identity rule, x for the Jacobian
+        identity_ratio = any(c.activation == "identity" and c.signal == "gradient" for c in slices)
+        ratio = _identity_ratio(name, x0, y0) if identity_ratio else None
+        jacobian = any(c.activation == "jacobian" for c in slices)
+        ctx.save_for_backward(x0 if jacobian else None, ratio)
+        ctx.name, ctx.slices = name, slices
+        return _repeat(y0, slices)
 
     @staticmethod
     def backward(ctx, grad):
         x0, ratio = ctx.saved_tensors
 
-        def rule(g: torch.Tensor, mode: str) -> torch.Tensor:
-            if mode == "identity":
-                return g * ratio
+        def rule(g: torch.Tensor, c: "Composite") -> torch.Tensor:
+            if c.activation == "identity":  # R_in = R_out
+                return g if c.signal == "relevance" else g * ratio
             if ctx.name == "gelu":  # aten's fused kernels, as plain autograd would use
                 return torch.ops.aten.gelu_backward(g, x0.expand_as(g), approximate="none")
             if ctx.name in ("gelu_new", "gelu_pytorch_tanh"):
                 return torch.ops.aten.gelu_backward(g, x0.expand_as(g), approximate="tanh")
             return g * _derivative(ctx.name, x0)
 
-        return _by_slice(grad, ctx.modes, rule), None, None
+        return _by_slice(grad, ctx.slices, rule), None, None
 
 
 # ----------------------------------------------------------------------------- attention
-def softmax_rule(probabilities: torch.Tensor, grad: torch.Tensor, mode: str) -> torch.Tensor:
-    """Softmax backward over the last dim: the Taylor rule, which equals the gradient
-    ``p * (g - sum(g * p))`` (aten's fused kernel), or ``constant`` (no relevance)."""
-    if mode == "constant":
+def softmax_rule(probabilities: torch.Tensor, grad: torch.Tensor, rule: str) -> torch.Tensor:
+    """Softmax backward over the last dim: ``jacobian`` / ``taylor`` (the same computation,
+    ``p * (g - sum(g * p))``, aten's fused kernel) or ``detach`` (no signal)."""
+    if rule == "detach":
         return torch.zeros_like(grad)
     return torch._softmax_backward_data(grad, probabilities, -1, probabilities.dtype)
 
 
-def bilinear_share(mode: str) -> float:
-    """Fraction of a bilinear product's gradient each factor receives (uniform rule: 1/2)."""
-    return 0.5 if mode == "uniform" else 1.0
+def bilinear_share(rule: str) -> float:
+    """Fraction of a bilinear product's signal each factor receives (uniform rule: 1/2)."""
+    return 0.5 if rule == "uniform" else 1.0
 
 
 class AttentionRule(torch.autograd.Function):
@@ -249,15 +241,11 @@ class AttentionRule(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query, key, value, mask, softmax_modes: Modes, bilinear_modes: Modes, with_probabilities: bool):
-        for mode in softmax_modes:
-            _check("softmax", mode, ("gradient", "constant"))
-        for mode in bilinear_modes:
-            _check("bilinear", mode, ("gradient", "uniform"))
-        q, k, v = (_first_copy(t, softmax_modes) for t in (query, key, value))
-        m = None if mask is None else _first_copy(mask, softmax_modes)
-        # softmax rule = gradient for every copy: the fused kernel's own backward applies it
-        ctx.fused = all(mode == "gradient" for mode in softmax_modes) and q.device.type == "cpu"
+    def forward(ctx, query, key, value, mask, slices: Slices, with_probabilities: bool):
+        q, k, v = (_first_copy(t, slices) for t in (query, key, value))
+        m = None if mask is None else _first_copy(mask, slices)
+        # softmax rule = its Jacobian for every copy: the fused kernel's own backward applies it
+        ctx.fused = all(c.softmax != "detach" for c in slices) and q.device.type == "cpu"
         if ctx.fused:
             context, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False,
                                                                                             attn_mask=m)
@@ -265,11 +253,11 @@ class AttentionRule(torch.autograd.Function):
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
             ctx.save_for_backward(q, k, v, m)
-        ctx.softmax_modes, ctx.bilinear_modes = softmax_modes, bilinear_modes
-        probabilities = _repeat(attention_probabilities(q, k, m), softmax_modes) if with_probabilities else None
+        ctx.slices = slices
+        probabilities = _repeat(attention_probabilities(q, k, m), slices) if with_probabilities else None
         if probabilities is not None:
             ctx.mark_non_differentiable(probabilities)
-        return _repeat(context, softmax_modes), probabilities
+        return _repeat(context, slices), probabilities
 
     @staticmethod
     def backward(ctx, grad_context, _grad_probabilities):
@@ -279,31 +267,29 @@ class AttentionRule(torch.autograd.Function):
         probabilities = attention_probabilities(q, k, m)
         scale = 1.0 / math.sqrt(q.shape[-1])
         grads_q, grads_k, grads_v = [], [], []
-        n = len(ctx.softmax_modes)
-        for g, softmax_mode, bilinear_mode in zip(grad_context.chunk(n), ctx.softmax_modes, ctx.bilinear_modes):
-            share = bilinear_share(bilinear_mode)
+        for g, c in zip(grad_context.chunk(len(ctx.slices)), ctx.slices):
+            share = bilinear_share(c.bilinear)
             g = g * share if share != 1.0 else g
             grads_v.append(probabilities.transpose(-1, -2) @ g)
-            if softmax_mode == "constant":
+            if c.softmax == "detach":
                 grads_q.append(torch.zeros_like(q))
                 grads_k.append(torch.zeros_like(k))
                 continue
-            grad_scores = softmax_rule(probabilities, g @ v.transpose(-1, -2), softmax_mode)
+            grad_scores = softmax_rule(probabilities, g @ v.transpose(-1, -2), c.softmax)
             factor = scale * share  # applied to the small [.., seq, head_size] results
             grads_q.append((grad_scores @ k) * factor)
             grads_k.append((grad_scores.transpose(-1, -2) @ q) * factor)
-        join = (lambda parts: parts[0]) if n == 1 else (lambda parts: torch.cat(parts, 0))
-        return join(grads_q), join(grads_k), join(grads_v), None, None, None, None
-
+        join = (lambda parts: parts[0]) if len(ctx.slices) == 1 else (lambda parts: torch.cat(parts, 0))
+        return join(grads_q), join(grads_k), join(grads_v), None, None, None
 
     @staticmethod
     def _fused_backward(ctx, grad_context):
-        """Softmax rule = gradient: aten's fused backward on the gradient times the share of
+        """Softmax rule = its Jacobian: aten's fused backward on the signal times the share of
         A @ V; Q and K, behind Q K^T, take the share once more."""
         q, k, v, m, context, logsumexp = ctx.saved_tensors
         parts = []
-        for g, mode in zip(grad_context.chunk(len(ctx.bilinear_modes)), ctx.bilinear_modes):
-            share = bilinear_share(mode)
+        for g, c in zip(grad_context.chunk(len(ctx.slices)), ctx.slices):
+            share = bilinear_share(c.bilinear)
             g = g * share if share != 1.0 else g
             grad_q, grad_k, grad_v = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
                 g.contiguous(), q, k, v, context, logsumexp, 0.0, False, attn_mask=m)
@@ -311,8 +297,8 @@ class AttentionRule(torch.autograd.Function):
                 grad_q, grad_k = grad_q * share, grad_k * share
             parts.append((grad_q, grad_k, grad_v))
         if len(parts) == 1:
-            return (*parts[0], None, None, None, None)
-        return (*(torch.cat(grads, 0) for grads in zip(*parts)), None, None, None, None)
+            return (*parts[0], None, None, None)
+        return (*(torch.cat(grads, 0) for grads in zip(*parts)), None, None, None)
 
 
 def attention_probabilities(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -323,27 +309,41 @@ def attention_probabilities(q: torch.Tensor, k: torch.Tensor, mask: Optional[tor
     return torch.softmax(scores, dim=-1)
 
 
-# -------------------------------------------------------------------------------- source
-class BackwardCounter:
-    """Counts the passes through the model's output: forwards, and backwards (relevance entering the graph)."""
+# ------------------------------------------------------------------- residual paths
+class BranchInput(torch.autograd.Function):
+    """Identity at the input of a residual block's branch (the sub-layer beside the skip).
 
-    def __init__(self) -> None:
-        self.forward_passes = 0
-        self.backward_passes = 0
-
-
-class RelevanceSource(torch.autograd.Function):
-    """Identity on the model output; its backward counts the passes (for tests and audits)."""
+    For a composite with ``residual='block_jacobian'`` (slice ``i``, its Jacobian path at
+    ``i + 1``) the backward gives both copies the sum of what the branch sent them: the branch
+    under the composite's rules plus the branch's plain Jacobian. With the skip connection's own
+    share, that is BERT-LRP's residual rule. Other slices pass unchanged.
+    """
 
     @staticmethod
-    def forward(ctx, logits, counter: Optional[BackwardCounter]):
-        ctx.counter = counter
-        if counter is not None:
-            counter.forward_passes += 1
-        return logits.view_as(logits)
+    def forward(ctx, x, slices: Slices, paired: Tuple[int, ...]):
+        ctx.slices, ctx.paired = slices, paired
+        return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.counter is not None:
-            ctx.counter.backward_passes += 1
-        return grad, None
+        parts = list(grad.chunk(len(ctx.slices)))
+        for i in ctx.paired:
+            parts[i] = parts[i + 1] = parts[i] + parts[i + 1]
+        return torch.cat(parts, 0), None, None
+
+
+class JacobianPathSource(torch.autograd.Function):
+    """Identity at the encoder's output; backward: each Jacobian path starts from the signal of
+    the composite it belongs to (the heads above the encoder use that composite's rules)."""
+
+    @staticmethod
+    def forward(ctx, x, slices: Slices, paired: Tuple[int, ...]):
+        ctx.slices, ctx.paired = slices, paired
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        parts = list(grad.chunk(len(ctx.slices)))
+        for i in ctx.paired:
+            parts[i + 1] = parts[i]
+        return torch.cat(parts, 0), None, None

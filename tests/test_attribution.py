@@ -7,8 +7,14 @@ import torch
 from bert_lrp import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
                       BertForTokenClassification, explain)
 from bert_lrp.attention_maps import attention_rollout, layerwise_attention_tracing
-from bert_lrp.composites import RuleSet
-from bert_lrp.rules import ActivationRule, AttentionRule, LayerNormRule, LinearRule, softmax_rule
+from bert_lrp.composites import GRADIENT, Composite, RuleSet
+from bert_lrp.rules import (ActivationRule, AttentionRule, LayerNormRule, LinearRule, alpha_beta_relevance,
+                            softmax_rule)
+
+
+def rules(**choices):
+    """The single-copy slices of a composite with the given rules (the others: Jacobian)."""
+    return (Composite("test", **choices),)
 
 
 def tiny_config(layers=2, **changes):
@@ -234,7 +240,7 @@ def test_linear_gradient_rule_is_epsilon_lrp_in_the_limit():
     torch.manual_seed(0)
     x, w, b = torch.randn(1, 4), torch.randn(3, 4), torch.randn(3)
     relevance_out = torch.randn(1, 3)
-    (relevance_in,), z = _relevance(LinearRule, [x], relevance_out, w, b, ("gradient",), 0.0, 0.5)
+    (relevance_in,), z = _relevance(LinearRule, [x], relevance_out, w, b, rules(linear="epsilon", epsilon=0.0))
     expected = (x[:, None, :] * w[None] / z[..., None] * relevance_out[..., None]).sum(1)  # sum_j x_i w_ji R_j / z_j
     torch.testing.assert_close(relevance_in, expected, rtol=1e-5, atol=1e-6)
 
@@ -244,7 +250,7 @@ def test_layer_norm_with_constant_std_passes_relevance_linearly():
     x = torch.randn(2, 6)
     weight, bias = torch.rand(6) + 0.5, torch.zeros(6)
     relevance_out = torch.randn(2, 6)
-    (relevance_in,), y = _relevance(LayerNormRule, [x], relevance_out, weight, bias, 1e-12, ("constant_std",))
+    (relevance_in,), y = _relevance(LayerNormRule, [x], relevance_out, weight, bias, 1e-12, rules(layer_norm="detach_std"))
     std = (x.var(-1, unbiased=False, keepdim=True) + 1e-12).sqrt()
     jacobian = (torch.eye(6) - 1.0 / 6) * weight[:, None] / std[:, :, None]  # [b, out, in], std frozen
     expected = torch.einsum("bo,boi,bi->bi", relevance_out / y, jacobian, x)
@@ -255,7 +261,7 @@ def test_layer_norm_with_constant_std_passes_relevance_linearly():
 def test_identity_rule_passes_relevance_unchanged_through_gelu():
     x = torch.tensor([[-2.0, -0.3, 0.0, 0.4, 3.0]])
     relevance_out = torch.tensor([[0.5, -1.0, 2.0, 0.25, 1.5]])
-    (relevance_in,), _ = _relevance(ActivationRule, [x], relevance_out, "gelu", ("identity",))
+    (relevance_in,), _ = _relevance(ActivationRule, [x], relevance_out, "gelu", rules(activation="identity"))
     expected = relevance_out.clone()
     expected[0, 2] = 0.0  # gelu(0) = 0 carries no relevance
     torch.testing.assert_close(relevance_in, expected)
@@ -267,7 +273,7 @@ def _attention_gradients(softmax_mode, bilinear_mode):
     mask = torch.zeros(2, 1, 1, 5)
     mask[1, ..., 3:] = torch.finfo(torch.float32).min
     grad_out = torch.randn(2, 3, 5, 4)
-    context, _ = AttentionRule.apply(q, k, v, mask, (softmax_mode,), (bilinear_mode,), False)
+    context, _ = AttentionRule.apply(q, k, v, mask, rules(softmax=softmax_mode, bilinear=bilinear_mode), False)
     ours = torch.autograd.grad(context, (q, k, v), grad_out)
     plain_context = torch.softmax(q @ k.transpose(-1, -2) / 2.0 + mask, -1) @ v
     plain = torch.autograd.grad(plain_context, (q, k, v), grad_out)
@@ -275,13 +281,13 @@ def _attention_gradients(softmax_mode, bilinear_mode):
 
 
 def test_attention_with_gradient_rules_is_plain_attention():
-    ours, plain = _attention_gradients("gradient", "gradient")
+    ours, plain = _attention_gradients("jacobian", "jacobian")
     for a, b in zip(ours, plain):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_uniform_rule_halves_each_bilinear_product():
-    (gq, gk, gv), (pq, pk, pv) = _attention_gradients("gradient", "uniform")
+    (gq, gk, gv), (pq, pk, pv) = _attention_gradients("taylor", "uniform")
     # A @ V: V gets half; Q K^T sits behind A, so Q and K get half of a half
     torch.testing.assert_close(gv, pv / 2, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(gq, pq / 4, rtol=1e-5, atol=1e-6)
@@ -289,7 +295,7 @@ def test_uniform_rule_halves_each_bilinear_product():
 
 
 def test_constant_softmax_sends_relevance_only_through_values():
-    (gq, gk, gv), (_, _, pv) = _attention_gradients("constant", "gradient")
+    (gq, gk, gv), (_, _, pv) = _attention_gradients("detach", "jacobian")
     assert (gq == 0).all() and (gk == 0).all()
     torch.testing.assert_close(gv, pv, rtol=1e-5, atol=1e-6)
 
@@ -299,7 +305,7 @@ def test_softmax_taylor_rule():
     x = torch.randn(1, 5)
     s = torch.softmax(x, -1)
     relevance_out = torch.randn(1, 5)
-    relevance_in = x * softmax_rule(s, relevance_out / s, "gradient")
+    relevance_in = x * softmax_rule(s, relevance_out / s, "taylor")
     expected = x * (relevance_out - s * relevance_out.sum(-1, keepdim=True))  # AttnLRP Prop. 3.1
     torch.testing.assert_close(relevance_in, expected, rtol=1e-5, atol=1e-6)
 
@@ -308,15 +314,16 @@ def test_alpha_beta_rule_conserves_per_token():
     torch.manual_seed(0)
     x, w, b = torch.randn(2, 4), torch.randn(3, 4), torch.zeros(3)
     relevance_out = torch.rand(2, 3)
-    (relevance_in,), _ = _relevance(LinearRule, [x], relevance_out, w, b, ("alpha_beta",), 0.0, 0.5)
+    relevance_in = alpha_beta_relevance(x, w, b, relevance_out, alpha=0.5, stabilizer=1e-7)
     assert (relevance_in >= 0).all()  # BERT-LRP keeps |R| and rescales it
+    # rescaled per token to the incoming total + 1e-7 (their rescale_lrp)
     torch.testing.assert_close(relevance_in.sum(-1), relevance_out.sum(-1), rtol=1e-4, atol=1e-5)
 
 
 def test_stacked_slices_apply_their_own_rules():
     x = torch.tensor([[-2.0, 0.5], [-2.0, 0.5]])
     leaf = x.clone().requires_grad_(True)
-    y = ActivationRule.apply(leaf, "gelu", ("gradient", "identity"))
+    y = ActivationRule.apply(leaf, "gelu", (GRADIENT, Composite("test", activation="identity")))
     (gradient,) = torch.autograd.grad(y.sum(), leaf)
     plain = torch.autograd.functional.jacobian(lambda t: torch.nn.functional.gelu(t).sum(), x[0])
     torch.testing.assert_close(gradient[0], plain)
@@ -338,3 +345,11 @@ def test_legacy_backward_methods_match_explain():
     torch.testing.assert_close(lat, explanation.scores["lat"])
     relevance = model.backward_lrp(output.logits.detach() * grads, rule="cp-lrp")
     assert relevance.shape == (3, 10, 24)
+
+
+def test_conservation_is_defined_at_a_zero_target_logit():
+    from bert_lrp.attribution import conservation_ratio
+
+    ratio = conservation_ratio(torch.tensor([2.0, 0.0, -1.0, 3.0]), torch.tensor([4.0, 0.0, 0.0, 0.0]))
+    # 2/4; nothing to conserve and nothing found: 1; relevance from nothing: -inf / +inf (never NaN)
+    assert ratio.tolist() == [0.5, 1.0, -math.inf, math.inf]
