@@ -26,7 +26,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from .attribution import ALIASES, explain
-from .errors import InputFileError, UsageError, unicode_message
+from .errors import ArgumentParser, InputFileError, UsageError, unicode_message
 from .views import colour_mode, printable, render_terminal
 
 DEFAULT_MODEL = "checkpoints/minilm-sst2"
@@ -307,7 +307,7 @@ bad command line, 1: failure); bert-lrp --debug explain ... shows the traceback.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bert-lrp explain", description="Explain a BERT classifier's prediction.",
+    parser = ArgumentParser(prog="bert-lrp explain", description="Explain a BERT classifier's prediction.",
                                      epilog=EPILOG)
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to explain; '-' reads one text per line from stdin")
     parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL} in the current folder, "
@@ -323,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", help="write scores, prediction and probabilities as JSON here")
     parser.add_argument("--layer", type=int, help="attention map layer for the HTML (1-based, negative counts from "
                         "the last; default: the last)")
-    parser.add_argument("--head", type=positive_int, default=1, help="attention map head for the HTML (1-based; default 1)")
+    parser.add_argument("--head", type=positive_int, default=1,
+                        help="attention map head for the HTML (1-based; default 1)")
     parser.add_argument("--token-index", type=int, metavar="I", help="token classification: explain the word at this "
                         "word-piece position (its first piece is used; negative counts from the end)")
     parser.add_argument("--word", metavar="W", help="token classification: explain this word (its first occurrence)")
@@ -396,8 +397,11 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict
             total = token_count(tokenizer, text, args.pair)
             kept = int(encoding["attention_mask"][row].sum())
             dropped.append(max(0, total - kept))
+            number = first + row + 1
+            if all(word is None for word in encoding.word_ids[row]):
+                warn(f"input {number} ({inputs[number - 1][1]}): no words to explain (the tokenizer drops "
+                     "control characters and most invisible characters)")
             if total > kept:
-                number = first + row + 1
                 warn(f"input {number} ({inputs[number - 1][1]}): {total:,} tokens, cut to {kept:,} "
                      f"({total - kept:,} dropped; the model reads at most {tokenizer.model_max_length:,})")
         target = label

@@ -21,6 +21,7 @@ shards examples by index under ``torchrun`` (gloo) and merges on rank 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from .errors import BertLrpError, InputFileError, UsageError
+from .errors import ArgumentParser, BertLrpError, InputFileError, UsageError
 
 STEPS = 10                       # MoRF/LeRF: fractions 0, 0.1, ..., 1.0
 FRACTIONS = [i / STEPS for i in range(STEPS + 1)]
@@ -426,7 +427,7 @@ def _fingerprint(path: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from .explain_cli import DEFAULT_MODEL, positive_int
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="bert-lrp evaluate", description=__doc__.split("\n\n")[0],
         epilog="Errors in the data file name the file and the line. Nothing is created in --out before the "
                "model and the data have been read and checked. Errors are one line on stderr (exit code 2: "
@@ -550,8 +551,21 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     try:
         return _run(args, methods, model, tokenizer, data, settings, out, rank, world)
     except BaseException:
+        if created:
+            _remove_unstarted_run(out)
         remove_empty_folders(created)
         raise
+
+
+def _remove_unstarted_run(out: Path) -> None:
+    """In a folder this run created: if no example was finished, remove ``run.json`` and the empty
+    record files, so that the folder is empty and can go (with results, it stays to be resumed)."""
+    parts = list(out.glob(PART_PATTERN))
+    if any(part.stat().st_size for part in parts):
+        return
+    for path in [*parts, out / "run.json"]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: Path, rank: int, world: int) -> int:

@@ -91,3 +91,26 @@ def test_wrong_number_of_fields_names_the_line(tmp_path):
 def test_infer_labels_orders_numbers_numerically():
     examples = [Example(text="a", label=v) for v in ("10", "2", "0", "2")]
     assert infer_labels(examples) == ["0", "2", "10"]
+
+
+def test_invalid_utf8_and_folders_name_file_and_line(tmp_path):
+    (tmp_path / "u.tsv").write_bytes(b"sentence\tlabel\ngood\t1\nb\xe9d\t0\n")  # Latin-1, not UTF-8
+    with pytest.raises(DataError, match=r"u\.tsv, line 3: not valid UTF-8 \(byte 0xe9 at column 2\)"):
+        read_table(tmp_path / "u.tsv")
+    with pytest.raises(DataError, match="is a folder, expected a data file"):
+        read_table(tmp_path)
+    (tmp_path / "bom.tsv").write_bytes(b"\xef\xbb\xbfsentence\tlabel\ngood\t1\n")  # a byte order mark is fine
+    assert [(e.text, e.label) for e in read_table(tmp_path / "bom.tsv")] == [("good", "1")]
+
+
+def test_optional_label_column(tmp_path):
+    (tmp_path / "n.tsv").write_text("sentence\ngood\nbad\n")
+    examples = read_table(tmp_path / "n.tsv", label_optional=True)
+    assert [(e.text, e.label, e.line) for e in examples] == [("good", None, 2), ("bad", None, 3)]
+    with pytest.raises(DataError, match="missing label column 'label'"):
+        read_table(tmp_path / "n.tsv")
+    (tmp_path / "l.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t\n")  # a label column needs every label
+    with pytest.raises(DataError, match=r"l\.tsv, line 3: the label is empty"):
+        read_table(tmp_path / "l.tsv", label_optional=True)
+    (tmp_path / "n.jsonl").write_text('{"sentence": "good"}\n')
+    assert read_table(tmp_path / "n.jsonl", label_optional=True)[0].label is None

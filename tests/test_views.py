@@ -9,7 +9,8 @@ import torch
 
 from bert_lrp import BertTokenizer, explain_cli
 from bert_lrp.html_report import heatmap_svg
-from bert_lrp.views import (ansi_background, coloured_words, colour_mode, relevance_rgb, symmetric_scale)
+from bert_lrp.views import (ansi_background, coloured_words, colour_mode, printable, relevance_rgb, render_terminal,
+                            symmetric_scale)
 from bert_lrp.words import merge_word_pieces
 
 from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
@@ -137,3 +138,19 @@ def test_heatmap_escapes_labels():
     parser = Collector()
     parser.feed(svg)
     assert parser.tags.count("rect") == 2 and "b" not in parser.tags
+
+
+def test_printable_shows_control_and_bidi_characters_as_escapes():
+    assert printable("a\x1b]0;T\x07b") == "a\\x1b]0;T\\x07b"
+    assert printable("x\u202ey\u2066z\u200f\u061c\x7f\x9b\t") == "x\\u202ey\\u2066z\\u200f\\u061c\\x7f\\x9b\\x09"
+    assert printable("café, 東京, עברית") == "café, 東京, עברית"  # ordinary text is kept
+
+
+def test_terminal_view_escapes_words_and_labels_in_every_mode():
+    report = {"text": "ok \x1b[2J", "pair": None, "probabilities": {"pos\x07": 1.0}, "prediction": "pos\x07",
+              "target": "pos\x07", "methods": ["lrp"], "conservation": {},
+              "scores": {"lrp": {"words": [{"word": "ok", "score": 1.0}, {"word": "\u202eevil", "score": -1.0}]}}}
+    for mode in ("none", "256", "truecolor"):
+        out = render_terminal(report, mode)
+        assert "\\x1b[2J" in out and "\\u202eevil" in out and "pos\\x07" in out
+        assert "\x07" not in out and "\u202e" not in out and "\x1b[2J" not in out
