@@ -21,8 +21,10 @@ from typing import List, Optional
 
 from bert_lrp import BertConfig, BertForSequenceClassification, BertTokenizer
 from bert_lrp.checkpoint import CheckpointError
+from bert_lrp.config import ConfigError
 from bert_lrp.data import DataError
-from bert_lrp.training import TrainConfig, train
+from bert_lrp.tokenization import TokenizerError
+from bert_lrp.training import TrainConfig, _number, train
 
 # label values in id order and their names, for the tasks whose labels are fixed
 TASKS = {
@@ -41,13 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--bert_config_file", required=True)
     add("--init_checkpoint", required=True, help="weights file or Hugging Face folder")
     add("--output_dir", required=True)
-    add("--max_seq_length", type=int, default=128)
-    add("--train_batch_size", type=int, default=32)
-    add("--eval_batch_size", type=int, default=64)
+    add("--max_seq_length", type=_number(int, 1), default=128)
+    add("--train_batch_size", type=_number(int, 1), default=32)
+    add("--eval_batch_size", type=_number(int, 1), default=64)
     add("--learning_rate", type=float, default=5e-5)
     add("--num_train_epochs", type=float, default=3.0)
     add("--warmup_proportion", type=float, default=0.1)
-    add("--gradient_accumulation_steps", type=int, default=1)
+    add("--gradient_accumulation_steps", type=_number(int, 1), default=1)
     add("--seed", type=int, default=42)
     add("--do_lower_case", action="store_true")
     add("--eval_test", action="store_true", help="also evaluate test.tsv with the best model")
@@ -66,18 +68,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     labels, names = TASKS.get(args.task_name.lower(), (None, None))
     test_file = os.path.join(args.data_dir, "test.tsv") if args.eval_test else None
-    config = TrainConfig(
-        train_file=os.path.join(args.data_dir, "train.tsv"), eval_file=os.path.join(args.data_dir, "dev.tsv"),
-        test_file=test_file, output_dir=args.output_dir, text_column=args.text_column,
-        label_column=args.label_column, labels=labels, label_names=names, max_length=args.max_seq_length,
-        batch_size=args.train_batch_size, eval_batch_size=args.eval_batch_size, grad_accum=args.gradient_accumulation_steps,
-        learning_rate=args.learning_rate, warmup_ratio=args.warmup_proportion, epochs=args.num_train_epochs,
-        eval_every=args.eval_every, seed=args.seed, command="scripts/run_classifier.py " + shlex.join(argv))
     try:
+        config = TrainConfig(
+            train_file=os.path.join(args.data_dir, "train.tsv"), eval_file=os.path.join(args.data_dir, "dev.tsv"),
+            test_file=test_file, output_dir=args.output_dir, text_column=args.text_column,
+            label_column=args.label_column, labels=labels, label_names=names, max_length=args.max_seq_length,
+            batch_size=args.train_batch_size, eval_batch_size=args.eval_batch_size, grad_accum=args.gradient_accumulation_steps,
+            learning_rate=args.learning_rate, warmup_ratio=args.warmup_proportion, epochs=args.num_train_epochs,
+            eval_every=args.eval_every, seed=args.seed, command="scripts/run_classifier.py " + shlex.join(argv))
         tokenizer = BertTokenizer.from_vocab(args.vocab_file, do_lower_case=args.do_lower_case)
         model = load_model(args.init_checkpoint, args.bert_config_file, labels, names, config)
         result = train(config, model=model, tokenizer=tokenizer)
-    except (DataError, CheckpointError) as error:
+    except (DataError, CheckpointError, ConfigError, TokenizerError, OSError) as error:
         print(f"run_classifier.py: error: {error}", file=sys.stderr)
         return 1
     for split in ("eval", "test"):
