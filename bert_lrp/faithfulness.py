@@ -335,14 +335,16 @@ def read_records(path: Path) -> List[dict]:
     records = []
     if not path.is_file():
         return records
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:  # a damaged line no longer parses: skipped
         for line in handle:
             if not line.endswith("\n"):
                 break
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(record, dict) and isinstance(record.get("index"), int):
+                records.append(record)
     return records
 
 
