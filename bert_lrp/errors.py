@@ -122,8 +122,8 @@ def describe(error: BaseException) -> Tuple[str, int]:
     if isinstance(error, MemoryError):
         return "out of memory (try a smaller --batch-size or fewer texts)", FAILURE
     detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return one_line(f"unexpected {detail} (a bug: run again with --debug for the traceback "
-                    "and report it)"), FAILURE
+    return one_line(f"unexpected {detail} (run again with --debug for the traceback; if the input is "
+                    "right, please report it)"), FAILURE
 
 
 def debug_requested(argv: Sequence[str] = ()) -> bool:

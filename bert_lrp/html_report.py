@@ -7,8 +7,9 @@ head (inline SVG). Every piece of text from the input goes through :func:`html.e
 
 The file stays bounded for long texts: the per-layer heatmaps show at most
 :data:`MAX_HEATMAP_TOKENS` tokens, the attention map at most :data:`MAX_ATTENTION_TOKENS` (a
-note says how many were left out; ``--json`` has every token's scores), and the example heading
-shows the first :data:`MAX_HEADING_CHARACTERS` characters of the text.
+note says how many were left out; the word and word-piece views keep every token the model
+read), and the example heading shows the first :data:`MAX_HEADING_CHARACTERS` characters of the
+text.
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ def _cut_note(shown: int, total: int, what: str) -> str:
     if shown >= total:
         return ""
     return (f'<p class="small">{what} shows the first {shown:,} of the {total:,} tokens '
-            f"({total - shown:,} left out to keep this file small; --json has every token's scores).</p>")
+            f"({total - shown:,} left out to keep this file small).</p>")
 
 
 def _example(report: dict, number: int) -> str:
