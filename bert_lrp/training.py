@@ -314,6 +314,22 @@ def _set_rng_state(saved: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+def checkpoint_is_loadable(folder: str) -> bool:
+    """True if ``folder`` passes :func:`verify_checkpoint` and its files open (safetensors headers
+    checked against the file sizes, ``trainer_state.json`` parsed); no tensor is loaded."""
+    from safetensors import safe_open
+
+    try:
+        verify_checkpoint(folder)
+        for name in ("model.safetensors", "optimizer.safetensors", "rng.safetensors"):
+            with safe_open(os.path.join(folder, name), framework="pt") as handle:
+                handle.keys()
+        _read_json(os.path.join(folder, "trainer_state.json"))["state"]
+    except (CheckpointError, SafetensorError, OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
 def _read_json(path: str) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
@@ -648,7 +664,7 @@ class Trainer:
             folder = where
             if not os.path.isdir(folder):
                 raise CheckpointError(f"--resume {folder}: no such checkpoint folder; "
-                                      + self._instead_of(folder))
+                                      + self._instead_of(None))
         try:
             verify_checkpoint(folder)
         except CheckpointError as error:
@@ -697,21 +713,27 @@ class Trainer:
             raise CheckpointError(f"checkpoint {folder}: {name} cannot be loaded ({type(error).__name__}: "
                                   f"{reason}); {self._instead_of(folder)}") from error
 
-    def _instead_of(self, folder: str) -> str:
-        """Advice: the newest intact checkpoint older than ``folder`` in the work folder, if any."""
-        match = re.fullmatch(r"step-(\d+)", os.path.basename(os.path.normpath(folder)))
-        limit = int(match.group(1)) if match else None
+    def _instead_of(self, folder: Optional[str]) -> str:
+        """Advice: the newest intact checkpoint older than ``folder`` (any, if ``folder`` is None) in
+        the work folder, if there is one."""
+        root = os.path.join(self.config.work_dir, "checkpoints")
+        limit = None
+        if folder is not None:
+            match = re.fullmatch(r"step-(\d+)", os.path.basename(os.path.normpath(folder)))
+            limit = int(match.group(1)) if match else None
         for step, other in checkpoint_folders(self.config.work_dir):
-            if os.path.abspath(other) == os.path.abspath(folder) or (limit is not None and step >= limit):
+            if folder is not None and (os.path.abspath(other) == os.path.abspath(folder)
+                                       or (limit is not None and step >= limit)):
                 continue
-            try:
-                verify_checkpoint(other)
-            except CheckpointError:
+            if not checkpoint_is_loadable(other):
                 continue
+            if folder is None:
+                return f"the newest intact checkpoint is {other} (step {step}): resume from it with --resume {other}"
             return (f"the earlier checkpoint {other} (step {step}) is intact: resume from it with "
                     f"--resume {other} (or delete {folder} and use --resume)")
-        return (f"no earlier intact checkpoint in {os.path.join(self.config.work_dir, 'checkpoints')}: "
-                f"delete {folder} and start again without --resume")
+        if folder is None:
+            return f"there is no intact checkpoint in {root}: start without --resume"
+        return f"no earlier intact checkpoint in {root}: delete {folder} and start again without --resume"
 
     def export(self) -> Dict[str, Any]:
         """Write the best (else the last) model, the tokenizer and ``metrics.json`` to ``output_dir``."""
@@ -935,7 +957,10 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     try:
         result = train(config)
     except (DataError, CheckpointError, ConfigError, TokenizerError) as error:
-        print(f"bert-lrp train: error: {error}", file=sys.stderr)
+        parts = [part.strip() for part in str(error).splitlines() if part.strip()]
+        message = "".join(part + ("" if i == len(parts) - 1 else " " if part.endswith(":") else "; ")
+                          for i, part in enumerate(parts))
+        print(f"bert-lrp train: error: {message}", file=sys.stderr)
         return 1
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {k: result[k] for k in ("eval", "test", "best_step", "steps") if k in result}

@@ -248,6 +248,10 @@ def test_unreadable_resume_checkpoint_names_the_file_and_an_earlier_one(run_args
                   f"the earlier checkpoint {checkpoints / 'step-2'} (step 2) is intact",
                   f"--resume {checkpoints / 'step-2'}"):
         assert words in err
+    # a checkpoint folder that does not exist: the newest one that loads is named (step-4 does not)
+    assert cli_main(["train", *run_args, "--resume", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err
+    assert "no such checkpoint folder" in err and f"newest intact checkpoint is {checkpoints / 'step-2'}" in err
     # the Python API raises the project's error; without an earlier checkpoint it says so
     from bert_lrp.training import build_parser, config_from_args, train
 
