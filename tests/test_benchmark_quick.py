@@ -40,5 +40,7 @@ def test_quick_benchmark_writes_schema(minilm_path, tmp_path):
 
 
 def test_unknown_method_is_rejected(tmp_path):
-    with pytest.raises(SystemExit):
+    from bert_lrp.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown method"):
         main(["--methods", "lrp,shap", "--out", str(tmp_path)])

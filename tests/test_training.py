@@ -231,7 +231,9 @@ def test_command_line_trains_and_reports_bad_data(tmp_path, capsys):
     assert metrics["id2label"] == {"0": "negative", "1": "positive"}
     bad = tmp_path / "bad.tsv"
     bad.write_text("sentence\tlabel\ngood movie\t1\nbad movie\t0\textra\n", encoding="utf-8")
-    assert train_main(args[:1] + [str(bad)] + args[2:]) == 1
+    from bert_lrp.cli import main as cli_main
+
+    assert cli_main(["train"] + args[:1] + [str(bad)] + args[2:]) == 1
     assert f"{bad}, line 3: expected 2 fields as in the header, got 3" in capsys.readouterr().err
 
 
