@@ -16,17 +16,22 @@ import torch
 from .attention_maps import layerwise_attention_tracing
 from .attribution import relevance_at
 from .composites import GRADIENT, Composite, RuleSet, get_composite
+from .modeling import BertForSequenceClassification
 
 
-class LegacyAttributionMixin:
-    """Adds BERT-LRP's ``backward_*`` methods to a sequence classifier."""
+class LegacyBertForSequenceClassification(BertForSequenceClassification):
+    """A sequence classifier with BERT-LRP's ``backward_*`` calls; what
+    ``BertForSequenceClassification(config, num_labels, init_lrp=True)`` builds. It keeps the
+    inputs of its last plain forward call, which those calls explain."""
 
     _last_inputs: Optional[dict] = None
+    init_lrp = True
 
-    def _remember_inputs(self, input_ids, attention_mask, token_type_ids) -> None:
-        if getattr(self, "init_lrp", False) and input_ids is not None:
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, *args, **kwargs):
+        if kwargs.get("rules") is None and input_ids is not None:
             self._last_inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
                                  "token_type_ids": token_type_ids}
+        return super().forward(input_ids, attention_mask, token_type_ids, *args, **kwargs)
 
     def _backward_from_logits(self, at_logits: torch.Tensor, composite: Composite) -> torch.Tensor:
         """Run the last inputs again under ``composite`` and send ``at_logits`` ``[batch, labels]``

@@ -20,7 +20,6 @@ from . import ops
 from .checkpoint import PretrainedMixin
 from .composites import RuleSet
 from .config import BertConfig
-from .legacy import LegacyAttributionMixin
 from .outputs import (BaseModelOutputWithPooling, MaskedLMOutput, PreTrainingOutput,
                       SequenceClassifierOutput, TokenClassifierOutput)
 
@@ -276,6 +275,10 @@ class BertModel(BertPreTrainedModel):
         methods use it to read relevance at, or interpolate, the embedding output.
         """
         _reject_unknown(unused)
+        if rules is not None and rules.copies > 1:
+            _check_identical_copies(rules.copies, input_ids=input_ids, token_type_ids=token_type_ids,
+                                    position_ids=position_ids, inputs_embeds=inputs_embeds,
+                                    embedding_output=embedding_output, attention_mask=attention_mask)
         if embedding_output is None:
             embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, rules=rules)
         shape = tuple(embedding_output.shape[:2])
@@ -296,6 +299,21 @@ class BertModel(BertPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+def _check_identical_copies(copies: int, **tensors: Optional[torch.Tensor]) -> None:
+    """A stacked batch (several rule sets in one pass) holds ``copies`` identical copies along
+    dim 0: the rule Functions compute the forward once, on the first copy."""
+    for name, tensor in tensors.items():
+        if tensor is None or tensor.shape[0] == 1:  # broadcast rows are shared by every copy
+            continue
+        if tensor.shape[0] % copies:
+            raise InputError(f"{name} has {tensor.shape[0]} rows, not a multiple of the {copies} stacked copies "
+                             f"the rules expect")
+        stacked = tensor.unflatten(0, (copies, -1))
+        if not bool((stacked == stacked[:1]).all()):
+            raise InputError(f"{name}: the {copies} stacked copies along dim 0 differ; rules with several "
+                             f"composites need identical copies (explain() builds them)")
+
+
 def _reject_unknown(unused: dict) -> None:
     if unused:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unused))}")
@@ -310,8 +328,19 @@ def _finish(output, return_dict: bool):
     return output if return_dict else output.to_tuple()
 
 
-class BertForSequenceClassification(LegacyAttributionMixin, BertPreTrainedModel):
-    """BERT + dropout + linear classifier on the pooled [CLS] state. Logits ``[batch, num_labels]``."""
+class BertForSequenceClassification(BertPreTrainedModel):
+    """BERT + dropout + linear classifier on the pooled [CLS] state. Logits ``[batch, num_labels]``.
+
+    ``init_lrp=True`` (the original BERT-LRP's flag) builds the subclass of :mod:`bert_lrp.legacy`
+    instead, which adds its ``backward_lrp`` / ``backward_gradient`` / ... calls.
+    """
+
+    def __new__(cls, *args: Any, init_lrp: bool = False, **kwargs: Any):
+        if init_lrp and cls is BertForSequenceClassification:
+            from .legacy import LegacyBertForSequenceClassification  # the BERT-LRP calling convention
+
+            cls = LegacyBertForSequenceClassification
+        return super().__new__(cls)
 
     def __init__(self, config: BertConfig, num_labels: Optional[int] = None, init_lrp: bool = False) -> None:
         if num_labels is not None and num_labels != config.num_labels:
@@ -322,14 +351,11 @@ class BertForSequenceClassification(LegacyAttributionMixin, BertPreTrainedModel)
         self.dropout = nn.Dropout(_classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
-        self.init_lrp = init_lrp  # accepted for compatibility with BERT-LRP; attribution needs no setup
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
                 return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         _reject_unknown(unused)
-        if rules is None:
-            self._remember_inputs(input_ids, attention_mask, token_type_ids)
         encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                             output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
         pooled = encoded.pooler_output if encoded.pooler_output is not None else encoded.last_hidden_state[:, 0]

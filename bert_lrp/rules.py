@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from . import kernels
+
 if TYPE_CHECKING:
     from .composites import Composite
 
@@ -116,7 +118,7 @@ class LayerNormRule(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, eps: float, slices: Slices):
         x0 = _first_copy(x, slices)
-        y, mean, inv_std = torch.native_layer_norm(x0, (x0.shape[-1],), weight, bias, eps)
+        y, mean, inv_std = kernels.layer_norm_forward(x0, weight, bias, eps)
         jacobian = any(c.layer_norm == "jacobian" for c in slices)
         keep_input = weight.requires_grad or jacobian  # detach_std needs only 1/std
         ctx.save_for_backward(x0 if keep_input else None, mean, inv_std, weight)
@@ -128,10 +130,8 @@ class LayerNormRule(torch.autograd.Function):
         x0, mean, inv_std, weight = ctx.saved_tensors
 
         def rule(g: torch.Tensor, c: "Composite") -> torch.Tensor:
-            if c.layer_norm == "jacobian":  # aten's fused kernel, as plain autograd would use
-                grad_input, _, _ = torch.ops.aten.native_layer_norm_backward(
-                    g.contiguous(), x0, (x0.shape[-1],), mean, inv_std, weight, None, [True, False, False])
-                return grad_input
+            if c.layer_norm == "jacobian":
+                return kernels.layer_norm_backward(g, x0, mean, inv_std, weight)
             gw = g * weight  # detach_std: centring and scaling with a constant 1/std
             return (gw - gw.mean(-1, keepdim=True)) * inv_std
 
@@ -207,10 +207,10 @@ class ActivationRule(torch.autograd.Function):
         def rule(g: torch.Tensor, c: "Composite") -> torch.Tensor:
             if c.activation == "identity":  # R_in = R_out
                 return g if c.signal == "relevance" else g * ratio
-            if ctx.name == "gelu":  # aten's fused kernels, as plain autograd would use
-                return torch.ops.aten.gelu_backward(g, x0.expand_as(g), approximate="none")
+            if ctx.name == "gelu":
+                return kernels.gelu_backward(g, x0, approximate="none")
             if ctx.name in ("gelu_new", "gelu_pytorch_tanh"):
-                return torch.ops.aten.gelu_backward(g, x0.expand_as(g), approximate="tanh")
+                return kernels.gelu_backward(g, x0, approximate="tanh")
             return g * _derivative(ctx.name, x0)
 
         return _by_slice(grad, ctx.slices, rule), None, None
@@ -222,7 +222,7 @@ def softmax_rule(probabilities: torch.Tensor, grad: torch.Tensor, rule: str) -> 
     ``p * (g - sum(g * p))``, aten's fused kernel) or ``detach`` (no signal)."""
     if rule == "detach":
         return torch.zeros_like(grad)
-    return torch._softmax_backward_data(grad, probabilities, -1, probabilities.dtype)
+    return kernels.softmax_backward(grad, probabilities)
 
 
 def bilinear_share(rule: str) -> float:
@@ -245,10 +245,10 @@ class AttentionRule(torch.autograd.Function):
         q, k, v = (_first_copy(t, slices) for t in (query, key, value))
         m = None if mask is None else _first_copy(mask, slices)
         # softmax rule = its Jacobian for every copy: the fused kernel's own backward applies it
-        ctx.fused = all(c.softmax != "detach" for c in slices) and q.device.type == "cpu"
+        fused = kernels.flash_attention_forward(q, k, v, m) if all(c.softmax != "detach" for c in slices) else None
+        ctx.fused = fused is not None
         if ctx.fused:
-            context, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False,
-                                                                                            attn_mask=m)
+            context, logsumexp = fused
             ctx.save_for_backward(q, k, v, m, context, logsumexp)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
@@ -291,8 +291,7 @@ class AttentionRule(torch.autograd.Function):
         for g, c in zip(grad_context.chunk(len(ctx.slices)), ctx.slices):
             share = bilinear_share(c.bilinear)
             g = g * share if share != 1.0 else g
-            grad_q, grad_k, grad_v = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-                g.contiguous(), q, k, v, context, logsumexp, 0.0, False, attn_mask=m)
+            grad_q, grad_k, grad_v = kernels.flash_attention_backward(g, q, k, v, m, context, logsumexp)
             if share != 1.0:
                 grad_q, grad_k = grad_q * share, grad_k * share
             parts.append((grad_q, grad_k, grad_v))

@@ -353,3 +353,14 @@ def test_conservation_is_defined_at_a_zero_target_logit():
     ratio = conservation_ratio(torch.tensor([2.0, 0.0, -1.0, 3.0]), torch.tensor([4.0, 0.0, 0.0, 0.0]))
     # 2/4; nothing to conserve and nothing found: 1; relevance from nothing: -inf / +inf (never NaN)
     assert ratio.tolist() == [0.5, 1.0, -math.inf, math.inf]
+
+
+def test_stacked_copies_that_differ_are_refused():
+    from bert_lrp import InputError
+
+    model, batch = tiny_classifier(), padded_batch()
+    two_rule_sets = RuleSet.of(["gradient", "attnlrp"])
+    with pytest.raises(InputError, match="stacked copies along dim 0 differ"):
+        model(input_ids=batch["input_ids"][:2], rules=two_rule_sets)  # two different sentences
+    ids = batch["input_ids"][:1].repeat(2, 1)
+    assert model(input_ids=ids, rules=two_rule_sets).logits.shape == (2, 3)

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from bert_lrp import BertForSequenceClassification, explain
+from bert_lrp.legacy import LegacyBertForSequenceClassification
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bert_lrp_original"
 FLOAT64 = np.load(FIXTURES / "float64.npz")
@@ -26,16 +27,16 @@ CASES = [("tiny.npz", f"tiny_{name}") for name in ("single0", "single1", "single
 CASES += [("minilm.npz", f"minilm{i}") for i in range(3)]
 
 
-def _model(npz: str, minilm_path: Path) -> BertForSequenceClassification:
+def _model(npz: str, minilm_path: Path) -> LegacyBertForSequenceClassification:
+    """A classifier with the original's calling convention (``init_lrp=True``)."""
     if npz == "tiny.npz":
-        model = BertForSequenceClassification.from_pretrained(FIXTURES / "tiny")
+        model = LegacyBertForSequenceClassification.from_pretrained(FIXTURES / "tiny")
     else:
-        model = BertForSequenceClassification.from_pretrained(minilm_path, num_labels=2, strict=False)
+        model = LegacyBertForSequenceClassification.from_pretrained(minilm_path, num_labels=2, strict=False)
         head = load_file(FIXTURES / "minilm_head.safetensors")
         with torch.no_grad():
             model.classifier.weight.copy_(head["classifier.weight"])
             model.classifier.bias.copy_(head["classifier.bias"])
-    model.init_lrp = True  # the original's calling convention
     return model.eval()
 
 
@@ -162,3 +163,12 @@ def test_gradient_signal_presets_refuse_relevance_at_a_zero_logit(models):
     finally:
         with torch.no_grad():
             model.classifier.bias.copy_(bias)
+
+
+def test_init_lrp_builds_the_legacy_classifier_and_plain_models_keep_no_inputs(models):
+    config = models["tiny.npz"].config
+    assert isinstance(BertForSequenceClassification(config, 3, init_lrp=True), LegacyBertForSequenceClassification)
+    plain = BertForSequenceClassification(config, 3)
+    assert type(plain) is BertForSequenceClassification and not hasattr(plain, "backward_lrp")
+    plain(input_ids=torch.tensor([[2, 5, 3]]))
+    assert not any("last" in name for name in vars(plain))
