@@ -10,6 +10,8 @@ from typing import Sequence
 
 import torch
 
+from .registry import Method, MethodContext, MethodResult, register
+
 
 def _start_rows(attention: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     """Row ``start[b]`` of every head: ``[batch, heads, seq]``."""
@@ -46,3 +48,21 @@ def attention_rollout(attentions: Sequence[torch.Tensor], start: torch.Tensor,
         mixed = mixed / mixed.sum(-1, keepdim=True).clamp_min(1e-12)
         rollout = mixed if rollout is None else mixed @ rollout
     return rollout.gather(1, start.view(batch, 1, 1).expand(batch, 1, seq)).squeeze(1)
+
+
+def _start(context: MethodContext) -> torch.Tensor:
+    return context.target_position if context.target_position is not None else torch.zeros_like(context.target)
+
+
+def _lat(context: MethodContext) -> MethodResult:
+    return MethodResult(layerwise_attention_tracing(context.attentions, _start(context)))
+
+
+def _rollout(context: MethodContext) -> MethodResult:
+    return MethodResult(attention_rollout(context.attentions, _start(context), context.inputs["attention_mask"]))
+
+
+register(Method("lat", "LAT", needs_attentions=True, passes="1 forward", run=_lat, color="#9467bd",
+                summary="layerwise attention tracing (Wu, Nguyen & Ong 2020)"))
+register(Method("rollout", "rollout", needs_attentions=True, passes="1 forward", run=_rollout, color="#8c564b",
+                summary="attention rollout (Abnar & Zuidema 2020)"))

@@ -20,20 +20,20 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .attention_maps import attention_rollout, layerwise_attention_tracing
+from . import registry
 from .composites import GRADIENT, Composite, RuleSet, get_composite
+from .registry import Method, MethodContext
+from .targets import Target, logits_of, resolve_target, select, task_of
 
-ALIASES = {
-    "gs": "gradient", "gradient": "gradient", "saliency": "gradient",
-    "gi": "gradient_x_input", "gradient_x_input": "gradient_x_input", "input_x_gradient": "gradient_x_input",
-    "lrp": "lrp", "lat": "lat", "rollout": "rollout",
-    "ig": "integrated_gradients", "integrated_gradients": "integrated_gradients",
-}
-ONE_PASS_METHODS = ("gradient", "gradient_x_input", "lrp")
 REDUCTIONS = ("l2", "squared", "sum", "abs_sum")
-DEFAULT_REDUCTION = {"gradient": "l2", "gradient_x_input": "sum", "lrp": "sum", "integrated_gradients": "sum"}
 
-Target = Union[None, int, str, Sequence, torch.Tensor]
+registry.register(Method("gradient", "GS (gradient)", aliases=("gs", "saliency"), shared_pass=True, reduction="l2",
+                         color="#2ca02c", summary="gradient at the embedding output (Wu & Ong's GS)"))
+registry.register(Method("gradient_x_input", "GI (gradient x input)", aliases=("gi", "input_x_gradient"),
+                         shared_pass=True, reduction="sum", color="#1f77b4", summary="gradient x embedding output"))
+registry.register(Method("lrp", "LRP", shared_pass=True, reduction="sum", options=("rule",), color="#d62728",
+                         summary="layer-wise relevance propagation, preset --rule (attnlrp, cp-lrp, bert-lrp)"))
+from . import attention_maps, integrated_gradients  # noqa: E402,F401  (they declare LAT, rollout and IG)
 
 
 class BackwardCounter:
@@ -91,6 +91,7 @@ class Explanation:
     layer_scores: Dict[str, List[torch.Tensor]] = field(default_factory=dict)  # per layer [batch, seq]
     head_scores: Dict[str, List[torch.Tensor]] = field(default_factory=dict)   # per layer [batch, heads, seq]
     completeness_gap: Optional[torch.Tensor] = None  # IG: sum(attr) - (f(x) - f(baseline)), [batch]
+    extras: Dict[str, torch.Tensor] = field(default_factory=dict)  # "<method>.<name>": e.g. IG's completeness_gap
     attentions: Optional[Tuple[torch.Tensor, ...]] = None
     tokens: Optional[List[List[str]]] = None
     encoding: Optional[dict] = None
@@ -117,10 +118,7 @@ class Explanation:
 
 
 def _canonical(method: str) -> str:
-    try:
-        return ALIASES[method.lower()]
-    except KeyError:
-        raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(sorted(ALIASES))}") from None
+    return registry.get(method).name
 
 
 @contextlib.contextmanager
@@ -134,78 +132,6 @@ def frozen_parameters(model: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-
-
-def _task(model: nn.Module) -> str:
-    name = type(model).__name__
-    if "TokenClassification" in name:
-        return "token"
-    if "MaskedLM" in name or "PreTraining" in name:
-        return "masked_lm"
-    if "SequenceClassification" in name:
-        return "sequence"
-    raise TypeError(f"explain supports BertForSequenceClassification, BertForTokenClassification and "
-                    f"BertForMaskedLM/BertForPreTraining, not {name}")
-
-
-def _logits(output) -> torch.Tensor:
-    return output.logits if hasattr(output, "logits") else output[0]
-
-
-def _resolve_target(model: nn.Module, task: str, logits: torch.Tensor, target: Target
-                    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """-> (label ``[batch]``, position ``[batch]`` or None)."""
-    batch = logits.shape[0]
-    device = logits.device
-    if task == "sequence":
-        if target is None:
-            return logits.argmax(-1), None
-        labels = _as_labels(model, target, batch)
-        _check_range("target class", labels, logits.shape[-1])
-        return labels.to(device), None
-    # token classification and masked LM: (position, label) pairs
-    if target is None:
-        raise ValueError(f"explaining a {type(model).__name__} needs target=(position, label) "
-                         "(label None: the predicted one); e.g. target=(3, None)")
-    if isinstance(target, tuple) and len(target) == 2 and not isinstance(target[0], (tuple, list)):
-        target = [target] * batch
-    if len(target) != batch:
-        raise ValueError(f"got {len(target)} targets for a batch of {batch}")
-    positions = torch.tensor([int(p) for p, _ in target], device=device)
-    _check_range("target position", positions, logits.shape[1])
-    rows = torch.arange(batch, device=device)
-    predicted = logits[rows, positions].argmax(-1)
-    labels = torch.stack([predicted[i] if label is None else _as_labels(model, label, 1)[0].to(device)
-                          for i, (_, label) in enumerate(target)])
-    _check_range("target label", labels, logits.shape[-1])
-    return labels, positions
-
-
-def _as_labels(model: nn.Module, target: Target, batch: int) -> torch.Tensor:
-    label2id = getattr(model.config, "label2id", {}) if hasattr(model, "config") else {}
-    if isinstance(target, str):
-        if target not in label2id:
-            raise ValueError(f"unknown target label {target!r}; the model's labels are {sorted(label2id)}")
-        target = label2id[target]
-    if isinstance(target, int):
-        return torch.full((batch,), target, dtype=torch.long)
-    values = [label2id[t] if isinstance(t, str) else int(t) for t in target]
-    if len(values) != batch:
-        raise ValueError(f"got {len(values)} targets for a batch of {batch}")
-    return torch.tensor(values, dtype=torch.long)
-
-
-def _check_range(what: str, values: torch.Tensor, limit: int) -> None:
-    bad = values[(values < 0) | (values >= limit)]
-    if bad.numel():
-        raise ValueError(f"{what} {int(bad[0])} is outside [0, {limit})")
-
-
-def _select(logits: torch.Tensor, labels: torch.Tensor, positions: Optional[torch.Tensor]) -> torch.Tensor:
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    if positions is None:
-        return logits[rows, labels]
-    return logits[rows, positions, labels]
 
 
 def reduce_tokens(relevance: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -245,75 +171,84 @@ def _stack(tensor: torch.Tensor, copies: int) -> torch.Tensor:
 def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), target: Target = None,
             rule: Union[str, Composite] = "attnlrp", reduction: Union[None, str, Dict[str, str]] = None,
             layers: bool = False, ig_steps: int = 50, ig_baseline: str = "pad",
-            ig_internal_batch_size: int = 64, ig_method: str = "gausslegendre") -> Explanation:
+            ig_internal_batch_size: int = 64, ig_method: str = "gausslegendre",
+            options: Optional[Dict[str, object]] = None) -> Explanation:
     """Explain ``model``'s output on ``batch`` with one or more methods.
 
     Args:
         model: a BertForSequenceClassification, BertForTokenClassification or BertForMaskedLM.
         batch: the tokenizer's dict of ``[batch, seq]`` tensors.
-        methods: any of ``gradient`` (gs), ``gradient_x_input`` (gi), ``lrp``, ``lat``, ``rollout``,
-            ``integrated_gradients`` (ig). GS, GI and LRP together cost one forward + one backward.
+        methods: names or aliases from :mod:`bert_lrp.registry`: ``gradient`` (gs),
+            ``gradient_x_input`` (gi), ``lrp``, ``lat``, ``rollout``, ``integrated_gradients`` (ig),
+            and any registered method. GS, GI and LRP together cost one forward + one backward.
         target: sequence classification: None (predicted class), a class id or label name, or one
             per example; token classification / masked LM: ``(position, label_or_None)`` or a list.
         rule: LRP preset (``attnlrp``, ``cp-lrp``, ``bert-lrp``) or a :class:`Composite`.
         reduction: how hidden units become token scores (``l2``, ``squared``, ``sum``, ``abs_sum``),
-            one for all methods or per method; defaults: GS l2, GI sum, LRP sum, IG sum.
+            one for all methods or per method; defaults: each method's (GS l2, GI sum, LRP sum, IG sum).
         layers: also return per-layer token relevance and per-head relevance at attention outputs.
         ig_*: Integrated Gradients steps, baseline (``pad``, ``mask``, ``zeros``), bounded
             internal batch (rows per pass) and quadrature (``gausslegendre``, ``riemann_*``).
+        options: further options of registered methods, by name.
     """
-    wanted = list(dict.fromkeys(_canonical(m) for m in methods))
+    wanted: List[Method] = list({m.name: m for m in (registry.get(name) for name in methods)}.values())
     if not wanted:
         raise ValueError("no attribution method requested")
-    reductions = dict(DEFAULT_REDUCTION)
+    reductions = {m.name: m.reduction for m in registry.all_methods() if m.reduction}
     if isinstance(reduction, str):
-        reductions.update({m: reduction for m in reductions})
+        reductions = {name: reduction for name in reductions}
     elif reduction:
         reductions.update({_canonical(k): v for k, v in reduction.items()})
-    task = _task(model)
+    method_options = {"ig_steps": ig_steps, "ig_baseline": ig_baseline, "ig_internal_batch_size": ig_internal_batch_size,
+                      "ig_method": ig_method, **(options or {})}
+    task = task_of(model)
     inputs = _model_inputs(batch)
     mask = inputs["attention_mask"]
-    composite = get_composite(rule)
+    names = {m.name for m in wanted}
 
-    slices: List[Composite] = []
-    if "gradient" in wanted or "gradient_x_input" in wanted:
-        slices.append(GRADIENT)
-    if "lrp" in wanted:
-        slices.append(composite)
-    need_attention = "lat" in wanted or "rollout" in wanted
+    composites: List[Composite] = []
+    if names & {"gradient", "gradient_x_input"}:
+        composites.append(GRADIENT)
+    if "lrp" in names:
+        composites.append(get_composite(rule))
+    need_attention = any(m.needs_attentions for m in wanted)
 
     was_training = model.training
     if was_training:
         model.eval()
     try:
         with frozen_parameters(model):
-            if slices:
-                result = _one_pass(model, task, inputs, target, slices, need_attention, layers, reductions)
+            if composites:
+                result = _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions)
             else:
-                result = _attention_only(model, task, inputs, target)
-            if need_attention:
-                start = result.target_position if result.target_position is not None else torch.zeros_like(result.target)
-                attentions = [a[: mask.shape[0]].detach() for a in result.attentions]
-                if "lat" in wanted:
-                    result.scores["lat"] = layerwise_attention_tracing(attentions, start) * mask
-                if "rollout" in wanted:
-                    result.scores["rollout"] = attention_rollout(attentions, start, mask) * mask
-            if "integrated_gradients" in wanted:
-                from .integrated_gradients import integrated_gradients
-
-                relevance, gap = integrated_gradients(
-                    model, inputs, result.target, result.target_position, steps=ig_steps,
-                    baseline=ig_baseline, internal_batch_size=ig_internal_batch_size, method=ig_method)
-                result.relevance["integrated_gradients"] = relevance
-                result.scores["integrated_gradients"] = reduce_tokens(relevance, reductions["integrated_gradients"]) * mask
-                result.completeness_gap = gap
+                result = _forward_only(model, task, inputs, target, need_attention)
+            attentions = [a[: mask.shape[0]].detach() for a in result.attentions] if need_attention else None
+            for method in (m for m in wanted if not m.shared_pass):
+                context = MethodContext(model, inputs, result.target, result.target_position, attentions,
+                                        {k: method_options[k] for k in method.options if k in method_options})
+                _store(result, method, method.run(context), reductions, mask)
     finally:
         if was_training:
             model.train()
-    result.methods = wanted
+    result.methods = [m.name for m in wanted]
     result.encoding = batch if hasattr(batch, "word_ids") else None
     result.tokens = getattr(batch, "tokens", None)
     return result
+
+
+def _store(result: "Explanation", method: Method, output, reductions: Dict[str, str], mask: torch.Tensor) -> None:
+    """Put a separately computed method's output on the explanation (padding set to 0)."""
+    keep = mask.unsqueeze(-1)
+    if output.relevance is not None:
+        result.relevance[method.name] = output.relevance * keep
+        scores = reduce_tokens(output.relevance, reductions.get(method.name, "sum"))
+    else:
+        scores = output.scores
+    result.scores[method.name] = scores * mask
+    for key, value in output.extras.items():
+        result.extras[f"{method.name}.{key}"] = value
+        if key == "completeness_gap":
+            result.completeness_gap = value
 
 
 def _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions) -> Explanation:
@@ -329,10 +264,10 @@ def _one_pass(model, task, inputs, target, composites, need_attention, layers, r
     embedded = embeddings.combine(word, position, token_type, rules)
     output = model(attention_mask=_stack(mask, copies), embedding_output=embedded, rules=rules,
                    output_attentions=need_attention, output_hidden_states=layers)
-    logits = _CountingSource.apply(_logits(output), counter)
+    logits = _CountingSource.apply(logits_of(output), counter)
     plain_logits = logits[:size].detach()
-    labels, positions = _resolve_target(model, task, plain_logits, target)
-    score = _select(logits, _stack(labels, copies), None if positions is None else _stack(positions, copies))
+    labels, positions = resolve_target(model, task, plain_logits, target)
+    score = select(logits, _stack(labels, copies), None if positions is None else _stack(positions, copies))
     target_logit = score[:size].detach()
     # the backward starts from 1 (gradient signal) or from the target logit (relevance signal)
     start = torch.cat([target_logit if c.signal == "relevance" else torch.ones_like(target_logit)
@@ -389,11 +324,11 @@ def _layer_relevance(result, composites, rows, hidden, heads, grads, mask) -> No
                                       for c, g in zip(heads, head_grads)]
 
 
-def _attention_only(model, task, inputs, target) -> Explanation:
+def _forward_only(model, task, inputs, target, need_attention) -> "Explanation":
     with torch.no_grad():
-        output = model(**inputs, output_attentions=True)
-    logits = _logits(output)
-    labels, positions = _resolve_target(model, task, logits, target)
+        output = model(**inputs, output_attentions=need_attention)
+    logits = logits_of(output)
+    labels, positions = resolve_target(model, task, logits, target)
     return Explanation(methods=[], scores={}, relevance={}, logits=logits, target=labels,
-                       target_position=positions, target_logit=_select(logits, labels, positions),
+                       target_position=positions, target_logit=select(logits, labels, positions),
                        attention_mask=inputs["attention_mask"], attentions=output.attentions)

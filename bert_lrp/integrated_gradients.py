@@ -12,6 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .registry import Method, MethodContext, MethodResult, register
+from .targets import logits_of, select
+
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
 
@@ -47,10 +50,7 @@ def baseline_ids(model: nn.Module, input_ids: torch.Tensor, attention_mask: torc
 
 
 def _target_scores(model, embedded, mask, labels, positions) -> torch.Tensor:
-    output = model(attention_mask=mask, embedding_output=embedded)
-    logits = output.logits if hasattr(output, "logits") else output[0]
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    return logits[rows, labels] if positions is None else logits[rows, positions, labels]
+    return select(logits_of(model(attention_mask=mask, embedding_output=embedded)), labels, positions)
 
 
 def integrated_gradients(model: nn.Module, inputs: Dict[str, torch.Tensor], labels: torch.Tensor,
@@ -98,3 +98,17 @@ def integrated_gradients(model: nn.Module, inputs: Dict[str, torch.Tensor], labe
                               torch.cat([labels, labels]), None if positions is None else torch.cat([positions, positions]))
     gap = attribution.sum((1, 2)) - (both[:batch] - both[batch:])
     return attribution.detach(), gap.detach()
+
+
+def _run(context: MethodContext) -> MethodResult:
+    options = context.options
+    relevance, gap = integrated_gradients(
+        context.model, context.inputs, context.target, context.target_position,
+        steps=options.get("ig_steps", 50), baseline=options.get("ig_baseline", "pad"),
+        internal_batch_size=options.get("ig_internal_batch_size", 64), method=options.get("ig_method", "gausslegendre"))
+    return MethodResult(relevance.sum(-1), relevance, {"completeness_gap": gap})
+
+
+register(Method("integrated_gradients", "IG", aliases=("ig",), reduction="sum", passes="steps (default 50)",
+                options=("ig_steps", "ig_baseline", "ig_internal_batch_size", "ig_method"), run=_run,
+                color="#ff7f0e", summary="Integrated Gradients at the embedding output (Sundararajan et al. 2017)"))
