@@ -47,7 +47,14 @@ import torch
 
 from .errors import BertLrpError, UsageError
 
-OURS = ("lrp", "gs", "gi", "gs+gi+lrp", "ig", "lat")
+COMBINED = {"gs+gi+lrp": ["gs", "gi", "lrp"]}  # several methods in one explain() call
+
+
+def our_methods() -> Tuple[str, ...]:
+    """Every registered method by its shortest name, and the combined entries."""
+    from . import registry
+
+    return tuple(min((m.name, *m.aliases), key=len) for m in registry.all_methods()) + tuple(COMBINED)
 PEERS = ("captum-saliency", "captum-ixg", "captum-lig", "transformers-reference", "lxt")
 IG_LIKE = ("ig", "captum-lig")
 DEFAULT_METHODS = "lrp,gs,gi,gs+gi+lrp,lat,ig"
@@ -96,8 +103,7 @@ def transformers_reference_step(model, inputs, target) -> torch.Tensor:
 def our_method(model, name: str, ig_steps: int, ig_batch: int) -> Callable:
     from .attribution import explain
 
-    methods = {"lrp": ["lrp"], "gs": ["gs"], "gi": ["gi"], "gs+gi+lrp": ["gs", "gi", "lrp"],
-               "ig": ["ig"], "lat": ["lat"]}[name]
+    methods = COMBINED.get(name, [name])
     return lambda inputs, target: explain(model, inputs, methods=methods, target=target, rule="attnlrp",
                                           ig_steps=ig_steps, ig_baseline="pad", ig_internal_batch_size=ig_batch)
 
@@ -427,7 +433,7 @@ def measure_memory(spec: dict, log: Callable[[str], None], failures: Optional[Di
 def build_entries(methods: Sequence[str], model, hf, ig_steps: int, ig_batch: int) -> Dict[str, Callable]:
     entries: Dict[str, Callable] = {"reference": lambda inputs, target: reference_step(model, inputs, target)}
     for name in methods:
-        if name in OURS:
+        if name in our_methods():
             entries[name] = our_method(model, name, ig_steps, ig_batch)
         elif name in PEERS and name != "lxt" and hf is not None:
             entries[name] = peer_method(name, hf, model, ig_steps, ig_batch)
@@ -494,7 +500,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
     parser = ArgumentParser(prog="bert-lrp benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="Hugging Face BERT folder (default: the MiniLM package's)")
-    parser.add_argument("--methods", default=None, help=f"comma list from {', '.join(OURS)} (default {DEFAULT_METHODS})")
+    parser.add_argument("--methods", default=None, help=f"comma list from {', '.join(our_methods())} (default {DEFAULT_METHODS})")
     parser.add_argument("--seq-lens", default=None, help=f"comma list (default {DEFAULT_SEQ_LENS})")
     parser.add_argument("--batch-sizes", default=None, help=f"comma list (default {DEFAULT_BATCHES})")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores; --quick: 1)")
@@ -521,9 +527,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in OURS + PEERS]
+    unknown = [m for m in args.methods if m not in our_methods() + PEERS]
     if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(OURS + PEERS)}")
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(our_methods() + PEERS)}")
     args.seq_lens = [int(x) for x in str(args.seq_lens).split(",")]
     args.batch_sizes = [int(x) for x in str(args.batch_sizes).split(",")]
     if args.threads is None:

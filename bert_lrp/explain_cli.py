@@ -25,7 +25,9 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from .attribution import ALIASES, explain
+from . import registry
+from .composites import LRP_PRESETS
+from .attribution import explain
 from .errors import ArgumentParser, InputFileError, UsageError, unicode_message
 from .views import colour_mode, printable, render_terminal
 
@@ -144,9 +146,10 @@ def parse_methods(text: str) -> List[str]:
     for name in (m.strip() for m in text.split(",")):
         if not name:
             continue
-        if name.lower() not in ALIASES:
-            raise UsageError(f"unknown method {name!r}; choose from lrp, gi, gs, lat, rollout, ig")
-        canonical = ALIASES[name.lower()]
+        try:
+            canonical = registry.get(name).name
+        except ValueError:
+            raise UsageError(f"--methods: unknown method {name!r}; choose from {registry.describe()}") from None
         if canonical not in methods:
             methods.append(canonical)
     if not methods:
@@ -312,9 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to explain; '-' reads one text per line from stdin")
     parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL} in the current folder, "
                         "the source tree or <prefix>/share/bert-lrp)")
-    parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated: lrp, gi, gs, lat, rollout, ig "
+    parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated, from: {registry.describe()} "
                         f"(default {DEFAULT_METHODS})")
-    parser.add_argument("--rule", default="attnlrp", choices=["attnlrp", "cp-lrp", "bert-lrp"],
+    parser.add_argument("--rule", default="attnlrp", choices=LRP_PRESETS,
                         help="LRP preset (default attnlrp)")
     parser.add_argument("--target", help="label (name or id) to explain; default: the predicted one")
     parser.add_argument("--pair", help="second text of a sentence pair (used with every TEXT)")

@@ -35,6 +35,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
+from . import registry
+from .composites import LRP_PRESETS
 from .errors import ArgumentParser, BertLrpError, InputFileError, UsageError
 
 STEPS = 10                       # MoRF/LeRF: fractions 0, 0.1, ..., 1.0
@@ -277,8 +279,6 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-PALETTE = {"lrp": "#d62728", "gradient_x_input": "#1f77b4", "gradient": "#2ca02c", "lat": "#9467bd",
-           "rollout": "#8c564b", "integrated_gradients": "#ff7f0e", RANDOM: "#7f7f7f"}
 
 
 def curves_svg(summary: dict) -> str:
@@ -315,12 +315,12 @@ def curves_svg(summary: dict) -> str:
             points = " ".join(f"{x0 + plot_w * (x - xs[0]) / span:.1f},{y0 + plot_h * (1 - max(0.0, min(1.0, v))):.1f}"
                               for x, v in zip(xs, values))
             dash = ' stroke-dasharray="4 3"' if method == RANDOM else ""
-            out.append(f'<polyline points="{points}" fill="none" stroke="{PALETTE.get(method, "#000")}" '
+            out.append(f'<polyline points="{points}" fill="none" stroke="{registry.color(method)}" '
                        f'stroke-width="1.8"{dash}/>')
     legend_x = width * len(panels) + 10
     for i, method in enumerate(summary["methods"]):
         y = 50 + 18 * i
-        out.append(f'<line x1="{legend_x}" y1="{y}" x2="{legend_x + 20}" y2="{y}" stroke="{PALETTE.get(method, "#000")}" '
+        out.append(f'<line x1="{legend_x}" y1="{y}" x2="{legend_x + 20}" y2="{y}" stroke="{registry.color(method)}" '
                    f'stroke-width="2"/><text x="{legend_x + 26}" y="{y + 4}">{escape(method_title(method))}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
@@ -439,8 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="UTF-8 TSV (or .csv/.jsonl) with a header naming a 'sentence' column and optionally a "
                              "'label' column (a label name of the model or its id), e.g. SST-2 dev.tsv")
     parser.add_argument("--methods", default="lrp,gi,gs,lat,rollout,ig",
-                        help="comma-separated attribution methods; a random baseline is always added")
-    parser.add_argument("--rule", default="attnlrp", choices=["attnlrp", "cp-lrp", "bert-lrp"],
+                        help=f"comma-separated, from: {registry.describe()}; a random baseline is always added")
+    parser.add_argument("--rule", default="attnlrp", choices=LRP_PRESETS,
                         help="LRP preset (default attnlrp)")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N examples")
     parser.add_argument("--out", required=True, metavar="DIR",

@@ -22,12 +22,6 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 RGB = Tuple[int, int, int]
 
-METHOD_NAMES = {
-    "lrp": "LRP", "gradient": "GS (gradient)", "gradient_x_input": "GI (gradient x input)",
-    "lat": "LAT", "rollout": "rollout", "integrated_gradients": "IG", "random": "random",
-}
-
-
 def _escape(code: int) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
@@ -44,7 +38,10 @@ def printable(text) -> str:
 
 
 def method_title(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
+    """A method's label from the registry (other names, e.g. ``random``, as they are)."""
+    from . import registry
+
+    return registry.label(method)
 
 
 def symmetric_scale(scores: Iterable[float]) -> float:

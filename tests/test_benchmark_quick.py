@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from bert_lrp.benchmark import OURS, main
+from bert_lrp.benchmark import DEFAULT_METHODS, main
+
+OURS = tuple(DEFAULT_METHODS.split(","))
 
 pytestmark = pytest.mark.slow
 

@@ -95,6 +95,8 @@ def build_lxt_model(folder: str, attention: str = "sdpa"):
         # a fourth name, needed only on the eager path (the SDPA path builds its mask itself)
         lxt_bert.BertModel.get_extended_attention_mask = _extended_attention_mask
     config = transformers.BertConfig.from_pretrained(folder)
+    if not hasattr(config, "position_embedding_type"):  # LXT's BERT reads it; transformers 5 dropped the default
+        config.position_embedding_type = "absolute"
     config._attn_implementation = attention
     model = lxt_bert.BertForSequenceClassification(config)
     state = load_file(os.path.join(folder, "model.safetensors"))

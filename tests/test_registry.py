@@ -1,0 +1,68 @@
+"""Adding a method = one run function + one registry entry: it then appears in explain, in the
+command line's --methods help, in evaluate's tables and in benchmark, with no other edit."""
+import json
+
+import pytest
+import torch
+
+from bert_lrp import cli, explain, registry
+from bert_lrp.registry import Method, MethodResult
+
+from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_faithfulness import write_data  # noqa: E402
+
+
+def _position_score(context):
+    """A toy method: each token's score is its position (so the ranking is known)."""
+    ids = context.inputs["input_ids"]
+    return MethodResult(torch.arange(ids.shape[1], dtype=torch.float32).expand(ids.shape[0], -1).clone())
+
+
+@pytest.fixture
+def toy():
+    method = registry.register(Method("toy_position", "Toy (position)", aliases=("toy",), run=_position_score,
+                                      summary="a test method"))
+    yield method
+    registry.unregister("toy_position")
+
+
+def test_a_registered_method_runs_in_explain_with_padding_zeroed(toy, tmp_path):
+    from bert_lrp import BertForSequenceClassification, BertTokenizer
+
+    folder = make_model_dir(tmp_path / "model")
+    model = BertForSequenceClassification.from_pretrained(folder)
+    batch = BertTokenizer.from_pretrained(folder)(["a b c d", "a"])
+    result = explain(model, batch, methods=["toy", "gs"])
+    assert result.methods == ["toy_position", "gradient"]
+    expected = torch.arange(batch["input_ids"].shape[1]).float() * batch["attention_mask"]
+    torch.testing.assert_close(result.scores["toy_position"], expected)
+
+
+def test_a_registered_method_appears_in_the_command_line_help(toy, capsys):
+    try:
+        assert cli.main(["explain", "--help"]) == 0
+    except SystemExit as stop:  # argparse's own --help exit
+        assert stop.code == 0
+    assert "toy_position (toy)" in " ".join(capsys.readouterr().out.split())  # help text is wrapped
+
+
+def test_a_registered_method_is_evaluated_with_its_label(toy, tmp_path, capsys):
+    model_dir, data = make_model_dir(tmp_path / "model"), write_data(tmp_path / "data.tsv", count=6)
+    out = tmp_path / "run"
+    assert cli.main(["evaluate", "--model", str(model_dir), "--data", str(data), "--methods", "toy,lrp",
+                     "--batch-size", "4", "--out", str(out), "--no-progress"]) == 0
+    assert "| Toy (position) |" in capsys.readouterr().out
+    assert list(json.loads((out / "results.json").read_text())["methods"]) == ["toy_position", "lrp", "random"]
+
+
+def test_a_registered_method_is_a_benchmark_entry(toy):
+    from bert_lrp.benchmark import our_methods
+
+    assert "toy" in our_methods()
+
+
+def test_names_are_unique_and_unknown_names_list_the_choices(toy):
+    with pytest.raises(ValueError, match="taken"):
+        registry.register(Method("gs", "again", run=_position_score))
+    with pytest.raises(ValueError, match="toy_position"):
+        registry.get("nonexistent")
