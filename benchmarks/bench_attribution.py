@@ -30,7 +30,7 @@ OURS = ("lrp", "gs", "gi", "gs+gi+lrp", "lat", "ig")
 
 
 def run(out: Path, repeats: int, threads: int, ig_repeats: int = 2) -> None:
-    from bert_lrp.benchmark import default_model_dir, main
+    from bert_lrp.evaluation.benchmark import default_model_dir, main
 
     model = default_model_dir()
     common = ["--model", model, "--threads", str(threads), "--out", str(out)]

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bert_lrp import BertForSequenceClassification, BertTokenizer, explain
-from bert_lrp.benchmark import reference_step
+from bert_lrp.evaluation.benchmark import reference_step
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = ("attnlrp", "cp-lrp", "bert-lrp")

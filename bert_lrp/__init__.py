@@ -1,10 +1,16 @@
 """bert-lrp: a from-scratch PyTorch BERT whose attributions (LRP, GS, GI, LAT) cost one backward pass."""
-from .attribution import Explanation, explain
-from .checkpoint import CheckpointError, LoadingInfo
-from .config import BertConfig, ConfigError
-from .modeling import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
-                       BertForTokenClassification, BertModel, InputError)
-from .tokenization import BertTokenizer, Encoding, TokenizerError
+from .attribution.explain import Explanation, explain
+from .models.bert import (
+                       BertForMaskedLM,
+                       BertForPreTraining,
+                       BertForSequenceClassification,
+                       BertForTokenClassification,
+                       BertModel,
+                       InputError,
+)
+from .models.checkpoint import CheckpointError, LoadingInfo
+from .models.config import BertConfig, ConfigError
+from .models.tokenization import BertTokenizer, Encoding, TokenizerError
 
 __version__ = "0.1.0"
 

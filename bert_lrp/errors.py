@@ -45,36 +45,11 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-# The project's other error classes, by module: they are reported like BertLrpError (exit 1).
-# Looked up in sys.modules only, so nothing is imported just to classify an error.
-PROJECT_ERRORS = {
-    "bert_lrp.checkpoint": ("CheckpointError",),
-    "bert_lrp.config": ("ConfigError",),
-    "bert_lrp.modeling": ("InputError",),
-    "bert_lrp.tokenization": ("TokenizerError",),
-    "bert_lrp.data": ("DataError",),
-    "bert_lrp.tf_checkpoint": ("TFCheckpointError",),
-    "bert_lrp.convert_tf": ("ConversionError",),
-}
-
-
-def project_errors() -> Tuple[type, ...]:
-    """The project's error classes from the modules loaded so far (their subclasses match too)."""
-    classes: List[type] = [BertLrpError]
-    for module_name, names in PROJECT_ERRORS.items():
-        module = sys.modules.get(module_name)
-        for name in names:
-            cls = getattr(module, name, None) if module is not None else None
-            if isinstance(cls, type) and issubclass(cls, BaseException):
-                classes.append(cls)
-    return tuple(classes)
-
-
 # ------------------------------------------------------------------ messages
 def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
     """``message`` as one printable line: line breaks become ``"; "``, control characters and bidi
-    overrides are shown as escapes (see :func:`bert_lrp.views.printable`), long texts are cut."""
-    from .views import printable
+    overrides are shown as escapes (see :func:`bert_lrp.cli.terminal.printable`), long texts are cut."""
+    from .cli.terminal import printable
 
     parts = [part.strip() for part in str(message).splitlines()]
     text = printable("; ".join(part for part in parts if part))
@@ -113,7 +88,7 @@ def describe(error: BaseException) -> Tuple[str, int]:
     """The one-line message and exit code for ``error``."""
     if isinstance(error, BertLrpError):
         return one_line(str(error)), error.exit_code
-    if isinstance(error, project_errors()):
+    if isinstance(error, BertLrpError):
         return one_line(str(error)), FAILURE
     if isinstance(error, UnicodeDecodeError):
         return one_line(unicode_message(error, locate=False)), FAILURE

@@ -24,9 +24,9 @@ try:
 except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bert_lrp.config import ConfigError
-from bert_lrp.convert_tf import HEADS, convert_tf_checkpoint, convert_tf_to_model, save_weights_file
-from bert_lrp.tf_checkpoint import TFCheckpointError
+from bert_lrp.models.config import ConfigError
+from bert_lrp.tf.convert import HEADS, convert_tf_checkpoint, convert_tf_to_model, save_weights_file
+from bert_lrp.tf.bundle import TFCheckpointError
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""BERT-LRP's ``run_classifier.py`` flags mapped onto ``bert_lrp.training``.
+"""BERT-LRP's ``run_classifier.py`` flags mapped onto ``bert_lrp.training.trainer``.
 
     python scripts/run_classifier.py --task_name sst2 --data_dir ../shared/data/sst2 \\
         --vocab_file MODEL/vocab.txt --bert_config_file MODEL/config.json \\
@@ -20,11 +20,11 @@ import sys
 from typing import List, Optional
 
 from bert_lrp import BertConfig, BertForSequenceClassification, BertTokenizer
-from bert_lrp.checkpoint import CheckpointError
-from bert_lrp.config import ConfigError
-from bert_lrp.data import DataError
-from bert_lrp.tokenization import TokenizerError
-from bert_lrp.training import TrainConfig, _number, train
+from bert_lrp.models.checkpoint import CheckpointError
+from bert_lrp.models.config import ConfigError
+from bert_lrp.training.data import DataError
+from bert_lrp.models.tokenization import TokenizerError
+from bert_lrp.training.trainer import TrainConfig, _number, train
 
 # label values in id order and their names, for the tasks whose labels are fixed
 TASKS = {
@@ -91,7 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def load_model(checkpoint: str, config_file: str, labels, names, config: TrainConfig) -> BertForSequenceClassification:
     """The classifier with ``checkpoint``'s encoder weights and a fresh head of the right size."""
     if labels is None:
-        from bert_lrp.data import infer_labels, read_table
+        from bert_lrp.training.data import infer_labels, read_table
 
         labels = infer_labels(read_table(config.train_file, config.text_column, config.label_column))
     bert_config = BertConfig.from_json_file(config_file).copy(num_labels=len(labels), id2label=dict(enumerate(names or labels)))

@@ -6,9 +6,9 @@ import torch
 
 from bert_lrp import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
                       BertForTokenClassification, explain)
-from bert_lrp.attention_maps import attention_rollout, layerwise_attention_tracing
-from bert_lrp.composites import GRADIENT, Composite, RuleSet
-from bert_lrp.rules import (ActivationRule, AttentionRule, LayerNormRule, LinearRule, alpha_beta_relevance,
+from bert_lrp.attribution.attention import attention_rollout, layerwise_attention_tracing
+from bert_lrp.attribution.composites import GRADIENT, Composite, RuleSet
+from bert_lrp.attribution.rules import (ActivationRule, AttentionRule, LayerNormRule, LinearRule, alpha_beta_relevance,
                             softmax_rule)
 
 
@@ -348,7 +348,7 @@ def test_legacy_backward_methods_match_explain():
 
 
 def test_conservation_is_defined_at_a_zero_target_logit():
-    from bert_lrp.attribution import conservation_ratio
+    from bert_lrp.attribution.explain import conservation_ratio
 
     ratio = conservation_ratio(torch.tensor([2.0, 0.0, -1.0, 3.0]), torch.tensor([4.0, 0.0, 0.0, 0.0]))
     # 2/4; nothing to conserve and nothing found: 1; relevance from nothing: -inf / +inf (never NaN)

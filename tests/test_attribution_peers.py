@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from bert_lrp import BertForSequenceClassification, BertTokenizer, explain
-from bert_lrp.integrated_gradients import baseline_ids
+from bert_lrp.attribution.integrated_gradients import baseline_ids
 
 TOLERANCE = 1e-4
 RUNNER = Path(__file__).parent / "peers" / "lxt_runner.py"

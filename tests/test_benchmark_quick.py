@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bert_lrp.benchmark import DEFAULT_METHODS, main
+from bert_lrp.evaluation.benchmark import DEFAULT_METHODS, main
 
 OURS = tuple(DEFAULT_METHODS.split(","))
 

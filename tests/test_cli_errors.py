@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bert_lrp import cli, explain_cli, html_report
-from bert_lrp import faithfulness as F
+from bert_lrp import cli
+from bert_lrp.cli import explain as explain_cli, html_report
+from bert_lrp.evaluation import faithfulness as F
 from bert_lrp._io import atomic_write_many, atomic_write_texts
 from bert_lrp.errors import UsageError, describe
 

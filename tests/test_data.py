@@ -6,7 +6,7 @@ import json
 import pytest
 
 from bert_lrp import BertTokenizer
-from bert_lrp.data import IGNORE_INDEX, DataError, Example, encode, infer_labels, read_conll, read_table
+from bert_lrp.training.data import IGNORE_INDEX, DataError, Example, encode, infer_labels, read_conll, read_table
 
 
 @pytest.fixture

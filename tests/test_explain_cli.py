@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bert_lrp import BertConfig, BertForSequenceClassification, BertForTokenClassification
-from bert_lrp import cli, explain_cli
+from bert_lrp import cli
+from bert_lrp.cli import explain as explain_cli
 
 
 def explain_command(*args) -> int:

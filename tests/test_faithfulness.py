@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bert_lrp import cli
-from bert_lrp import faithfulness as F
+from bert_lrp.evaluation import faithfulness as F
 
 from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from bert_lrp.metrics import accuracy, entities, entity_scores, macro_f1
+from bert_lrp.training.metrics import accuracy, entities, entity_scores, macro_f1
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 seqeval_metrics = pytest.importorskip("seqeval.metrics")

@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from bert_lrp import cli, explain, registry
-from bert_lrp.registry import Method, MethodResult
+from bert_lrp import cli, explain
+from bert_lrp.attribution import registry
+from bert_lrp.attribution.registry import Method, MethodResult
 
 from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
 from test_faithfulness import write_data  # noqa: E402
@@ -56,7 +57,7 @@ def test_a_registered_method_is_evaluated_with_its_label(toy, tmp_path, capsys):
 
 
 def test_a_registered_method_is_a_benchmark_entry(toy):
-    from bert_lrp.benchmark import our_methods
+    from bert_lrp.evaluation.benchmark import our_methods
 
     assert "toy" in our_methods()
 

@@ -17,7 +17,7 @@ try:
 except ImportError:  # the fuzz tests need hypothesis; everything else runs without it
     settings = None
 
-from bert_lrp.tf_checkpoint import (
+from bert_lrp.tf.bundle import (
     CheckpointFormatError,
     ChecksumError,
     TFCheckpointError,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from bert_lrp.convert_tf import (
+from bert_lrp.tf.convert import (
     ConversionError,
     convert_main,
     convert_tf_checkpoint,
@@ -20,7 +20,7 @@ from bert_lrp.convert_tf import (
     plan_conversion,
     tf_to_hf_name,
 )
-from bert_lrp.tf_checkpoint import CheckpointFormatError, ChecksumError
+from bert_lrp.tf.bundle import CheckpointFormatError, ChecksumError
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tf_bert"
@@ -285,7 +285,7 @@ def test_data_truncated_inside_a_weight_fails_without_output(tmp_path):
 
 
 def test_failure_while_saving_removes_the_temporary_folder(tmp_path, monkeypatch):
-    from bert_lrp.modeling import BertPreTrainedModel
+    from bert_lrp.models.bert import BertPreTrainedModel
 
     def broken_save(self, directory, dtype=None):
         (Path(directory) / "partial.bin").write_bytes(b"x")

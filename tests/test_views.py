@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 
-from bert_lrp import BertTokenizer, explain_cli
-from bert_lrp.html_report import heatmap_svg
-from bert_lrp.views import (ansi_background, coloured_words, colour_mode, printable, relevance_rgb, render_terminal,
+from bert_lrp import BertTokenizer
+from bert_lrp.cli import explain as explain_cli
+from bert_lrp.cli.html_report import heatmap_svg
+from bert_lrp.cli.terminal import (ansi_background, coloured_words, colour_mode, printable, relevance_rgb, render_terminal,
                             symmetric_scale)
-from bert_lrp.words import merge_word_pieces
+from bert_lrp.attribution.words import merge_word_pieces
 
 from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
 

@@ -217,7 +217,7 @@ def main_time(args) -> int:
     ours_error = None
     try:
         from bert_lrp import BertForSequenceClassification, explain
-        from bert_lrp.benchmark import reference_step
+        from bert_lrp.evaluation.benchmark import reference_step
 
         ours = BertForSequenceClassification.from_pretrained(args.model)
         ours.eval()

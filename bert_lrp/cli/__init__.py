@@ -14,15 +14,15 @@ import importlib
 import sys
 from typing import List, Optional
 
-from .errors import USAGE, debug_requested, run_command
+from ..errors import USAGE, debug_requested, run_command
 
 COMMANDS = {
-    "explain": ("bert_lrp.explain_cli", "main", "explain a prediction (terminal, HTML, JSON)"),
-    "evaluate": ("bert_lrp.faithfulness", "evaluate_main", "faithfulness of attribution methods on a data set"),
-    "train": ("bert_lrp.training", "train_main", "fine-tune a classifier or a token classifier"),
-    "benchmark": ("bert_lrp.benchmark", "main", "attribution speed and memory"),
-    "convert": ("bert_lrp.convert_tf", "convert_main", "convert a TensorFlow BERT checkpoint (no TensorFlow needed)"),
-    "inspect-checkpoint": ("bert_lrp.convert_tf", "inspect_main", "list the tensors of a TensorFlow checkpoint"),
+    "explain": ("bert_lrp.cli.explain", "main", "explain a prediction (terminal, HTML, JSON)"),
+    "evaluate": ("bert_lrp.evaluation.faithfulness", "evaluate_main", "faithfulness of attribution methods on a data set"),
+    "train": ("bert_lrp.training.trainer", "train_main", "fine-tune a classifier or a token classifier"),
+    "benchmark": ("bert_lrp.evaluation.benchmark", "main", "attribution speed and memory"),
+    "convert": ("bert_lrp.tf.convert", "convert_main", "convert a TensorFlow BERT checkpoint (no TensorFlow needed)"),
+    "inspect-checkpoint": ("bert_lrp.tf.convert", "inspect_main", "list the tensors of a TensorFlow checkpoint"),
 }
 
 GLOBAL_OPTIONS = """global options (before COMMAND):
@@ -42,7 +42,7 @@ def usage() -> str:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

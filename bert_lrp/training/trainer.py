@@ -25,8 +25,8 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -35,16 +35,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ._io import atomic_directory, atomic_write_text
-from .checkpoint import CheckpointError
-from .config import ConfigError
+from .._io import atomic_directory, atomic_write_text
+from ..errors import ArgumentParser, UsageError
+from ..models.bert import BertForSequenceClassification, BertForTokenClassification
+from ..models.checkpoint import CheckpointError
+from ..models.config import ConfigError
+from ..models.tokenization import BertTokenizer
 from .data import IGNORE_INDEX, Dataset, encode, infer_labels, read_examples
-from .errors import ArgumentParser, UsageError
 from .metrics import accuracy, entity_scores, macro_f1
-from .modeling import BertForSequenceClassification, BertForTokenClassification
-from .tokenization import BertTokenizer
 
-logger = logging.getLogger("bert_lrp.training")
+logger = logging.getLogger("bert_lrp.training.trainer")
 
 TASKS = ("sequence", "token")
 METRICS = {"sequence": ("accuracy", "macro_f1"), "token": ("f1", "precision", "recall", "accuracy")}
@@ -964,6 +964,6 @@ def train_main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from .errors import run_command
+    from ..errors import run_command
 
     sys.exit(run_command("bert-lrp train", train_main, sys.argv[1:]))

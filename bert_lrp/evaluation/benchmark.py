@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import platform
 import shutil
@@ -45,14 +44,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .errors import BertLrpError, UsageError
+from ..errors import BertLrpError, UsageError
 
 COMBINED = {"gs+gi+lrp": ["gs", "gi", "lrp"]}  # several methods in one explain() call
 
 
 def our_methods() -> Tuple[str, ...]:
     """Every registered method by its shortest name, and the combined entries."""
-    from . import registry
+    from ..attribution import registry
 
     return tuple(min((m.name, *m.aliases), key=len) for m in registry.all_methods()) + tuple(COMBINED)
 PEERS = ("captum-saliency", "captum-ixg", "captum-lig", "transformers-reference", "lxt")
@@ -63,7 +62,7 @@ DEFAULT_BATCHES = "1,8"
 QUICK = {"methods": DEFAULT_METHODS, "seq_lens": "16,32", "batch_sizes": "1,2", "repeats": 2, "ig_steps": 8}
 SCHEMA_VERSION = 1
 MEMORY_RESOLUTION = 2 ** 20  # no memory ratio when the reference's peak increase is below 1 MiB
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the source tree (bert_lrp/evaluation/benchmark.py)
 RUNNER = REPO / "tests" / "peers" / "lxt_runner.py"
 SST2_DEV = [REPO.parent / "shared" / "data" / "sst2" / "dev.tsv", Path("../shared/data/sst2/dev.tsv")]
 SST2_SAMPLE = REPO / "tests" / "fixtures" / "sst2" / "dev_sample.tsv"  # 200 SST-2 dev rows, shipped
@@ -80,7 +79,7 @@ def reference_step(model, inputs: Dict[str, torch.Tensor], target: torch.Tensor)
 
     No relevance rules (the model's plain fast path, fused attention). Parameters are frozen for
     the duration, as ``explain`` does."""
-    from .attribution import frozen_parameters
+    from ..attribution.explain import frozen_parameters
 
     with frozen_parameters(model):
         word = model.bert.embeddings.word_embeddings(inputs["input_ids"]).detach().requires_grad_(True)
@@ -101,7 +100,7 @@ def transformers_reference_step(model, inputs, target) -> torch.Tensor:
 
 
 def our_method(model, name: str, ig_steps: int, ig_batch: int) -> Callable:
-    from .attribution import explain
+    from ..attribution.explain import explain
 
     methods = COMBINED.get(name, [name])
     return lambda inputs, target: explain(model, inputs, methods=methods, target=target, rule="attnlrp",
@@ -134,7 +133,7 @@ def peer_method(name: str, hf_model, our_model, ig_steps: int, ig_batch: int) ->
         return lambda inputs, target: ca.InputXGradient(_embedding_output_forward(hf_model, inputs)).attribute(
             embedded(inputs), target=target)
     if name == "captum-lig":
-        from .integrated_gradients import baseline_ids
+        from ..attribution.integrated_gradients import baseline_ids
 
         def forward(input_ids, attention_mask, token_type_ids):
             return hf_model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
@@ -165,7 +164,7 @@ def load_models(model_dir: str, want_transformers: bool, seed: int = 0):
     transformers' with the very same weights (or None and a message)."""
     import logging
 
-    from .modeling import BertForSequenceClassification
+    from ..models.bert import BertForSequenceClassification
 
     logging.getLogger("bert_lrp").setLevel(logging.ERROR)
     torch.manual_seed(seed)
@@ -235,7 +234,7 @@ class TextWindows:
     """Exactly-L-token inputs cut from one long text."""
 
     def __init__(self, model_dir: str, text: str) -> None:
-        from .tokenization import BertTokenizer
+        from ..models.tokenization import BertTokenizer
 
         tokenizer = BertTokenizer.from_pretrained(model_dir)
         pieces = tokenizer.tokenize(text)
@@ -380,7 +379,7 @@ def _run_worker(spec: dict, log) -> dict:
         path = os.path.join(work, "spec.json")
         with open(path, "w") as handle:
             json.dump(spec, handle)
-        proc = subprocess.run([sys.executable, "-m", "bert_lrp.benchmark", "_memory", path],
+        proc = subprocess.run([sys.executable, "-m", "bert_lrp.evaluation.benchmark", "_memory", path],
                               capture_output=True, text=True, env=env)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines or "mode" not in lines[-1]:
@@ -496,7 +495,7 @@ def _peer_available(name: str) -> Optional[str]:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    from .errors import ArgumentParser
+    from ..errors import ArgumentParser
 
     parser = ArgumentParser(prog="bert-lrp benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="Hugging Face BERT folder (default: the MiniLM package's)")

@@ -8,8 +8,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .composites import RuleSet
-from .rules import (ActivationRule, AttentionRule, BranchInput, JacobianPathSource, LayerNormRule, LinearRule,
-                    activation_forward, attention_probabilities)
+from .rules import (
+    ActivationRule,
+    AttentionRule,
+    BranchInput,
+    JacobianPathSource,
+    LayerNormRule,
+    LinearRule,
+    activation_forward,
+    attention_probabilities,
+)
 
 
 def dropout(x: torch.Tensor, layer: nn.Dropout) -> torch.Tensor:

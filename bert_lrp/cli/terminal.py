@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 RGB = Tuple[int, int, int]
 
@@ -39,7 +39,7 @@ def printable(text) -> str:
 
 def method_title(method: str) -> str:
     """A method's label from the registry (other names, e.g. ``random``, as they are)."""
-    from . import registry
+    from ..attribution import registry
 
     return registry.label(method)
 
@@ -146,7 +146,7 @@ def shorten(text: str, limit: int = MAX_TEXT_CHARACTERS) -> str:
 
 
 def render_terminal(report: dict, mode: str = "none") -> str:
-    """Text for one example of :func:`bert_lrp.explain_cli.build_report`'s output. Text from the
+    """Text for one example of :func:`bert_lrp.cli.explain.build_report`'s output. Text from the
     input goes through :func:`printable`; a long text is shortened in the ``text:`` line."""
     lines: List[str] = []
     text = shorten(report["text"]) if report.get("pair") is None else \

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -35,9 +34,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from . import registry
-from .composites import LRP_PRESETS
-from .errors import ArgumentParser, BertLrpError, InputFileError, UsageError
+from ..attribution import registry
+from ..attribution.composites import LRP_PRESETS
+from ..errors import ArgumentParser, BertLrpError, InputFileError, UsageError
 
 STEPS = 10                       # MoRF/LeRF: fractions 0, 0.1, ..., 1.0
 FRACTIONS = [i / STEPS for i in range(STEPS + 1)]
@@ -260,7 +259,7 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
 
 
 def markdown_table(summary: dict) -> str:
-    from .views import method_title
+    from ..cli.terminal import method_title
 
     lines = [
         f"{summary['examples']} examples (accuracy {_fmt(summary['accuracy'])}); word deletion on the "
@@ -285,7 +284,7 @@ def curves_svg(summary: dict) -> str:
     """Three panels: MoRF p, LeRF p (x: fraction masked) and word-deletion accuracy (x: k)."""
     from html import escape
 
-    from .views import method_title
+    from ..cli.terminal import method_title
 
     panels = [("MoRF: p(predicted) vs fraction masked", "morf_p", FRACTIONS),
               ("LeRF: p(predicted) vs fraction masked", "lerf_p", FRACTIONS),
@@ -380,10 +379,10 @@ class RecordWriter:
 # ------------------------------------------------------------------ data
 def read_data_examples(path: str, limit: Optional[int] = None):
     """The examples of a data file, read by the strict reader training uses
-    (:func:`bert_lrp.data.read_table`): a ``.tsv`` (or ``.csv``/``.jsonl``) with a header naming a
+    (:func:`bert_lrp.training.data.read_table`): a ``.tsv`` (or ``.csv``/``.jsonl``) with a header naming a
     ``sentence`` column and optionally a ``label`` column. Every problem is a
-    :class:`bert_lrp.data.DataError` naming the file and the line."""
-    from .data import read_table
+    :class:`bert_lrp.training.data.DataError` naming the file and the line."""
+    from ..training.data import read_table
 
     examples = read_table(path, text_column="sentence", label_column="label", label_optional=True)
     return examples if limit is None else examples[:limit]
@@ -391,8 +390,8 @@ def read_data_examples(path: str, limit: Optional[int] = None):
 
 def data_labels(examples, label2id: Dict[str, int]) -> List[Optional[int]]:
     """Each example's label as a class id: a label name of the model (``positive``) or an id
-    (``1``); anything else is a :class:`bert_lrp.data.DataError` naming file and line."""
-    from .data import DataError
+    (``1``); anything else is a :class:`bert_lrp.training.data.DataError` naming file and line."""
+    from ..training.data import DataError
 
     ids: List[Optional[int]] = []
     count = len(label2id)
@@ -427,7 +426,7 @@ def _fingerprint(path: str) -> str:
 
 # ------------------------------------------------------------------ the command
 def build_parser() -> argparse.ArgumentParser:
-    from .explain_cli import DEFAULT_MODEL, positive_int
+    from ..cli.explain import DEFAULT_MODEL, positive_int
 
     parser = ArgumentParser(
         prog="bert-lrp evaluate", description=__doc__.split("\n\n")[0],
@@ -507,7 +506,7 @@ def _barrier(world: int) -> None:
 def evaluate_main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp evaluate``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
-    from .explain_cli import parse_methods, resolve_model_dir
+    from ..cli.explain import parse_methods, resolve_model_dir
 
     args = build_parser().parse_args(argv)
     if args.threads:
@@ -534,8 +533,8 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
 def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) -> int:
     """Read and check the data and the model, then create ``--out``; a folder this run created is
     removed again if it is still empty when the run fails."""
-    from ._io import make_folders, remove_empty_folders
-    from .explain_cli import load_model
+    from .._io import make_folders, remove_empty_folders
+    from ..cli.explain import load_model
 
     data_examples = read_data_examples(args.data, args.limit)  # structure errors first: no model needed
     model, tokenizer = load_model(directory)
@@ -571,8 +570,8 @@ def _remove_unstarted_run(out: Path) -> None:
 
 
 def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: Path, rank: int, world: int) -> int:
-    from ._io import atomic_write_text
-    from .attribution import explain
+    from .._io import atomic_write_text
+    from ..attribution.explain import explain
 
     settings_path = out / "run.json"
     _barrier(world)
@@ -666,6 +665,6 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
 
 
 if __name__ == "__main__":
-    from .cli import main as cli_main
+    from ..cli import main as cli_main
 
     sys.exit(cli_main(["evaluate", *sys.argv[1:]]))

@@ -33,7 +33,7 @@ registry.register(Method("gradient_x_input", "GI (gradient x input)", aliases=("
                          shared_pass=True, reduction="sum", color="#1f77b4", summary="gradient x embedding output"))
 registry.register(Method("lrp", "LRP", shared_pass=True, reduction="sum", options=("rule",), color="#d62728",
                          summary="layer-wise relevance propagation, preset --rule (attnlrp, cp-lrp, bert-lrp)"))
-from . import attention_maps, integrated_gradients  # noqa: E402,F401  (they declare LAT, rollout and IG)
+from . import attention, integrated_gradients  # noqa: E402,F401  (they declare LAT, rollout and IG)
 
 
 class BackwardCounter:
@@ -178,7 +178,7 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
     Args:
         model: a BertForSequenceClassification, BertForTokenClassification or BertForMaskedLM.
         batch: the tokenizer's dict of ``[batch, seq]`` tensors.
-        methods: names or aliases from :mod:`bert_lrp.registry`: ``gradient`` (gs),
+        methods: names or aliases from :mod:`bert_lrp.attribution.registry`: ``gradient`` (gs),
             ``gradient_x_input`` (gi), ``lrp``, ``lat``, ``rollout``, ``integrated_gradients`` (ig),
             and any registered method. GS, GI and LRP together cost one forward + one backward.
         target: sequence classification: None (predicted class), a class id or label name, or one

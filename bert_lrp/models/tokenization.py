@@ -9,10 +9,12 @@ import torch
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
+from ..errors import BertLrpError
+
 TextInput = Union[str, Sequence[str]]
 
 
-class TokenizerError(ValueError):
+class TokenizerError(BertLrpError, ValueError):
     """A text cannot be tokenized as asked (empty text, too long, bad vocabulary file)."""
 
 
@@ -88,7 +90,7 @@ class BertTokenizer:
         raise TokenizerError(f"no vocab.txt or tokenizer.json in {directory}")
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from ._io import atomic_write_text
+        from .._io import atomic_write_text
 
         os.makedirs(directory, exist_ok=True)
         vocab = sorted(self._tokenizer.get_vocab().items(), key=lambda item: item[1])

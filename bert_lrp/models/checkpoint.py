@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from safetensors.torch import load_file, save_file
 
-from ._io import atomic_write
+from .._io import atomic_write
+from ..errors import BertLrpError
 
 logger = logging.getLogger("bert_lrp")
 
@@ -21,7 +22,7 @@ HEAD_PREFIXES = ("classifier.", "cls.", "bert.pooler.", "pooler.")
 IGNORED_KEYS = ("position_ids", "cls.predictions.decoder.weight")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(BertLrpError, RuntimeError):
     """A checkpoint is missing, unreadable or does not fit the model."""
 
 

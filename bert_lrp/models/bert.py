@@ -3,9 +3,9 @@
 Shapes: ``[batch, seq]`` for token ids and masks, ``[batch, seq, hidden]`` for hidden states,
 ``[batch, heads, seq, seq]`` for attention probabilities.
 
-Every layer takes an optional ``rules`` (:class:`bert_lrp.composites.RuleSet`). Without it the
+Every layer takes an optional ``rules`` (:class:`bert_lrp.attribution.composites.RuleSet`). Without it the
 model runs the plain PyTorch fast path (fused scaled-dot-product attention); with it, every
-operation relevance flows through runs as a rule Function of :mod:`bert_lrp.rules`, so a single
+operation relevance flows through runs as a rule Function of :mod:`bert_lrp.attribution.rules`, so a single
 backward pass computes the chosen attribution.
 """
 from __future__ import annotations
@@ -16,15 +16,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ops
+from ..attribution import ops
+from ..attribution.composites import RuleSet
+from ..errors import BertLrpError
 from .checkpoint import PretrainedMixin
-from .composites import RuleSet
 from .config import BertConfig
-from .outputs import (BaseModelOutputWithPooling, MaskedLMOutput, PreTrainingOutput,
-                      SequenceClassifierOutput, TokenClassifierOutput)
+from .outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    PreTrainingOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 
-class InputError(ValueError):
+class InputError(BertLrpError, ValueError):
     """The inputs given to a model are inconsistent with it or with each other."""
 
 
@@ -331,13 +337,15 @@ def _finish(output, return_dict: bool):
 class BertForSequenceClassification(BertPreTrainedModel):
     """BERT + dropout + linear classifier on the pooled [CLS] state. Logits ``[batch, num_labels]``.
 
-    ``init_lrp=True`` (the original BERT-LRP's flag) builds the subclass of :mod:`bert_lrp.legacy`
+    ``init_lrp=True`` (the original BERT-LRP's flag) builds the subclass of :mod:`bert_lrp.attribution.legacy`
     instead, which adds its ``backward_lrp`` / ``backward_gradient`` / ... calls.
     """
 
     def __new__(cls, *args: Any, init_lrp: bool = False, **kwargs: Any):
         if init_lrp and cls is BertForSequenceClassification:
-            from .legacy import LegacyBertForSequenceClassification  # the BERT-LRP calling convention
+            from ..attribution.legacy import (
+                LegacyBertForSequenceClassification,  # the BERT-LRP calling convention
+            )
 
             cls = LegacyBertForSequenceClassification
         return super().__new__(cls)

@@ -20,6 +20,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..errors import BertLrpError
+
 __all__ = [
     "TFCheckpointError",
     "CheckpointFormatError",
@@ -42,7 +44,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 # --------------------------------------------------------------------------------------------
 
 
-class TFCheckpointError(Exception):
+class TFCheckpointError(BertLrpError, Exception):
     """Base class of every error raised while reading a TF checkpoint."""
 
 

@@ -13,10 +13,10 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from .attention_maps import layerwise_attention_tracing
-from .attribution import relevance_at
+from ..models.bert import BertForSequenceClassification
+from .attention import layerwise_attention_tracing
 from .composites import GRADIENT, Composite, RuleSet, get_composite
-from .modeling import BertForSequenceClassification
+from .explain import relevance_at
 
 
 class LegacyBertForSequenceClassification(BertForSequenceClassification):

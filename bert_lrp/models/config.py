@@ -6,13 +6,14 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
-from ._io import atomic_write_text
+from .._io import atomic_write_text
+from ..errors import BertLrpError
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "tanh", "silu", "swish")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
-class ConfigError(ValueError):
+class ConfigError(BertLrpError, ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
 
 

@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
-from ._io import decode_utf8
-from .errors import BertLrpError
-from .tokenization import BertTokenizer
+from .._io import decode_utf8
+from ..errors import BertLrpError
+from ..models.tokenization import BertTokenizer
 
 IGNORE_INDEX = -100
 

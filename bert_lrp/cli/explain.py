@@ -8,7 +8,7 @@
 Errors are raised (:mod:`bert_lrp.errors`); ``bert-lrp explain`` (:func:`bert_lrp.cli.main`) reports
 them as one line. Texts longer than the model's maximum length are cut, with a warning on stderr.
 Terminal output shows control characters and bidi controls of the input as visible escapes
-(:func:`bert_lrp.views.printable`). ``--html`` and ``--json`` are written atomically, and only
+(:func:`bert_lrp.cli.terminal.printable`). ``--html`` and ``--json`` are written atomically, and only
 when everything succeeded.
 """
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from . import registry
-from .composites import LRP_PRESETS
-from .attribution import explain
-from .errors import ArgumentParser, InputFileError, UsageError, unicode_message
-from .views import colour_mode, printable, render_terminal
+from ..attribution import registry
+from ..attribution.composites import LRP_PRESETS
+from ..attribution.explain import explain
+from ..errors import ArgumentParser, InputFileError, UsageError, unicode_message
+from .terminal import colour_mode, printable, render_terminal
 
 DEFAULT_MODEL = "checkpoints/minilm-sst2"
 DEFAULT_METHODS = "lrp,gi,gs"
@@ -55,7 +55,7 @@ def default_model_candidates() -> List[Path]:
     current folder, under the source tree (a checkout or an editable install), and under
     ``<prefix>/share/bert-lrp`` where ``pip install .`` puts it (``sys.prefix``, then the
     ``--user`` base)."""
-    roots = [Path.cwd(), Path(__file__).resolve().parents[1], Path(sys.prefix) / SHARE_FOLDER]
+    roots = [Path.cwd(), Path(__file__).resolve().parents[2], Path(sys.prefix) / SHARE_FOLDER]  # [2]: the source tree
     with contextlib.suppress(Exception):
         roots.append(Path(site.getuserbase()) / SHARE_FOLDER)
     candidates: List[Path] = []
@@ -105,7 +105,7 @@ def _checkpoint_error(error: Exception, folder: Path) -> Exception:
                    if "GLOBAL" in line or "Unsupported" in line or "not allowed" in line), "")
     names = [name for name in ("pytorch_model.bin",) if (folder / name).is_file()]
     where = str(folder / names[0]) if names and folder.is_dir() else str(folder)
-    from .checkpoint import CheckpointError
+    from ..models.checkpoint import CheckpointError
 
     return CheckpointError(f"{where}: refused to load: this pickle holds more than tensors and could run code "
                            f"when loaded{f' ({detail.rstrip(chr(46))})' if detail else ''}; "
@@ -114,10 +114,10 @@ def _checkpoint_error(error: Exception, folder: Path) -> Exception:
 
 def load_model(directory: Path):
     """The classifier in ``directory`` (token classification if config.json says so) and its tokenizer."""
-    from .checkpoint import CheckpointError
-    from .config import BertConfig
-    from .modeling import BertForSequenceClassification, BertForTokenClassification
-    from .tokenization import BertTokenizer
+    from ..models.bert import BertForSequenceClassification, BertForTokenClassification
+    from ..models.checkpoint import CheckpointError
+    from ..models.config import BertConfig
+    from ..models.tokenization import BertTokenizer
 
     directory = Path(directory)
     folder = directory if directory.is_dir() else directory.parent
@@ -181,7 +181,7 @@ def _read_stdin() -> str:
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is None:  # a text stream without bytes underneath (e.g. io.StringIO)
         return sys.stdin.read()
-    from ._io import decode_utf8
+    from .._io import decode_utf8
 
     return decode_utf8(buffer.read(), "stdin")
 
@@ -189,7 +189,7 @@ def _read_stdin() -> str:
 def read_inputs(texts: Sequence[str], file: Optional[str]) -> List[Tuple[str, str]]:
     """``(text, where it came from)`` for the lines of ``--file`` (strict UTF-8), then the TEXT
     arguments, ``-`` standing for the lines of stdin (strict UTF-8); blank lines are skipped."""
-    from ._io import read_text_file
+    from .._io import read_text_file
 
     result: List[Tuple[str, str]] = []
     if file:
@@ -228,7 +228,7 @@ def _word_of(encoding, index: int, token_index: Optional[int], word: Optional[st
             raise UsageError(f"--token-index {token_index} is a special token ({encoding.tokens[index][position]})")
         key = (sequence_ids[position], word_ids[position])
     else:
-        from .words import merge_word_pieces
+        from ..attribution.words import merge_word_pieces
 
         words = merge_word_pieces(torch.zeros(len(word_ids)), encoding, index)
         matches = [w for w in words if w["word"] == word] or [w for w in words if w["word"].lower() == word.lower()]
@@ -242,7 +242,7 @@ def _word_of(encoding, index: int, token_index: Optional[int], word: Optional[st
 def build_report(result, index: int, model, methods: Sequence[str], attention_layer: Optional[int] = None,
                  attention_head: Optional[int] = None, attentions=None) -> dict:
     """A JSON-ready dict for example ``index`` of an :class:`Explanation` (see ``render_terminal``)."""
-    from .words import merge_word_pieces
+    from ..attribution.words import merge_word_pieces
 
     encoding = result.encoding
     length = int(result.attention_mask[index].sum())
@@ -362,7 +362,7 @@ def warn(message: str) -> None:
 
 
 def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict]:
-    from .tokenization import TokenizerError
+    from ..models.tokenization import TokenizerError
 
     methods = parse_methods(args.methods)
     directory = resolve_model_dir(args.model) if directory is None else directory
@@ -428,7 +428,7 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict
 def main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp explain``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
-    from ._io import atomic_write_texts
+    from .._io import atomic_write_texts
 
     args = build_parser().parse_args(argv)
     check_outputs(args)
@@ -455,6 +455,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import main as cli_main
+    from ..cli import main as cli_main
 
     sys.exit(cli_main(["explain", *sys.argv[1:]]))

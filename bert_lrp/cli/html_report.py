@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 from typing import List, Optional, Sequence
 
-from .views import method_title, relevance_rgb, shorten, symmetric_scale, text_rgb
+from .terminal import method_title, relevance_rgb, shorten, symmetric_scale, text_rgb
 
 MAX_HEATMAP_TOKENS = 128    # columns of a per-layer relevance heatmap
 MAX_ATTENTION_TOKENS = 64   # rows and columns of the attention map (64 x 64 cells)

@@ -2,7 +2,7 @@
 the command line, the views, ``evaluate`` and ``benchmark`` read it.
 
 A method either comes from the *shared pass* (GS, GI and LRP: one forward and one backward for
-all of them, see :mod:`bert_lrp.attribution`) or is a function ``run(context) -> MethodResult``
+all of them, see :mod:`bert_lrp.attribution.explain`) or is a function ``run(context) -> MethodResult``
 (LAT, rollout, Integrated Gradients, and any method you :func:`register`).
 
 Adding a method = one module with its ``run`` function + one :func:`register` call::
@@ -75,7 +75,7 @@ def unregister(name: str) -> None:
 
 
 def _lookup() -> Dict[str, Method]:
-    from . import attribution  # noqa: F401  (declares the built-in methods on first use)
+    from . import explain  # noqa: F401  (declares the built-in methods on first use)
 
     table = {}
     for method in _METHODS.values():

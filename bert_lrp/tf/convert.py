@@ -20,8 +20,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from ._io import atomic_directory, atomic_write
-from .tf_checkpoint import CheckpointFormatError, ChecksumError, TFCheckpointError, TFCheckpointReader
+from .._io import atomic_directory, atomic_write
+from .bundle import (
+    CheckpointFormatError,
+    ChecksumError,
+    TFCheckpointError,
+    TFCheckpointReader,
+)
 
 __all__ = [
     "ConversionError",
@@ -152,7 +157,13 @@ def detect_head(hf_names: Iterable[str]) -> str:
 
 
 def _build_model(config_path: str, head: str, num_labels: Optional[int]) -> torch.nn.Module:
-    from . import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel
+    from .. import (
+        BertConfig,
+        BertForMaskedLM,
+        BertForPreTraining,
+        BertForSequenceClassification,
+        BertModel,
+    )
 
     config = BertConfig.from_json_file(config_path)
     if head == "classifier":
@@ -409,7 +420,7 @@ def save_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> str:
 
 
 def _convert_parser() -> argparse.ArgumentParser:
-    from .errors import ArgumentParser
+    from ..errors import ArgumentParser
 
     parser = ArgumentParser(
         prog="bert-lrp convert",
@@ -457,7 +468,7 @@ def inspect_main(argv: Optional[Sequence[str]] = None) -> int:
     """``bert-lrp inspect-checkpoint PREFIX``: list name, dtype, shape and size of every tensor.
     With ``--verify``, damaged tensors and short shards are listed and the exit code is 1; an index
     that cannot be read raises (one line via :func:`bert_lrp.cli.main`)."""
-    from .errors import ArgumentParser
+    from ..errors import ArgumentParser
 
     parser = ArgumentParser(prog="bert-lrp inspect-checkpoint",
                                      description="List the tensors of a TensorFlow checkpoint.")

@@ -1,0 +1,1 @@
+"""Faithfulness evaluation and the attribution benchmark."""

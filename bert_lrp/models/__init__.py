@@ -1,0 +1,1 @@
+"""Model families and their I/O: configuration, the BERT model, outputs, checkpoints, tokenization."""

@@ -1,0 +1,1 @@
+"""Fine-tuning: data readers, metrics, the training loop."""
