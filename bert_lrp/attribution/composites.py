@@ -162,6 +162,3 @@ class RuleSet:
     @property
     def copies(self) -> int:
         return len(self.slices)
-
-    def modes(self, operation: str) -> Tuple[str, ...]:
-        return tuple(getattr(c, operation) for c in self.slices)

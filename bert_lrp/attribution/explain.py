@@ -23,6 +23,7 @@ from torch import nn
 from . import registry
 from .composites import GRADIENT, Composite, RuleSet, get_composite
 from .registry import Method, MethodContext
+from .rules import stack_copies
 from .targets import Target, logits_of, resolve_target, select, task_of
 
 REDUCTIONS = ("l2", "squared", "sum", "abs_sum")
@@ -164,10 +165,6 @@ def _model_inputs(batch: dict) -> Dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
-def _stack(tensor: torch.Tensor, copies: int) -> torch.Tensor:
-    return tensor if copies == 1 else tensor.repeat(copies, *([1] * (tensor.dim() - 1)))
-
-
 def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), target: Target = None,
             rule: Union[str, Composite] = "attnlrp", reduction: Union[None, str, Dict[str, str]] = None,
             layers: bool = False, ig_steps: int = 50, ig_baseline: str = "pad",
@@ -258,16 +255,16 @@ def _one_pass(model, task, inputs, target, composites, need_attention, layers, r
     size = inputs["input_ids"].shape[0]
     mask = inputs["attention_mask"]
     embeddings = model.bert.embeddings
-    word, position, token_type = embeddings.parts(_stack(inputs["input_ids"], copies),
-                                                  _stack(inputs["token_type_ids"], copies))
+    word, position, token_type = embeddings.parts(stack_copies(inputs["input_ids"], copies),
+                                                  stack_copies(inputs["token_type_ids"], copies))
     word, position, token_type = (t.detach().requires_grad_(True) for t in (word, position, token_type))
     embedded = embeddings.combine(word, position, token_type, rules)
-    output = model(attention_mask=_stack(mask, copies), embedding_output=embedded, rules=rules,
+    output = model(attention_mask=stack_copies(mask, copies), embedding_output=embedded, rules=rules,
                    output_attentions=need_attention, output_hidden_states=layers)
     logits = _CountingSource.apply(logits_of(output), counter)
     plain_logits = logits[:size].detach()
     labels, positions = resolve_target(model, task, plain_logits, target)
-    score = select(logits, _stack(labels, copies), None if positions is None else _stack(positions, copies))
+    score = select(logits, stack_copies(labels, copies), None if positions is None else stack_copies(positions, copies))
     target_logit = score[:size].detach()
     # the backward starts from 1 (gradient signal) or from the target logit (relevance signal)
     start = torch.cat([target_logit if c.signal == "relevance" else torch.ones_like(target_logit)

@@ -17,6 +17,7 @@ from ..models.bert import BertForSequenceClassification
 from .attention import layerwise_attention_tracing
 from .composites import GRADIENT, Composite, RuleSet, get_composite
 from .explain import relevance_at
+from .rules import stack_copies
 
 
 class LegacyBertForSequenceClassification(BertForSequenceClassification):
@@ -42,7 +43,7 @@ class LegacyBertForSequenceClassification(BertForSequenceClassification):
         inputs = self._last_inputs
         rules = RuleSet.of([composite])
         copies = rules.copies
-        stack = lambda t: None if t is None else t.repeat(copies, *([1] * (t.dim() - 1)))
+        stack = lambda t: None if t is None else stack_copies(t, copies)  # noqa: E731
         with torch.enable_grad():
             embedded = self.bert.embeddings(stack(inputs["input_ids"]), stack(inputs["token_type_ids"]), rules=rules)
             embedded = embedded.detach().requires_grad_(True)

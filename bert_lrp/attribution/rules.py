@@ -31,8 +31,13 @@ def _first_copy(x: torch.Tensor, slices: Slices) -> torch.Tensor:
     return x if len(slices) == 1 else x[: x.shape[0] // len(slices)]
 
 
+def stack_copies(tensor: torch.Tensor, copies: int) -> torch.Tensor:
+    """``copies`` copies of ``tensor`` along dim 0 (a stacked batch)."""
+    return tensor if copies == 1 else tensor.repeat(copies, *([1] * (tensor.dim() - 1)))
+
+
 def _repeat(y: torch.Tensor, slices: Slices) -> torch.Tensor:
-    return y if len(slices) == 1 else y.repeat(len(slices), *([1] * (y.dim() - 1)))
+    return stack_copies(y, len(slices))
 
 
 def _by_slice(grad: torch.Tensor, slices: Slices, rule: Callable[[torch.Tensor, "Composite"], torch.Tensor]
@@ -43,7 +48,7 @@ def _by_slice(grad: torch.Tensor, slices: Slices, rule: Callable[[torch.Tensor, 
     return torch.cat([rule(part, c) for part, c in zip(grad.chunk(len(slices)), slices)], dim=0)
 
 
-def safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     """numerator / denominator, and 0 where the denominator is exactly 0."""
     zero = denominator == 0
     return torch.where(zero, torch.zeros_like(numerator), numerator / torch.where(zero, torch.ones_like(denominator), denominator))
@@ -182,7 +187,7 @@ def _identity_ratio(name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
         return (x > 0).to(x.dtype)
     if name in ("silu", "swish"):
         return torch.sigmoid(x)
-    return safe_divide(y, x)
+    return _safe_divide(y, x)
 
 
 class ActivationRule(torch.autograd.Function):

@@ -713,7 +713,7 @@ def _log_cell(log, batch, seq_len, cells) -> None:
 # -------------------------------------------------------------------------------- output
 def markdown(result: dict) -> str:
     machine, config = result["machine"], result["config"]
-    lines = [f"# bert-lrp benchmark", "",
+    lines = ["# bert-lrp benchmark", "",
              f"{machine['cpu_model']}, {machine['threads']} threads, torch {machine['torch']}; model "
              f"`{Path(config['model']).name}`; rule {config['rule']}; {config['repeats']} repeats "
              f"(IG-like: {config['ig_repeats']}); IG {config['ig_steps']} steps.", "",
