@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from ._text import printable
+
 USAGE = 2
 FAILURE = 1
 INTERRUPTED = 130
@@ -48,8 +50,7 @@ class ArgumentParser(argparse.ArgumentParser):
 # ------------------------------------------------------------------ messages
 def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
     """``message`` as one printable line: line breaks become ``"; "``, control characters and bidi
-    overrides are shown as escapes (see :func:`bert_lrp.cli.terminal.printable`), long texts are cut."""
-    from .cli.terminal import printable
+    overrides are shown as escapes (see :mod:`bert_lrp._text`), long texts are cut."""
 
     parts = [part.strip() for part in str(message).splitlines()]
     text = printable("; ".join(part for part in parts if part))

@@ -7,8 +7,8 @@ import torch
 from bert_lrp import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
                       BertForTokenClassification, explain)
 from bert_lrp.attribution.attention import attention_rollout, layerwise_attention_tracing
-from bert_lrp.attribution.composites import GRADIENT, Composite, RuleSet
-from bert_lrp.attribution.rules import (ActivationRule, AttentionRule, LayerNormRule, LinearRule, alpha_beta_relevance,
+from bert_lrp.rules.composites import GRADIENT, Composite, RuleSet
+from bert_lrp.rules.functions import (ActivationRule, AttentionRule, LayerNormRule, LinearRule, alpha_beta_relevance,
                             softmax_rule)
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from bert_lrp import BertConfig, BertForSequenceClassification, explain
-from bert_lrp.attribution.kernels import HAS_FUSED, fused, portable_kernels
+from bert_lrp.rules.kernels import HAS_FUSED, fused, portable_kernels
 
 
 def _model_and_batch():
@@ -35,7 +35,7 @@ def test_fallback_kernels_give_the_fast_path_attributions(rule):
 
 
 def test_fallback_gelu_tanh_and_layer_norm_gradients_equal_autograd():
-    from bert_lrp.attribution import kernels
+    from bert_lrp.rules import kernels
 
     torch.manual_seed(0)
     x, g = torch.randn(4, 7, dtype=torch.float64, requires_grad=True), torch.randn(4, 7, dtype=torch.float64)

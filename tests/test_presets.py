@@ -3,8 +3,8 @@ tests and the original-BERT-LRP tests do not already cover: what each preset con
 import torch
 
 from bert_lrp import BertForSequenceClassification, BertTokenizer, explain
-from bert_lrp.attribution.composites import ATTNLRP, BERT_LRP, CP_LRP, PRESETS, Composite
-from bert_lrp.attribution.rules import LayerNormRule
+from bert_lrp.rules.composites import ATTNLRP, BERT_LRP, CP_LRP, PRESETS, Composite
+from bert_lrp.rules.functions import LayerNormRule
 
 from conftest import FIXTURES
 

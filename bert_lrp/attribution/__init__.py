@@ -1,1 +1,7 @@
-"""How relevance flows (rules, composites, the operations the model is built from) and the attribution methods (registry, explain, LAT/rollout, IG, the original BERT-LRP calls)."""
+"""Attribution methods: the registry of methods, ``explain`` (GS, GI and LRP from one shared
+pass), LAT and rollout, Integrated Gradients, target selection, word-level scores, and the
+original BERT-LRP calling convention (``legacy``). Importing the package declares the built-in
+methods in the registry."""
+from .explain import Explanation, explain
+
+__all__ = ["Explanation", "explain"]

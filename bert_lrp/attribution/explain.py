@@ -20,10 +20,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from ..rules.composites import GRADIENT, Composite, RuleSet, get_composite
+from ..rules.functions import stack_copies
 from . import registry
-from .composites import GRADIENT, Composite, RuleSet, get_composite
 from .registry import Method, MethodContext
-from .rules import stack_copies
 from .targets import Target, logits_of, resolve_target, select, task_of
 
 REDUCTIONS = ("l2", "squared", "sum", "abs_sum")

@@ -14,10 +14,10 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..models.bert import BertForSequenceClassification
+from ..rules.composites import GRADIENT, Composite, RuleSet, get_composite
+from ..rules.functions import stack_copies
 from .attention import layerwise_attention_tracing
-from .composites import GRADIENT, Composite, RuleSet, get_composite
 from .explain import relevance_at
-from .rules import stack_copies
 
 
 class LegacyBertForSequenceClassification(BertForSequenceClassification):

@@ -1,6 +1,7 @@
 """The one table of attribution methods: every method is declared here once, and ``explain``,
 the command line, the views, ``evaluate`` and ``benchmark`` read it.
 
+The built-in methods are declared by their modules, which ``import bert_lrp.attribution`` loads.
 A method either comes from the *shared pass* (GS, GI and LRP: one forward and one backward for
 all of them, see :mod:`bert_lrp.attribution.explain`) or is a function ``run(context) -> MethodResult``
 (LAT, rollout, Integrated Gradients, and any method you :func:`register`).
@@ -75,8 +76,6 @@ def unregister(name: str) -> None:
 
 
 def _lookup() -> Dict[str, Method]:
-    from . import explain  # noqa: F401  (declares the built-in methods on first use)
-
     table = {}
     for method in _METHODS.values():
         for key in (method.name, *method.aliases):
@@ -93,7 +92,6 @@ def get(name: str) -> Method:
 
 
 def all_methods() -> List[Method]:
-    _lookup()
     return list(_METHODS.values())
 
 

@@ -8,7 +8,7 @@
 Errors are raised (:mod:`bert_lrp.errors`); ``bert-lrp explain`` (:func:`bert_lrp.cli.main`) reports
 them as one line. Texts longer than the model's maximum length are cut, with a warning on stderr.
 Terminal output shows control characters and bidi controls of the input as visible escapes
-(:func:`bert_lrp.cli.terminal.printable`). ``--html`` and ``--json`` are written atomically, and only
+(:func:`bert_lrp._text.printable`). ``--html`` and ``--json`` are written atomically, and only
 when everything succeeded.
 """
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from ..attribution import registry
-from ..attribution.composites import LRP_PRESETS
 from ..attribution.explain import explain
 from ..errors import ArgumentParser, InputFileError, UsageError, unicode_message
+from ..rules.composites import LRP_PRESETS
 from .terminal import colour_mode, printable, render_terminal
 
 DEFAULT_MODEL = "checkpoints/minilm-sst2"

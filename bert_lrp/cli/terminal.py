@@ -20,22 +20,9 @@ import os
 import sys
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from .._text import printable
+
 RGB = Tuple[int, int, int]
-
-def _escape(code: int) -> str:
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-UNSAFE_CHARACTERS = ([*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A),
-                      0x200E, 0x200F, 0x061C, 0x2028, 0x2029])
-_SAFE = str.maketrans({code: _escape(code) for code in UNSAFE_CHARACTERS})
-
-
-def printable(text) -> str:
-    r"""``text`` with terminal control characters and bidi controls replaced by visible escapes
-    (``\x1b``, ``\u202e``; see the module docstring); other characters are kept."""
-    return str(text).translate(_SAFE)
-
 
 def method_title(method: str) -> str:
     """A method's label from the registry (other names, e.g. ``random``, as they are)."""

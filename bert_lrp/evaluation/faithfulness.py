@@ -35,8 +35,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 
 from ..attribution import registry
-from ..attribution.composites import LRP_PRESETS
 from ..errors import ArgumentParser, BertLrpError, InputFileError, UsageError
+from ..rules.composites import LRP_PRESETS
 
 STEPS = 10                       # MoRF/LeRF: fractions 0, 0.1, ..., 1.0
 FRACTIONS = [i / STEPS for i in range(STEPS + 1)]

@@ -3,9 +3,9 @@
 Shapes: ``[batch, seq]`` for token ids and masks, ``[batch, seq, hidden]`` for hidden states,
 ``[batch, heads, seq, seq]`` for attention probabilities.
 
-Every layer takes an optional ``rules`` (:class:`bert_lrp.attribution.composites.RuleSet`). Without it the
+Every layer takes an optional ``rules`` (:class:`bert_lrp.rules.composites.RuleSet`). Without it the
 model runs the plain PyTorch fast path (fused scaled-dot-product attention); with it, every
-operation relevance flows through runs as a rule Function of :mod:`bert_lrp.attribution.rules`, so a single
+operation relevance flows through runs as a rule Function of :mod:`bert_lrp.rules.functions`, so a single
 backward pass computes the chosen attribution.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attribution import ops
-from ..attribution.composites import RuleSet
 from ..errors import BertLrpError
+from ..rules import ops
+from ..rules.composites import RuleSet
 from .checkpoint import PretrainedMixin
 from .config import BertConfig
 from .outputs import (

@@ -1,7 +1,7 @@
 """Relevance rules: one ``torch.autograd.Function`` per operation of BERT.
 
 Every Function computes the ordinary forward; its backward applies, to the signal coming back,
-the rule each stacked copy's composite chooses (see :mod:`bert_lrp.attribution.composites` for the rules,
+the rule each stacked copy's composite chooses (see :mod:`bert_lrp.rules.composites` for the rules,
 their names in the literature, and the two signal conventions).
 
 Stacked batches: to get several methods from one backward pass, the batch holds ``n`` identical

@@ -1,8 +1,8 @@
 """Composites: which rule each operation of BERT uses (an attribution method is a composite).
 
-The model never branches on a method name. Its layers call :mod:`bert_lrp.attribution.ops`, which runs the
+The model never branches on a method name. Its layers call :mod:`bert_lrp.rules.ops`, which runs the
 plain fast path when no :class:`RuleSet` is given and otherwise the rule Functions of
-:mod:`bert_lrp.attribution.rules` with the rules the composites choose.
+:mod:`bert_lrp.rules.functions` with the rules the composites choose.
 
 Rules per operation (names from the LRP literature; ``jacobian`` is the operation's plain
 backward, i.e. its Jacobian transposed times the incoming signal):

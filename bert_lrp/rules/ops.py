@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .composites import RuleSet
-from .rules import (
+from .functions import (
     ActivationRule,
     AttentionRule,
     BranchInput,
