@@ -98,6 +98,7 @@ class Explanation:
     encoding: Optional[dict] = None
     forward_passes: int = 0
     backward_passes: int = 0
+    all_labels: bool = False  # target="all": a label axis after the batch axis ([batch, labels, ...])
 
     @property
     def prediction(self) -> torch.Tensor:
@@ -107,6 +108,24 @@ class Explanation:
     @property
     def probabilities(self) -> torch.Tensor:
         return torch.softmax(self.logits, dim=-1)
+
+    def for_label(self, label: int) -> "Explanation":
+        """With ``target="all"``: the explanation of one label, shaped as for a single target."""
+        if not self.all_labels:
+            raise ValueError("for_label needs an explanation made with target='all'")
+        pick = lambda t: t[:, label]  # noqa: E731
+        return Explanation(
+            methods=list(self.methods), scores={m: pick(v) for m, v in self.scores.items()},
+            relevance={m: pick(v) for m, v in self.relevance.items()}, logits=self.logits, target=pick(self.target),
+            target_position=self.target_position, target_logit=pick(self.target_logit),
+            attention_mask=self.attention_mask,
+            embedding_shares={m: {k: pick(v) for k, v in d.items()} for m, d in self.embedding_shares.items()},
+            conservation={m: pick(v) for m, v in self.conservation.items()},
+            layer_scores={m: [pick(v) for v in vs] for m, vs in self.layer_scores.items()},
+            head_scores={m: [pick(v) for v in vs] for m, vs in self.head_scores.items()},
+            completeness_gap=None if self.completeness_gap is None else pick(self.completeness_gap),
+            extras={k: pick(v) for k, v in self.extras.items()}, attentions=self.attentions, tokens=self.tokens,
+            encoding=self.encoding, forward_passes=self.forward_passes, backward_passes=self.backward_passes)
 
     def word_scores(self, method: str, index: int = 0) -> List[dict]:
         """Scores of example ``index`` merged over word pieces: a list of
@@ -180,6 +199,9 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
             and any registered method. GS, GI and LRP together cost one forward + one backward.
         target: sequence classification: None (predicted class), a class id or label name, or one
             per example; token classification / masked LM: ``(position, label_or_None)`` or a list.
+            ``"all"`` (token classification: ``(position, "all")``): every label from the same single
+            forward + backward (one stacked copy per label); the result has a label axis after the
+            batch axis (scores ``[batch, labels, seq]``) and ``for_label(l)`` gives one label's view.
         rule: LRP preset (``attnlrp``, ``cp-lrp``, ``bert-lrp``) or a :class:`Composite`.
         reduction: how hidden units become token scores (``l2``, ``squared``, ``sum``, ``abs_sum``),
             one for all methods or per method; defaults: each method's (GS l2, GI sum, LRP sum, IG sum).
@@ -215,15 +237,26 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
         model.eval()
     try:
         with frozen_parameters(model):
+            separate = [m for m in wanted if not m.shared_pass]
             if composites:
                 result = _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions)
+            elif _wants_all_labels(target):
+                result = _stack_labels([_forward_only(model, task, inputs, _label_target(target, label), need_attention)
+                                        for label in range(model.config.num_labels)])
             else:
                 result = _forward_only(model, task, inputs, target, need_attention)
             attentions = [a[: mask.shape[0]].detach() for a in result.attentions] if need_attention else None
-            for method in (m for m in wanted if not m.shared_pass):
-                context = MethodContext(model, inputs, result.target, result.target_position, attentions,
-                                        {k: method_options[k] for k in method.options if k in method_options})
-                _store(result, method, method.run(context), reductions, mask)
+            views = [result.for_label(l) for l in range(result.target.shape[1])] if result.all_labels else [result]
+            for view in views if separate else []:
+                for method in separate:
+                    context = MethodContext(model, inputs, view.target, view.target_position, attentions,
+                                            {k: method_options[k] for k in method.options if k in method_options})
+                    _store(view, method, method.run(context), reductions, mask)
+            if result.all_labels and separate:
+                merged = _stack_labels(views)
+                merged.extras = {k: torch.stack([v.extras[k] for v in views], 1) for k in views[0].extras}
+                merged.completeness_gap = merged.extras.get("integrated_gradients.completeness_gap")
+                result = merged
     finally:
         if was_training:
             model.train()
@@ -248,11 +281,32 @@ def _store(result: "Explanation", method: Method, output, reductions: Dict[str, 
             result.completeness_gap = value
 
 
+ALL_LABELS = "all"
+
+
+def _label_target(target: Target, label: int) -> Target:
+    """``"all"`` -> ``label``; ``(position, "all")`` -> ``(position, label)``."""
+    return (target[0], label) if isinstance(target, tuple) else label
+
+
+def _wants_all_labels(target: Target) -> bool:
+    """``target="all"``, or ``(position, "all")`` for token classification."""
+    if isinstance(target, str):
+        return target == ALL_LABELS
+    return isinstance(target, tuple) and len(target) == 2 and target[1] == ALL_LABELS
+
+
 def _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions) -> Explanation:
-    rules = RuleSet.of(composites, record_head_contexts=layers)
+    """GS, GI and LRP from one stacked forward and one backward: one copy per (composite, label)
+    (``target="all"``: one per label), as many copies again for composites with a Jacobian path."""
+    all_labels = _wants_all_labels(target)
+    if all_labels and task == "masked_lm":
+        raise ValueError("target='all' is for classifiers; a masked LM has a label per vocabulary word")
+    label_choices = list(range(model.config.num_labels)) if all_labels else [None]
+    jobs = [(c, label) for c in composites for label in label_choices]
+    rules = RuleSet.of([c for c, _ in jobs], record_head_contexts=layers)
     counter = BackwardCounter()
-    copies = rules.copies
-    size = inputs["input_ids"].shape[0]
+    copies, size = rules.copies, inputs["input_ids"].shape[0]
     mask = inputs["attention_mask"]
     embeddings = model.bert.embeddings
     word, position, token_type = embeddings.parts(stack_copies(inputs["input_ids"], copies),
@@ -263,24 +317,41 @@ def _one_pass(model, task, inputs, target, composites, need_attention, layers, r
                    output_attentions=need_attention, output_hidden_states=layers)
     logits = _CountingSource.apply(logits_of(output), counter)
     plain_logits = logits[:size].detach()
-    labels, positions = resolve_target(model, task, plain_logits, target)
-    score = select(logits, stack_copies(labels, copies), None if positions is None else stack_copies(positions, copies))
-    target_logit = score[:size].detach()
+    resolvable = (target[0], None) if all_labels and task == "token" else (None if all_labels else target)
+    predicted, positions = resolve_target(model, task, plain_logits, resolvable)
+    job_labels = [predicted if label is None else torch.full_like(predicted, label) for _, label in jobs]
+    slice_labels = torch.cat([labels for (c, _), labels in zip(jobs, job_labels) for _ in c.copies])
+    score = select(logits, slice_labels, None if positions is None else stack_copies(positions, copies))
+    first = [sum(len(c.copies) for c, _ in jobs[:j]) for j in range(len(jobs))]  # each job's first slice
+    job_logits = [score[i * size:(i + 1) * size].detach() for i in first]
     # the backward starts from 1 (gradient signal) or from the target logit (relevance signal)
-    start = torch.cat([target_logit if c.signal == "relevance" else torch.ones_like(target_logit)
-                       for c in rules.slices])
+    start = torch.cat([job_logit if c.signal == "relevance" else torch.ones_like(job_logit)
+                       for (c, _), job_logit in zip(jobs, job_logits) for _ in c.copies])
     hidden = list(output.hidden_states[1:]) if layers else []
     heads = list(rules.head_contexts) if layers else []
     wrt = [embedded, word, position, token_type] + hidden + heads
     grads = torch.autograd.grad(score, wrt, grad_outputs=start, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
 
-    result = Explanation(methods=[], scores={}, relevance={}, logits=plain_logits, target=labels,
-                         target_position=positions, target_logit=target_logit, attention_mask=mask,
-                         attentions=output.attentions, forward_passes=counter.forward_passes,
-                         backward_passes=counter.backward_passes)
+    per_label = []
+    for label in label_choices:
+        rows = {c.name: slice(first[j] * size, (first[j] + 1) * size) for j, (c, l) in enumerate(jobs) if l == label}
+        j = next(j for j, (_, l) in enumerate(jobs) if l == label)
+        result = Explanation(methods=[], scores={}, relevance={}, logits=plain_logits, target=job_labels[j],
+                             target_position=positions, target_logit=job_logits[j], attention_mask=mask,
+                             attentions=output.attentions, forward_passes=counter.forward_passes,
+                             backward_passes=counter.backward_passes)
+        _read_relevance(result, composites, rows, embedded, (word, position, token_type), grads, reductions)
+        if layers:
+            _layer_relevance(result, composites, rows, hidden, heads, grads[4:], mask)
+        per_label.append(result)
+    return per_label[0] if not all_labels else _stack_labels(per_label)
+
+
+def _read_relevance(result, composites, rows, embedded, parts, grads, reductions) -> None:
+    """Relevance at the embedding output (and its word/position/type shares) for each composite."""
+    mask = result.attention_mask
     keep = mask.unsqueeze(-1).to(embedded.dtype)
-    rows = {c.name: slice(rules.index(c) * size, (rules.index(c) + 1) * size) for c in composites}
     if GRADIENT in composites:
         part = rows[GRADIENT.name]
         gradient = grads[0][part] * keep
@@ -298,14 +369,31 @@ def _one_pass(model, task, inputs, target, composites, need_attention, layers, r
             total = result.relevance["lrp"]
         else:
             shares = {name: tensor[part].detach() * grad[part] * keep
-                      for name, tensor, grad in zip(("word", "position", "token_type"),
-                                                    (word, position, token_type), grads[1:4])}
+                      for name, tensor, grad in zip(("word", "position", "token_type"), parts, grads[1:4])}
             result.embedding_shares["lrp"] = shares
             total = shares["word"] + shares["position"] + shares["token_type"]
         result.scores["lrp"] = reduce_tokens(total, reductions["lrp"]) * mask
-        result.conservation["lrp"] = conservation_ratio(total.sum((1, 2)), target_logit)
-    if layers:
-        _layer_relevance(result, composites, rows, hidden, heads, grads[4:], mask)
+        result.conservation["lrp"] = conservation_ratio(total.sum((1, 2)), result.target_logit)
+
+
+def _stack_labels(per_label: List[Explanation]) -> Explanation:
+    """One Explanation per label -> one with a label axis after the batch axis (``[batch, labels, ...]``)."""
+    first = per_label[0]
+    stack = lambda tensors: torch.stack(list(tensors), 1)  # noqa: E731
+    result = Explanation(
+        methods=[], scores={m: stack(e.scores[m] for e in per_label) for m in first.scores},
+        relevance={m: stack(e.relevance[m] for e in per_label) for m in first.relevance},
+        logits=first.logits, target=stack(e.target for e in per_label), target_position=first.target_position,
+        target_logit=stack(e.target_logit for e in per_label), attention_mask=first.attention_mask,
+        embedding_shares={m: {k: stack(e.embedding_shares[m][k] for e in per_label) for k in shares}
+                          for m, shares in first.embedding_shares.items()},
+        conservation={m: stack(e.conservation[m] for e in per_label) for m in first.conservation},
+        layer_scores={m: [stack(e.layer_scores[m][i] for e in per_label) for i in range(len(layers))]
+                      for m, layers in first.layer_scores.items()},
+        head_scores={m: [stack(e.head_scores[m][i] for e in per_label) for i in range(len(layers))]
+                     for m, layers in first.head_scores.items()},
+        attentions=first.attentions, forward_passes=first.forward_passes, backward_passes=first.backward_passes)
+    result.all_labels = True
     return result
 
 
