@@ -157,7 +157,7 @@ def test_read_records_skips_a_torn_line(tmp_path):
     path = tmp_path / "examples.part0.jsonl"
     path.write_text('{"index": 0}\n{"index": 1}\n{"ind', encoding="utf-8")
     assert [r["index"] for r in F.read_records(path)] == [0, 1]
-    writer = F.RecordWriter(path)
+    writer = F.JsonlWriter(path)
     writer.write({"index": 2})
     writer.close()
     assert path.read_text().splitlines() == ['{"index": 0}', '{"index": 1}', '{"index":2}']
@@ -226,7 +226,7 @@ def test_evaluate_resumes_without_recomputing(setup, tmp_path, monkeypatch):
 
     monkeypatch.setattr(F, "evaluate_examples", counting)
     written = []
-    real_write = F.RecordWriter.write
+    real_write = F.JsonlWriter.write
 
     def interrupted_write(self, record):
         if len(written) == 6:
@@ -237,11 +237,11 @@ def test_evaluate_resumes_without_recomputing(setup, tmp_path, monkeypatch):
         real_write(self, record)
 
     out = tmp_path / "resumed"
-    monkeypatch.setattr(F.RecordWriter, "write", interrupted_write)
+    monkeypatch.setattr(F.JsonlWriter, "write", interrupted_write)
     with pytest.raises(KeyboardInterrupt):
         F.evaluate_main(arguments(model_dir, data, out))
     assert len(F.read_records(out / "examples.part0.jsonl")) == 6
-    monkeypatch.setattr(F.RecordWriter, "write", real_write)
+    monkeypatch.setattr(F.JsonlWriter, "write", real_write)
     computed.clear()
     assert F.evaluate_main(arguments(model_dir, data, out)) == 0
     assert sorted(computed) == sorted(set(range(14)) - set(written))  # only the unfinished ones

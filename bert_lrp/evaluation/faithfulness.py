@@ -28,12 +28,12 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
+from .._jsonl import JsonlWriter, barrier, rank_and_world, read_records
 from ..attribution import registry
 from ..errors import ArgumentParser, BertLrpError, InputFileError, UsageError
 from ..rules.composites import LRP_PRESETS
@@ -329,51 +329,12 @@ def curves_svg(summary: dict) -> str:
 PART_PATTERN = "examples.part*.jsonl"
 
 
-def read_records(path: Path) -> List[dict]:
-    """Complete JSON lines of ``path`` (a torn last line from an interrupted write is skipped)."""
-    records = []
-    if not path.is_file():
-        return records
-    with open(path, encoding="utf-8", errors="replace") as handle:  # a damaged line no longer parses: skipped
-        for line in handle:
-            if not line.endswith("\n"):
-                break
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("index"), int):
-                records.append(record)
-    return records
-
-
 def finished_records(out: Path) -> Dict[int, dict]:
     done: Dict[int, dict] = {}
     for part in sorted(out.glob(PART_PATTERN)):
         for record in read_records(part):
             done.setdefault(int(record["index"]), record)
     return done
-
-
-class RecordWriter:
-    """Appends one JSON line per record with flush + fsync; drops a torn last line first."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if path.is_file():
-            with open(path, "rb+") as handle:
-                data = handle.read()
-                if data and not data.endswith(b"\n"):
-                    handle.truncate(data.rfind(b"\n") + 1)
-        self.handle = open(path, "a", encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        self.handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def close(self) -> None:
-        self.handle.close()
 
 
 # ------------------------------------------------------------------ data
@@ -485,24 +446,6 @@ def previous_settings(path: Path, overwrite: bool) -> Optional[dict]:
                              "--overwrite") from None
 
 
-def _distributed() -> Tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("gloo", timeout=timedelta(hours=12))
-    return rank, world
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
 def evaluate_main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp evaluate``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
@@ -519,7 +462,7 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
         raise UsageError(f"--data {args.data}: no such file")
     check_out_folder(Path(args.out))
     methods = methods + [RANDOM]
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     try:
         return _evaluate(args, methods, directory, rank, world)
     finally:
@@ -574,13 +517,13 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
     from ..attribution.explain import explain
 
     settings_path = out / "run.json"
-    _barrier(world)
+    barrier(world)
     if rank == 0 and (args.overwrite or not settings_path.is_file()):
         if previous_settings(settings_path, True) not in (None, settings):
             for part in out.glob(PART_PATTERN):
                 part.unlink()
         atomic_write_text(settings_path, json.dumps(settings, indent=1) + "\n")
-    _barrier(world)
+    barrier(world)
 
     done = finished_records(out)
     mine = [i for i in range(len(data)) if i % world == rank and i not in done]
@@ -617,7 +560,7 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
             scores[m] = [values[row, :len(x.input_ids)] for row, x in enumerate(group)]
         return scores
 
-    writer = RecordWriter(out / f"examples.part{rank}.jsonl")
+    writer = JsonlWriter(out / f"examples.part{rank}.jsonl")
     progress = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -640,7 +583,7 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
         if progress is not None:
             progress.close()
     elapsed = time.time() - started
-    _barrier(world)
+    barrier(world)
     if rank != 0:
         return 0
     records = finished_records(out)
