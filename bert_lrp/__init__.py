@@ -9,7 +9,20 @@ from .models.bert import (
                        InputError,
 )
 from .models.checkpoint import CheckpointError, LoadingInfo
-from .models.config import BertConfig, ConfigError
+from .models.config import BertConfig, ConfigError, DistilBertConfig, ElectraConfig, RobertaConfig
+from .models.distilbert import (
+                       DistilBertForMaskedLM,
+                       DistilBertForSequenceClassification,
+                       DistilBertForTokenClassification,
+                       DistilBertModel,
+)
+from .models.electra import ElectraForSequenceClassification, ElectraForTokenClassification, ElectraModel
+from .models.roberta import (
+                       RobertaForMaskedLM,
+                       RobertaForSequenceClassification,
+                       RobertaForTokenClassification,
+                       RobertaModel,
+)
 from .models.tokenization import BertTokenizer, Encoding, TokenizerError
 
 __version__ = "0.1.0"
@@ -18,4 +31,8 @@ __all__ = [
     "explain", "Explanation", "BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
     "BertForMaskedLM", "BertForPreTraining", "BertTokenizer", "Encoding",
     "CheckpointError", "ConfigError", "InputError", "TokenizerError", "LoadingInfo",
+    "RobertaConfig", "RobertaModel", "RobertaForSequenceClassification", "RobertaForTokenClassification",
+    "RobertaForMaskedLM", "DistilBertConfig", "DistilBertModel", "DistilBertForSequenceClassification",
+    "DistilBertForTokenClassification", "DistilBertForMaskedLM", "ElectraConfig", "ElectraModel",
+    "ElectraForSequenceClassification", "ElectraForTokenClassification",
 ]

@@ -308,11 +308,11 @@ def _one_pass(model, task, inputs, target, composites, need_attention, layers, r
     counter = BackwardCounter()
     copies, size = rules.copies, inputs["input_ids"].shape[0]
     mask = inputs["attention_mask"]
-    embeddings = model.bert.embeddings
-    word, position, token_type = embeddings.parts(stack_copies(inputs["input_ids"], copies),
-                                                  stack_copies(inputs["token_type_ids"], copies))
+    encoder = model.base_model  # every family: embedding_parts / combine_embeddings (models/bert.py)
+    word, position, token_type = encoder.embedding_parts(stack_copies(inputs["input_ids"], copies),
+                                                         stack_copies(inputs["token_type_ids"], copies))
     word, position, token_type = (t.detach().requires_grad_(True) for t in (word, position, token_type))
-    embedded = embeddings.combine(word, position, token_type, rules)
+    embedded = encoder.combine_embeddings(word, position, token_type, rules)
     output = model(attention_mask=stack_copies(mask, copies), embedding_output=embedded, rules=rules,
                    output_attentions=need_attention, output_hidden_states=layers)
     logits = _CountingSource.apply(logits_of(output), counter)

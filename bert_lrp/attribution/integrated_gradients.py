@@ -1,6 +1,7 @@
 """Integrated Gradients at the embedding output (a reference method; it costs ``steps`` passes).
 
-Equivalent to captum's ``LayerIntegratedGradients`` on ``model.bert.embeddings``: the embedding
+Equivalent to captum's ``LayerIntegratedGradients`` on ``model.bert.embeddings`` (any family: the
+encoder's ``embed``, see ``BertModel.embed``): the embedding
 output is interpolated between the baseline's and the input's, the gradients along the path are
 integrated by quadrature, and the result is multiplied by (input - baseline).
 """
@@ -68,7 +69,7 @@ def integrated_gradients(model: nn.Module, inputs: Dict[str, torch.Tensor], labe
     if internal_batch_size < 1:
         raise ValueError(f"internal_batch_size must be >= 1, got {internal_batch_size}")
     ids, mask, types = inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]
-    embeddings = model.bert.embeddings
+    embeddings = model.base_model.embed
     with torch.no_grad():
         start = embeddings(ids, types)
         if baseline == "zeros":

@@ -18,8 +18,8 @@ def task_of(model: nn.Module) -> str:
         return "masked_lm"
     if "SequenceClassification" in name:
         return "sequence"
-    raise TypeError(f"explain supports BertForSequenceClassification, BertForTokenClassification and "
-                    f"BertForMaskedLM/BertForPreTraining, not {name}")
+    raise TypeError(f"explain supports <Family>ForSequenceClassification, <Family>ForTokenClassification and "
+                    f"<Family>ForMaskedLM/BertForPreTraining (Bert, Roberta, DistilBert, Electra), not {name}")
 
 
 def logits_of(output) -> torch.Tensor:

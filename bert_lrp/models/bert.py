@@ -36,16 +36,28 @@ class InputError(BertLrpError, ValueError):
 
 # ---------------------------------------------------------------------------- embeddings
 class BertEmbeddings(nn.Module):
-    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+    """Word + position + token-type embeddings, then LayerNorm and dropout.
 
-    def __init__(self, config: BertConfig) -> None:
+    The families differ only here: ``size`` (ELECTRA's ``embedding_size``), ``token_types=False``
+    (DistilBERT has none: the token-type summand is zeros) and :meth:`default_position_ids`
+    (RoBERTa counts positions from ``pad_token_id + 1``).
+    """
+
+    def __init__(self, config: BertConfig, size: Optional[int] = None, token_types: bool = True) -> None:
         super().__init__()
         self.config = config
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        size = size or config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, size)
+        if token_types:
+            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, size)
+        self.LayerNorm = nn.LayerNorm(size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def default_position_ids(self, input_ids: Optional[torch.Tensor], batch: int, seq: int,
+                             device: torch.device) -> torch.Tensor:
+        """Position ids ``[1|batch, seq]`` when none are given: ``0 .. seq-1``."""
+        return torch.arange(seq, device=device).unsqueeze(0)
 
     def parts(self, input_ids: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
               position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None
@@ -63,16 +75,22 @@ class BertEmbeddings(nn.Module):
                              f"{config.max_position_embeddings}; truncate the input")
         device = inputs_embeds.device
         if position_ids is None:
-            position_ids = torch.arange(seq, device=device).unsqueeze(0)
+            position_ids = self.default_position_ids(input_ids, batch, seq, device)
         else:
             _check_shape("position_ids", position_ids, (batch, seq), allow_broadcast=True)
             _check_ids("position_ids", position_ids, config.max_position_embeddings, "max_position_embeddings")
+        position = self.position_embeddings(position_ids).expand(batch, seq, -1)
+        if token_type_ids is not None:
+            _check_shape("token_type_ids", token_type_ids, (batch, seq), allow_broadcast=True)
+        if not hasattr(self, "token_type_embeddings"):
+            if token_type_ids is not None and bool(token_type_ids.any()):
+                raise InputError(f"token_type_ids holds non-zero ids but {type(self.config).__name__} has no token "
+                                 "types; drop token_type_ids")
+            return inputs_embeds, position, torch.zeros_like(inputs_embeds)
         if token_type_ids is None:
             token_type_ids = torch.zeros((1, seq), dtype=torch.long, device=device)
         else:
-            _check_shape("token_type_ids", token_type_ids, (batch, seq), allow_broadcast=True)
             _check_ids("token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size")
-        position = self.position_embeddings(position_ids).expand(batch, seq, -1)
         token_type = self.token_type_embeddings(token_type_ids).expand(batch, seq, -1)
         return inputs_embeds, position, token_type
 
@@ -116,22 +134,41 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_prob = config.attention_probs_dropout_prob
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, seq, _ = x.shape
-        return x.view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
-
     def forward(self, hidden: torch.Tensor, mask: Optional[torch.Tensor], need_probabilities: bool,
                 rules: Optional[RuleSet]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``hidden [batch, seq, hidden]`` -> context ``[batch, seq, hidden]``, probabilities."""
-        q = self._split_heads(ops.linear(hidden, self.query, rules))
-        k = self._split_heads(ops.linear(hidden, self.key, rules))
-        v = self._split_heads(ops.linear(hidden, self.value, rules))
         dropout = self.dropout_prob if self.training else 0.0
-        context, probabilities = ops.attention(q, k, v, mask, dropout, need_probabilities, rules)
-        if rules is not None and rules.head_contexts is not None:
-            rules.head_contexts.append(context)
-        batch, _, seq, _ = context.shape
-        return context.transpose(1, 2).reshape(batch, seq, -1), probabilities
+        return self_attention(hidden, self.query, self.key, self.value, self.num_heads, mask, dropout,
+                              need_probabilities, rules)
+
+
+def self_attention(hidden: torch.Tensor, query: nn.Linear, key: nn.Linear, value: nn.Linear, num_heads: int,
+                   mask: Optional[torch.Tensor], dropout: float, need_probabilities: bool, rules: Optional[RuleSet]
+                   ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Multi-head self-attention (every family's): ``hidden [batch, seq, hidden]`` -> context
+    ``[batch, seq, hidden]`` (heads concatenated, before the output projection) and the
+    probabilities ``[batch, heads, seq, seq]`` if asked."""
+    batch, seq, width = hidden.shape
+
+    def split(x: torch.Tensor) -> torch.Tensor:  # [batch, seq, hidden] -> [batch, heads, seq, head_size]
+        return x.view(batch, seq, num_heads, -1).transpose(1, 2)
+
+    q = split(ops.linear(hidden, query, rules))
+    k = split(ops.linear(hidden, key, rules))
+    v = split(ops.linear(hidden, value, rules))
+    context, probabilities = ops.attention(q, k, v, mask, dropout, need_probabilities, rules)
+    if rules is not None and rules.head_contexts is not None:
+        rules.head_contexts.append(context)
+    return context.transpose(1, 2).reshape(batch, seq, -1), probabilities
+
+
+def add_and_norm(x: torch.Tensor, dense, dropout: Optional[nn.Dropout], residual: torch.Tensor,
+                 norm: nn.LayerNorm, rules: Optional[RuleSet]) -> torch.Tensor:
+    """``LayerNorm(dropout(dense(x)) + residual)``: how every sub-layer of the post-LN families ends."""
+    projected = ops.linear(x, dense, rules)
+    if dropout is not None:
+        projected = ops.dropout(projected, dropout)
+    return ops.layer_norm(projected + residual, norm, rules)
 
 
 class BertSelfOutput(nn.Module):
@@ -144,7 +181,7 @@ class BertSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
-        return ops.layer_norm(ops.dropout(ops.linear(x, self.dense, rules), self.dropout) + residual, self.LayerNorm, rules)
+        return add_and_norm(x, self.dense, self.dropout, residual, self.LayerNorm, rules)
 
 
 class BertAttention(nn.Module):
@@ -227,6 +264,7 @@ class BertPreTrainedModel(PretrainedMixin, nn.Module):
     """Weight initialisation as transformers does it, plus checkpoint I/O (see :mod:`checkpoint`)."""
 
     base_model_prefix = "bert"
+    config_class = BertConfig
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -256,18 +294,80 @@ class BertPreTrainedModel(PretrainedMixin, nn.Module):
     def _extra_parameters_to_zero(self):
         return ()
 
+    # ------------------------------------------- what attribution and transformers' scripts read
+    @property
+    def base_model(self) -> "BertModel":
+        """The encoder of a task model (``model.bert``, ``model.roberta``, ...), or the model itself.
+
+        Every family's encoder offers the same accessors, which attribution uses instead of
+        family-specific names: ``embedding_parts``, ``combine_embeddings``, ``embed`` and
+        ``encoder_layers`` (see :class:`BertModel`).
+        """
+        return getattr(self, self.base_model_prefix, self) if self.base_model_prefix else self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    main_input_name = "input_ids"
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Number of parameters (shared ones once), as transformers counts them."""
+        embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)} if exclude_embeddings else set()
+        return sum(p.numel() for p in self.parameters()
+                   if (p.requires_grad or not only_trainable) and id(p) not in embeddings)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.embeddings.word_embeddings
+
+    def set_input_embeddings(self, embeddings: nn.Embedding) -> None:
+        self.base_model.embeddings.word_embeddings = embeddings
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        return False
+
 
 class BertModel(BertPreTrainedModel):
     """The encoder: embeddings, ``num_hidden_layers`` transformer layers, optional pooler."""
 
     base_model_prefix = ""
+    embeddings_class = BertEmbeddings
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
-        self.embeddings = BertEmbeddings(config)
+        self.embeddings = self.embeddings_class(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer and config.add_pooling_layer else None
         self.init_weights()
+
+    # The accessors every family's encoder provides (attribution uses these, not family names).
+    def embedding_parts(self, input_ids: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
+                        position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three summands ``(word, position, token_type)`` of the embeddings, each
+        ``[batch, seq, embedding size]`` (token_type is zeros for a family without token types)."""
+        return self.embeddings.parts(input_ids, token_type_ids, position_ids, inputs_embeds)
+
+    def combine_embeddings(self, word: torch.Tensor, position: torch.Tensor, token_type: torch.Tensor,
+                           rules: Optional[RuleSet] = None) -> torch.Tensor:
+        """The summands -> the embedding output ``[batch, seq, hidden]``, the first layer's input."""
+        return self.embeddings.combine(word, position, token_type, rules=rules)
+
+    def embed(self, input_ids: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
+              position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None,
+              rules: Optional[RuleSet] = None) -> torch.Tensor:
+        """``[batch, seq]`` ids -> embedding output ``[batch, seq, hidden]`` (what ``embedding_output=`` takes)."""
+        return self.combine_embeddings(*self.embedding_parts(input_ids, token_type_ids, position_ids, inputs_embeds),
+                                       rules=rules)
+
+    def encoder_layers(self) -> nn.ModuleList:
+        """The transformer layers in order (``encoder.layer``; DistilBERT's ``transformer.layer``)."""
+        return self.encoder.layer
 
     def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
                 token_type_ids: Optional[torch.Tensor] = None, position_ids: Optional[torch.Tensor] = None,
@@ -286,13 +386,13 @@ class BertModel(BertPreTrainedModel):
                                     position_ids=position_ids, inputs_embeds=inputs_embeds,
                                     embedding_output=embedding_output, attention_mask=attention_mask)
         if embedding_output is None:
-            embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, rules=rules)
+            embedding_output = self.embed(input_ids, token_type_ids, position_ids, inputs_embeds, rules=rules)
         shape = tuple(embedding_output.shape[:2])
         mask = additive_mask(attention_mask, shape, embedding_output.dtype)
         need_probabilities = output_attentions
         hidden = embedding_output
         all_hidden, all_attentions = [hidden], []
-        for layer in self.encoder.layer:
+        for layer in self.encoder_layers():
             hidden, probabilities = layer(hidden, mask, need_probabilities, rules)
             all_hidden.append(hidden)
             all_attentions.append(probabilities)
@@ -320,9 +420,15 @@ def _check_identical_copies(copies: int, **tensors: Optional[torch.Tensor]) -> N
                              f"composites need identical copies (explain() builds them)")
 
 
+# keyword arguments transformers' Trainer passes to models whose forward takes **kwargs; the
+# losses here are means, so they need nothing from them (as transformers' own encoder models)
+IGNORED_KWARGS = ("num_items_in_batch",)
+
+
 def _reject_unknown(unused: dict) -> None:
-    if unused:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unused))}")
+    unknown = [k for k in unused if k not in IGNORED_KWARGS]
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
 
 
 def _classifier_dropout(config: BertConfig) -> float:
@@ -372,21 +478,32 @@ class BertForSequenceClassification(BertPreTrainedModel):
         return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        problem = self.config.problem_type
-        if problem is None:
-            if self.num_labels == 1:
-                problem = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                problem = "single_label_classification"
-            else:
-                problem = "multi_label_classification"
-        if problem == "regression":
-            if self.num_labels == 1:
-                return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
-            return F.mse_loss(logits, labels.to(logits.dtype))
-        if problem == "single_label_classification":
-            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        return sequence_loss(self.config.problem_type, logits, labels)
+
+
+def sequence_loss(problem: Optional[str], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Loss of sequence logits ``[batch, num_labels]`` as transformers picks it: regression (MSE),
+    single-label (cross-entropy) or multi-label (BCE), from ``problem_type`` or the labels."""
+    num_labels = logits.shape[-1]
+    if problem is None:
+        if num_labels == 1:
+            problem = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem = "single_label_classification"
+        else:
+            problem = "multi_label_classification"
+    if problem == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+        return F.mse_loss(logits, labels.to(logits.dtype))
+    if problem == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of per-token logits ``[batch, seq, n]`` against ``[batch, seq]`` labels (-100 ignored)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
 class BertForTokenClassification(BertPreTrainedModel):

@@ -18,8 +18,14 @@ from ..errors import BertLrpError
 logger = logging.getLogger("bert_lrp")
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-HEAD_PREFIXES = ("classifier.", "cls.", "bert.pooler.", "pooler.")
-IGNORED_KEYS = ("position_ids", "cls.predictions.decoder.weight")
+# tensors of task heads (and poolers): a checkpoint may lack them or hold other heads' ones
+HEAD_PREFIXES = ("classifier.", "cls.", "pooler.", "lm_head.", "pre_classifier.", "vocab_transform.",
+                 "vocab_layer_norm.", "vocab_projector.", "generator_predictions.", "generator_lm_head.",
+                 "discriminator_predictions.", "qa_outputs.")
+BASE_PREFIXES = ("bert", "roberta", "distilbert", "electra")  # base_model_prefix of each family
+# buffers and tied copies of the word embeddings, never loaded
+IGNORED_KEYS = ("position_ids", "token_type_ids", "cls.predictions.decoder.weight", "lm_head.decoder.weight",
+                "vocab_projector.weight", "generator_lm_head.weight")
 
 
 class CheckpointError(BertLrpError, RuntimeError):
@@ -84,10 +90,13 @@ def normalize_keys(state: Dict[str, torch.Tensor], model_keys: set, prefix: str)
             key = key[: -len("beta")] + "bias"
         if key == "cls.predictions.decoder.bias":
             key = "cls.predictions.bias"
-        if has_prefix and key not in model_keys and key.startswith(("embeddings.", "encoder.", "pooler.")):
-            key = prefix + "." + key
-        elif not has_prefix and key.startswith("bert.") and key[len("bert."):] in model_keys:
-            key = key[len("bert."):]
+        elif key == "lm_head.decoder.bias":  # tied to lm_head.bias in RoBERTa
+            key = "lm_head.bias"
+        first = key.split(".", 1)[0]
+        if has_prefix and key not in model_keys and prefix + "." + key in model_keys:
+            key = prefix + "." + key  # an encoder's checkpoint into a task model
+        elif not has_prefix and first in BASE_PREFIXES and key[len(first) + 1:] in model_keys:
+            key = key[len(first) + 1:]  # a task model's checkpoint into an encoder
         if key.endswith(IGNORED_KEYS):
             continue
         out.setdefault(key, tensor)
@@ -104,12 +113,15 @@ def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bo
     own = model.state_dict()
     state = normalize_keys(state, set(own), getattr(model, "base_model_prefix", ""))
     info = LoadingInfo()
+    def is_head(key: str) -> bool:
+        return key.startswith(HEAD_PREFIXES) or key.split(".", 1)[-1].startswith("pooler.")
+
     for key in own:
         if key not in state:
-            (info.newly_initialized if key.startswith(HEAD_PREFIXES) else info.missing_keys).append(key)
+            (info.newly_initialized if is_head(key) else info.missing_keys).append(key)
     for key, tensor in state.items():
         if key not in own:
-            (info.unused_head_keys if key.startswith(HEAD_PREFIXES) else info.unexpected_keys).append(key)
+            (info.unused_head_keys if is_head(key) else info.unexpected_keys).append(key)
         elif tuple(tensor.shape) != tuple(own[key].shape):
             info.mismatched_keys.append((key, tuple(tensor.shape), tuple(own[key].shape)))
     problems = info.problems()
@@ -140,9 +152,7 @@ class PretrainedMixin:
                         output_loading_info: bool = False, config=None, **config_overrides: Any):
         """Load a Hugging Face-style folder (``config.json`` + ``model.safetensors`` or
         ``pytorch_model.bin``), or a single weights file next to which ``config.json`` lies."""
-        from .config import BertConfig
-
-        directory = os.fspath(directory)
+        directory = resolve_pretrained(directory)
         if os.path.isfile(directory):
             weights, folder = directory, os.path.dirname(directory) or "."
         elif os.path.isdir(directory):
@@ -150,7 +160,7 @@ class PretrainedMixin:
         else:
             raise CheckpointError(f"checkpoint not found: {directory}")
         if config is None:
-            config = BertConfig.from_pretrained(folder, **config_overrides)
+            config = cls.config_class.from_pretrained(folder, **config_overrides)
         model = cls(config, *args)
         info = load_into(model, read_state_dict(weights), strict=strict, source=weights)
         model.eval()
@@ -168,3 +178,16 @@ class PretrainedMixin:
                  for k, v in self.state_dict().items()}
         atomic_write(os.path.join(directory, "model.safetensors"),
                      lambda path: save_file(state, path, metadata={"format": "pt"}))
+
+
+def resolve_pretrained(name_or_path: str | os.PathLike) -> str:
+    """A local file or folder as is; otherwise a hub id (``org/name``) from the Hugging Face cache
+    or, if allowed, downloaded (see :mod:`bert_lrp.models.hub`)."""
+    path = os.fspath(name_or_path)
+    if os.path.exists(path):
+        return path
+    from .hub import resolve_hub_id, looks_like_hub_id
+
+    if looks_like_hub_id(path):
+        return resolve_hub_id(path)
+    raise CheckpointError(f"checkpoint not found: {path}")

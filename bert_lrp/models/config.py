@@ -1,4 +1,5 @@
-"""BERT configuration: reads Hugging Face ``config.json`` and Google's ``bert_config.json``."""
+"""Configurations: BERT (Hugging Face ``config.json``, Google's ``bert_config.json``) and the
+families built from the same layers (RoBERTa, DistilBERT, ELECTRA), keyed by ``model_type``."""
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ class BertConfig:
 
     Field names follow Hugging Face ``BertConfig``; Google's ``bert_config.json`` uses the same
     names, so both load with :meth:`from_json_file`. Unknown keys are kept in ``extra`` and
-    written back, so a round trip through JSON loses nothing.
+    written back, so a round trip through JSON loses nothing. Subclasses (one per family) change
+    defaults and ``model_type``; the models read only the fields declared here.
     """
+
+    model_type = "bert"  # class attribute (not a field): what config.json's model_type says
 
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -99,6 +103,7 @@ class BertConfig:
         kwargs = {k: v for k, v in values.items() if k in known}
         extra = dict(values.get("extra", {}))
         extra.update({k: v for k, v in values.items() if k not in known and k != "extra"})
+        extra.pop("model_type", None)
         if "num_labels" not in values and "_num_labels" in values:
             kwargs["num_labels"] = values["_num_labels"]
         return cls(**kwargs, extra=extra)
@@ -143,7 +148,7 @@ class BertConfig:
         values.update(extra)
         values["id2label"] = {str(k): v for k, v in self.labels_by_id().items()}
         values["label2id"] = self.label2id
-        values.setdefault("model_type", "bert")
+        values["model_type"] = self.model_type
         values.setdefault("architectures", None)
         return values
 
@@ -157,7 +162,98 @@ class BertConfig:
     def copy(self, **changes: Any) -> "BertConfig":
         values = self.to_dict()
         values.update(changes)
-        return BertConfig.from_dict(values)
+        return type(self).from_dict(values)
 
     def token_labels(self) -> List[str]:
         return [self.labels_by_id()[i] for i in range(self.num_labels)]
+
+
+# ------------------------------------------------------------------------ other families
+@dataclass
+class RobertaConfig(BertConfig):
+    """RoBERTa: BERT's fields with RoBERTa's defaults (padding id 1, positions offset by it)."""
+
+    model_type = "roberta"
+    vocab_size: int = 50265   # other defaults as transformers' RobertaConfig (= BERT's)
+    pad_token_id: int = 1
+
+
+@dataclass
+class ElectraConfig(BertConfig):
+    """ELECTRA: word/position/type embeddings of ``embedding_size``, projected to ``hidden_size``."""
+
+    model_type = "electra"
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.embedding_size, int) or self.embedding_size <= 0:
+            raise ConfigError(f"config field embedding_size must be a positive integer, got {self.embedding_size!r}")
+
+
+# DistilBERT's config.json names -> the BERT field each one means
+DISTILBERT_NAMES = {"dim": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+                    "hidden_dim": "intermediate_size", "activation": "hidden_act", "dropout": "hidden_dropout_prob",
+                    "attention_dropout": "attention_probs_dropout_prob"}
+
+
+@dataclass
+class DistilBertConfig(BertConfig):
+    """DistilBERT: read and written with transformers' names (``dim``, ``n_layers``, ``n_heads``,
+    ``hidden_dim``, ``activation``, ``dropout``, ``attention_dropout``), held as BERT's fields.
+    No token types, no pooler; LayerNorm epsilon 1e-12 throughout."""
+
+    model_type = "distilbert"
+    num_hidden_layers: int = 6
+    hidden_dropout_prob: float = 0.1
+    seq_classif_dropout: float = 0.2
+    qa_dropout: float = 0.1
+    sinusoidal_pos_embds: bool = False
+    add_pooling_layer: bool = False
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "DistilBertConfig":
+        values = dict(values)
+        for theirs, ours in DISTILBERT_NAMES.items():
+            if theirs in values:  # an override given with our name wins
+                values.setdefault(ours, values.pop(theirs))
+        for unused in ("type_vocab_size", "add_pooling_layer", "layer_norm_eps"):
+            values.pop(unused, None)
+        return super().from_dict(values)
+
+    def to_dict(self) -> Dict[str, Any]:
+        values = super().to_dict()
+        for theirs, ours in DISTILBERT_NAMES.items():
+            values[theirs] = values.pop(ours)
+        for unused in ("type_vocab_size", "add_pooling_layer", "layer_norm_eps"):
+            values.pop(unused, None)
+        return values
+
+
+CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, RobertaConfig, DistilBertConfig, ElectraConfig)}
+
+
+def config_class_for(model_type: Optional[str], source: str = "config.json") -> type:
+    """The config class of a ``model_type`` (None: BERT, as Google's bert_config.json has none)."""
+    if model_type is None:
+        return BertConfig
+    if model_type not in CONFIG_CLASSES:
+        raise ConfigError(f"{source}: model_type {model_type!r} is not supported; supported types: "
+                          f"{', '.join(CONFIG_CLASSES)}")
+    return CONFIG_CLASSES[model_type]
+
+
+def read_model_type(directory: str | os.PathLike) -> Optional[str]:
+    """``model_type`` from a folder's ``config.json`` (None if absent, e.g. Google's bert_config.json)."""
+    path = os.path.join(os.fspath(directory), "config.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+    return values.get("model_type") if isinstance(values, dict) else None

@@ -1,0 +1,203 @@
+"""DistilBERT: BERT's maths (post-LN layers, the same attention) under DistilBERT's names
+(``q_lin/k_lin/v_lin/out_lin``, ``sa_layer_norm``, ``ffn.lin1/lin2``, ``output_layer_norm``), no
+token types, no pooler; the sequence head is ``pre_classifier`` + ReLU + ``classifier``.
+
+Shapes: ``[batch, seq]`` ids and masks, ``[batch, seq, hidden]`` hidden states.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..rules import ops
+from ..rules.composites import RuleSet
+from .bert import (
+    BertEmbeddings,
+    BertModel,
+    BertPreTrainedModel,
+    _finish,
+    _reject_unknown,
+    _TiedLinear,
+    add_and_norm,
+    self_attention,
+    sequence_loss,
+    token_loss,
+)
+from .config import DistilBertConfig
+from .outputs import BaseModelOutputWithPooling, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+
+
+class DistilBertEmbeddings(BertEmbeddings):
+    """Word + position embeddings (no token types), LayerNorm, dropout."""
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__(config, token_types=False)
+
+
+class DistilBertSelfAttention(nn.Module):
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.q_lin = nn.Linear(config.hidden_size, config.hidden_size)
+        self.k_lin = nn.Linear(config.hidden_size, config.hidden_size)
+        self.v_lin = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_lin = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_prob = config.attention_probs_dropout_prob
+
+
+class DistilBertFFN(nn.Module):
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.lin2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.activation = config.hidden_act
+
+
+class TransformerBlock(nn.Module):
+    """One layer, the same computation as :class:`bert_lrp.models.bert.BertLayer` (no dropout
+    after ``out_lin``, as in DistilBERT)."""
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__()
+        self.attention = DistilBertSelfAttention(config)
+        self.sa_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = DistilBertFFN(config)
+        self.output_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden: torch.Tensor, mask: Optional[torch.Tensor], need_probabilities: bool,
+                rules: Optional[RuleSet]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        attention = self.attention
+        dropout = attention.dropout_prob if self.training else 0.0
+        context, probabilities = self_attention(ops.branch_input(hidden, rules), attention.q_lin, attention.k_lin,
+                                                attention.v_lin, attention.num_heads, mask, dropout,
+                                                need_probabilities, rules)
+        attended = add_and_norm(context, attention.out_lin, None, hidden, self.sa_layer_norm, rules)
+        inner = ops.activation(ops.linear(ops.branch_input(attended, rules), self.ffn.lin1, rules),
+                               self.ffn.activation, rules)
+        return add_and_norm(inner, self.ffn.lin2, self.ffn.dropout, attended, self.output_layer_norm, rules), probabilities
+
+
+class DistilBertModel(BertModel):
+    """The DistilBERT encoder: embeddings and ``transformer.layer``; no pooler.
+
+    Positional arguments follow transformers' DistilBertModel (``input_ids, attention_mask,
+    inputs_embeds, position_ids``); ``token_type_ids`` is accepted by name if all zero.
+    """
+
+    config_class = DistilBertConfig
+    embeddings_class = DistilBertEmbeddings
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        BertPreTrainedModel.__init__(self, config)
+        self.embeddings = DistilBertEmbeddings(config)
+        self.transformer = nn.Module()
+        self.transformer.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_hidden_layers))
+        self.pooler = None
+        self.init_weights()
+
+    def encoder_layers(self) -> nn.ModuleList:
+        return self.transformer.layer
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None,
+                output_attentions: bool = False, output_hidden_states: bool = False, return_dict: bool = True, *,
+                token_type_ids=None, embedding_output=None, rules: Optional[RuleSet] = None,
+                **unused) -> BaseModelOutputWithPooling | tuple:
+        return super().forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, return_dict,
+                               embedding_output=embedding_output, rules=rules, **unused)
+
+
+class DistilBertPreTrainedModel(BertPreTrainedModel):
+    base_model_prefix = "distilbert"
+    config_class = DistilBertConfig
+
+
+def _with_labels(config: DistilBertConfig, num_labels: Optional[int]) -> DistilBertConfig:
+    if num_labels is not None and num_labels != config.num_labels:
+        return config.copy(num_labels=num_labels, id2label=None)
+    return config
+
+
+class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
+    """DistilBERT + ``pre_classifier`` + ReLU + dropout + ``classifier`` on the first token.
+    Logits ``[batch, num_labels]``."""
+
+    def __init__(self, config: DistilBertConfig, num_labels: Optional[int] = None) -> None:
+        config = _with_labels(config, num_labels)
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.distilbert = DistilBertModel(config)
+        self.pre_classifier = nn.Linear(config.hidden_size, config.hidden_size)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
+                output_attentions=False, output_hidden_states=False, return_dict=True, *, token_type_ids=None,
+                embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
+                                  output_hidden_states, token_type_ids=token_type_ids,
+                                  embedding_output=embedding_output, rules=rules, **unused)
+        pooled = ops.activation(ops.linear(encoded.last_hidden_state[:, 0], self.pre_classifier, rules), "relu", rules)
+        logits = ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
+        loss = None if labels is None else sequence_loss(self.config.problem_type, logits, labels)
+        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+class DistilBertForTokenClassification(DistilBertPreTrainedModel):
+    """DistilBERT + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
+
+    def __init__(self, config: DistilBertConfig, num_labels: Optional[int] = None) -> None:
+        config = _with_labels(config, num_labels)
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.distilbert = DistilBertModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
+                output_attentions=False, output_hidden_states=False, return_dict=True, *, token_type_ids=None,
+                embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
+                                  output_hidden_states, token_type_ids=token_type_ids,
+                                  embedding_output=embedding_output, rules=rules, **unused)
+        logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
+        loss = None if labels is None else token_loss(logits, labels)
+        return _finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+class DistilBertForMaskedLM(DistilBertPreTrainedModel):
+    """DistilBERT + ``vocab_transform``, activation, ``vocab_layer_norm``, ``vocab_projector``
+    (weight tied to the word embeddings, own bias). Logits ``[batch, seq, vocab_size]``."""
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__(config)
+        self.distilbert = DistilBertModel(config)
+        self.vocab_transform = nn.Linear(config.hidden_size, config.hidden_size)
+        self.vocab_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.vocab_projector = nn.Module()
+        self.vocab_projector.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.init_weights()
+
+    def _extra_parameters_to_zero(self):
+        return (self.vocab_projector.bias,)
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
+                output_attentions=False, output_hidden_states=False, return_dict=True, *, token_type_ids=None,
+                embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
+                                  output_hidden_states, token_type_ids=token_type_ids,
+                                  embedding_output=embedding_output, rules=rules, **unused)
+        hidden = ops.activation(ops.linear(encoded.last_hidden_state, self.vocab_transform, rules),
+                                self.config.hidden_act, rules)
+        hidden = ops.layer_norm(hidden, self.vocab_layer_norm, rules)
+        decoder = _TiedLinear(self.distilbert.embeddings.word_embeddings.weight, self.vocab_projector.bias)
+        logits = ops.linear(hidden, decoder, rules)
+        loss = None if labels is None else F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1),
+                                                            ignore_index=-100)
+        return _finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)

@@ -1,0 +1,166 @@
+"""RoBERTa: BERT's layers with positions counted from ``pad_token_id + 1`` and a classification
+head on ``<s>`` (dense + tanh + out_proj). Weight names as transformers' ``Roberta*`` models.
+
+Shapes: ``[batch, seq]`` ids and masks, ``[batch, seq, hidden]`` hidden states.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..rules import ops
+from ..rules.composites import RuleSet
+from .bert import (
+    BertEmbeddings,
+    BertModel,
+    BertPreTrainedModel,
+    InputError,
+    _classifier_dropout,
+    _finish,
+    _reject_unknown,
+    _TiedLinear,
+    sequence_loss,
+    token_loss,
+)
+from .config import BertConfig, RobertaConfig
+from .outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+
+
+class RobertaEmbeddings(BertEmbeddings):
+    """BERT's embeddings; default positions are ``pad + 1, pad + 2, ...`` over the non-padding
+    tokens and ``pad`` at padding (transformers' cumulative-sum rule)."""
+
+    def default_position_ids(self, input_ids: Optional[torch.Tensor], batch: int, seq: int,
+                             device: torch.device) -> torch.Tensor:
+        pad = self.config.pad_token_id
+        if input_ids is None:  # inputs_embeds: every token counts
+            positions = torch.arange(pad + 1, seq + pad + 1, device=device).unsqueeze(0)
+        else:
+            keep = input_ids.ne(pad).long()
+            positions = torch.cumsum(keep, dim=1) * keep + pad
+        if seq + pad + 1 > self.config.max_position_embeddings:
+            raise InputError(f"sequence length {seq} needs position ids up to {seq + pad} but "
+                             f"max_position_embeddings is {self.config.max_position_embeddings}; truncate the input")
+        return positions
+
+
+class RobertaModel(BertModel):
+    """The RoBERTa encoder: :class:`BertModel` with :class:`RobertaEmbeddings`."""
+
+    config_class = RobertaConfig
+    embeddings_class = RobertaEmbeddings
+
+
+class RobertaPreTrainedModel(BertPreTrainedModel):
+    base_model_prefix = "roberta"
+    config_class = RobertaConfig
+
+
+class ClassificationHead(nn.Module):
+    """Sentence head on the first token: dropout, dense, ``activation``, dropout, out_proj
+    (RoBERTa: tanh, ELECTRA: gelu). ``hidden [batch, seq, hidden]`` -> logits ``[batch, num_labels]``."""
+
+    def __init__(self, config: BertConfig, activation: str) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+        self.activation = activation
+
+    def forward(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        x = ops.dropout(hidden[:, 0], self.dropout)
+        x = ops.activation(ops.linear(x, self.dense, rules), self.activation, rules)
+        return ops.linear(ops.dropout(x, self.dropout), self.out_proj, rules)
+
+
+def _with_labels(config: BertConfig, num_labels: Optional[int]) -> BertConfig:
+    if num_labels is not None and num_labels != config.num_labels:
+        return config.copy(num_labels=num_labels, id2label=None)
+    return config
+
+
+class RobertaForSequenceClassification(RobertaPreTrainedModel):
+    """RoBERTa + :class:`ClassificationHead` (tanh) on ``<s>``. Logits ``[batch, num_labels]``."""
+
+    def __init__(self, config: RobertaConfig, num_labels: Optional[int] = None) -> None:
+        config = _with_labels(config, num_labels)
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.classifier = ClassificationHead(config, "tanh")
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
+                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+        logits = self.classifier(encoded.last_hidden_state, rules)
+        loss = None if labels is None else sequence_loss(self.config.problem_type, logits, labels)
+        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+class RobertaForTokenClassification(RobertaPreTrainedModel):
+    """RoBERTa + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
+
+    def __init__(self, config: RobertaConfig, num_labels: Optional[int] = None) -> None:
+        config = _with_labels(config, num_labels)
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
+                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+        logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
+        loss = None if labels is None else token_loss(logits, labels)
+        return _finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+class RobertaLMHead(nn.Module):
+    """dense, GELU, layer_norm, then the decoder tied to the word embeddings (own ``bias``)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        hidden = ops.activation(ops.linear(hidden, self.dense, rules), "gelu", rules)
+        hidden = ops.layer_norm(hidden, self.layer_norm, rules)
+        return ops.linear(hidden, _TiedLinear(decoder_weight, self.bias), rules)
+
+
+class RobertaForMaskedLM(RobertaPreTrainedModel):
+    """RoBERTa + masked-LM head. Logits ``[batch, seq, vocab_size]``."""
+
+    def __init__(self, config: RobertaConfig) -> None:
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.lm_head = RobertaLMHead(config)
+        self.init_weights()
+
+    def _extra_parameters_to_zero(self):
+        return (self.lm_head.bias,)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
+                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+        logits = self.lm_head(encoded.last_hidden_state, self.roberta.embeddings.word_embeddings.weight, rules)
+        loss = None if labels is None else F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1),
+                                                            ignore_index=-100)
+        return _finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
