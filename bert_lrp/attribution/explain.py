@@ -284,16 +284,21 @@ def _store(result: "Explanation", method: Method, output, reductions: Dict[str, 
 ALL_LABELS = "all"
 
 
-def _label_target(target: Target, label: int) -> Target:
-    """``"all"`` -> ``label``; ``(position, "all")`` -> ``(position, label)``."""
-    return (target[0], label) if isinstance(target, tuple) else label
+def _label_target(target: Target, label: Optional[int]) -> Target:
+    """``"all"`` -> ``label``; ``(position, "all")`` -> ``(position, label)``, also in a list."""
+    if isinstance(target, tuple):
+        return (target[0], label)
+    if isinstance(target, list):
+        return [(position, label) for position, _ in target]
+    return label
 
 
 def _wants_all_labels(target: Target) -> bool:
-    """``target="all"``, or ``(position, "all")`` for token classification."""
+    """``target="all"``, or ``(position, "all")`` (or a list of them) for token classification."""
     if isinstance(target, str):
         return target == ALL_LABELS
-    return isinstance(target, tuple) and len(target) == 2 and target[1] == ALL_LABELS
+    pairs = target if isinstance(target, list) else [target]
+    return bool(pairs) and all(isinstance(t, tuple) and len(t) == 2 and t[1] == ALL_LABELS for t in pairs)
 
 
 def _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions) -> Explanation:
@@ -317,7 +322,7 @@ def _one_pass(model, task, inputs, target, composites, need_attention, layers, r
                    output_attentions=need_attention, output_hidden_states=layers)
     logits = _CountingSource.apply(logits_of(output), counter)
     plain_logits = logits[:size].detach()
-    resolvable = (target[0], None) if all_labels and task == "token" else (None if all_labels else target)
+    resolvable = (_label_target(target, None) if task == "token" else None) if all_labels else target
     predicted, positions = resolve_target(model, task, plain_logits, resolvable)
     job_labels = [predicted if label is None else torch.full_like(predicted, label) for _, label in jobs]
     slice_labels = torch.cat([labels for (c, _), labels in zip(jobs, job_labels) for _ in c.copies])

@@ -158,8 +158,8 @@ def parse_methods(text: str) -> List[str]:
 
 
 def parse_target(model, target: Optional[str]):
-    if target is None:
-        return None
+    if target is None or target == "all":
+        return target
     labels = model.config.label2id
     if target in labels:
         return target
@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_METHODS})")
     parser.add_argument("--rule", default="attnlrp", choices=LRP_PRESETS,
                         help="LRP preset (default attnlrp)")
-    parser.add_argument("--target", help="label (name or id) to explain; default: the predicted one")
+    parser.add_argument("--target", help="label (name or id) to explain, or 'all' for every label from one pass; "
+                        "default: the predicted one")
     parser.add_argument("--pair", help="second text of a sentence pair (used with every TEXT)")
     parser.add_argument("--file", metavar="FILE", help="read texts from this UTF-8 file, one per line")
     parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report here")
@@ -339,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--color", choices=["auto", "truecolor", "256", "none"], default="auto",
                         help="terminal colours (auto: only when stdout is a terminal and NO_COLOR is unset)")
     parser.add_argument("--quiet", action="store_true", help="no terminal output (only --html / --json)")
+    data_set = parser.add_argument_group("data sets and long texts")
+    data_set.add_argument("--jsonl", metavar="FILE", help="stream one JSON record per input line to FILE, in input "
+                          "order, as they are computed (length-bucketed batches; resumable; sharded under torchrun)")
+    data_set.add_argument("--resume", action="store_true", help="with --jsonl: skip the lines already in FILE")
+    data_set.add_argument("--hidden-relevance", action="store_true",
+                          help="with --jsonl: also write relevance per hidden unit (large)")
+    data_set.add_argument("--stride", type=positive_int, metavar="N", help="texts longer than the model's positions "
+                          "are explained in overlapping windows starting every N pieces (default: half a window)")
+    data_set.add_argument("--no-windows", action="store_true",
+                          help="cut long texts to the model's positions instead of explaining them in windows")
     return parser
 
 
@@ -388,24 +399,29 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict
             raise UsageError(f"--layer must be in 1..{layers} (or -{layers}..-1), got {args.layer}")
         if not 1 <= args.head <= heads:
             raise UsageError(f"--head must be in 1..{heads}, got {args.head}")
-    reports: List[dict] = []
-    for first in range(0, len(texts), args.batch_size):
-        chunk = texts[first:first + args.batch_size]
+    limit = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    windowed = [] if token_model or args.no_windows or args.pair else \
+        [i for i, text in enumerate(texts) if token_count(tokenizer, text) > limit]
+    by_index = {i: windowed_reports(model, tokenizer, texts[i], inputs[i][1], i + 1, methods, label, args)
+                for i in windowed}
+    rest = [i for i in range(len(texts)) if i not in by_index]
+    for first in range(0, len(rest), args.batch_size):
+        rows = rest[first:first + args.batch_size]
+        chunk = [texts[i] for i in rows]
         try:
             encoding = tokenizer(chunk, [args.pair] * len(chunk) if args.pair else None)
         except TokenizerError as error:
             raise UsageError(str(error)) from None
         dropped = []
-        for row, text in enumerate(chunk):
+        for row, (index, text) in enumerate(zip(rows, chunk)):
             total = token_count(tokenizer, text, args.pair)
             kept = int(encoding["attention_mask"][row].sum())
             dropped.append(max(0, total - kept))
-            number = first + row + 1
             if all(word is None for word in encoding.word_ids[row]):
-                warn(f"input {number} ({inputs[number - 1][1]}): no words to explain (the tokenizer drops "
+                warn(f"input {index + 1} ({inputs[index][1]}): no words to explain (the tokenizer drops "
                      "control characters and most invisible characters)")
             if total > kept:
-                warn(f"input {number} ({inputs[number - 1][1]}): {total:,} tokens, cut to {kept:,} "
+                warn(f"input {index + 1} ({inputs[index][1]}): {total:,} tokens, cut to {kept:,} "
                      f"({total - kept:,} dropped; the model reads at most {tokenizer.model_max_length:,})")
         target = label
         if token_model:
@@ -418,10 +434,43 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict
                 output = model(**{k: encoding[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
                                output_attentions=True)
             attentions = output.attentions
-        for i in range(len(chunk)):
-            report = build_report(result, i, model, methods, attention_layer, args.head, attentions)
-            report["dropped_tokens"] = dropped[i]
-            reports.append(report)
+        views = [result.for_label(k) for k in range(result.target.shape[1])] if result.all_labels else [result]
+        for i, index in enumerate(rows):
+            by_index[index] = []
+            for view in views:
+                report = build_report(view, i, model, methods, attention_layer, args.head, attentions)
+                report["dropped_tokens"] = dropped[i]
+                by_index[index].append(report)
+    return [report for i in range(len(texts)) for report in by_index[i]]
+
+
+def windowed_reports(model, tokenizer, text: str, where: str, number: int, methods: Sequence[str], label,
+                     args: argparse.Namespace) -> List[dict]:
+    """Reports (one per explained label) for a text longer than the model's positions, explained
+    in overlapping windows (:mod:`bert_lrp.attribution.windows`)."""
+    from ..attribution.windows import explain_windows
+
+    labels = model.config.labels_by_id()
+    targets = range(model.config.num_labels) if label == "all" else [label]
+    reports = []
+    for target in targets:
+        result = explain_windows(model, tokenizer, text, methods, target=target, stride=args.stride,
+                                 batch_size=args.batch_size, rule=args.rule, ig_steps=args.ig_steps,
+                                 ig_internal_batch_size=args.ig_batch)
+        encoding = result.encoding
+        reports.append({
+            "text": text, "pair": None, "tokens": list(encoding.tokens[0]),
+            "prediction": labels[int(result.logits.argmax())],
+            "probabilities": {labels[i]: float(p) for i, p in enumerate(torch.softmax(result.logits, -1))},
+            "logits": {labels[i]: float(v) for i, v in enumerate(result.logits)},
+            "target": labels[result.target], "target_logit": result.target_logit, "target_position": None,
+            "target_word": None, "methods": list(methods), "conservation": result.conservation,
+            "windows": len(result.windows),
+            "scores": {m: {"tokens": [float(v) for v in result.scores[m]], "words": result.word_scores(m)}
+                       for m in methods}})
+    warn(f"input {number} ({where}): {len(reports[0]['tokens']):,} tokens, more than the model's "
+         f"{model.config.max_position_embeddings:,} positions: explained in {reports[0]['windows']} overlapping "
+         "windows (logits averaged over the windows)")
     return reports
 
 
@@ -433,6 +482,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     check_outputs(args)
     directory = resolve_model_dir(args.model)
+    if args.jsonl:
+        from .stream import run_jsonl
+
+        if args.html or args.json:
+            raise UsageError("--jsonl streams records; give --html/--json in a separate run")
+        return run_jsonl(args, directory)
+    if args.resume or args.hidden_relevance:
+        raise UsageError("--resume and --hidden-relevance go with --jsonl FILE")
     reports = run(args, directory)
     model_name = str(directory)
     outputs = {}
