@@ -23,6 +23,7 @@ COMMANDS = {
     "benchmark": ("bert_lrp.evaluation.benchmark", "main", "attribution speed and memory"),
     "convert": ("bert_lrp.tf.convert", "convert_main", "convert a TensorFlow BERT checkpoint (no TensorFlow needed)"),
     "inspect-checkpoint": ("bert_lrp.tf.convert", "inspect_main", "list the tensors of a TensorFlow checkpoint"),
+    "inspect": ("bert_lrp.inspection.cli", "main", "look inside: masked word per layer, embeddings across layers"),
 }
 
 GLOBAL_OPTIONS = """global options (before COMMAND):

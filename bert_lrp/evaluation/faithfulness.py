@@ -263,7 +263,9 @@ def markdown_table(summary: dict) -> str:
 
     lines = [
         f"{summary['examples']} examples (accuracy {_fmt(summary['accuracy'])}); word deletion on the "
-        f"{summary['deletion_examples']} correctly classified examples with >= {MIN_DELETION_TOKENS} tokens.",
+        f"{summary['deletion_examples']} correctly classified examples with >= {MIN_DELETION_TOKENS} tokens."
+        + (f" Layers skipped: {', '.join(map(str, summary['settings']['skip_layers']))} (the accuracy is "
+           "without them)." if summary.get("settings", {}).get("skip_layers") else ""),
         "",
         "| method | deletion acc. k=1 / 5 / 10 (lower is better) | MoRF AUC p (lower) | LeRF AUC p (higher) "
         "| ABPC p (higher) | ABPC logit (higher) | comprehensiveness AOPC (higher) | sufficiency AOPC (lower) |",
@@ -416,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=positive_int, help="torch threads per process")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out with other settings")
+    parser.add_argument("--skip-layers", metavar="LIST",
+                        help="evaluate the model without these encoder layers, 1-based (e.g. 6 or 1,2; "
+                             "bert_lrp.ablate.skip_layers); results.md's accuracy line names them")
     return parser
 
 
@@ -483,17 +488,23 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     model, tokenizer = load_model(directory)
     labels = data_labels(data_examples, model.config.label2id)
     data = [(example.text, label) for example, label in zip(data_examples, labels)]
+    from ..ablate import parse_layers, skip_layers
+
+    skip = parse_layers(args.skip_layers, "--skip-layers", model.config.num_hidden_layers) if args.skip_layers else []
     out = Path(args.out)
     settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),
                 "data_sha256": _fingerprint(args.data), "methods": methods, "rule": args.rule,
                 "ig_steps": args.ig_steps, "ranking": args.ranking, "seed": args.seed}
+    if skip:  # only when given, so that the settings of earlier runs still match
+        settings["skip_layers"] = skip
     previous = previous_settings(out / "run.json", args.overwrite)
     if previous is not None and previous != settings and not args.overwrite:
         raise UsageError(f"--out {out} holds a run with other settings ({out / 'run.json'}); use another --out "
                          "or --overwrite")
     created = make_folders(out)
     try:
-        return _run(args, methods, model, tokenizer, data, settings, out, rank, world)
+        with skip_layers(model, skip, "--skip-layers"):
+            return _run(args, methods, model, tokenizer, data, settings, out, rank, world)
     except BaseException:
         if created:
             _remove_unstarted_run(out)

@@ -87,6 +87,7 @@ class TrainConfig:
     metric: Optional[str] = None         # accuracy/macro_f1 (sequence), f1 (token)
     seed: int = 42
     freeze_word_embeddings: bool = False  # saves the AdamW update of the largest matrix (vocab x hidden)
+    freeze_layers: Optional[List[int]] = None  # encoder layers (1-based) not trained (bert_lrp.ablate.freeze_layers)
     bf16: bool = False
     threads: Optional[int] = None
     save_dtype: str = "float32"          # dtype of the exported weights (float16 halves the size)
@@ -433,6 +434,10 @@ class Trainer:
         self.model.train()
         if config.freeze_word_embeddings:
             self.model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+        if config.freeze_layers:  # before the optimizer is built, which leaves frozen parameters out
+            from ..ablate import freeze_layers
+
+            freeze_layers(self.model, config.freeze_layers, "--freeze-layers")
         self.wrapped = self.model
         if self.processes.world > 1:
             self.wrapped = nn.parallel.DistributedDataParallel(self.model)
@@ -890,6 +895,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dtype of the exported weights (float16 halves the size)")
     model.add_argument("--freeze-word-embeddings", action="store_true",
                        help="do not train the word embedding matrix (saves its AdamW update)")
+    model.add_argument("--freeze-layers", metavar="LIST",
+                       help="do not train these encoder layers, 1-based, e.g. 1,2 or 1-3 (requires_grad False)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--batch-size", metavar="N", type=_number(int, 1), default=d.batch_size,
                      help="global batch of one optimizer step, split over processes and --grad-accum micro-batches")
@@ -941,6 +948,10 @@ def config_from_args(args: argparse.Namespace, command: Optional[str] = None) ->
     for name in ("labels", "label_names"):
         if values.get(name):
             values[name] = [v.strip() for v in values[name].split(",")]
+    if values.get("freeze_layers"):
+        from ..ablate import parse_layers
+
+        values["freeze_layers"] = parse_layers(values["freeze_layers"], "--freeze-layers")
     values["progress"] = not args.no_progress
     values["command"] = command
     return TrainConfig(**values)

@@ -1,0 +1,184 @@
+"""The masked-word view (as exBERT shows it): what a masked-LM BERT predicts for ``[MASK]``, layer
+by layer, and where the masked position attends.
+
+**Output**: the model's masked-LM logits at the masked position, softmax, top-k tokens.
+
+**Logit lens** (per layer): the model's *own* masked-LM head (``cls.predictions``: dense,
+activation, LayerNorm, then the decoder tied to the word embeddings, plus its bias) applied to the
+hidden state of the masked position after each layer, ``hidden_states[l]`` for ``l = 0`` (the
+embedding output) to ``L``. At ``l = L`` this is exactly the output. The head was trained on the
+last layer only, so earlier readouts show what the residual stream already holds *in the
+output's vocabulary space*; low probabilities at early layers mean "not yet readable by this
+head", not "unknown to the layer". Each layer also reports the probability and rank of the
+output's top-1 token.
+
+**Attention from the masked position**: for layer ``l`` and head ``h``, the row
+``attentions[l - 1][0, h - 1, mask_position, :]`` (the probabilities with which the masked
+token's query attends to every token, summing to 1), with its top attended tokens; and the mean
+over heads.
+
+Layers and heads are numbered from 1 (layer 0 = the embedding output, in the logit lens only).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..errors import UsageError
+
+MLM_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining")
+HOW_TO_GET_AN_MLM = ("convert a Google BERT TensorFlow checkpoint (e.g. uncased_L-12_H-768_A-12) with "
+                     "`bert-lrp convert`, or save a transformers BertForMaskedLM with save_pretrained")
+
+__all__ = ["load_masked_lm", "mask_positions", "masked_word_view", "logit_lens", "top_tokens"]
+
+
+def load_masked_lm(directory: Path):
+    """The masked-LM model (``BertForMaskedLM`` or ``BertForPreTraining``, as ``config.json``'s
+    ``architectures`` says; ``BertForMaskedLM`` when it says nothing) in ``directory`` and its
+    tokenizer. A model without masked-LM head weights is a :class:`UsageError` naming the class
+    found and how to get a masked LM."""
+    from ..models.bert import BertForMaskedLM, BertForPreTraining
+    from ..models.config import BertConfig
+    from ..models.tokenization import BertTokenizer
+
+    directory = Path(directory)
+    folder = directory if directory.is_dir() else directory.parent
+    if not (folder / "config.json").is_file():
+        raise UsageError(f"--model {directory}: {folder} has no config.json (expected a folder with config.json, "
+                         "model.safetensors and vocab.txt)")
+    config = BertConfig.from_pretrained(folder)
+    architectures = list(config.extra.get("architectures") or [])
+    found = [name for name in architectures if name in MLM_ARCHITECTURES]
+    if architectures and not found:
+        raise UsageError(f"--model {directory}: the model is a {architectures[0]} (config.json architectures), "
+                         f"which has no masked-LM head; inspect mask needs a {' or '.join(MLM_ARCHITECTURES)}: "
+                         f"{HOW_TO_GET_AN_MLM}")
+    cls = {"BertForMaskedLM": BertForMaskedLM, "BertForPreTraining": BertForPreTraining}[found[0] if found
+                                                                                          else "BertForMaskedLM"]
+    logger = logging.getLogger("bert_lrp")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "no weights for cls.*, newly initialised" becomes our error below
+    try:
+        model, info = cls.from_pretrained(directory, config=config, output_loading_info=True)
+    finally:
+        logger.setLevel(level)
+    missing = [key for key in info.newly_initialized if key.startswith("cls.predictions")]
+    if missing:
+        raise UsageError(f"--model {directory}: the checkpoint has no masked-LM head weights ({missing[0]}, ...; "
+                         f"loaded as {cls.__name__}); inspect mask needs a trained masked-LM head: {HOW_TO_GET_AN_MLM}")
+    model.eval()
+    tokenizer = BertTokenizer.from_pretrained(folder)
+    return model, tokenizer
+
+
+def mask_positions(input_ids: torch.Tensor, mask_token_id: int) -> List[int]:
+    """Positions of ``[MASK]`` in one row of token ids ``[seq]``."""
+    return [int(p) for p in (input_ids == mask_token_id).nonzero().flatten()]
+
+
+def logit_lens(model, hidden_states: Sequence[torch.Tensor], index: int, position: int) -> torch.Tensor:
+    """The masked-LM head of ``model`` applied to ``hidden_states[l][index, position]`` for every
+    ``l``: logits ``[L + 1, vocab]`` (row ``l``: after layer ``l``; row 0: the embedding output)."""
+    head = model.cls.predictions
+    decoder = model.bert.embeddings.word_embeddings.weight
+    stacked = torch.stack([h[index, position] for h in hidden_states])        # [L + 1, hidden]
+    return head(stacked, decoder, None)                                       # [L + 1, vocab]
+
+
+def top_tokens(logits: torch.Tensor, tokenizer, k: int) -> List[dict]:
+    """Softmax of ``logits [vocab]`` and its ``k`` most probable tokens, best first:
+    ``{"token", "id", "probability", "logit"}``."""
+    probabilities = torch.softmax(logits.double(), -1)
+    values, ids = probabilities.topk(min(k, probabilities.numel()))
+    tokens = tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+    return [{"token": token, "id": int(i), "probability": float(p), "logit": float(logits[int(i)])}
+            for token, i, p in zip(tokens, ids, values)]
+
+
+def _attended(row: torch.Tensor, tokens: Sequence[str], k: int) -> List[dict]:
+    values, positions = row.topk(min(k, row.numel()))
+    return [{"position": int(p), "token": tokens[int(p)], "weight": float(v)} for v, p in zip(values, positions)]
+
+
+@torch.no_grad()
+def masked_word_view(model, tokenizer, text: str, top_k: int = 5, top_attended: int = 3) -> dict:
+    """The masked-word view of ``text`` (one or more ``[MASK]``) as a JSON-ready dict.
+
+    ``{"text", "tokens", "layers", "heads", "masks": [{"position", "output": top-k,
+    "logit_lens": [{"layer", "top", "output_top_probability", "output_top_rank"}] (layer 0..L),
+    "attention": [{"layer", "mean": {"row", "top"}, "heads": [{"head", "row", "top"}]}] (1..L)}]}``;
+    ``row`` is the attention from the masked position to each of the ``len(tokens)`` tokens.
+    """
+    from ..models.tokenization import TokenizerError
+
+    try:
+        encoding = tokenizer(text)
+    except TokenizerError as error:
+        raise UsageError(str(error)) from None
+    length = int(encoding["attention_mask"][0].sum())
+    tokens = list(encoding.tokens[0][:length])
+    positions = mask_positions(encoding["input_ids"][0, :length], tokenizer.mask_token_id)
+    if not positions:
+        raise UsageError("the text has no [MASK] token: write [MASK] where the hidden word goes, e.g. "
+                         "\"The girl ran to a local pub to [MASK] the din of her city.\"")
+    output = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
+                   token_type_ids=encoding["token_type_ids"], output_hidden_states=True, output_attentions=True)
+    logits = output.logits                                                   # [1, seq, vocab]
+    masks = []
+    for position in positions:
+        final = top_tokens(logits[0, position], tokenizer, top_k)
+        best = final[0]["id"]
+        lens = []
+        for layer, row in enumerate(logit_lens(model, output.hidden_states, 0, position)):
+            probabilities = torch.softmax(row.double(), -1)
+            lens.append({"layer": layer, "top": top_tokens(row, tokenizer, top_k),
+                         "output_top_probability": float(probabilities[best]),
+                         "output_top_rank": int((probabilities > probabilities[best]).sum()) + 1})
+        attention = []
+        for layer, probabilities in enumerate(output.attentions, 1):            # [1, heads, seq, seq]
+            rows = probabilities[0, :, position, :length].double()              # [heads, seq]
+            mean = rows.mean(0)
+            attention.append({
+                "layer": layer,
+                "mean": {"row": [float(v) for v in mean], "top": _attended(mean, tokens, top_attended)},
+                "heads": [{"head": head, "row": [float(v) for v in row], "top": _attended(row, tokens, top_attended)}
+                          for head, row in enumerate(rows, 1)]})
+        masks.append({"position": position, "output": final, "logit_lens": lens, "attention": attention})
+    return {"text": text, "tokens": tokens, "layers": len(output.attentions),
+            "heads": int(output.attentions[0].shape[1]), "top_k": top_k, "masks": masks}
+
+
+# ------------------------------------------------------------------ terminal
+def _tops(entries: Sequence[dict], key: str = "probability") -> str:
+    from .._text import printable
+
+    return ", ".join(f"{printable(e['token'])} {e[key]:.3f}" for e in entries)
+
+
+def render_terminal(report: dict, all_heads: bool = False) -> str:
+    """Text view of :func:`masked_word_view`'s report; input text goes through ``printable``."""
+    from .._text import printable
+    from ..cli.terminal import shorten
+
+    lines = [f"text: {printable(shorten(report['text']))}"]
+    for mask in report["masks"]:
+        lines.append(f"[MASK] at token {mask['position']}: output top-{report['top_k']}: {_tops(mask['output'])}")
+        best = printable(mask["output"][0]["token"])
+        lines.append(f"logit lens (the masked-LM head applied to each layer's hidden state; p and rank of "
+                     f"'{best}' in brackets):")
+        for entry in mask["logit_lens"]:
+            name = "embeddings" if entry["layer"] == 0 else f"layer {entry['layer']}"
+            lines.append(f"  {name:<10}  {_tops(entry['top'])}   [{best}: p {entry['output_top_probability']:.3f}, "
+                         f"rank {entry['output_top_rank']}]")
+        lines.append("attention from [MASK] (top tokens; mean over heads" + (", then each head):" if all_heads else
+                                                                             "; --all-heads for each head):"))
+        for entry in mask["attention"]:
+            lines.append(f"  layer {entry['layer']:<3}  mean: {_tops(entry['mean']['top'], 'weight')}")
+            if all_heads:
+                for head in entry["heads"]:
+                    lines.append(f"    head {head['head']:<3}  {_tops(head['top'], 'weight')}")
+    return "\n".join(lines)
