@@ -8,6 +8,14 @@ from .models.bert import (
                        BertModel,
                        InputError,
 )
+from .models.auto import (
+                       AutoConfig,
+                       AutoModel,
+                       AutoModelForMaskedLM,
+                       AutoModelForSequenceClassification,
+                       AutoModelForTokenClassification,
+                       AutoTokenizer,
+)
 from .models.checkpoint import CheckpointError, LoadingInfo
 from .models.config import BertConfig, ConfigError, DistilBertConfig, ElectraConfig, RobertaConfig
 from .models.distilbert import (
@@ -23,7 +31,8 @@ from .models.roberta import (
                        RobertaForTokenClassification,
                        RobertaModel,
 )
-from .models.tokenization import BertTokenizer, Encoding, TokenizerError
+from .models.hub import HubError
+from .models.tokenization import BertTokenizer, Encoding, RobertaTokenizer, TokenizerError
 
 __version__ = "0.1.0"
 
@@ -34,5 +43,7 @@ __all__ = [
     "RobertaConfig", "RobertaModel", "RobertaForSequenceClassification", "RobertaForTokenClassification",
     "RobertaForMaskedLM", "DistilBertConfig", "DistilBertModel", "DistilBertForSequenceClassification",
     "DistilBertForTokenClassification", "DistilBertForMaskedLM", "ElectraConfig", "ElectraModel",
-    "ElectraForSequenceClassification", "ElectraForTokenClassification",
+    "ElectraForSequenceClassification", "ElectraForTokenClassification", "RobertaTokenizer", "HubError",
+    "AutoConfig", "AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
+    "AutoModelForMaskedLM", "AutoTokenizer",
 ]

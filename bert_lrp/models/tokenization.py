@@ -1,4 +1,5 @@
-"""WordPiece tokenization with the ``tokenizers`` library; returns model-ready tensors and offsets."""
+"""Tokenization with the ``tokenizers`` library (WordPiece for BERT, DistilBERT, ELECTRA; byte-level
+BPE for RoBERTa); returns model-ready tensors, offsets and word ids."""
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordPiece
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE, WordPiece
 
 from ..errors import BertLrpError
 
@@ -33,18 +34,28 @@ class Encoding(dict):
 
 
 class BertTokenizer:
-    """BERT's WordPiece tokenizer, built from ``vocab.txt`` or read from ``tokenizer.json``."""
+    """BERT's WordPiece tokenizer, built from ``vocab.txt`` or read from ``tokenizer.json``.
 
-    def __init__(self, tokenizer: Tokenizer, do_lower_case: bool, model_max_length: int = 512) -> None:
+    ``return_token_type_ids=False`` leaves ``token_type_ids`` out of the encoding (DistilBERT's
+    tokenizer, as transformers'); the models then take token type 0 everywhere.
+    """
+
+    cls_token, sep_token, pad_token, unk_token, mask_token = "[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"
+
+    def __init__(self, tokenizer: Tokenizer, do_lower_case: bool, model_max_length: int = 512,
+                 return_token_type_ids: bool = True) -> None:
         self._tokenizer = tokenizer
         self.do_lower_case = do_lower_case
         self.model_max_length = model_max_length
+        self.return_token_type_ids = return_token_type_ids
         vocab = tokenizer.get_vocab()
-        missing = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]") if t not in vocab]
+        names = (self.cls_token, self.sep_token, self.pad_token, self.unk_token, self.mask_token)
+        missing = [t for t in names if t not in vocab]
         if missing:
             raise TokenizerError(f"vocabulary lacks the special tokens {', '.join(missing)}")
-        self.cls_token_id, self.sep_token_id = vocab["[CLS]"], vocab["[SEP]"]
-        self.pad_token_id, self.unk_token_id, self.mask_token_id = vocab["[PAD]"], vocab["[UNK]"], vocab["[MASK]"]
+        self.cls_token_id, self.sep_token_id = vocab[self.cls_token], vocab[self.sep_token]
+        self.pad_token_id, self.unk_token_id = vocab[self.pad_token], vocab[self.unk_token]
+        self.mask_token_id = vocab[self.mask_token]
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -69,8 +80,11 @@ class BertTokenizer:
                         model_max_length: Optional[int] = None) -> "BertTokenizer":
         """Read ``tokenizer.json`` if present, else ``vocab.txt``; lower-casing from
         ``tokenizer_config.json``/``config.json`` (``do_lower_case``), else guessed from the vocabulary."""
-        directory = os.fspath(directory)
+        from .checkpoint import resolve_pretrained
+
+        directory = resolve_pretrained(directory)
         settings = _read_settings(directory)
+        types = settings.get("model_type") != "distilbert"  # DistilBERT has no token types
         lower = do_lower_case if do_lower_case is not None else settings.get("do_lower_case")
         max_length = int(model_max_length or min(settings.get("model_max_length") or 512,
                                                  settings.get("max_position_embeddings") or 512))
@@ -79,14 +93,16 @@ class BertTokenizer:
         if os.path.isfile(vocab_path):
             if lower is None:
                 lower = _looks_uncased(_read_vocab(vocab_path))
-            return cls.from_vocab(vocab_path, lower, max_length)
+            tokenizer = cls.from_vocab(vocab_path, lower, max_length)
+            tokenizer.return_token_type_ids = types
+            return tokenizer
         if os.path.isfile(json_path):
             tokenizer = Tokenizer.from_file(json_path)
             tokenizer.no_padding()
             tokenizer.no_truncation()
             if lower is None:
                 lower = _looks_uncased(tokenizer.get_vocab())
-            return cls(tokenizer, bool(lower), max_length)
+            return cls(tokenizer, bool(lower), max_length, return_token_type_ids=types)
         raise TokenizerError(f"no vocab.txt or tokenizer.json in {directory}")
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
@@ -115,7 +131,7 @@ class BertTokenizer:
                 for t in tokens]
 
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> List[str]:
-        return [self._tokenizer.id_to_token(int(i)) or "[UNK]" for i in ids]
+        return [self._tokenizer.id_to_token(int(i)) or self.unk_token for i in ids]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
@@ -152,7 +168,7 @@ class BertTokenizer:
                                  "pass truncation=True or a larger max_length")
         first = self._tokenizer.encode(a, is_pretokenized=split, add_special_tokens=False)
         second = self._tokenizer.encode(b, is_pretokenized=split, add_special_tokens=False) if b is not None else None
-        budget = limit - (3 if second is not None else 2)
+        budget = limit - self._tokenizer.num_special_tokens_to_add(second is not None)
         if budget < 1:
             raise TokenizerError(f"max_length {limit} leaves no room for text {index}")
         first_len, second_len = len(first.ids), len(second.ids) if second is not None else 0
@@ -194,13 +210,85 @@ class BertTokenizer:
             mask[row, :n] = 1
             pad = width - n
             special = encoding.special_tokens_mask
-            result.tokens.append(list(encoding.tokens) + ["[PAD]"] * pad)
+            result.tokens.append(list(encoding.tokens) + [self.pad_token] * pad)
             result.offsets.append([(0, 0) if s else tuple(o) for o, s in zip(encoding.offsets, special)] + [(0, 0)] * pad)
             result.word_ids.append([None if s else w for w, s in zip(encoding.word_ids, special)] + [None] * pad)
             result.sequence_ids.append([None if s else q for q, s in zip(encoding.sequence_ids, special)] + [None] * pad)
         result["input_ids"], result["token_type_ids"], result["attention_mask"] = ids, types, mask
+        if not self.return_token_type_ids:
+            del result["token_type_ids"]
         result.texts = list(zip(texts, pairs))
         return result
+
+
+class RobertaTokenizer(BertTokenizer):
+    """RoBERTa's byte-level BPE tokenizer, from ``tokenizer.json`` or ``vocab.json`` + ``merges.txt``.
+
+    ``<s> A </s>`` and ``<s> A </s></s> B </s>``; no ``token_type_ids`` (as transformers'). A word's
+    pieces carry its leading space (``Ġ``), which offsets leave out (``trim_offsets``), so word-level
+    views merge ``Ġwor`` + ``ld`` into ``world``.
+    """
+
+    cls_token, sep_token, pad_token, unk_token, mask_token = "<s>", "</s>", "<pad>", "<unk>", "<mask>"
+
+    def __init__(self, tokenizer: Tokenizer, model_max_length: int = 512) -> None:
+        super().__init__(tokenizer, do_lower_case=False, model_max_length=model_max_length,
+                         return_token_type_ids=False)
+
+    @classmethod
+    def from_files(cls, vocab_file: str | os.PathLike, merges_file: str | os.PathLike, model_max_length: int = 512,
+                   add_prefix_space: bool = False, trim_offsets: bool = True) -> "RobertaTokenizer":
+        """Build from ``vocab.json`` and ``merges.txt`` as transformers' RobertaTokenizer does."""
+        for path in (vocab_file, merges_file):
+            if not os.path.isfile(path):
+                raise TokenizerError(f"vocabulary file not found: {path}")
+        try:
+            model = BPE.from_file(os.fspath(vocab_file), os.fspath(merges_file))
+        except Exception as error:
+            raise TokenizerError(f"cannot read BPE files {vocab_file}, {merges_file}: {error}") from None
+        tokenizer = Tokenizer(model)
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+        tokenizer.decoder = decoders.ByteLevel()
+        vocab = tokenizer.get_vocab()
+        for token in (cls.cls_token, cls.sep_token):
+            if token not in vocab:
+                raise TokenizerError(f"{vocab_file} lacks the special token {token}")
+        tokenizer.post_processor = processors.RobertaProcessing(  # positional: sep, cls
+            (cls.sep_token, vocab[cls.sep_token]), (cls.cls_token, vocab[cls.cls_token]),
+            trim_offsets=trim_offsets, add_prefix_space=add_prefix_space)
+        tokenizer.add_special_tokens([cls.cls_token, cls.pad_token, cls.sep_token, cls.unk_token,
+                                      AddedToken(cls.mask_token, lstrip=True, special=True)])
+        return cls(tokenizer, model_max_length)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, model_max_length: Optional[int] = None,
+                        **unused) -> "RobertaTokenizer":
+        """Read ``tokenizer.json`` if present, else ``vocab.json`` + ``merges.txt``."""
+        from .checkpoint import resolve_pretrained
+
+        directory = resolve_pretrained(directory)
+        settings = _read_settings(directory)
+        limit = min(settings.get("model_max_length") or 512, (settings.get("max_position_embeddings") or 514) - 2)
+        max_length = int(model_max_length or limit)
+        json_path = os.path.join(directory, "tokenizer.json")
+        if os.path.isfile(json_path):
+            tokenizer = Tokenizer.from_file(json_path)
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
+            return cls(tokenizer, max_length)
+        vocab, merges = os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt")
+        if os.path.isfile(vocab) and os.path.isfile(merges):
+            return cls.from_files(vocab, merges, max_length, add_prefix_space=bool(settings.get("add_prefix_space")),
+                                  trim_offsets=settings.get("trim_offsets", True))
+        raise TokenizerError(f"no tokenizer.json or vocab.json + merges.txt in {directory}")
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        from .._io import atomic_write, atomic_write_text
+
+        os.makedirs(directory, exist_ok=True)
+        atomic_write(os.path.join(directory, "tokenizer.json"), lambda path: self._tokenizer.save(path))
+        atomic_write_text(os.path.join(directory, "tokenizer_config.json"), json.dumps(
+            {"model_max_length": self.model_max_length, "tokenizer_class": "RobertaTokenizer"}, indent=2) + "\n")
 
 
 def _as_batch(text: Optional[TextInput], split: bool) -> list:
