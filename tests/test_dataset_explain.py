@@ -213,3 +213,17 @@ def test_the_terminal_explains_a_long_text_in_windows_and_every_label(tmp_path, 
     captured = capsys.readouterr()
     assert "overlapping windows" in captured.err
     assert captured.out.count("prediction:") == 4  # two texts x two labels
+
+
+@pytest.mark.slow
+def test_the_dataset_benchmark_times_every_entry_against_the_floor(tmp_path):
+    from bert_lrp.evaluation.dataset_benchmark import run_dataset_benchmark
+
+    folder = make_model_dir(tmp_path / "model")
+    data = tmp_path / "texts.txt"
+    data.write_text("\n".join(_texts(12)) + "\n", encoding="utf-8")
+    result = run_dataset_benchmark(folder, data, tmp_path / "out", rounds=1, batch_size=4, threads=1, log=lambda m: None)
+    assert set(result["median_s"]) >= {"cli-5 (--jsonl, process start included)", "explain-lrp sorted",
+                                       "transformers floor", "captum saliency"}
+    assert result["ratio_to_floor"]["transformers floor"] == 1.0
+    assert (tmp_path / "out" / "dataset.md").read_text().count("|") > 20

@@ -517,7 +517,14 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--text", help="text file to cut inputs from (default: SST-2 dev sentences)")
     parser.add_argument("--name", default="benchmark", help="base name of the output files")
     parser.add_argument("--out", required=True, help="output folder (JSON, markdown, plot)")
+    parser.add_argument("--dataset", metavar="FILE", help="data-set mode: explain every sentence of FILE (TSV with a "
+                        "'sentence' column, or one text per line) end to end, against transformers' gradient floor "
+                        "in the same run (--model: a classifier folder, default the shipped model; --repeats: "
+                        "rounds, default 3)")
+    parser.add_argument("--limit", type=int, default=0, metavar="N", help="--dataset: only the first N sentences")
     args = parser.parse_args(argv)
+    if args.dataset:
+        return args
     defaults = dict(methods=DEFAULT_METHODS, seq_lens=DEFAULT_SEQ_LENS, batch_sizes=DEFAULT_BATCHES, repeats=5,
                     ig_steps=50)
     if args.quick:
@@ -543,6 +550,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(json.dumps(_memory_worker(json.load(handle))))
         return 0
     args = parse_args(argv)
+    if args.dataset:
+        from ..cli.explain import resolve_model_dir
+        from .dataset_benchmark import run_dataset_benchmark
+
+        result = run_dataset_benchmark(resolve_model_dir(args.model), Path(args.dataset), Path(args.out),
+                                       rounds=args.repeats or 3, threads=args.threads or os.cpu_count() or 1,
+                                       limit=args.limit)
+        print((Path(args.out) / "dataset.md").read_text(encoding="utf-8"))
+        return 0 if result["median_s"] else 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     logfile = open(out / f"{args.name}.log", "w")
