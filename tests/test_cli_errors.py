@@ -214,10 +214,20 @@ def test_model_folder_without_config(capsys, tmp_path):
     assert_one_line_error(err, "explain", "config.json")
 
 
+def test_a_long_text_is_explained_in_windows_with_a_message(capsys, tiny_model, tmp_path):
+    text = " ".join(["the film is great"] * 40)  # 160 words, the model reads 64 positions
+    code, out, err = run(capsys, "explain", "--model", tiny_model, "--methods", "gi", "a film", text)
+    assert code == 0 and "Traceback" not in err
+    warning = next(line for line in err.splitlines() if "warning" in line)
+    assert warning.startswith("bert-lrp explain: warning: input 2 (argument 2): 162 tokens, more than the model's 64 "
+                              "positions: explained in ") and "overlapping windows" in warning
+
+
 def test_a_long_text_is_cut_with_a_warning(capsys, tiny_model, tmp_path):
     text = " ".join(["the film is great"] * 40)  # 160 words, the model reads 64 positions
     js = tmp_path / "long.json"
-    code, out, err = run(capsys, "explain", "--model", tiny_model, "--methods", "gi", "--json", js, "a film", text)
+    code, out, err = run(capsys, "explain", "--model", tiny_model, "--methods", "gi", "--json", js, "--no-windows",
+                         "a film", text)
     assert code == 0 and "Traceback" not in err
     warning = next(line for line in err.splitlines() if "warning" in line)
     assert warning == ("bert-lrp explain: warning: input 2 (argument 2): 162 tokens, cut to 64 (98 dropped; "
@@ -232,7 +242,7 @@ def test_html_stays_bounded_for_long_texts(capsys, tiny_model, tmp_path, monkeyp
     html = tmp_path / "long.html"
     text = " ".join(["the film is great"] * 40)
     code, _, err = run(capsys, "explain", "--model", tiny_model, "--methods", "lrp,gi", "--quiet", "--html", html,
-                       text)
+                       "--no-windows", text)
     assert code == 0
     page = html.read_text(encoding="utf-8")
     heatmaps = len(re.findall("Relevance per layer", page))
