@@ -227,3 +227,17 @@ def test_the_dataset_benchmark_times_every_entry_against_the_floor(tmp_path):
                                        "transformers floor", "captum saliency"}
     assert result["ratio_to_floor"]["transformers floor"] == 1.0
     assert (tmp_path / "out" / "dataset.md").read_text().count("|") > 20
+
+
+@pytest.mark.parametrize("rule", ["attnlrp", "bert-lrp"])
+def test_separate_passes_give_what_the_stacked_pass_gives(tmp_path, rule):
+    model, tokenizer, _ = _model_and_batch(tmp_path)
+    batch = tokenizer(["the film is great", "a bad movie and not very good"])
+    stacked = explain(model, batch, ["gs", "gi", "lrp"], rule=rule, schedule="stacked", layers=True)
+    separate = explain(model, batch, ["gs", "gi", "lrp"], rule=rule, schedule="separate", layers=True)
+    assert (stacked.backward_passes, separate.backward_passes) == (1, 2)
+    for method in stacked.scores:
+        torch.testing.assert_close(separate.scores[method], stacked.scores[method], rtol=1e-5, atol=1e-7)
+    for method in stacked.layer_scores:
+        torch.testing.assert_close(separate.layer_scores[method][-1], stacked.layer_scores[method][-1],
+                                   rtol=1e-5, atol=1e-7)

@@ -188,7 +188,7 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
             rule: Union[str, Composite] = "attnlrp", reduction: Union[None, str, Dict[str, str]] = None,
             layers: bool = False, ig_steps: int = 50, ig_baseline: str = "pad",
             ig_internal_batch_size: int = 64, ig_method: str = "gausslegendre",
-            options: Optional[Dict[str, object]] = None) -> Explanation:
+            options: Optional[Dict[str, object]] = None, schedule: str = "auto") -> Explanation:
     """Explain ``model``'s output on ``batch`` with one or more methods.
 
     Args:
@@ -209,7 +209,13 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
         ig_*: Integrated Gradients steps, baseline (``pad``, ``mask``, ``zeros``), bounded
             internal batch (rows per pass) and quadrature (``gausslegendre``, ``riemann_*``).
         options: further options of registered methods, by name.
+        schedule: GS/GI and LRP together run as ``"stacked"`` copies in one forward + one backward,
+            or ``"separate"`` passes (one per composite); ``"auto"`` stacks unless the batch holds
+            more than ``STACK_LIMIT_TOKENS`` tokens, where separate passes were measured cheaper
+            (the stacked backward's matrices outgrow the caches).
     """
+    if schedule not in ("auto", "stacked", "separate"):
+        raise ValueError(f"schedule must be 'auto', 'stacked' or 'separate', got {schedule!r}")
     wanted: List[Method] = list({m.name: m for m in (registry.get(name) for name in methods)}.values())
     if not wanted:
         raise ValueError("no attribution method requested")
@@ -238,8 +244,12 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
     try:
         with frozen_parameters(model):
             separate = [m for m in wanted if not m.shared_pass]
-            if composites:
+            if composites and _stacking_pays(schedule, composites, inputs["input_ids"]):
                 result = _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions)
+            elif composites:  # one pass per composite: cheaper than stacking for large batch x length
+                parts = [_one_pass(model, task, inputs, target, [c], need_attention and i == 0, layers, reductions)
+                         for i, c in enumerate(composites)]
+                result = _merge_passes(parts)
             elif _wants_all_labels(target):
                 result = _stack_labels([_forward_only(model, task, inputs, _label_target(target, label), need_attention)
                                         for label in range(model.config.num_labels)])
@@ -282,6 +292,24 @@ def _store(result: "Explanation", method: Method, output, reductions: Dict[str, 
 
 
 ALL_LABELS = "all"
+STACK_LIMIT_TOKENS = 2048  # batch x length above which schedule="auto" runs one pass per composite
+
+
+def _stacking_pays(schedule: str, composites: List[Composite], input_ids: torch.Tensor) -> bool:
+    if len(composites) == 1 or schedule == "stacked":
+        return True
+    return schedule == "auto" and input_ids.numel() <= STACK_LIMIT_TOKENS
+
+
+def _merge_passes(parts: List[Explanation]) -> Explanation:
+    """Explanations of the same inputs by separate passes -> one (their methods side by side)."""
+    result = parts[0]
+    for part in parts[1:]:
+        for field_name in ("scores", "relevance", "embedding_shares", "conservation", "layer_scores", "head_scores"):
+            getattr(result, field_name).update(getattr(part, field_name))
+        result.forward_passes += part.forward_passes
+        result.backward_passes += part.backward_passes
+    return result
 
 
 def _label_target(target: Target, label: Optional[int]) -> Target:
