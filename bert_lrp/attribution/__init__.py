@@ -3,5 +3,6 @@ pass), LAT and rollout, Integrated Gradients, target selection, word-level score
 original BERT-LRP calling convention (``legacy``). Importing the package declares the built-in
 methods in the registry."""
 from .explain import Explanation, explain
+from . import lime, occlusion, shap, smoothgrad  # noqa: E402,F401  (they declare the perturbation methods)
 
 __all__ = ["Explanation", "explain"]

@@ -1,0 +1,108 @@
+"""SmoothGrad (Smilkov et al. 2017) over GS and GI at the embedding output.
+
+The embedding output x ``[seq, hidden]`` of each example gets Gaussian noise eps with standard
+deviation ``sigma = smoothgrad_sigma * (max(x) - min(x))`` (default 0.15, the range over the
+example's real tokens), ``smoothgrad_samples`` times (default 25). ``smoothgrad`` averages the
+gradients d target logit / d x at x + eps (token score: L2 norm, as GS); ``smoothgrad_x_input``
+averages (x + eps) * gradient (token score: sum, as GI). With sigma 0 they are GS and GI.
+
+The (example, sample) rows go through the model stacked, at most ``rows_per_forward`` rows per
+forward + backward pass (default 64); the noise depends only on the seed and the example's
+tokens, so the result does not depend on the batching.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from ..errors import UsageError
+from .perturbation import _progress, example_generator
+from .registry import Method, MethodContext, MethodResult, register
+from .targets import logits_of, select
+
+DEFAULT_SAMPLES = 25
+DEFAULT_SIGMA = 0.15
+
+
+def smoothgrad_noise(embedded: torch.Tensor, mask: torch.Tensor, input_ids: torch.Tensor, samples: int,
+                     sigma: float, seed: int) -> torch.Tensor:
+    """Noise ``[batch, samples, seq, hidden]`` (0 at padding): per example, standard normal draws
+    from :func:`example_generator` times ``sigma * range`` of its embedding output."""
+    batch, seq, hidden = embedded.shape
+    noise = torch.zeros(batch, samples, seq, hidden, dtype=embedded.dtype)
+    for b in range(batch):
+        real = embedded[b][mask[b].bool()]
+        scale = sigma * float(real.max() - real.min()) if real.numel() else 0.0
+        if scale == 0.0:
+            continue
+        generator = example_generator(seed, input_ids[b], mask[b])
+        draws = torch.randn(samples, seq, hidden, generator=generator, dtype=torch.float64).to(embedded.dtype)
+        noise[b] = draws * scale * mask[b].view(1, seq, 1).to(embedded.dtype)
+    return noise
+
+
+def smoothgrad(model, inputs: Dict[str, torch.Tensor], labels: torch.Tensor, positions: Optional[torch.Tensor],
+               samples: int = DEFAULT_SAMPLES, sigma: float = DEFAULT_SIGMA, seed: int = 0,
+               rows_per_forward: int = 64, progress: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean gradient and mean (x + eps) * gradient at the noisy embedding outputs, both
+    ``[batch, seq, hidden]`` (0 at padding)."""
+    if samples < 1:
+        raise UsageError(f"smoothgrad_samples must be >= 1, got {samples}")
+    if sigma < 0:
+        raise UsageError(f"smoothgrad_sigma must be >= 0, got {sigma}")
+    if rows_per_forward < 1:
+        raise UsageError(f"rows_per_forward must be >= 1, got {rows_per_forward}")
+    ids, mask, types = inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]
+    with torch.no_grad():
+        embedded = model.base_model.embed(ids, types)  # any family (models/bert.py accessors)
+    noise = smoothgrad_noise(embedded, mask, ids, samples, sigma, seed)
+    gradient_sum = torch.zeros_like(embedded)
+    product_sum = torch.zeros_like(embedded)
+    pairs = [(b, k) for b in range(ids.shape[0]) for k in range(samples)]
+    bar = _progress(len(pairs), "SmoothGrad", progress)
+    try:
+        for first in range(0, len(pairs), rows_per_forward):
+            chunk = pairs[first:first + rows_per_forward]
+            examples = torch.tensor([b for b, _ in chunk])
+            draws = torch.tensor([k for _, k in chunk])
+            noisy = (embedded[examples] + noise[examples, draws]).requires_grad_(True)
+            output = model(attention_mask=mask[examples], embedding_output=noisy)
+            score = select(logits_of(output), labels[examples], None if positions is None else positions[examples])
+            (gradient,) = torch.autograd.grad(score.sum(), noisy)
+            gradient_sum.index_add_(0, examples, gradient)
+            product_sum.index_add_(0, examples, noisy.detach() * gradient)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    keep = mask.unsqueeze(-1).to(embedded.dtype)
+    return gradient_sum / samples * keep, product_sum / samples * keep
+
+
+def _options(context: MethodContext) -> dict:
+    o = context.options
+    return {"samples": int(o.get("smoothgrad_samples", DEFAULT_SAMPLES)), "sigma": float(o.get("smoothgrad_sigma", DEFAULT_SIGMA)),
+            "seed": int(o.get("seed", 0)), "rows_per_forward": int(o.get("rows_per_forward", 64)),
+            "progress": bool(o.get("progress", False))}
+
+
+def _run_gradient(context: MethodContext) -> MethodResult:
+    gradient, _ = smoothgrad(context.model, context.inputs, context.target, context.target_position, **_options(context))
+    return MethodResult(gradient.norm(dim=-1), gradient)
+
+
+def _run_product(context: MethodContext) -> MethodResult:
+    _, product = smoothgrad(context.model, context.inputs, context.target, context.target_position, **_options(context))
+    return MethodResult(product.sum(-1), product)
+
+
+OPTIONS = ("smoothgrad_samples", "smoothgrad_sigma", "seed", "rows_per_forward", "progress")
+register(Method("smoothgrad", "SmoothGrad (GS)", aliases=("sg", "smoothgrad_gs"), reduction="l2",
+                passes="smoothgrad_samples (default 25)", options=OPTIONS, run=_run_gradient, color="#98df8a",
+                summary="SmoothGrad: GS averaged over Gaussian noise on the embedding output "
+                        "(--smoothgrad-samples, --smoothgrad-sigma)"))
+register(Method("smoothgrad_x_input", "SmoothGrad (GI)", aliases=("sg_gi", "smoothgrad_gi"), reduction="sum",
+                passes="smoothgrad_samples (default 25)", options=OPTIONS, run=_run_product, color="#aec7e8",
+                summary="SmoothGrad over GI: (x + noise) x gradient averaged over the noise"))
