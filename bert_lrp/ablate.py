@@ -35,7 +35,8 @@ __all__ = ["skip_layers", "freeze_layers", "parse_layers", "encoder_layers", "pr
 def encoder_layers(model: nn.Module) -> Tuple[nn.Module, str]:
     """The module that holds the layers as ``.layer`` (``model.bert.encoder`` for the task models,
     ``model.encoder`` for a bare ``BertModel``) and a name for messages."""
-    for path in ("bert.encoder", "encoder"):
+    prefix = getattr(model, "base_model_prefix", "") or "bert"  # roberta, distilbert, electra: their encoders
+    for path in (f"{prefix}.encoder", f"{prefix}.transformer", "bert.encoder", "encoder", "transformer"):
         owner: Optional[nn.Module] = model
         for part in path.split("."):
             owner = getattr(owner, part, None)

@@ -66,7 +66,10 @@ def _same_encoding(ours, theirs, texts, pairs=None, types=False):
         else theirs(texts, padding=True, return_tensors="pt", return_offsets_mapping=True)
     assert torch.equal(mine["input_ids"], peer["input_ids"])
     assert torch.equal(mine["attention_mask"], peer["attention_mask"])
-    assert ("token_type_ids" in mine) == types
+    if types:
+        assert torch.equal(mine["token_type_ids"], peer["token_type_ids"])
+    else:  # transformers leaves them out; ours are all 0 so that model(**encoding) works everywhere
+        assert not mine["token_type_ids"].any()
     special = torch.tensor([[t is None for t in row] for row in mine.word_ids])
     for row in range(len(texts)):
         peer_offsets = [tuple(o) for o in peer["offset_mapping"][row].tolist()]
@@ -241,3 +244,46 @@ def test_uncached_hub_id_offline_is_a_one_line_error(offline_cache):
     message = str(error.value)
     assert "nobody/not-cached" in message and "HF_HUB_OFFLINE" in message and "\n" not in message
     assert isinstance(error.value, bert_lrp.errors.BertLrpError)
+
+
+# -------------------------------------------------------------------------------------- CLI
+def _classifier_folder(folder: Path, family: str, bpe_files, wordpiece_vocab) -> Path:
+    peer, _ = _tiny(family, "ForSequenceClassification")
+    peer.config.id2label, peer.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
+    peer.save_pretrained(folder)
+    if family == "roberta":
+        transformers.RobertaTokenizerFast(vocab=str(bpe_files[0]), merges=str(bpe_files[1])).save_pretrained(folder)
+    else:
+        shutil.copy(wordpiece_vocab, folder / "vocab.txt")
+        (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    return folder
+
+
+@pytest.mark.parametrize("family", ["roberta", "distilbert", "electra"])
+def test_cli_explain_takes_every_family(tmp_path, family, bpe_files, wordpiece_vocab):
+    from bert_lrp import cli
+
+    folder = _classifier_folder(tmp_path / family, family, bpe_files, wordpiece_vocab)
+    out = tmp_path / "out.json"
+    assert cli.main(["explain", "--model", str(folder), "--methods", "gs,gi,lrp", "--rule", "cp-lrp", "--color",
+                     "none", "--json", str(out), "an often affecting journey", "bleak and desperate"]) == 0
+    text = out.read_text()
+    assert "journey" in text and "desperate" in text  # words merged back from the pieces
+
+
+def test_cli_train_fine_tunes_distilbert_and_transformers_reads_the_result(tmp_path, bpe_files, wordpiece_vocab):
+    from bert_lrp import cli
+
+    folder = _classifier_folder(tmp_path / "distil", "distilbert", bpe_files, wordpiece_vocab)
+    data = tmp_path / "train.tsv"
+    data.write_text("\n".join(FIXTURES.read_text(encoding="utf-8").splitlines()[:33]) + "\n", encoding="utf-8")
+    out = tmp_path / "trained"
+    assert cli.main(["train", "--model", str(folder), "--train-file", str(data), "--output-dir", str(out),
+                     "--epochs", "1", "--batch-size", "8", "--threads", "1"]) == 0
+    ours = bert_lrp.AutoModelForSequenceClassification.from_pretrained(out)
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    batch = bert_lrp.AutoTokenizer.from_pretrained(out)(["a charming journey", "bleak"])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).logits, theirs(input_ids=batch["input_ids"],
+                                                                attention_mask=batch["attention_mask"]).logits,
+                                   rtol=0, atol=1e-5)

@@ -3,6 +3,8 @@ odd configurations saved by transformers, loaded by ours; outputs, losses, gradi
 both ways, and the attribution engine (GS/GI = autograd, CP-LRP conservation, padding = 0)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -101,7 +103,8 @@ def test_losses_and_parameter_gradients_match(folders, family, head):
         labels = torch.tensor([0, 2, 1])
     else:
         labels = torch.randint(0, 3 if head == "ForTokenClassification" else VOCAB, batch["input_ids"].shape)
-        labels[batch["attention_mask"] == 0] = -100
+        if head == "ForMaskedLM":  # token classification keeps labels at padding: their gradients count too
+            labels[batch["attention_mask"] == 0] = -100
     mine = ours(**batch, labels=labels, num_items_in_batch=torch.tensor(3))  # as transformers' Trainer passes
     peer = theirs(**batch, labels=labels)
     torch.testing.assert_close(mine.loss, peer.loss, rtol=0, atol=1e-6)
@@ -207,7 +210,7 @@ def test_integrated_gradients_and_masked_lm_targets_run(folders, family):
 def test_roberta_positions_count_from_the_padding_index(folders):
     ours = _ours("roberta", "Model", folders["roberta", "Model"])
     ids = torch.tensor([[0, 5, 6, 2, 1, 1]])
-    word, position, _ = ours.embedding_parts(ids)
+    _, position, _ = ours.embedding_parts(ids)
     expected = ours.embeddings.position_embeddings(torch.tensor([[2, 3, 4, 5, 1, 1]]))
     torch.testing.assert_close(position, expected, rtol=0, atol=0)
 
@@ -229,3 +232,51 @@ def test_what_transformers_scripts_read(folders, family, head):
     assert ours.get_input_embeddings() is ours.base_model.embeddings.word_embeddings
     assert ours.can_generate() is False
     assert ours.base_model is getattr(ours, ours.base_model_prefix)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_transformers_style_training_loop_matches_with_dropout_off(folders, family, tmp_path):
+    """What transformers' Trainer does per step (forward with labels and num_items_in_batch, backward,
+    AdamW): ours and transformers' model from the same folder stay together. (The Trainer itself
+    needs accelerate, which is not installed here.)"""
+    source = folders[family, "ForSequenceClassification"]
+    (tmp_path / "model.safetensors").write_bytes((source / "model.safetensors").read_bytes())
+    config = json.loads((source / "config.json").read_text())
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                "seq_classif_dropout"):
+        if key in config:
+            config[key] = 0.0
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    models = [_ours(family, "ForSequenceClassification", tmp_path).train(),
+              _theirs(family, "ForSequenceClassification", tmp_path).train()]
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-3) for m in models]
+    batch = _batch(family, models[0].config.pad_token_id)
+    labels = torch.tensor([0, 2, 1])
+    for _ in range(3):
+        losses = []
+        for model, optimizer in zip(models, optimizers):
+            extra = {"num_items_in_batch": torch.tensor(3)} if model is models[0] else {}
+            loss = model(**batch, labels=labels, **extra).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(models[0].eval()(**batch).logits, models[1].eval()(**batch).logits,
+                                   rtol=0, atol=1e-4)
+
+
+def test_transformers_pipeline_gives_the_same_scores(folders, tmp_path):
+    folder = folders["distilbert", "ForSequenceClassification"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(VOCAB - 5)]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = transformers.DistilBertTokenizerFast(vocab=str(tmp_path / "vocab.txt"))
+    texts = ["w1 w2 w3", "w40 w41"]
+    ours = transformers.pipeline("text-classification", model=_ours("distilbert", "ForSequenceClassification", folder),
+                                 tokenizer=tokenizer, top_k=None)
+    theirs = transformers.pipeline("text-classification", model=_theirs("distilbert", "ForSequenceClassification",
+                                                                        folder), tokenizer=tokenizer, top_k=None)
+    for mine, peer in zip(ours(texts), theirs(texts)):
+        assert [m["label"] for m in mine] == [p["label"] for p in peer]
+        assert [m["score"] for m in mine] == pytest.approx([p["score"] for p in peer], abs=1e-6)

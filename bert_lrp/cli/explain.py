@@ -71,6 +71,10 @@ def resolve_model_dir(model: Optional[str]) -> Path:
     ``config.json``."""
     if model:
         path = Path(model)
+        from ..models.hub import looks_like_hub_id, resolve_hub_id
+
+        if not path.exists() and looks_like_hub_id(model):  # org/name: the Hugging Face cache, or a download
+            return Path(resolve_hub_id(model))
         if not path.is_dir() and not path.is_file():
             raise UsageError(f"--model {model}: no such folder (expected a folder with config.json, "
                              "model.safetensors and vocab.txt)")
@@ -113,11 +117,11 @@ def _checkpoint_error(error: Exception, folder: Path) -> Exception:
 
 
 def load_model(directory: Path):
-    """The classifier in ``directory`` (token classification if config.json says so) and its tokenizer."""
-    from ..models.bert import BertForSequenceClassification, BertForTokenClassification
+    """The classifier in ``directory`` (token classification if config.json says so) and its tokenizer;
+    any supported family (config.json's ``model_type``: bert, roberta, distilbert, electra)."""
+    from ..models.auto import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+    from ..models.auto import AutoTokenizer
     from ..models.checkpoint import CheckpointError
-    from ..models.config import BertConfig
-    from ..models.tokenization import BertTokenizer
 
     directory = Path(directory)
     folder = directory if directory.is_dir() else directory.parent
@@ -125,10 +129,10 @@ def load_model(directory: Path):
         raise UsageError(f"--model {directory}: {folder} has no config.json (expected a folder with config.json, "
                          "model.safetensors and vocab.txt)")
     with _reading(folder / "config.json"):
-        config = BertConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder)
     architectures = config.extra.get("architectures") or []
     token_model = any("TokenClassification" in a for a in architectures)
-    cls = BertForTokenClassification if token_model else BertForSequenceClassification
+    cls = AutoModelForTokenClassification if token_model else AutoModelForSequenceClassification
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
             warnings.simplefilter("ignore")
@@ -137,7 +141,7 @@ def load_model(directory: Path):
         raise _checkpoint_error(error, directory) from None
     model.eval()
     with _reading(folder / "vocab.txt"):
-        tokenizer = BertTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     return model, tokenizer
 
 
@@ -379,7 +383,7 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict
     directory = resolve_model_dir(args.model) if directory is None else directory
     inputs = read_inputs(args.texts, args.file)  # input errors first: they need no model
     model, tokenizer = load_model(directory)
-    token_model = type(model).__name__ == "BertForTokenClassification"
+    token_model = "TokenClassification" in type(model).__name__
     if token_model and args.token_index is None and args.word is None:
         raise UsageError("this is a token-classification model: choose the word with --word W or --token-index I")
     if not token_model and (args.token_index is not None or args.word is not None):

@@ -82,7 +82,7 @@ def reference_step(model, inputs: Dict[str, torch.Tensor], target: torch.Tensor)
     from ..attribution.explain import frozen_parameters
 
     with frozen_parameters(model):
-        word = model.bert.embeddings.word_embeddings(inputs["input_ids"]).detach().requires_grad_(True)
+        word = model.get_input_embeddings()(inputs["input_ids"]).detach().requires_grad_(True)
         logits = model(inputs_embeds=word, attention_mask=inputs["attention_mask"],
                        token_type_ids=inputs["token_type_ids"]).logits
         score = logits.gather(1, target.view(-1, 1)).sum()
@@ -164,13 +164,15 @@ def load_models(model_dir: str, want_transformers: bool, seed: int = 0):
     transformers' with the very same weights (or None and a message)."""
     import logging
 
-    from ..models.bert import BertForSequenceClassification
+    from ..models.auto import AutoModelForSequenceClassification
 
     logging.getLogger("bert_lrp").setLevel(logging.ERROR)
     torch.manual_seed(seed)
-    model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=2, strict=False)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, strict=False)
     model.eval()
     hf, message = None, None
+    if want_transformers and model.config.model_type != "bert":  # the peers below hook BERT's modules
+        want_transformers, message = False, f"transformers peers skipped: BERT only, not {model.config.model_type}"
     if want_transformers:
         try:
             import transformers
@@ -234,12 +236,12 @@ class TextWindows:
     """Exactly-L-token inputs cut from one long text."""
 
     def __init__(self, model_dir: str, text: str) -> None:
-        from ..models.tokenization import BertTokenizer
+        from ..models.auto import AutoTokenizer
 
-        tokenizer = BertTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)  # any family: WordPiece or RoBERTa's BPE
         pieces = tokenizer.tokenize(text)
         self.ids = tokenizer.convert_tokens_to_ids(pieces)
-        self.cls, self.sep = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+        self.cls, self.sep = tokenizer.cls_token_id, tokenizer.sep_token_id
 
     def batch(self, seq_len: int, batch: int) -> Dict[str, torch.Tensor]:
         body = seq_len - 2

@@ -19,7 +19,6 @@ from .bert import (
     BertModel,
     BertPreTrainedModel,
     _finish,
-    _reject_unknown,
     _TiedLinear,
     add_and_norm,
     self_attention,

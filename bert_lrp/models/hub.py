@@ -18,7 +18,7 @@ from typing import Optional
 
 from ..errors import BertLrpError
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -27,7 +27,8 @@ class HubError(BertLrpError, OSError):
 
 
 def looks_like_hub_id(name: str) -> bool:
-    """``org/name`` or ``name`` (no path separators beyond the one slash, not a relative path)."""
+    """``org/name``: one slash, no ``.``/``..`` parts (a missing folder of another shape stays a
+    missing folder, never a hub lookup)."""
     return bool(_HUB_ID.match(name)) and not name.startswith(".") and ".." not in name
 
 
@@ -87,4 +88,5 @@ def resolve_hub_id(repo_id: str, revision: str = "main") -> str:
             allow_patterns=["*.json", "*.safetensors", "*.txt", "merges.txt", "vocab.*"])
     except Exception as error:  # network, unknown repository, gated model
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise HubError(f"cannot download {repo_id!r} from the Hugging Face hub: {first}") from None
+        raise HubError(f"{repo_id!r} is not a local folder, not in the Hugging Face cache {where}, and cannot be "
+                       f"downloaded ({first}); pass a folder, or set HF_HUB_OFFLINE=1 to stay offline") from None

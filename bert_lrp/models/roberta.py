@@ -31,7 +31,13 @@ from .outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOu
 
 class RobertaEmbeddings(BertEmbeddings):
     """BERT's embeddings; default positions are ``pad + 1, pad + 2, ...`` over the non-padding
-    tokens and ``pad`` at padding (transformers' cumulative-sum rule)."""
+    tokens and ``pad`` at padding (transformers' cumulative-sum rule). The padding position's
+    row gets no gradient, as in transformers (``padding_idx``)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size,
+                                                padding_idx=config.pad_token_id)
 
     def default_position_ids(self, input_ids: Optional[torch.Tensor], batch: int, seq: int,
                              device: torch.device) -> torch.Tensor:

@@ -36,8 +36,8 @@ class Encoding(dict):
 class BertTokenizer:
     """BERT's WordPiece tokenizer, built from ``vocab.txt`` or read from ``tokenizer.json``.
 
-    ``return_token_type_ids=False`` leaves ``token_type_ids`` out of the encoding (DistilBERT's
-    tokenizer, as transformers'); the models then take token type 0 everywhere.
+    ``return_token_type_ids=False`` (DistilBERT, RoBERTa: no token types) makes ``token_type_ids``
+    all 0, pairs included; the key stays so every caller can pass it on (those models accept zeros).
     """
 
     cls_token, sep_token, pad_token, unk_token, mask_token = "[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"
@@ -214,9 +214,9 @@ class BertTokenizer:
             result.offsets.append([(0, 0) if s else tuple(o) for o, s in zip(encoding.offsets, special)] + [(0, 0)] * pad)
             result.word_ids.append([None if s else w for w, s in zip(encoding.word_ids, special)] + [None] * pad)
             result.sequence_ids.append([None if s else q for q, s in zip(encoding.sequence_ids, special)] + [None] * pad)
+        if not self.return_token_type_ids:  # a family without token types: all type 0 (pairs too)
+            types.zero_()
         result["input_ids"], result["token_type_ids"], result["attention_mask"] = ids, types, mask
-        if not self.return_token_type_ids:
-            del result["token_type_ids"]
         result.texts = list(zip(texts, pairs))
         return result
 
@@ -224,7 +224,7 @@ class BertTokenizer:
 class RobertaTokenizer(BertTokenizer):
     """RoBERTa's byte-level BPE tokenizer, from ``tokenizer.json`` or ``vocab.json`` + ``merges.txt``.
 
-    ``<s> A </s>`` and ``<s> A </s></s> B </s>``; no ``token_type_ids`` (as transformers'). A word's
+    ``<s> A </s>`` and ``<s> A </s></s> B </s>``; ``token_type_ids`` all 0 (as transformers'). A word's
     pieces carry its leading space (``Ġ``), which offsets leave out (``trim_offsets``), so word-level
     views merge ``Ġwor`` + ``ld`` into ``world``.
     """

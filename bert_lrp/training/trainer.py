@@ -37,9 +37,9 @@ from torch import nn
 
 from .._io import atomic_directory, atomic_write_text
 from ..errors import ArgumentParser, UsageError
-from ..models.bert import BertForSequenceClassification, BertForTokenClassification
 from ..models.checkpoint import CheckpointError
 from ..models.config import ConfigError
+from ..models.auto import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 from ..models.tokenization import BertTokenizer
 from .data import IGNORE_INDEX, Dataset, encode, infer_labels, read_examples
 from .metrics import accuracy, entity_scores, macro_f1
@@ -415,7 +415,7 @@ class Trainer:
             raise ConfigError(f"--label-names gives {len(names)} names for {len(self.labels)} labels "
                               f"({', '.join(self.labels)})")
         self.id2label = dict(enumerate(names))
-        self.tokenizer = tokenizer or BertTokenizer.from_pretrained(resolve_model_path(config.model))
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(resolve_model_path(config.model))
         self.model = model if model is not None else self._load_model()
         if self.model.config.num_labels != len(self.labels):
             raise ConfigError(f"the model has {self.model.config.num_labels} outputs but the data has "
@@ -433,7 +433,7 @@ class Trainer:
         self.warmup_steps = int(math.ceil(warmup))
         self.model.train()
         if config.freeze_word_embeddings:
-            self.model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+            self.model.get_input_embeddings().weight.requires_grad_(False)
         if config.freeze_layers:  # before the optimizer is built, which leaves frozen parameters out
             from ..ablate import freeze_layers
 
@@ -446,7 +446,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- setup
     def _load_model(self) -> nn.Module:
-        cls = BertForTokenClassification if self.config.task == "token" else BertForSequenceClassification
+        # any supported family: config.json's model_type picks the class
+        cls = AutoModelForTokenClassification if self.config.task == "token" else AutoModelForSequenceClassification
         return cls.from_pretrained(resolve_model_path(self.config.model), num_labels=len(self.labels),
                                    id2label=self.id2label)
 
@@ -781,6 +782,10 @@ def resolve_model_path(model: Optional[str]) -> str:
         raise ConfigError("no model given: pass --model with a folder holding config.json, weights and vocab.txt "
                           "(or pkg:<module>)")
     if not model.startswith("pkg:"):
+        from ..models.hub import looks_like_hub_id, resolve_hub_id
+
+        if not os.path.exists(model) and looks_like_hub_id(model):  # org/name: the Hugging Face cache
+            return resolve_hub_id(model)
         if not os.path.isdir(model):
             raise ConfigError(f"--model {model}: no such folder (expected a folder with config.json, "
                               "model.safetensors and vocab.txt, or pkg:<module>)")
