@@ -287,3 +287,15 @@ def test_cli_train_fine_tunes_distilbert_and_transformers_reads_the_result(tmp_p
         torch.testing.assert_close(ours(**batch).logits, theirs(input_ids=batch["input_ids"],
                                                                 attention_mask=batch["attention_mask"]).logits,
                                    rtol=0, atol=1e-5)
+
+
+def test_cli_explain_takes_a_cached_hub_id(offline_cache, tmp_path, bpe_files, wordpiece_vocab):
+    from bert_lrp import cli
+
+    files = _classifier_folder(tmp_path / "files", "roberta", bpe_files, wordpiece_vocab)
+    _fake_cache(offline_cache, "someone/roberta-sst2", files)
+    out = tmp_path / "out.json"
+    assert cli.main(["explain", "--model", "someone/roberta-sst2", "--methods", "lrp", "--color", "none",
+                     "--json", str(out), "an often affecting journey"]) == 0
+    assert "journey" in out.read_text()
+    assert cli.main(["explain", "--model", "someone/not-cached", "a text"]) != 0  # one-line error, no download
