@@ -28,8 +28,10 @@ BASELINES = ("pad", "mask", "unk", "remove")
 Words = List[List[int]]  # one example: per word, its token positions
 
 
-def baseline_token(model, kind: str, option: str = "baseline") -> Optional[int]:
-    """The id that replaces an absent word's pieces (None for ``remove``)."""
+def baseline_token(model, kind: str, option: str = "baseline", options: Optional[dict] = None) -> Optional[int]:
+    """The id that replaces an absent word's pieces (None for ``remove``): the model's pad id, or
+    the tokenizer's ``mask_token_id`` / ``unk_token_id`` given in ``options`` (else the config's,
+    else BERT's 103 / 100)."""
     name = str(kind).strip().lower().strip("[]")
     if name not in BASELINES:
         raise UsageError(f"{option} {kind!r}: choose from {', '.join(BASELINES)}")
@@ -39,7 +41,11 @@ def baseline_token(model, kind: str, option: str = "baseline") -> Optional[int]:
     if name == "pad":
         return int(config.pad_token_id)
     key, default = {"mask": ("mask_token_id", 103), "unk": ("unk_token_id", 100)}[name]
-    return int(config.extra.get(key, default))
+    value = (options or {}).get(key)
+    value = int(config.extra.get(key, default) if value is None else value)
+    if not 0 <= value < config.vocab_size:
+        raise UsageError(f"{option} {kind!r}: token id {value} is outside the vocabulary (give {key} in options)")
+    return value
 
 
 def _word_id_rows(word_ids, batch: int) -> Optional[List[List[Optional[int]]]]:
@@ -200,7 +206,7 @@ def scorer_for(context, option_prefix: str, description: str) -> Tuple[Coalition
     ``word_ids``, ``rows_per_forward``, ``progress``)."""
     options = context.options
     option = f"{option_prefix}_baseline"
-    replacement = baseline_token(context.model, options.get(option, "pad"), option)
+    replacement = baseline_token(context.model, options.get(option, "pad"), option, options)
     groups = word_groups(context.inputs, options.get("word_ids"))
     scorer = CoalitionScorer(context.model, context.inputs, context.target, context.target_position, groups,
                              replacement, int(options.get("rows_per_forward", 64)), bool(options.get("progress", False)),
@@ -208,4 +214,4 @@ def scorer_for(context, option_prefix: str, description: str) -> Tuple[Coalition
     return scorer, groups
 
 
-COMMON_OPTIONS = ("word_ids", "rows_per_forward", "progress")
+COMMON_OPTIONS = ("word_ids", "rows_per_forward", "progress", "mask_token_id", "unk_token_id")

@@ -92,11 +92,17 @@ def frontier_svg(summary: dict, metric: str = "abpc_p", random_level: Optional[f
     if len(front) > 1:
         path = " ".join(f"{sx(p[1]):.1f},{sy(p[2]):.1f}" for p in front)
         out.append(f'<polyline points="{path}" fill="none" stroke="#999" stroke-dasharray="2 2"/>')
-    for i, (method, ms, value, passes) in enumerate(points):
+    placed: List[Tuple[float, float]] = []
+    for method, ms, value, passes in sorted(points, key=lambda p: -p[2]):
         color = registry.color(method)
-        out.append(f'<circle cx="{sx(ms):.1f}" cy="{sy(value):.1f}" r="5" fill="{color}"/>')
-        label = f"{method_title(method)} ({passes:.0f} passes)"
-        out.append(f'<text x="{sx(ms) + 7:.1f}" y="{sy(value) + 4:.1f}" fill="{color}">{escape(label)}</text>')
+        x, y = sx(ms), sy(value)
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{color}"/>')
+        label_y = y + 4
+        while any(abs(label_y - py) < 12 and abs(x - px) < 150 for px, py in placed):
+            label_y += 12  # keep labels of nearby points apart
+        placed.append((x, label_y))
+        label = f"{method_title(method)} ({passes:.0f} pass{'' if passes == 1 else 'es'})"
+        out.append(f'<text x="{x + 7:.1f}" y="{label_y:.1f}" fill="{color}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
