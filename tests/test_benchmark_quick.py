@@ -45,4 +45,4 @@ def test_unknown_method_is_rejected(tmp_path):
     from bert_lrp.errors import UsageError
 
     with pytest.raises(UsageError, match="unknown method"):
-        main(["--methods", "lrp,shap", "--out", str(tmp_path)])
+        main(["--methods", "lrp,deeplift", "--out", str(tmp_path)])

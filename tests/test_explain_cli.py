@@ -102,10 +102,10 @@ def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
 
 
 def test_unknown_method_and_label(model_dir, capsys):
-    assert explain_command("--model", str(model_dir), "--methods", "shap", "a film") == 2
+    assert explain_command("--model", str(model_dir), "--methods", "deeplift", "a film") == 2
     assert explain_command("--model", str(model_dir), "--target", "neutral", "a film") == 2
     err = capsys.readouterr().err
-    assert "unknown method 'shap'" in err and "unknown --target 'neutral'" in err
+    assert "unknown method 'deeplift'" in err and "unknown --target 'neutral'" in err
 
 
 def test_pair_input(model_dir, tmp_path):

@@ -280,3 +280,58 @@ def test_exact_shap_matches_captum_shapley_value_sampling_over_all_permutations(
     # captum averages marginal contributions over all 6! orderings (group 0 contributes 0, its
     # baseline equals the input): the same Shapley values by another formula; float32 sums -> 1e-5
     assert torch.allclose(ours[0, 1:6], theirs[0, 1:6].float(), atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ command line, evaluate, cost plot
+def test_explain_command_runs_the_new_methods_with_their_options(tmp_path, capsys):
+    from bert_lrp import cli
+    from test_explain_cli import make_model_dir
+
+    model_dir = make_model_dir(tmp_path / "model")
+    out = tmp_path / "scores.json"
+    assert cli.main(["explain", "--model", str(model_dir), "--methods", "occlusion,shap,lime,sg,sg_gi",
+                     "--occlusion-baseline", "mask", "--shap-samples", "32", "--lime-samples", "32",
+                     "--smoothgrad-samples", "2", "--smoothgrad-sigma", "0.1", "--seed", "5", "--rows-per-forward", "7",
+                     "--json", str(out), "--quiet", "the unbelievable film is very good"]) == 0
+    text = out.read_text(encoding="utf-8")
+    for name in ("occlusion", "shap", "lime", "smoothgrad", "smoothgrad_x_input"):
+        assert name in text
+    assert cli.main(["explain", "--model", str(model_dir), "--methods", "lime", "--lime-samples", "1", "a film"]) == 2
+    assert "--lime-samples" in capsys.readouterr().err
+
+
+def test_evaluate_measures_the_cost_of_each_method(tmp_path):
+    import json
+
+    from bert_lrp.evaluation import faithfulness as F
+    from test_explain_cli import make_model_dir
+    from test_faithfulness import write_data
+
+    model_dir, data = make_model_dir(tmp_path / "model"), write_data(tmp_path / "data.tsv", 4)
+    out = tmp_path / "run"
+    assert F.evaluate_main(["--model", str(model_dir), "--data", str(data), "--methods", "gs,occlusion,shap,sg",
+                            "--shap-samples", "16", "--smoothgrad-samples", "3", "--out", str(out), "--no-progress"]) == 0
+    cost = json.loads((out / "results.json").read_text())["cost"]
+    assert cost["gradient"]["forward_passes"] == 1 and cost["gradient"]["backward_passes"] == 1
+    assert cost["smoothgrad"]["forward_passes"] == 4 and cost["smoothgrad"]["backward_passes"] == 3  # 3 noisy + target
+    assert cost["occlusion"]["backward_passes"] == 0 and cost["shap"]["forward_passes"] > cost["occlusion"]["forward_passes"]
+    assert "| cost: passes fwd + bwd" in (out / "results.md").read_text()
+
+
+def test_frontier_plot_shows_every_costed_method_and_the_pareto_front_starts_cheapest():
+    from bert_lrp.evaluation.frontier import frontier_points, frontier_svg, pareto
+
+    summary = {"methods": {"lrp": {"abpc_p": 0.56}, "shap": {"abpc_p": 0.58}, "gradient": {"abpc_p": 0.2},
+                           "random": {"abpc_p": 0.01}},
+               "cost": {"lrp": {"ms": 240, "forward_passes": 1, "backward_passes": 1},
+                        "shap": {"ms": 22000, "forward_passes": 1372, "backward_passes": 0},
+                        "gradient": {"ms": 180, "forward_passes": 1, "backward_passes": 1}}}
+    svg = frontier_svg(summary)
+    assert svg.startswith("<svg") and all(f">{label} (" in svg for label in ("LRP", "SHAP", "GS (gradient)"))
+    assert ">random<" in svg  # the random level as a dashed line
+    assert [p[0] for p in pareto(frontier_points(summary))] == ["gradient", "lrp", "shap"]
+
+
+def test_an_exact_shap_limit_beyond_20_words_is_a_usage_error_naming_the_option():
+    with pytest.raises(UsageError, match="shap_exact_words must be in 0..20"):
+        explain(model_with_signal(), sentence(3), ["shap"], options={"shap_exact_words": 30})

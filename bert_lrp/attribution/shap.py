@@ -22,6 +22,7 @@ from .registry import Method, MethodContext, MethodResult, register
 
 DEFAULT_SAMPLES = 2048
 DEFAULT_EXACT_WORDS = 12
+MAX_EXACT_WORDS = 20
 
 
 def all_coalitions(n: int) -> torch.Tensor:
@@ -68,6 +69,9 @@ def shap_word_scores(scorer: CoalitionScorer, groups: Sequence[Words], inputs, s
     """Per example ``[words]`` Shapley values (exact or KernelSHAP) and the efficiency gap ``[batch]``."""
     if samples < 2:
         raise UsageError(f"shap_samples must be >= 2, got {samples}")
+    if not 0 <= exact_words <= MAX_EXACT_WORDS:
+        raise UsageError(f"shap_exact_words must be in 0..{MAX_EXACT_WORDS} (2^words forward rows per text), "
+                         f"got {exact_words}")
     requests, kinds = [], []
     for b, words in enumerate(groups):
         n = len(words)

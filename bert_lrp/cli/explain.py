@@ -341,6 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ig-batch", type=positive_int, default=64, help="IG rows per forward pass (bounds memory; "
                         "default 64)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="texts per attribution batch (default 8)")
+    sampling = parser.add_argument_group("occlusion, SHAP, LIME and SmoothGrad")
+    sampling.add_argument("--rows-per-forward", type=positive_int, default=64,
+                          help="perturbed or noisy rows per forward pass (bounds memory; default 64)")
+    sampling.add_argument("--seed", type=int, default=0, help="seed of SHAP, LIME and SmoothGrad sampling (default 0)")
+    sampling.add_argument("--no-progress", action="store_true",
+                          help="no progress bar on stderr (shown only when stderr is a terminal and not --quiet)")
+    from ..evaluation.faithfulness import add_perturbation_options
+
+    add_perturbation_options(sampling)
     parser.add_argument("--color", choices=["auto", "truecolor", "256", "none"], default="auto",
                         help="terminal colours (auto: only when stdout is a terminal and NO_COLOR is unset)")
     parser.add_argument("--quiet", action="store_true", help="no terminal output (only --html / --json)")
@@ -431,7 +440,8 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict
         if token_model:
             target = [(_word_of(encoding, i, args.token_index, args.word), label) for i in range(len(chunk))]
         result = explain(model, encoding, methods, target=target, rule=args.rule, layers=want_html,
-                         ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_batch)
+                         ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_batch,
+                         options=_sampling_options(args, encoding, tokenizer))
         attentions = None
         if want_html:
             with torch.no_grad():
@@ -476,6 +486,15 @@ def windowed_reports(model, tokenizer, text: str, where: str, number: int, metho
          f"{model.config.max_position_embeddings:,} positions: explained in {reports[0]['windows']} overlapping "
          "windows (logits averaged over the windows)")
     return reports
+
+
+def _sampling_options(args: argparse.Namespace, encoding, tokenizer) -> dict:
+    """explain()'s options for occlusion, SHAP, LIME and SmoothGrad, with the batch's word ids."""
+    from ..evaluation.faithfulness import perturbation_options
+
+    return {**perturbation_options(args), "rows_per_forward": args.rows_per_forward,
+            "progress": not (args.quiet or args.no_progress), "word_ids": encoding.word_ids,
+            "mask_token_id": tokenizer.mask_token_id, "unk_token_id": tokenizer.unk_token_id}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

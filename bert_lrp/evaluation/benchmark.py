@@ -56,6 +56,7 @@ def our_methods() -> Tuple[str, ...]:
     return tuple(min((m.name, *m.aliases), key=len) for m in registry.all_methods()) + tuple(COMBINED)
 PEERS = ("captum-saliency", "captum-ixg", "captum-lig", "transformers-reference", "lxt")
 IG_LIKE = ("ig", "captum-lig")
+SAMPLING = ("loo", "shap", "lime", "sg", "sg_gi")  # hundreds of passes: timed like IG (no warm-up, ig_repeats)
 DEFAULT_METHODS = "lrp,gs,gi,gs+gi+lrp,lat,ig"
 DEFAULT_SEQ_LENS = "16,64,128,256"
 DEFAULT_BATCHES = "1,8"
@@ -291,14 +292,14 @@ def time_cell(entries: Dict[str, Callable], inputs, target, repeats: int, ig_rep
     separate warm-up (their many internal passes amortise it). With ``failures``, a peer that
     raises is recorded there and dropped from ``entries`` (and from the returned times)."""
     for name, fn in list(entries.items()):
-        if name not in IG_LIKE and not _peer_call(name, fn, inputs, target, failures):
+        if name not in IG_LIKE + SAMPLING and not _peer_call(name, fn, inputs, target, failures):
             log(f"  peer {name} failed: {failures[name]}")
             del entries[name]
     times: Dict[str, List[float]] = {name: [] for name in entries}
     for round_ in range(repeats):
         names = list(entries) if round_ % 2 == 0 else list(reversed(entries))
         for name in names:
-            if name not in entries or (name in IG_LIKE and round_ >= ig_repeats):
+            if name not in entries or (name in IG_LIKE + SAMPLING and round_ >= ig_repeats):
                 continue
             gc.collect()
             start = time.perf_counter()
@@ -439,6 +440,23 @@ def build_entries(methods: Sequence[str], model, hf, ig_steps: int, ig_batch: in
         elif name in PEERS and name != "lxt" and hf is not None:
             entries[name] = peer_method(name, hf, model, ig_steps, ig_batch)
     return entries
+
+
+def count_passes(entries: Dict[str, Callable], model, batch: int) -> Dict[str, object]:
+    """Wrap our methods' entries so that their passes are counted (:mod:`bert_lrp.evaluation.cost`)."""
+    from .cost import Cost, measured
+
+    costs = {name: Cost() for name in entries if name in our_methods()}
+
+    def counted(fn: Callable, cost: Cost) -> Callable:
+        def run(inputs, target):
+            with measured(model, cost, batch):
+                return fn(inputs, target)
+        return run
+
+    for name, cost in costs.items():
+        entries[name] = counted(entries[name], cost)
+    return costs
 
 
 def run_lxt(model_dir_saved: str, inputs, target, threads: int, repeats: int, log) -> dict:
@@ -623,6 +641,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         inputs = windows.batch(seq_len, batch)
         target = predicted_target(model, inputs)
         entries = build_entries([m for m in here if m not in failures], model, hf, args.ig_steps, ig_batch)
+        costs = count_passes(entries, model, batch)
         times = {} if args.memory_only else time_cell(entries, inputs, target, args.repeats, args.ig_repeats, log,
                                                       failures)
         reference = _stats(times["reference"])["median_s"] if times else None
@@ -631,6 +650,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name in entries:
             cell = {"method": name, "seq_len": seq_len, "batch": batch, "peak_rss_increase_bytes": None,
                     "ig_internal_batch": ig_batch if name in IG_LIKE else None}
+            if costs.get(name) is not None and costs[name].explanations:
+                per = costs[name].per_explanation()
+                cell.update(forward_passes=per["forward_passes"], backward_passes=per["backward_passes"])
             if times:
                 stats = _stats(times[name])
                 paired = [t / r for t, r in zip(times[name], times["reference"])]  # same round
@@ -746,7 +768,8 @@ def markdown(result: dict) -> str:
         mem = c.get("peak_rss_increase_bytes")
         paired = c.get("paired_ratio_to_reference")
         lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-            c["method"], c["batch"], c["seq_len"],
+            c["method"] + (f" ({c['forward_passes']:.0f} + {c['backward_passes']:.0f} passes)"
+                           if "forward_passes" in c else ""), c["batch"], c["seq_len"],
             f"{c['median_s'] * 1e3:.1f}" if "median_s" in c else "",
             f"{c['iqr_s'] * 1e3:.1f}" if "iqr_s" in c else "",
             f"{c['explanations_per_s']:.1f}" if "explanations_per_s" in c else "",

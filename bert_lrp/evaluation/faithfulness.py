@@ -37,6 +37,7 @@ from .._jsonl import JsonlWriter, barrier, rank_and_world, read_records
 from ..attribution import registry
 from ..errors import ArgumentParser, BertLrpError, InputFileError, UsageError
 from ..rules.composites import LRP_PRESETS
+from .cost import Cost, measured
 
 STEPS = 10                       # MoRF/LeRF: fractions 0, 0.1, ..., 1.0
 FRACTIONS = [i / STEPS for i in range(STEPS + 1)]
@@ -268,18 +269,27 @@ def markdown_table(summary: dict) -> str:
            "without them)." if summary.get("settings", {}).get("skip_layers") else ""),
         "",
         "| method | deletion acc. k=1 / 5 / 10 (lower is better) | MoRF AUC p (lower) | LeRF AUC p (higher) "
-        "| ABPC p (higher) | ABPC logit (higher) | comprehensiveness AOPC (higher) | sufficiency AOPC (lower) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ABPC p (higher) | ABPC logit (higher) | comprehensiveness AOPC (higher) | sufficiency AOPC (lower) "
+        "| cost: passes fwd + bwd, ms per explanation |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, m in summary["methods"].items():
         deletion = m["deletion_accuracy"]
         deletion_text = " / ".join(_fmt(deletion[k]) for k in (1, 5, 10)) if deletion else "n/a"
         lines.append(f"| {method_title(method)} | {deletion_text} | {_fmt(trapezoid(m['morf_p']))} | "
                      f"{_fmt(trapezoid(m['lerf_p']))} | {_fmt(m['abpc_p'])} | {_fmt(m['abpc_logit'])} | "
-                     f"{_fmt(m['comprehensiveness_aopc'])} | {_fmt(m['sufficiency_aopc'])} |")
+                     f"{_fmt(m['comprehensiveness_aopc'])} | {_fmt(m['sufficiency_aopc'])} | "
+                     f"{cost_text(summary.get('cost', {}).get(method))} |")
     return "\n".join(lines) + "\n"
 
 
+
+
+def cost_text(cost: Optional[dict]) -> str:
+    """``"2050 + 0, 912.4 ms"`` from a :meth:`Cost.per_explanation` record (``-`` without one)."""
+    if not cost:
+        return "-"
+    return f"{cost['forward_passes']:.0f} + {cost['backward_passes']:.0f}, {cost['ms']:.1f} ms"
 
 
 def curves_svg(summary: dict) -> str:
@@ -414,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ig-batch", type=positive_int, default=64, help="IG rows per pass (bounds memory)")
     parser.add_argument("--ranking", choices=["signed", "abs"], default="signed",
                         help="rank tokens by signed score (default) or by its absolute value")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random baseline and of the sampling methods (SHAP, LIME, SmoothGrad)")
+    add_perturbation_options(parser)
     parser.add_argument("--threads", type=positive_int, help="torch threads per process")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out with other settings")
@@ -422,6 +434,66 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate the model without these encoder layers, 1-based (e.g. 6 or 1,2; "
                              "bert_lrp.ablate.skip_layers); results.md's accuracy line names them")
     return parser
+
+
+def add_perturbation_options(parser: argparse.ArgumentParser) -> None:
+    """The options of occlusion, SHAP, LIME and SmoothGrad (``bert-lrp explain`` and ``evaluate``)."""
+    from ..attribution import lime, shap, smoothgrad
+    from ..attribution.perturbation import BASELINES
+
+    for method in ("occlusion", "shap", "lime"):
+        parser.add_argument(f"--{method}-baseline", choices=BASELINES, default="pad",
+                            help=f"{method}: what replaces an absent word's pieces (default pad = [PAD]; "
+                                 "mask, unk, or remove = drop them)")
+    parser.add_argument("--shap-samples", type=positive_count, default=shap.DEFAULT_SAMPLES,
+                        help=f"SHAP: KernelSHAP coalitions per text beyond --shap-exact-words words "
+                             f"(default {shap.DEFAULT_SAMPLES})")
+    parser.add_argument("--shap-exact-words", type=int, default=shap.DEFAULT_EXACT_WORDS,
+                        help=f"SHAP: exact Shapley values (2^words forward rows) up to this many words "
+                             f"(default {shap.DEFAULT_EXACT_WORDS})")
+    parser.add_argument("--lime-samples", type=positive_count, default=lime.DEFAULT_SAMPLES,
+                        help=f"LIME: perturbed rows per text (default {lime.DEFAULT_SAMPLES})")
+    parser.add_argument("--smoothgrad-samples", type=positive_count, default=smoothgrad.DEFAULT_SAMPLES,
+                        help=f"SmoothGrad: noisy copies per text (default {smoothgrad.DEFAULT_SAMPLES})")
+    parser.add_argument("--smoothgrad-sigma", type=non_negative_float, default=smoothgrad.DEFAULT_SIGMA,
+                        help="SmoothGrad: noise standard deviation as a fraction of the range of the text's "
+                             f"embedding output (default {smoothgrad.DEFAULT_SIGMA})")
+
+
+def positive_count(text: str) -> int:
+    """argparse type: an integer >= 2 (sample counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: needs at least 2")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: needs a finite number >= 0")
+    return value
+
+
+def perturbation_options(args: argparse.Namespace) -> Dict[str, object]:
+    """explain()'s options from the parsed command line (see :func:`add_perturbation_options`)."""
+    return {"occlusion_baseline": args.occlusion_baseline, "shap_baseline": args.shap_baseline,
+            "lime_baseline": args.lime_baseline, "shap_samples": args.shap_samples,
+            "shap_exact_words": args.shap_exact_words, "lime_samples": args.lime_samples,
+            "smoothgrad_samples": args.smoothgrad_samples, "smoothgrad_sigma": args.smoothgrad_sigma,
+            "seed": args.seed}
+
+
+def _used_options(methods: Sequence[str]) -> set:
+    """The option names the given methods read (so run.json changes only when they matter)."""
+    return {o for m in methods if m != RANDOM for o in registry.get(m).options}
 
 
 def check_out_folder(out: Path) -> None:
@@ -494,7 +566,8 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     out = Path(args.out)
     settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),
                 "data_sha256": _fingerprint(args.data), "methods": methods, "rule": args.rule,
-                "ig_steps": args.ig_steps, "ranking": args.ranking, "seed": args.seed}
+                "ig_steps": args.ig_steps, "ranking": args.ranking, "seed": args.seed,
+                **{k: v for k, v in perturbation_options(args).items() if k in _used_options(methods)}}
     if skip:  # only when given, so that the settings of earlier runs still match
         settings["skip_layers"] = skip
     previous = previous_settings(out / "run.json", args.overwrite)
@@ -539,6 +612,8 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
     done = finished_records(out)
     mine = [i for i in range(len(data)) if i % world == rank and i not in done]
     examples = []
+    word_ids: Dict[int, list] = {}
+    costs = {m: Cost() for m in methods if m != RANDOM}
     for i in mine:
         encoding = tokenizer(data[i][0])
         length = int(encoding["attention_mask"][0].sum())
@@ -546,6 +621,7 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
         types = tuple(int(v) for v in encoding["token_type_ids"][0, :length])
         candidates = [p for p in range(length) if encoding.word_ids[0][p] is not None]
         examples.append(Example(i, ids, types, candidates, data[i][1]))
+        word_ids[i] = encoding.word_ids[0][:length]
     # length buckets: similar lengths share an attribution batch (little padding)
     examples.sort(key=lambda x: (len(x.input_ids), x.index))
     model_methods = [m for m in methods if m != RANDOM]
@@ -560,12 +636,18 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
             ids[row, :len(x.input_ids)] = torch.tensor(x.input_ids)
             types[row, :len(x.input_ids)] = torch.tensor(x.token_type_ids)
             mask[row, :len(x.input_ids)] = 1
-        result = explain(model, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
-                         model_methods, target=list(predicted), rule=args.rule, ig_steps=args.ig_steps,
-                         ig_internal_batch_size=args.ig_batch)
+        options = {**perturbation_options(args), "rows_per_forward": args.rows_per_forward,
+                   "mask_token_id": tokenizer.mask_token_id, "unk_token_id": tokenizer.unk_token_id,
+                   "word_ids": [word_ids[x.index] + [None] * (width - len(x.input_ids)) for x in group]}
+        batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        results = {}
+        for m in model_methods:  # one call per method: its cost is measured alone
+            with measured(model, costs[m], len(group)):
+                results[m] = explain(model, batch, [m], target=list(predicted), rule=args.rule,
+                                     ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_batch, options=options)
         scores = {}
         for m in model_methods:
-            values = result.scores[m].detach().double()
+            values = results[m].scores[m].detach().double()
             if args.ranking == "abs":
                 values = values.abs()
             scores[m] = [values[row, :len(x.input_ids)] for row, x in enumerate(group)]
@@ -608,6 +690,8 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
     summary["limit"] = args.limit
     summary["world_size"] = world
     summary["seconds_this_run_rank0"] = round(elapsed, 1)
+    summary["cost"] = {m: c.per_explanation() for m, c in costs.items()}  # this run, rank 0
+    summary["threads"] = torch.get_num_threads()
     atomic_write_text(out / "examples.jsonl", "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in merged))
     atomic_write_text(out / "results.json", json.dumps(summary, indent=1) + "\n")
     table = markdown_table(summary)
