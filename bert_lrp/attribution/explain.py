@@ -210,9 +210,8 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
             internal batch (rows per pass) and quadrature (``gausslegendre``, ``riemann_*``).
         options: further options of registered methods, by name.
         schedule: GS/GI and LRP together run as ``"stacked"`` copies in one forward + one backward,
-            or ``"separate"`` passes (one per composite); ``"auto"`` stacks unless the batch holds
-            more than ``STACK_LIMIT_TOKENS`` tokens, where separate passes were measured cheaper
-            (the stacked backward's matrices outgrow the caches).
+            or ``"separate"`` passes (one per composite); ``"auto"`` stacks unless batch x length x
+            hidden x layers exceeds ``STACK_LIMIT``, where separate passes were measured cheaper.
     """
     if schedule not in ("auto", "stacked", "separate"):
         raise ValueError(f"schedule must be 'auto', 'stacked' or 'separate', got {schedule!r}")
@@ -226,6 +225,8 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
         reductions.update({_canonical(k): v for k, v in reduction.items()})
     method_options = {"ig_steps": ig_steps, "ig_baseline": ig_baseline, "ig_internal_batch_size": ig_internal_batch_size,
                       "ig_method": ig_method, **(options or {})}
+    if getattr(batch, "word_ids", None) is not None:  # the tokenizer's words, for the word-level methods
+        method_options.setdefault("word_ids", batch.word_ids)
     task = task_of(model)
     inputs = _model_inputs(batch)
     mask = inputs["attention_mask"]
@@ -244,7 +245,7 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
     try:
         with frozen_parameters(model):
             separate = [m for m in wanted if not m.shared_pass]
-            if composites and _stacking_pays(schedule, composites, inputs["input_ids"]):
+            if composites and _stacking_pays(schedule, composites, inputs["input_ids"], model):
                 result = _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions)
             elif composites:  # one pass per composite: cheaper than stacking for large batch x length
                 parts = [_one_pass(model, task, inputs, target, [c], need_attention and i == 0, layers, reductions)
@@ -292,13 +293,18 @@ def _store(result: "Explanation", method: Method, output, reductions: Dict[str, 
 
 
 ALL_LABELS = "all"
-STACK_LIMIT_TOKENS = 2048  # batch x length above which schedule="auto" runs one pass per composite
+# batch x length x hidden x layers above which schedule="auto" runs one pass per composite. Measured
+# (benchmarks/results/bench_schedule_*.md, 2 threads) stacking is cheaper up to MiniLM 8 x 512 (9.4M)
+# and BERT-base 4 x 512 (18.9M: 1.72x LRP stacked, 1.98x separate); beyond twice that, untested,
+# separate passes keep the peak memory of one copy.
+STACK_LIMIT = 40_000_000
 
 
-def _stacking_pays(schedule: str, composites: List[Composite], input_ids: torch.Tensor) -> bool:
+def _stacking_pays(schedule: str, composites: List[Composite], input_ids: torch.Tensor, model: nn.Module) -> bool:
     if len(composites) == 1 or schedule == "stacked":
         return True
-    return schedule == "auto" and input_ids.numel() <= STACK_LIMIT_TOKENS
+    size = input_ids.numel() * model.config.hidden_size * model.config.num_hidden_layers
+    return schedule == "auto" and size <= STACK_LIMIT
 
 
 def _merge_passes(parts: List[Explanation]) -> Explanation:

@@ -126,15 +126,8 @@ def run_jsonl(args: argparse.Namespace, directory: Path) -> int:
     """Explain every input line into ``args.jsonl`` (see the module docstring)."""
     from tqdm import tqdm
 
-    from .explain import (
-        _word_of,
-        load_model,
-        parse_methods,
-        parse_target,
-        read_inputs,
-        token_count,
-        warn,
-    )
+    from .explain import (_sampling_options, _word_of, load_model, parse_methods, parse_target, read_inputs,
+                          token_count, warn)
 
     methods = parse_methods(args.methods)
     out = Path(args.jsonl)
@@ -191,7 +184,8 @@ def run_jsonl(args: argparse.Namespace, directory: Path) -> int:
                 target = label
                 if token_model:
                     target = [(_word_of(encoding, r, args.token_index, args.word), label) for r in range(len(rows))]
-                result = explain(model, encoding, methods, target=target, **options)
+                result = explain(model, encoding, methods, target=target, **options,
+                                 options=_sampling_options(args, encoding, tokenizer))
                 for row, record in zip(rows, batch_records(result, encoding, model, methods, args.hidden_relevance)):
                     records[row] = record
             new = [i for i in chunk if i not in done]
