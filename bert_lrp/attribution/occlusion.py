@@ -5,7 +5,7 @@ batch in shared forward passes of at most ``rows_per_forward`` rows. Word scores
 over the word's pieces (see :mod:`bert_lrp.attribution.perturbation`)."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import torch
 

@@ -457,8 +457,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
         return super().__new__(cls)
 
     def __init__(self, config: BertConfig, num_labels: Optional[int] = None, init_lrp: bool = False) -> None:
-        if num_labels is not None and num_labels != config.num_labels:
-            config = config.copy(num_labels=num_labels, id2label=None)
+        config = with_labels(config, num_labels)
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config)
@@ -506,30 +505,43 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
-class BertForTokenClassification(BertPreTrainedModel):
-    """BERT + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
+class TokenClassifier:
+    """Dropout + linear classifier on every token of ``self.base_model``'s output: the token
+    classification head of BERT, RoBERTa and ELECTRA. Logits ``[batch, seq, num_labels]``."""
 
-    def __init__(self, config: BertConfig, num_labels: Optional[int] = None) -> None:
-        if num_labels is not None and num_labels != config.num_labels:
-            config = config.copy(num_labels=num_labels, id2label=None)
-        super().__init__(config)
+    def _add_token_classifier(self, config: BertConfig) -> None:
         self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
         self.dropout = nn.Dropout(_classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.init_weights()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
                 return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         _reject_unknown(unused)
-        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+        encoded = self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                  output_attentions, output_hidden_states, embedding_output=embedding_output,
+                                  rules=rules)
         logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), ignore_index=-100)
+        loss = None if labels is None else token_loss(logits, labels)
         return _finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+def with_labels(config: BertConfig, num_labels: Optional[int]) -> BertConfig:
+    """``config`` with ``num_labels`` labels (a copy when it differs)."""
+    if num_labels is not None and num_labels != config.num_labels:
+        return config.copy(num_labels=num_labels, id2label=None)
+    return config
+
+
+class BertForTokenClassification(TokenClassifier, BertPreTrainedModel):
+    """BERT + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
+
+    def __init__(self, config: BertConfig, num_labels: Optional[int] = None) -> None:
+        config = with_labels(config, num_labels)
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self._add_token_classifier(config)
+        self.init_weights()
 
 
 class BertLMPredictionHead(nn.Module):

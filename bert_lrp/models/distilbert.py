@@ -24,9 +24,15 @@ from .bert import (
     self_attention,
     sequence_loss,
     token_loss,
+    with_labels,
 )
 from .config import DistilBertConfig
-from .outputs import BaseModelOutputWithPooling, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+from .outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 
 class DistilBertEmbeddings(BertEmbeddings):
@@ -115,18 +121,12 @@ class DistilBertPreTrainedModel(BertPreTrainedModel):
     config_class = DistilBertConfig
 
 
-def _with_labels(config: DistilBertConfig, num_labels: Optional[int]) -> DistilBertConfig:
-    if num_labels is not None and num_labels != config.num_labels:
-        return config.copy(num_labels=num_labels, id2label=None)
-    return config
-
-
 class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
     """DistilBERT + ``pre_classifier`` + ReLU + dropout + ``classifier`` on the first token.
     Logits ``[batch, num_labels]``."""
 
     def __init__(self, config: DistilBertConfig, num_labels: Optional[int] = None) -> None:
-        config = _with_labels(config, num_labels)
+        config = with_labels(config, num_labels)
         super().__init__(config)
         self.num_labels = config.num_labels
         self.distilbert = DistilBertModel(config)
@@ -151,7 +151,7 @@ class DistilBertForTokenClassification(DistilBertPreTrainedModel):
     """DistilBERT + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
 
     def __init__(self, config: DistilBertConfig, num_labels: Optional[int] = None) -> None:
-        config = _with_labels(config, num_labels)
+        config = with_labels(config, num_labels)
         super().__init__(config)
         self.num_labels = config.num_labels
         self.distilbert = DistilBertModel(config)

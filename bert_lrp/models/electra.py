@@ -19,15 +19,11 @@ from .bert import (
     BertEmbeddings,
     BertModel,
     BertPreTrainedModel,
-    _classifier_dropout,
-    _finish,
-    _reject_unknown,
-    sequence_loss,
-    token_loss,
+    TokenClassifier,
+    with_labels,
 )
 from .config import ElectraConfig
-from .outputs import SequenceClassifierOutput, TokenClassifierOutput
-from .roberta import ClassificationHead, _with_labels
+from .roberta import ClassificationHead, FirstTokenClassifier
 
 
 class ElectraEmbeddings(BertEmbeddings):
@@ -63,46 +59,24 @@ class ElectraPreTrainedModel(BertPreTrainedModel):
     config_class = ElectraConfig
 
 
-class ElectraForSequenceClassification(ElectraPreTrainedModel):
+class ElectraForSequenceClassification(FirstTokenClassifier, ElectraPreTrainedModel):
     """ELECTRA + :class:`~bert_lrp.models.roberta.ClassificationHead` (GELU). Logits ``[batch, num_labels]``."""
 
     def __init__(self, config: ElectraConfig, num_labels: Optional[int] = None) -> None:
-        config = _with_labels(config, num_labels)
+        config = with_labels(config, num_labels)
         super().__init__(config)
         self.num_labels = config.num_labels
         self.electra = ElectraModel(config)
         self.classifier = ClassificationHead(config, "gelu")
         self.init_weights()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                               output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
-        logits = self.classifier(encoded.last_hidden_state, rules)
-        loss = None if labels is None else sequence_loss(self.config.problem_type, logits, labels)
-        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
-
-class ElectraForTokenClassification(ElectraPreTrainedModel):
+class ElectraForTokenClassification(TokenClassifier, ElectraPreTrainedModel):
     """ELECTRA + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
 
     def __init__(self, config: ElectraConfig, num_labels: Optional[int] = None) -> None:
-        config = _with_labels(config, num_labels)
+        config = with_labels(config, num_labels)
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.electra = ElectraModel(config)
-        self.dropout = nn.Dropout(_classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._add_token_classifier(config)
         self.init_weights()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                               output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
-        logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
-        loss = None if labels is None else token_loss(logits, labels)
-        return _finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)

@@ -18,15 +18,16 @@ from .bert import (
     BertModel,
     BertPreTrainedModel,
     InputError,
+    TokenClassifier,
     _classifier_dropout,
     _finish,
     _reject_unknown,
     _TiedLinear,
     sequence_loss,
-    token_loss,
+    with_labels,
 )
 from .config import BertConfig, RobertaConfig
-from .outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+from .outputs import MaskedLMOutput, SequenceClassifierOutput
 
 
 class RobertaEmbeddings(BertEmbeddings):
@@ -82,55 +83,43 @@ class ClassificationHead(nn.Module):
         return ops.linear(ops.dropout(x, self.dropout), self.out_proj, rules)
 
 
-def _with_labels(config: BertConfig, num_labels: Optional[int]) -> BertConfig:
-    if num_labels is not None and num_labels != config.num_labels:
-        return config.copy(num_labels=num_labels, id2label=None)
-    return config
+class FirstTokenClassifier:
+    """A :class:`ClassificationHead` on the first token of ``self.base_model``'s output: the sequence
+    classification of RoBERTa and ELECTRA. Logits ``[batch, num_labels]``."""
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
+                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                  output_attentions, output_hidden_states, embedding_output=embedding_output,
+                                  rules=rules)
+        logits = self.classifier(encoded.last_hidden_state, rules)
+        loss = None if labels is None else sequence_loss(self.config.problem_type, logits, labels)
+        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
-class RobertaForSequenceClassification(RobertaPreTrainedModel):
+class RobertaForSequenceClassification(FirstTokenClassifier, RobertaPreTrainedModel):
     """RoBERTa + :class:`ClassificationHead` (tanh) on ``<s>``. Logits ``[batch, num_labels]``."""
 
     def __init__(self, config: RobertaConfig, num_labels: Optional[int] = None) -> None:
-        config = _with_labels(config, num_labels)
+        config = with_labels(config, num_labels)
         super().__init__(config)
         self.num_labels = config.num_labels
         self.roberta = RobertaModel(config, add_pooling_layer=False)
         self.classifier = ClassificationHead(config, "tanh")
         self.init_weights()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                               output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
-        logits = self.classifier(encoded.last_hidden_state, rules)
-        loss = None if labels is None else sequence_loss(self.config.problem_type, logits, labels)
-        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
-
-class RobertaForTokenClassification(RobertaPreTrainedModel):
+class RobertaForTokenClassification(TokenClassifier, RobertaPreTrainedModel):
     """RoBERTa + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
 
     def __init__(self, config: RobertaConfig, num_labels: Optional[int] = None) -> None:
-        config = _with_labels(config, num_labels)
+        config = with_labels(config, num_labels)
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(_classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._add_token_classifier(config)
         self.init_weights()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                               output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
-        logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
-        loss = None if labels is None else token_loss(logits, labels)
-        return _finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
 class RobertaLMHead(nn.Module):
