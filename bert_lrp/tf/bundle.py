@@ -11,12 +11,13 @@ Only numpy and the standard library are used. Tensors are read one at a time wit
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -655,14 +656,7 @@ class TFCheckpointReader:
                 f"{self.index_path}: tensor {info.name!r} is partitioned into slices, which is not supported")
         if info.masked_crc is None:
             raise CheckpointFormatError(f"{self.index_path}: tensor {info.name!r} has no stored crc32c")
-        path = self.shard_path(info.shard_id)
-        try:
-            handle = open(path, "rb")
-        except OSError as exc:
-            raise CheckpointFormatError(f"{path}: cannot open data shard of {info.name!r}: {exc}") from exc
-        with handle:
-            self._check_extent(info, path, os.fstat(handle.fileno()).st_size)
-            handle.seek(info.offset)
+        with self._open_extent(info) as (handle, path):
             chunk = np.empty(min(info.size, _VERIFY_CHUNK), dtype=np.uint8)
             view, crc, remaining = memoryview(chunk), 0, info.size
             while remaining:
@@ -714,6 +708,16 @@ class TFCheckpointReader:
             raise UnsupportedCheckpointError(f"{where} has unsupported dtype enum {info.dtype_enum}")
 
     def _read_bytes(self, info: TensorInfo) -> np.ndarray:
+        with self._open_extent(info) as (handle, path):
+            raw = np.empty(info.size, dtype=np.uint8)
+            got = handle.readinto(memoryview(raw))
+        if got != info.size:
+            raise CheckpointFormatError(f"{path}: short read of {info.name!r}: {got} of {info.size} bytes")
+        return raw
+
+    @contextlib.contextmanager
+    def _open_extent(self, info: TensorInfo) -> Iterator[Tuple[BinaryIO, str]]:
+        """The tensor's data shard, checked to hold its bytes and positioned at them."""
         path = self.shard_path(info.shard_id)
         try:
             handle = open(path, "rb")
@@ -721,12 +725,8 @@ class TFCheckpointReader:
             raise CheckpointFormatError(f"{path}: cannot open data shard of {info.name!r}: {exc}") from exc
         with handle:
             self._check_extent(info, path, os.fstat(handle.fileno()).st_size)
-            raw = np.empty(info.size, dtype=np.uint8)
             handle.seek(info.offset)
-            got = handle.readinto(memoryview(raw))
-        if got != info.size:
-            raise CheckpointFormatError(f"{path}: short read of {info.name!r}: {got} of {info.size} bytes")
-        return raw
+            yield handle, path
 
     @staticmethod
     def _check_extent(info: TensorInfo, path: str, file_size: int) -> None:
