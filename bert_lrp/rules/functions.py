@@ -48,12 +48,6 @@ def _by_slice(grad: torch.Tensor, slices: Slices, rule: Callable[[torch.Tensor, 
     return torch.cat([rule(part, c) for part, c in zip(grad.chunk(len(slices)), slices)], dim=0)
 
 
-def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """numerator / denominator, and 0 where the denominator is exactly 0."""
-    zero = denominator == 0
-    return torch.where(zero, torch.zeros_like(numerator), numerator / torch.where(zero, torch.ones_like(denominator), denominator))
-
-
 # -------------------------------------------------------------------------------- linear
 def _plain_linear(c: "Composite") -> bool:
     return c.linear == "jacobian" or (c.linear == "epsilon" and c.epsilon == 0)
@@ -177,17 +171,22 @@ def _derivative(name: str, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown activation {name!r}")
 
 
+# f(x) / x at x = 0 (its limit), where the division below gives 0 / 0
+_RATIO_AT_ZERO = {"gelu": 0.5, "gelu_new": 0.5, "gelu_pytorch_tanh": 0.5, "silu": 0.5, "swish": 0.5, "tanh": 1.0}
+
+
 def _identity_ratio(name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``f(x) / x`` (the identity rule's gradient), in closed form where one exists."""
-    if name == "gelu":
-        return torch.special.ndtr(x)  # gelu(x) = x * Phi(x)
-    if name in ("gelu_new", "gelu_pytorch_tanh"):
-        return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+    """``f(x) / x`` (the identity rule's gradient, so that ``x * ratio * g = f(x) * g`` exactly).
+
+    One division of the forward's own output (not a closed form such as GELU's ``Phi(x)``:
+    ``torch.special.ndtr`` is an unvectorised kernel, measured 17x slower than ``gelu`` itself on
+    CPU); ``0 / 0`` at ``x = 0`` becomes the limit of ``f(x) / x`` there.
+    """
     if name == "relu":
         return (x > 0).to(x.dtype)
-    if name in ("silu", "swish"):
-        return torch.sigmoid(x)
-    return _safe_divide(y, x)
+    if name not in _RATIO_AT_ZERO:
+        raise ValueError(f"unknown activation {name!r}")
+    return torch.div(y, x).nan_to_num_(nan=_RATIO_AT_ZERO[name])
 
 
 class ActivationRule(torch.autograd.Function):
