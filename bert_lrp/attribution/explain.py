@@ -369,7 +369,9 @@ def _one_pass(model, task, inputs, target, composites, need_attention, layers, r
     hidden = list(output.hidden_states[1:]) if layers else []
     heads = list(rules.head_contexts) if layers else []
     wrt = [embedded, word, position, token_type] + hidden + heads
-    grads = torch.autograd.grad(score, wrt, grad_outputs=start, allow_unused=True)
+    # the signal enters as a weighted sum (d/d score = start exactly), not as grad_outputs=: that
+    # argument makes torch import its symbolic-shapes module (sympy, ~2 s) on first use
+    grads = torch.autograd.grad((score * start).sum(), wrt, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
 
     per_label = []

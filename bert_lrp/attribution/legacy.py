@@ -52,7 +52,8 @@ class LegacyBertForSequenceClassification(BertForSequenceClassification):
             if at_logits.shape != logits[:size].shape:
                 raise ValueError(f"expected a [batch, num_labels] tensor of shape {list(logits[:size].shape)}, "
                                  f"got {list(at_logits.shape)}")
-            (signal,) = torch.autograd.grad(logits, embedded, grad_outputs=stack(at_logits.to(logits.dtype)))
+            # a weighted sum, not grad_outputs=: that argument makes torch import sympy (~2 s) on first use
+            (signal,) = torch.autograd.grad((logits * stack(at_logits.to(logits.dtype))).sum(), embedded)
         return signal[:size], embedded[:size].detach()
 
     def backward_gradient(self, sensitivity_grads: torch.Tensor) -> torch.Tensor:
