@@ -1,12 +1,12 @@
 """Word-level views: merge word-piece scores into the words of the original text."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Sequence, Union
 
 import torch
 
 
-def merge_word_pieces(scores: torch.Tensor, encoding, index: int = 0) -> List[dict]:
+def merge_word_pieces(scores: Union[torch.Tensor, Sequence[float]], encoding, index: int = 0) -> List[dict]:
     """Sum the ``[seq]`` token ``scores`` of example ``index`` over the pieces of each word.
 
     Uses the tokenizer's ``word_ids``/``sequence_ids``/``offsets``; special and padding tokens are
@@ -18,6 +18,7 @@ def merge_word_pieces(scores: torch.Tensor, encoding, index: int = 0) -> List[di
     offsets = encoding.offsets[index]
     tokens = encoding.tokens[index]
     texts = encoding.texts[index] if hasattr(encoding, "texts") else (None, None)
+    values = scores.tolist() if isinstance(scores, torch.Tensor) else [float(v) for v in scores]  # one conversion
     words: List[dict] = []
     by_key = {}
     for position, (word, sequence) in enumerate(zip(word_ids, sequence_ids)):
@@ -31,7 +32,7 @@ def merge_word_pieces(scores: torch.Tensor, encoding, index: int = 0) -> List[di
             words.append(by_key[key])
         entry = by_key[key]
         entry["start"], entry["end"] = min(entry["start"], start), max(entry["end"], end)
-        entry["score"] += float(scores[position])
+        entry["score"] += values[position]
         entry["pieces"].append(tokens[position])
         entry["positions"].append(position)
     for entry in words:

@@ -41,14 +41,15 @@ CHUNK_BATCHES = 16  # a chunk of 16 batches is sorted by length; records leave i
 
 
 def _words(encoding, index: int) -> Tuple[List[dict], List[int]]:
-    words = merge_word_pieces(torch.zeros(len(encoding.word_ids[index])), encoding, index)
+    words = merge_word_pieces([0.0] * len(encoding.word_ids[index]), encoding, index)
     return ([{"word": w["word"], "start": w["start"], "end": w["end"], "pieces": w["positions"]} for w in words],
             [w["positions"] for w in words])
 
 
 def _method_scores(token_scores: torch.Tensor, pieces: List[List[int]], length: int) -> dict:
-    tokens = [round(float(v), 7) for v in token_scores[:length]]
-    return {"words": [round(float(token_scores[p].sum()), 7) for p in pieces], "tokens": tokens}
+    values = token_scores[:length].tolist()  # one conversion, not a 0-d tensor per token
+    words = [values[p[0]] if len(p) == 1 else float(token_scores[p].sum()) for p in pieces]
+    return {"words": [round(v, 7) for v in words], "tokens": [round(v, 7) for v in values]}
 
 
 def _labels(model) -> Dict[int, str]:
