@@ -267,6 +267,21 @@ def test_identity_rule_passes_relevance_unchanged_through_gelu():
     torch.testing.assert_close(relevance_in, expected)
 
 
+@pytest.mark.parametrize("name, ratio", [
+    ("gelu", lambda x: torch.special.ndtr(x)),                       # gelu(x) = x * Phi(x)
+    ("gelu_new", lambda x: 0.5 * (1 + torch.tanh((2 / math.pi) ** 0.5 * (x + 0.044715 * x ** 3)))),
+    ("silu", torch.sigmoid),                                         # silu(x) = x * sigmoid(x)
+    ("tanh", lambda x: torch.where(x == 0, torch.ones_like(x), torch.tanh(x) / x)),
+])
+def test_identity_rule_gradient_is_f_of_x_over_x_with_its_limit_at_zero(name, ratio):
+    # the rule's gradient is f(x) / x, computed as a division of the forward output; at x = 0
+    # (0 / 0) it must be the limit, not NaN or 0, or the signal behind the activation is lost
+    x = torch.tensor([-6.0, -2.0, -0.3, -1e-20, 0.0, 1e-20, 0.4, 3.0, 9.0], requires_grad=True)
+    y = ActivationRule.apply(x, name, rules(activation="identity"))
+    (gradient,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(gradient, ratio(x.detach()), rtol=1e-5, atol=1e-6)  # float32 rounding
+
+
 def _attention_gradients(softmax_mode, bilinear_mode):
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 4, requires_grad=True) for _ in range(3))

@@ -131,8 +131,8 @@ class LayerNormRule(torch.autograd.Function):
         def rule(g: torch.Tensor, c: "Composite") -> torch.Tensor:
             if c.layer_norm == "jacobian":
                 return kernels.layer_norm_backward(g, x0, mean, inv_std, weight)
-            gw = g * weight  # detach_std: centring and scaling with a constant 1/std
-            return (gw - gw.mean(-1, keepdim=True)) * inv_std
+            gw = g * weight  # detach_std: centring and scaling with a constant 1/std (in place: gw is new)
+            return gw.sub_(gw.mean(-1, keepdim=True)).mul_(inv_std)
 
         grad_x = _by_slice(grad, ctx.slices, rule) if ctx.needs_input_grad[0] else None
         grad_w = grad_b = None
@@ -296,8 +296,8 @@ class AttentionRule(torch.autograd.Function):
             share = bilinear_share(c.bilinear)
             g = g * share if share != 1.0 else g
             grad_q, grad_k, grad_v = kernels.flash_attention_backward(g, q, k, v, m, context, logsumexp)
-            if share != 1.0:
-                grad_q, grad_k = grad_q * share, grad_k * share
+            if share != 1.0:  # the kernel's outputs are new tensors: scale in place
+                grad_q, grad_k = grad_q.mul_(share), grad_k.mul_(share)
             parts.append((grad_q, grad_k, grad_v))
         if len(parts) == 1:
             return (*parts[0], None, None, None)
