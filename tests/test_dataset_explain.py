@@ -241,3 +241,16 @@ def test_separate_passes_give_what_the_stacked_pass_gives(tmp_path, rule):
     for method in stacked.layer_scores:
         torch.testing.assert_close(separate.layer_scores[method][-1], stacked.layer_scores[method][-1],
                                    rtol=1e-5, atol=1e-7)
+
+
+def test_explaining_does_not_import_torchs_symbolic_shapes(tmp_path):
+    # torch.autograd.grad(..., grad_outputs=...) imports torch's symbolic-shapes module (and sympy)
+    # on first use: about 2 s of every command's start-up. The CLI's explain path must not need it.
+    model_dir = make_model_dir(tmp_path / "model")
+    script = ("import sys; from bert_lrp import cli; "
+              f"code = cli.main(['explain', '--model', {str(model_dir)!r}, '--methods', 'lrp,gi,gs,lat,rollout', "
+              "'--quiet', '--json', '-', 'a good film']); "
+              "print('sympy' in sys.modules, code)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False 0"
