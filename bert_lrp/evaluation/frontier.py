@@ -40,11 +40,13 @@ def pareto(points: List[Point]) -> List[Point]:
 
 
 def frontier_svg(summary: dict, metric: str = "abpc_p", random_level: Optional[float] = None,
-                 title: str = "Faithfulness vs cost") -> str:
+                 title: Optional[str] = None) -> str:
     """An SVG scatter: x = ms per explanation (log10), y = ``metric``; the Pareto front joined."""
     from ..cli.terminal import method_title
     from ..attribution import registry
 
+    if title is None:
+        title = f"Faithfulness vs cost ({summary.get('examples', '?')} examples, {metric})"
     points = frontier_points(summary, metric)
     if not points:
         raise UsageError("no method has a measured cost in these results (rerun bert-lrp evaluate)")
