@@ -78,6 +78,16 @@ class Composite:
         if self.signal == "relevance" and self.linear == "epsilon" and self.epsilon != 0:
             raise ValueError(f"composite {self.name!r}: the epsilon rule is written for signal='gradient'")
 
+    def is_gradient(self, operation: str) -> bool:
+        """Whether this composite's rule for ``operation`` is the operation's plain backward
+        (LRP-0 is the gradient; the Taylor softmax rule is the softmax Jacobian)."""
+        rule = getattr(self, operation)
+        if operation == "linear":
+            return rule == "jacobian" or (rule == "epsilon" and self.epsilon == 0)
+        if operation == "softmax":
+            return rule in ("jacobian", "taylor")
+        return rule == "jacobian"
+
     @property
     def copies(self) -> Tuple["Composite", ...]:
         """The stacked copies this composite runs as: itself, plus a Jacobian path for
@@ -154,6 +164,11 @@ class RuleSet:
                 paired.append(len(slices))
             slices.extend(composite.copies)
         return cls(tuple(slices), tuple(paired), [] if record_head_contexts else None)
+
+    def runs_plain(self, *operations: str) -> bool:
+        """One copy whose rules for ``operations`` are their plain backwards: the native operations
+        compute exactly that, without a rule Function (and its Python) in the graph."""
+        return len(self.slices) == 1 and all(self.slices[0].is_gradient(op) for op in operations)
 
     def index(self, composite: Composite) -> int:
         """Slice index of ``composite`` (its first copy)."""

@@ -50,7 +50,7 @@ def _by_slice(grad: torch.Tensor, slices: Slices, rule: Callable[[torch.Tensor, 
 
 # -------------------------------------------------------------------------------- linear
 def _plain_linear(c: "Composite") -> bool:
-    return c.linear == "jacobian" or (c.linear == "epsilon" and c.epsilon == 0)
+    return c.is_gradient("linear")
 
 
 class LinearRule(torch.autograd.Function):

@@ -1,4 +1,9 @@
-"""The operations BERT is built from: a plain fast path, or the rule Functions under a RuleSet."""
+"""The operations BERT is built from: a plain fast path, or the rule Functions under a RuleSet.
+
+Under a RuleSet of one copy whose rule for an operation is that operation's plain backward (the
+gradient composite everywhere; LRP-0 on linear layers), the plain path runs: native autograd
+computes the same signal without a Python Function per call.
+"""
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -26,19 +31,19 @@ def dropout(x: torch.Tensor, layer: nn.Dropout) -> torch.Tensor:
 
 
 def linear(x: torch.Tensor, layer: nn.Linear, rules: Optional[RuleSet]) -> torch.Tensor:
-    if rules is None:
+    if rules is None or rules.runs_plain("linear"):
         return F.linear(x, layer.weight, layer.bias)
     return LinearRule.apply(x, layer.weight, layer.bias, rules.slices)
 
 
 def layer_norm(x: torch.Tensor, layer: nn.LayerNorm, rules: Optional[RuleSet]) -> torch.Tensor:
-    if rules is None:
+    if rules is None or rules.runs_plain("layer_norm"):
         return F.layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
     return LayerNormRule.apply(x, layer.weight, layer.bias, layer.eps, rules.slices)
 
 
 def activation(x: torch.Tensor, name: str, rules: Optional[RuleSet]) -> torch.Tensor:
-    if rules is None:
+    if rules is None or rules.runs_plain("activation"):
         return activation_forward(name, x)
     return ActivationRule.apply(x, name, rules.slices)
 
@@ -54,7 +59,7 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask:
     :class:`AttentionRule` applies the softmax and bilinear rules (attribution runs in eval mode,
     without dropout).
     """
-    if rules is not None:
+    if rules is not None and not rules.runs_plain("softmax", "bilinear"):
         return AttentionRule.apply(query, key, value, mask, rules.slices, need_probabilities)
     if not need_probabilities:
         context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
