@@ -249,8 +249,9 @@ def test_explaining_does_not_import_torchs_symbolic_shapes(tmp_path):
     model_dir = make_model_dir(tmp_path / "model")
     script = ("import sys; from bert_lrp import cli; "
               f"code = cli.main(['explain', '--model', {str(model_dir)!r}, '--methods', 'lrp,gi,gs,lat,rollout', "
-              "'--quiet', '--json', '-', 'a good film']); "
+              f"'--quiet', '--json', {str(tmp_path / 'out.json')!r}, 'a good film']); "
               "print('sympy' in sys.modules, code)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False 0"
+    assert (tmp_path / "out.json").is_file()
