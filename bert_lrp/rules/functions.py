@@ -49,10 +49,6 @@ def _by_slice(grad: torch.Tensor, slices: Slices, rule: Callable[[torch.Tensor, 
 
 
 # -------------------------------------------------------------------------------- linear
-def _plain_linear(c: "Composite") -> bool:
-    return c.is_gradient("linear")
-
-
 class LinearRule(torch.autograd.Function):
     """``y = x @ W.T + b`` for ``x [..., in]``, ``W [out, in]``."""
 
@@ -60,7 +56,7 @@ class LinearRule(torch.autograd.Function):
     def forward(ctx, x, weight, bias, slices: Slices):
         x0 = _first_copy(x, slices)
         # the plain gradient w.r.t. x needs only W: keep x for the other rules or weight gradients
-        keep_input = weight.requires_grad or not all(_plain_linear(c) for c in slices)
+        keep_input = weight.requires_grad or not all(c.is_gradient("linear") for c in slices)
         ctx.save_for_backward(x0 if keep_input else None, weight, bias)
         ctx.slices = slices
         return _repeat(F.linear(x0, weight, bias), slices)
@@ -70,7 +66,7 @@ class LinearRule(torch.autograd.Function):
         x0, weight, bias = ctx.saved_tensors
 
         def rule(g: torch.Tensor, c: "Composite") -> torch.Tensor:
-            if _plain_linear(c):
+            if c.is_gradient("linear"):
                 return g @ weight
             if c.linear == "epsilon":
                 z = F.linear(x0, weight, bias)
@@ -79,7 +75,7 @@ class LinearRule(torch.autograd.Function):
 
         grad_x = None
         if ctx.needs_input_grad[0]:
-            plain = all(_plain_linear(c) for c in ctx.slices)
+            plain = all(c.is_gradient("linear") for c in ctx.slices)
             grad_x = grad @ weight if plain else _by_slice(grad, ctx.slices, rule)  # one matmul for all copies
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
