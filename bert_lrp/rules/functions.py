@@ -309,7 +309,17 @@ def attention_probabilities(q: torch.Tensor, k: torch.Tensor, mask: Optional[tor
 
 
 # ------------------------------------------------------------------- residual paths
-class BranchInput(torch.autograd.Function):
+class _PathIdentity(torch.autograd.Function):
+    """Identity on ``x [copies * batch, ...]``; subclasses mix the copies' signals in the backward
+    (``paired``: the slice index of each composite whose Jacobian path is the next slice)."""
+
+    @staticmethod
+    def forward(ctx, x, slices: Slices, paired: Tuple[int, ...]):
+        ctx.slices, ctx.paired = slices, paired
+        return x.view_as(x)
+
+
+class BranchInput(_PathIdentity):
     """Identity at the input of a residual block's branch (the sub-layer beside the skip).
 
     For a composite with ``residual='block_jacobian'`` (slice ``i``, its Jacobian path at
@@ -319,11 +329,6 @@ class BranchInput(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, slices: Slices, paired: Tuple[int, ...]):
-        ctx.slices, ctx.paired = slices, paired
-        return x.view_as(x)
-
-    @staticmethod
     def backward(ctx, grad):
         parts = list(grad.chunk(len(ctx.slices)))
         for i in ctx.paired:
@@ -331,14 +336,9 @@ class BranchInput(torch.autograd.Function):
         return torch.cat(parts, 0), None, None
 
 
-class JacobianPathSource(torch.autograd.Function):
+class JacobianPathSource(_PathIdentity):
     """Identity at the encoder's output; backward: each Jacobian path starts from the signal of
     the composite it belongs to (the heads above the encoder use that composite's rules)."""
-
-    @staticmethod
-    def forward(ctx, x, slices: Slices, paired: Tuple[int, ...]):
-        ctx.slices, ctx.paired = slices, paired
-        return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):
