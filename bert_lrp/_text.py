@@ -22,3 +22,13 @@ def printable(text) -> str:
     r"""``text`` with terminal control characters and bidi controls replaced by visible escapes
     (``\x1b``, ``\u202e``; see the module docstring); other characters are kept."""
     return str(text).translate(_SAFE)
+
+
+MAX_TEXT_CHARACTERS = 300  # the "text:" line of a long input shows its start only
+
+
+def shorten(text: str, limit: int = MAX_TEXT_CHARACTERS) -> str:
+    """``text`` cut to ``limit`` characters, with a note of how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… (+{len(text) - limit:,} characters)"

@@ -214,14 +214,14 @@ def test_rollout_adds_the_residual_identity():
 def test_integrated_gradients_completeness_gap_shrinks_with_steps():
     model, batch = tiny_classifier(), padded_batch()
     coarse = explain(model, batch, methods=["ig"], ig_steps=2, ig_method="riemann_right").completeness_gap.abs()
-    fine = explain(model, batch, methods=["ig"], ig_steps=64, ig_internal_batch_size=50).completeness_gap.abs()
+    fine = explain(model, batch, methods=["ig"], ig_steps=64, ig_batch=50).completeness_gap.abs()
     assert (fine < 1e-3).all() and fine.max() < coarse.max()
 
 
 def test_integrated_gradients_does_not_depend_on_the_internal_batch():
     model, batch = tiny_classifier(), padded_batch()
-    small = explain(model, batch, methods=["ig"], ig_steps=10, ig_internal_batch_size=3)
-    large = explain(model, batch, methods=["ig"], ig_steps=10, ig_internal_batch_size=100)
+    small = explain(model, batch, methods=["ig"], ig_steps=10, ig_batch=3)
+    large = explain(model, batch, methods=["ig"], ig_steps=10, ig_batch=100)
     torch.testing.assert_close(small.scores["integrated_gradients"], large.scores["integrated_gradients"])
 
 

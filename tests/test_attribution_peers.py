@@ -143,7 +143,7 @@ def test_ig_equals_captum_layer_integrated_gradients(setup, hf_model, steps, met
     captum_attr = pytest.importorskip("captum.attr")
     model, batch, _ = setup
     result = explain(model, batch, methods=["ig"], ig_steps=steps, ig_method=method,
-                     ig_baseline="pad", ig_internal_batch_size=32)
+                     ig_baseline="pad", ig_batch=32)
 
     def forward(input_ids, attention_mask, token_type_ids):
         return hf_model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits

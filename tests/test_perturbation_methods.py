@@ -71,7 +71,7 @@ def test_occlusion_occludes_all_pieces_of_a_word_and_spreads_its_score():
     model, batch = model_with_signal(), sentence(5)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     word_ids = [[None, 0, 1, 1, 1, 2, None]]  # word 1 = three pieces
-    result = explain(model, batch, ["occlusion"], target=0, options={"word_ids": word_ids})
+    result = explain(model, {**batch, "word_ids": word_ids}, ["occlusion"], target=0)
     drop = target_logit(model, ids, 0, mask) - target_logit(model, with_pad(ids, [2, 3, 4]), 0, mask)
     assert torch.allclose(result.scores["occlusion"][0, 2:5], torch.full((3,), drop / 3), atol=1e-5, rtol=0)
 
@@ -219,7 +219,7 @@ def test_sentence_pairs_keep_both_separators_and_give_word_scores(tmp_path):
     tokenizer = make_tokenizer(tmp_path)
     encoding = tokenizer(["the film is unbelievable"], ["a bad movie ."])
     model = model_with_signal()
-    result = explain(model, encoding, ["shap"], target=0, options={"word_ids": encoding.word_ids})
+    result = explain(model, encoding, ["shap"], target=0)
     tokens = encoding.tokens[0]
     specials = [p for p, t in enumerate(tokens) if t in ("[CLS]", "[SEP]")]
     assert len(specials) == 3 and result.scores["shap"][0, specials].abs().sum() == 0

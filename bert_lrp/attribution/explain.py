@@ -1,4 +1,5 @@
-"""``explain``: GS, GI and LRP from one forward and one backward pass; LAT, rollout and IG beside.
+"""``explain``: every registered method on a batch; the shared-pass methods (GS, GI, every LRP
+preset) from one forward and one backward pass, the others (LAT, rollout, IG, ...) beside.
 
 Conventions. Token ``scores[method]`` are ``[batch, seq]`` floats, exactly 0 at padding.
 ``relevance[method]`` is ``[batch, seq, hidden]`` at the embedding output (the input of the first
@@ -7,34 +8,29 @@ the relevance that enters the embedding LayerNorm into its three summands (word,
 token type), each ``[batch, seq, hidden]``; LRP token scores sum all three, so they account for
 all the relevance that reaches the input.
 
-How several methods share one pass: the batch is stacked, one slice per composite (the plain
-gradient for GS/GI, the LRP preset for LRP); each rule Function applies its slice's rule in the
-single backward pass.
+How several methods share one pass: each shared-pass method names a composite (the plain
+gradient for GS/GI, a preset for LRP); the batch is stacked, one slice per distinct composite,
+and each rule Function applies its slice's rule in the single backward pass. Methods that name
+the same composite read the same slice (GS and GI; ``lrp`` and ``lrp:attnlrp``).
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from ..rules.composites import GRADIENT, Composite, RuleSet, get_composite
+from ..rules.composites import Composite, RuleSet, get_composite
 from ..rules.functions import stack_copies
 from . import registry
 from .registry import Method, MethodContext
 from .targets import Target, logits_of, resolve_target, select, task_of
+from .words import word_numbers
 
 REDUCTIONS = ("l2", "squared", "sum", "abs_sum")
-
-registry.register(Method("gradient", "GS (gradient)", aliases=("gs", "saliency"), shared_pass=True, reduction="l2",
-                         color="#2ca02c", summary="gradient at the embedding output (Wu & Ong's GS)"))
-registry.register(Method("gradient_x_input", "GI (gradient x input)", aliases=("gi", "input_x_gradient"),
-                         shared_pass=True, reduction="sum", color="#1f77b4", summary="gradient x embedding output"))
-registry.register(Method("lrp", "LRP", shared_pass=True, reduction="sum", options=("rule",), color="#d62728",
-                         summary="layer-wise relevance propagation, preset --rule (attnlrp, cp-lrp, bert-lrp)"))
-from . import attention, integrated_gradients  # noqa: E402,F401  (they declare LAT, rollout and IG)
+from . import shared_pass, attention, integrated_gradients  # noqa: E402,F401  (they declare their methods)
 
 
 class BackwardCounter:
@@ -185,59 +181,62 @@ def _model_inputs(batch: dict) -> Dict[str, torch.Tensor]:
 
 
 def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), target: Target = None,
-            rule: Union[str, Composite] = "attnlrp", reduction: Union[None, str, Dict[str, str]] = None,
-            layers: bool = False, ig_steps: int = 50, ig_baseline: str = "pad",
-            ig_internal_batch_size: int = 64, ig_method: str = "gausslegendre",
-            options: Optional[Dict[str, object]] = None, schedule: str = "auto") -> Explanation:
+            rule: Union[None, str, Composite] = None, reduction: Union[None, str, Dict[str, str]] = None,
+            layers: bool = False, options: Optional[Dict[str, Any]] = None, schedule: str = "auto",
+            progress: bool = False, **method_options: Any) -> Explanation:
     """Explain ``model``'s output on ``batch`` with one or more methods.
 
     Args:
-        model: a BertForSequenceClassification, BertForTokenClassification or BertForMaskedLM.
-        batch: the tokenizer's dict of ``[batch, seq]`` tensors.
+        model: a ``<Family>ForSequenceClassification``, ``<Family>ForTokenClassification`` or
+            ``<Family>ForMaskedLM`` (BERT, RoBERTa, DistilBERT, ELECTRA).
+        batch: the tokenizer's Encoding (``[batch, seq]`` tensors; its word ids and sequence ids
+            tell the word-level methods which pieces form a word) or a dict of tensors.
         methods: names or aliases from :mod:`bert_lrp.attribution.registry`: ``gradient`` (gs),
-            ``gradient_x_input`` (gi), ``lrp``, ``lat``, ``rollout``, ``integrated_gradients`` (ig),
-            and any registered method. GS, GI and LRP together cost one forward + one backward.
+            ``gradient_x_input`` (gi), ``lrp`` (preset from ``rule``), ``lrp:attnlrp``,
+            ``lrp:cp-lrp``, ``lrp:bert-lrp``, ``lat``, ``rollout``, ``integrated_gradients`` (ig),
+            ``occlusion``, ``shap``, ``lime``, ``smoothgrad``, ... All shared-pass methods
+            together cost one forward + one backward.
         target: sequence classification: None (predicted class), a class id or label name, or one
             per example; token classification / masked LM: ``(position, label_or_None)`` or a list.
             ``"all"`` (token classification: ``(position, "all")``): every label from the same single
             forward + backward (one stacked copy per label); the result has a label axis after the
             batch axis (scores ``[batch, labels, seq]``) and ``for_label(l)`` gives one label's view.
-        rule: LRP preset (``attnlrp``, ``cp-lrp``, ``bert-lrp``) or a :class:`Composite`.
+        rule: the ``lrp`` method's preset (``attnlrp``, ``cp-lrp``, ``bert-lrp``) or a
+            :class:`Composite`; the same as ``rule=`` among the method options.
         reduction: how hidden units become token scores (``l2``, ``squared``, ``sum``, ``abs_sum``),
             one for all methods or per method; defaults: each method's (GS l2, GI sum, LRP sum, IG sum).
         layers: also return per-layer token relevance and per-head relevance at attention outputs.
-        ig_*: Integrated Gradients steps, baseline (``pad``, ``mask``, ``zeros``), bounded
-            internal batch (rows per pass) and quadrature (``gausslegendre``, ``riemann_*``).
-        options: further options of registered methods, by name.
-        schedule: GS/GI and LRP together run as ``"stacked"`` copies in one forward + one backward,
+        options, **method_options: the methods' options by name (``ig_steps=20``,
+            ``shap_samples=512``, ...; see each method's ``options`` in the registry). A name no
+            registered method declares raises an error naming it.
+        schedule: shared-pass methods run as ``"stacked"`` copies in one forward + one backward,
             or ``"separate"`` passes (one per composite); ``"auto"`` stacks unless batch x length x
             hidden x layers exceeds ``STACK_LIMIT``, where separate passes were measured cheaper.
+        progress: progress bars on stderr for the methods that take many passes.
     """
     if schedule not in ("auto", "stacked", "separate"):
         raise ValueError(f"schedule must be 'auto', 'stacked' or 'separate', got {schedule!r}")
-    wanted: List[Method] = list({m.name: m for m in (registry.get(name) for name in methods)}.values())
+    wanted: List[Method] = [registry.get(name) for name in registry.canonical(methods)]
     if not wanted:
         raise ValueError("no attribution method requested")
+    given = {**(options or {}), **method_options, **({} if rule is None else {"rule": rule})}
+    given = registry.check_options(given)
     reductions = {m.name: m.reduction for m in registry.all_methods() if m.reduction}
     if isinstance(reduction, str):
         reductions = {name: reduction for name in reductions}
     elif reduction:
         reductions.update({_canonical(k): v for k, v in reduction.items()})
-    method_options = {"ig_steps": ig_steps, "ig_baseline": ig_baseline, "ig_internal_batch_size": ig_internal_batch_size,
-                      "ig_method": ig_method, **(options or {})}
-    if getattr(batch, "word_ids", None) is not None:  # the tokenizer's words, for the word-level methods
-        method_options.setdefault("word_ids", batch.word_ids)
     task = task_of(model)
     inputs = _model_inputs(batch)
     mask = inputs["attention_mask"]
-    names = {m.name for m in wanted}
-
-    composites: List[Composite] = []
-    if names & {"gradient", "gradient_x_input"}:
-        composites.append(GRADIENT)
-    if "lrp" in names:
-        composites.append(get_composite(rule))
+    jobs: Dict[Composite, List[Method]] = {}  # distinct composites, each with the methods that read it
+    for method in wanted:
+        if method.shared_pass:
+            composite = get_composite(method.composite(registry.method_options(method, given)))
+            jobs.setdefault(composite, []).append(method)
     need_attention = any(m.needs_attentions for m in wanted)
+    word_ids = word_numbers(batch)
+    special_ids = dict(getattr(batch, "special_token_ids", None) or {})
 
     was_training = model.training
     if was_training:
@@ -245,11 +244,11 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
     try:
         with frozen_parameters(model):
             separate = [m for m in wanted if not m.shared_pass]
-            if composites and _stacking_pays(schedule, composites, inputs["input_ids"], model):
-                result = _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions)
-            elif composites:  # one pass per composite: cheaper than stacking for large batch x length
-                parts = [_one_pass(model, task, inputs, target, [c], need_attention and i == 0, layers, reductions)
-                         for i, c in enumerate(composites)]
+            if jobs and _stacking_pays(schedule, list(jobs), inputs["input_ids"], model):
+                result = _one_pass(model, task, inputs, target, jobs, need_attention, layers, reductions)
+            elif jobs:  # one pass per composite: cheaper than stacking for large batch x length
+                parts = [_one_pass(model, task, inputs, target, {c: ms}, need_attention and i == 0, layers, reductions)
+                         for i, (c, ms) in enumerate(jobs.items())]
                 result = _merge_passes(parts)
             elif _wants_all_labels(target):
                 result = _stack_labels([_forward_only(model, task, inputs, _label_target(target, label), need_attention)
@@ -261,7 +260,7 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
             for view in views if separate else []:
                 for method in separate:
                     context = MethodContext(model, inputs, view.target, view.target_position, attentions,
-                                            {k: method_options[k] for k in method.options if k in method_options})
+                                            registry.method_options(method, given), word_ids, special_ids, progress)
                     _store(view, method, method.run(context), reductions, mask)
             if result.all_labels and separate:
                 merged = _stack_labels(views)
@@ -335,15 +334,17 @@ def _wants_all_labels(target: Target) -> bool:
     return bool(pairs) and all(isinstance(t, tuple) and len(t) == 2 and t[1] == ALL_LABELS for t in pairs)
 
 
-def _one_pass(model, task, inputs, target, composites, need_attention, layers, reductions) -> Explanation:
-    """GS, GI and LRP from one stacked forward and one backward: one copy per (composite, label)
-    (``target="all"``: one per label), as many copies again for composites with a Jacobian path."""
+def _one_pass(model, task, inputs, target, jobs: Dict[Composite, List[Method]], need_attention, layers,
+              reductions) -> Explanation:
+    """The shared-pass methods from one stacked forward and one backward: one copy per (composite,
+    label) (``target="all"``: one per label), as many copies again for composites with a Jacobian path."""
     all_labels = _wants_all_labels(target)
     if all_labels and task == "masked_lm":
         raise ValueError("target='all' is for classifiers; a masked LM has a label per vocabulary word")
     label_choices = list(range(model.config.num_labels)) if all_labels else [None]
-    jobs = [(c, label) for c in composites for label in label_choices]
-    rules = RuleSet.of([c for c, _ in jobs], record_head_contexts=layers)
+    composites = list(jobs)
+    pairs = [(c, label) for c in composites for label in label_choices]
+    rules = RuleSet.of([c for c, _ in pairs], record_head_contexts=layers)
     counter = BackwardCounter()
     copies, size = rules.copies, inputs["input_ids"].shape[0]
     mask = inputs["attention_mask"]
@@ -358,14 +359,14 @@ def _one_pass(model, task, inputs, target, composites, need_attention, layers, r
     plain_logits = logits[:size].detach()
     resolvable = (_label_target(target, None) if task == "token" else None) if all_labels else target
     predicted, positions = resolve_target(model, task, plain_logits, resolvable)
-    job_labels = [predicted if label is None else torch.full_like(predicted, label) for _, label in jobs]
-    slice_labels = torch.cat([labels for (c, _), labels in zip(jobs, job_labels) for _ in c.copies])
+    pair_labels = [predicted if label is None else torch.full_like(predicted, label) for _, label in pairs]
+    slice_labels = torch.cat([labels for (c, _), labels in zip(pairs, pair_labels) for _ in c.copies])
     score = select(logits, slice_labels, None if positions is None else stack_copies(positions, copies))
-    first = [sum(len(c.copies) for c, _ in jobs[:j]) for j in range(len(jobs))]  # each job's first slice
-    job_logits = [score[i * size:(i + 1) * size].detach() for i in first]
+    first = [sum(len(c.copies) for c, _ in pairs[:j]) for j in range(len(pairs))]  # each pair's first slice
+    pair_logits = [score[i * size:(i + 1) * size].detach() for i in first]
     # the backward starts from 1 (gradient signal) or from the target logit (relevance signal)
-    start = torch.cat([job_logit if c.signal == "relevance" else torch.ones_like(job_logit)
-                       for (c, _), job_logit in zip(jobs, job_logits) for _ in c.copies])
+    start = torch.cat([pair_logit if c.signal == "relevance" else torch.ones_like(pair_logit)
+                       for (c, _), pair_logit in zip(pairs, pair_logits) for _ in c.copies])
     hidden = list(output.hidden_states[1:]) if layers else []
     heads = list(rules.head_contexts) if layers else []
     wrt = [embedded, word, position, token_type] + hidden + heads
@@ -376,45 +377,47 @@ def _one_pass(model, task, inputs, target, composites, need_attention, layers, r
 
     per_label = []
     for label in label_choices:
-        rows = {c.name: slice(first[j] * size, (first[j] + 1) * size) for j, (c, l) in enumerate(jobs) if l == label}
-        j = next(j for j, (_, l) in enumerate(jobs) if l == label)
-        result = Explanation(methods=[], scores={}, relevance={}, logits=plain_logits, target=job_labels[j],
-                             target_position=positions, target_logit=job_logits[j], attention_mask=mask,
+        j = next(j for j, (_, l) in enumerate(pairs) if l == label)
+        result = Explanation(methods=[], scores={}, relevance={}, logits=plain_logits, target=pair_labels[j],
+                             target_position=positions, target_logit=pair_logits[j], attention_mask=mask,
                              attentions=output.attentions, forward_passes=counter.forward_passes,
                              backward_passes=counter.backward_passes)
-        _read_relevance(result, composites, rows, embedded, (word, position, token_type), grads, reductions)
-        if layers:
-            _layer_relevance(result, composites, rows, hidden, heads, grads[4:], mask)
+        for k, (composite, l) in enumerate(pairs):
+            if l != label:
+                continue
+            rows = slice(first[k] * size, (first[k] + 1) * size)
+            for method in jobs[composite]:
+                _read_method(result, method, composite, rows, embedded, (word, position, token_type), grads,
+                             reductions)
+                if layers and method.readout != "gradient":
+                    _layer_relevance(result, method.name, composite, rows, hidden, heads, grads[4:], mask)
         per_label.append(result)
     return per_label[0] if not all_labels else _stack_labels(per_label)
 
 
-def _read_relevance(result, composites, rows, embedded, parts, grads, reductions) -> None:
-    """Relevance at the embedding output (and its word/position/type shares) for each composite."""
+def _read_method(result, method: Method, composite: Composite, rows: slice, embedded, parts, grads,
+                 reductions) -> None:
+    """One shared-pass method's relevance at the embedding output from its composite's slice
+    (LRP: also the word/position/type shares and conservation)."""
     mask = result.attention_mask
     keep = mask.unsqueeze(-1).to(embedded.dtype)
-    if GRADIENT in composites:
-        part = rows[GRADIENT.name]
-        gradient = grads[0][part] * keep
-        result.relevance["gradient"] = gradient
-        result.relevance["gradient_x_input"] = embedded[part].detach() * gradient
-        for method in ("gradient", "gradient_x_input"):
-            result.scores[method] = reduce_tokens(result.relevance[method], reductions[method]) * mask
-    lrp = [c for c in composites if c is not GRADIENT]
-    if lrp:
-        composite = lrp[0]
-        part = rows[composite.name]
-        result.relevance["lrp"] = relevance_at(embedded[part], grads[0][part], composite) * keep
+    signal = grads[0][rows]
+    if method.readout == "gradient":
+        relevance = total = signal * keep
+    elif method.readout == "gradient_x_input":
+        relevance = total = embedded[rows].detach() * signal * keep
+    else:
+        relevance = relevance_at(embedded[rows], signal, composite) * keep
         if composite.signal == "relevance":
-            # as the original BERT-LRP, relevance stops at the embedding output
-            total = result.relevance["lrp"]
+            total = relevance  # as the original BERT-LRP, relevance stops at the embedding output
         else:
-            shares = {name: tensor[part].detach() * grad[part] * keep
+            shares = {name: tensor[rows].detach() * grad[rows] * keep
                       for name, tensor, grad in zip(("word", "position", "token_type"), parts, grads[1:4])}
-            result.embedding_shares["lrp"] = shares
+            result.embedding_shares[method.name] = shares
             total = shares["word"] + shares["position"] + shares["token_type"]
-        result.scores["lrp"] = reduce_tokens(total, reductions["lrp"]) * mask
-        result.conservation["lrp"] = conservation_ratio(total.sum((1, 2)), result.target_logit)
+        result.conservation[method.name] = conservation_ratio(total.sum((1, 2)), result.target_logit)
+    result.relevance[method.name] = relevance
+    result.scores[method.name] = reduce_tokens(total, reductions.get(method.name, "sum")) * mask
 
 
 def _stack_labels(per_label: List[Explanation]) -> Explanation:
@@ -438,16 +441,13 @@ def _stack_labels(per_label: List[Explanation]) -> Explanation:
     return result
 
 
-def _layer_relevance(result, composites, rows, hidden, heads, grads, mask) -> None:
+def _layer_relevance(result, method: str, composite: Composite, rows: slice, hidden, heads, grads, mask) -> None:
     """Token relevance (summed over units) at every layer output and per head."""
     hidden_grads, head_grads = grads[: len(hidden)], grads[len(hidden):]
-    for composite in composites:
-        method = "gradient_x_input" if composite is GRADIENT else "lrp"
-        part = rows[composite.name]
-        result.layer_scores[method] = [relevance_at(h[part], g[part], composite).sum(-1) * mask
-                                       for h, g in zip(hidden, hidden_grads)]
-        result.head_scores[method] = [relevance_at(c[part], g[part], composite).sum(-1) * mask[:, None, :]
-                                      for c, g in zip(heads, head_grads)]
+    result.layer_scores[method] = [relevance_at(h[rows], g[rows], composite).sum(-1) * mask
+                                   for h, g in zip(hidden, hidden_grads)]
+    result.head_scores[method] = [relevance_at(c[rows], g[rows], composite).sum(-1) * mask[:, None, :]
+                                  for c, g in zip(heads, head_grads)]
 
 
 def _forward_only(model, task, inputs, target, need_attention) -> "Explanation":

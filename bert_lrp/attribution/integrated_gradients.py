@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .registry import Method, MethodContext, MethodResult, register
+from .registry import Method, MethodContext, MethodResult, Option, register
 from .targets import logits_of, select
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -101,15 +101,22 @@ def integrated_gradients(model: nn.Module, inputs: Dict[str, torch.Tensor], labe
     return attribution.detach(), gap.detach()
 
 
+STEPS = Option("ig_steps", int, 50, "integrated gradients: interpolation steps", minimum=1, maximum=100_000)
+BASELINE = Option("ig_baseline", str, "pad", "integrated gradients: baseline input (pad, mask: the text's words "
+                  "replaced; zeros: a zero embedding output)", choices=("pad", "mask", "zeros"))
+BATCH = Option("ig_batch", int, 64, "integrated gradients: interpolated rows per forward pass (bounds memory)",
+               minimum=1, maximum=1_000_000)
+QUADRATURE = Option("ig_method", str, "gausslegendre", "integrated gradients: quadrature", choices=QUADRATURES)
+
+
 def _run(context: MethodContext) -> MethodResult:
     options = context.options
     relevance, gap = integrated_gradients(
-        context.model, context.inputs, context.target, context.target_position,
-        steps=options.get("ig_steps", 50), baseline=options.get("ig_baseline", "pad"),
-        internal_batch_size=options.get("ig_internal_batch_size", 64), method=options.get("ig_method", "gausslegendre"))
+        context.model, context.inputs, context.target, context.target_position, steps=options["ig_steps"],
+        baseline=options["ig_baseline"], internal_batch_size=options["ig_batch"], method=options["ig_method"])
     return MethodResult(relevance.sum(-1), relevance, {"completeness_gap": gap})
 
 
 register(Method("integrated_gradients", "IG", aliases=("ig",), reduction="sum", passes="steps (default 50)",
-                options=("ig_steps", "ig_baseline", "ig_internal_batch_size", "ig_method"), run=_run,
+                options=(STEPS, BASELINE, BATCH, QUADRATURE), run=_run,
                 color="#ff7f0e", summary="Integrated Gradients at the embedding output (Sundararajan et al. 2017)"))

@@ -15,12 +15,14 @@ from typing import List, Sequence, Tuple
 import torch
 
 from ..errors import UsageError
-from .perturbation import COMMON_OPTIONS, CoalitionScorer, Words, example_generator, scorer_for, spread
-from .registry import Method, MethodContext, MethodResult, register
+from .perturbation import (ROWS_PER_FORWARD, SEED, CoalitionScorer, Words, baseline_option, example_generator,
+                           scorer_for, spread)
+from .registry import Method, MethodContext, MethodResult, Option, register
 
 DEFAULT_SAMPLES = 1000
 KERNEL_WIDTH = 0.25
 RIDGE_ALPHA = 1.0
+SAMPLES = Option("lime_samples", int, DEFAULT_SAMPLES, "LIME: perturbed rows per text", minimum=2, maximum=1_000_000)
 
 
 def lime_coalitions(n: int, samples: int, generator: torch.Generator) -> torch.Tensor:
@@ -84,13 +86,12 @@ def lime_word_scores(scorer: CoalitionScorer, groups: Sequence[Words], inputs, s
 def _run(context: MethodContext) -> MethodResult:
     options = context.options
     scorer, groups = scorer_for(context, "lime", "LIME")
-    words, r2 = lime_word_scores(scorer, groups, context.inputs, int(options.get("lime_samples", DEFAULT_SAMPLES)),
-                                 int(options.get("seed", 0)))
+    words, r2 = lime_word_scores(scorer, groups, context.inputs, options["lime_samples"], options["seed"])
     scores = spread(words, groups, tuple(context.inputs["input_ids"].shape))
     return MethodResult(scores.to(torch.get_default_dtype()), extras={"r2": r2})
 
 
 register(Method("lime", "LIME", passes="at most lime_samples forwards (default 1000; repeated rows run once)",
-                options=("lime_baseline", "lime_samples", "seed", *COMMON_OPTIONS), run=_run, color="#e377c2",
+                options=(baseline_option("lime"), SAMPLES, SEED, ROWS_PER_FORWARD), run=_run, color="#e377c2",
                 summary="LIME over words: seeded word removal, cosine kernel 0.25, weighted ridge "
                         "(--lime-samples, --lime-baseline)"))

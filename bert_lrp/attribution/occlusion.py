@@ -9,7 +9,7 @@ from typing import List, Sequence
 
 import torch
 
-from .perturbation import COMMON_OPTIONS, CoalitionScorer, Words, scorer_for, spread
+from .perturbation import ROWS_PER_FORWARD, CoalitionScorer, Words, baseline_option, scorer_for, spread
 from .registry import Method, MethodContext, MethodResult, register
 
 
@@ -33,6 +33,6 @@ def _run(context: MethodContext) -> MethodResult:
 
 
 register(Method("occlusion", "Occlusion", aliases=("loo", "leave_one_out"), passes="words + 1 forwards",
-                options=("occlusion_baseline", *COMMON_OPTIONS), run=_run, color="#17becf",
+                options=(baseline_option("occlusion"), ROWS_PER_FORWARD), run=_run, color="#17becf",
                 summary="leave one word out: target logit drop when the word's pieces become [PAD] "
                         "(--occlusion-baseline)"))

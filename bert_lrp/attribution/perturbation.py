@@ -22,16 +22,27 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import UsageError
+from .registry import Option
 from .targets import logits_of, select
 
 BASELINES = ("pad", "mask", "unk", "remove")
+ROWS_PER_FORWARD = Option("rows_per_forward", int, 64, "perturbed or noisy rows per forward pass (bounds memory)",
+                          minimum=1, maximum=1_000_000)
+SEED = Option("seed", int, 0, "seed of the sampling methods (SHAP, LIME, SmoothGrad)", minimum=0, maximum=2 ** 31 - 1)
+
+
+def baseline_option(method: str) -> Option:
+    """``<method>_baseline``: what replaces an absent word's pieces."""
+    return Option(f"{method}_baseline", str, "pad", f"{method}: what replaces an absent word's pieces (pad = [PAD]; "
+                  "mask, unk, or remove = drop them)", choices=BASELINES)
 Words = List[List[int]]  # one example: per word, its token positions
 
 
-def baseline_token(model, kind: str, option: str = "baseline", options: Optional[dict] = None) -> Optional[int]:
+def baseline_token(model, kind: str, option: str = "baseline", special_token_ids: Optional[dict] = None
+                   ) -> Optional[int]:
     """The id that replaces an absent word's pieces (None for ``remove``): the model's pad id, or
-    the tokenizer's ``mask_token_id`` / ``unk_token_id`` given in ``options`` (else the config's,
-    else BERT's 103 / 100)."""
+    the tokenizer's ``mask`` / ``unk`` id from ``special_token_ids`` (else the config's
+    ``mask_token_id`` / ``unk_token_id``, else BERT's 103 / 100)."""
     name = str(kind).strip().lower().strip("[]")
     if name not in BASELINES:
         raise UsageError(f"{option} {kind!r}: choose from {', '.join(BASELINES)}")
@@ -41,7 +52,7 @@ def baseline_token(model, kind: str, option: str = "baseline", options: Optional
     if name == "pad":
         return int(config.pad_token_id)
     key, default = {"mask": ("mask_token_id", 103), "unk": ("unk_token_id", 100)}[name]
-    value = (options or {}).get(key)
+    value = (special_token_ids or {}).get(name)
     value = int(config.extra.get(key, default) if value is None else value)
     if not 0 <= value < config.vocab_size:
         raise UsageError(f"{option} {kind!r}: token id {value} is outside the vocabulary (give {key} in options)")
@@ -202,16 +213,12 @@ def _progress(total: int, description: str, wanted: bool):
 
 
 def scorer_for(context, option_prefix: str, description: str) -> Tuple[CoalitionScorer, List[Words]]:
-    """The scorer and word groups of a method's context (options ``<prefix>_baseline``,
-    ``word_ids``, ``rows_per_forward``, ``progress``)."""
+    """The scorer and word groups of a method's context (its options ``<prefix>_baseline`` and
+    ``rows_per_forward``; the context's word ids, special token ids and progress flag)."""
     options = context.options
     option = f"{option_prefix}_baseline"
-    replacement = baseline_token(context.model, options.get(option, "pad"), option, options)
-    groups = word_groups(context.inputs, options.get("word_ids"))
+    replacement = baseline_token(context.model, options[option], option, context.special_token_ids)
+    groups = word_groups(context.inputs, context.word_ids)
     scorer = CoalitionScorer(context.model, context.inputs, context.target, context.target_position, groups,
-                             replacement, int(options.get("rows_per_forward", 64)), bool(options.get("progress", False)),
-                             description)
+                             replacement, options["rows_per_forward"], context.progress, description)
     return scorer, groups
-
-
-COMMON_OPTIONS = ("word_ids", "rows_per_forward", "progress", "mask_token_id", "unk_token_id")

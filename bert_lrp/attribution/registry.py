@@ -1,21 +1,99 @@
-"""The one table of attribution methods: every method is declared here once, and ``explain``,
-the command line, the views, ``evaluate`` and ``benchmark`` read it.
+"""The one table of attribution methods: every method is declared here once, with its options, and
+``explain``, the command line, the JSON settings, the views, ``evaluate`` and ``benchmark`` read it.
 
-The built-in methods are declared by their modules, which ``import bert_lrp.attribution`` loads.
-A method either comes from the *shared pass* (GS, GI and LRP: one forward and one backward for
-all of them, see :mod:`bert_lrp.attribution.explain`) or is a function ``run(context) -> MethodResult``
-(LAT, rollout, Integrated Gradients, and any method you :func:`register`).
+A method is either read from the *shared pass* (it names a :class:`~bert_lrp.rules.composites.Composite`
+and how to read the signal at the embedding output: GS, GI and every LRP preset share one stacked
+forward and one backward, see :mod:`bert_lrp.attribution.explain`) or is a function
+``run(context) -> MethodResult`` (LAT, rollout, IG, occlusion, SHAP, LIME, SmoothGrad, ...).
 
-Adding a method = one module with its ``run`` function + one :func:`register` call::
+Adding a method = one module with its ``run`` function and one :func:`register` call; its options
+become command-line flags (``--my-option``), ``explain(..., my_option=3)`` keywords and entries of
+the JSON settings, with no other edit::
 
-    register(Method("occlusion", "Occlusion", aliases=("loo",), run=occlusion, options=("baseline",)))
+    STRENGTH = Option("toy_strength", int, 1, "how strong", minimum=1)
+    register(Method("toy", "Toy", run=toy, options=(STRENGTH,)))
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+
+from ..errors import UsageError
+
+READOUTS = ("gradient", "gradient_x_input", "relevance")
+
+
+class OptionError(UsageError, ValueError):
+    """A method option with a wrong name or value; the message names the option (on the command
+    line: exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of one or more methods: ``name`` is the key of ``explain(options=...)`` and of
+    the JSON settings; the command-line flag is ``--`` + the name with dashes (:attr:`flag`).
+
+    ``kind`` is ``int``, ``float``, ``str`` or ``bool``; ``minimum``/``maximum`` bound numbers
+    (inclusive), ``choices`` bound strings; ``accepts`` lets the Python API pass objects the
+    command line cannot (e.g. a :class:`~bert_lrp.rules.composites.Composite` as ``rule``)."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    choices: Tuple[str, ...] = ()
+    accepts: Tuple[type, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any) -> Any:
+        """``value`` converted to the option's kind and checked against its range; raises
+        :class:`OptionError` naming the option."""
+        if self.accepts and isinstance(value, self.accepts):
+            return value
+        try:
+            if self.kind is bool:
+                if isinstance(value, str) and value.lower() in ("0", "1", "true", "false", "yes", "no"):
+                    value = value.lower() in ("1", "true", "yes")
+                elif not isinstance(value, (bool, int)):
+                    raise ValueError
+                return bool(value)
+            if self.kind is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                if isinstance(value, bool):
+                    raise ValueError
+                converted = int(value)
+            elif self.kind is float:
+                converted = float(value)
+                if not math.isfinite(converted):
+                    raise ValueError
+            else:
+                converted = self.kind(value)
+        except (TypeError, ValueError):
+            raise OptionError(f"option {self.name} ({self.flag}): expected {self._describe()}, got {value!r}") from None
+        if self.choices and converted not in self.choices:
+            raise OptionError(f"option {self.name} ({self.flag}): {value!r} is not one of {', '.join(self.choices)}")
+        if self.minimum is not None and converted < self.minimum or self.maximum is not None and converted > self.maximum:
+            raise OptionError(f"option {self.name} ({self.flag}): {value!r} is outside {self._range()}")
+        return converted
+
+    def _describe(self) -> str:
+        names = {int: "a whole number", float: "a finite number", str: "a text", bool: "true or false"}
+        text = names.get(self.kind, self.kind.__name__)
+        return text + (f" in {self._range()}" if self.minimum is not None or self.maximum is not None else "")
+
+    def _range(self) -> str:
+        low = "-inf" if self.minimum is None else f"{self.minimum:g}"
+        high = "inf" if self.maximum is None else f"{self.maximum:g}"
+        return f"{low}..{high}"
 
 
 @dataclass
@@ -27,7 +105,10 @@ class MethodContext:
     target: torch.Tensor                     # [batch] class / label / vocabulary id explained
     target_position: Optional[torch.Tensor]  # [batch] token position (token classification, MLM)
     attentions: Optional[List[torch.Tensor]] = None  # per layer [batch, heads, seq, seq] (needs_attentions)
-    options: Dict[str, Any] = field(default_factory=dict)  # explain()'s options for this method
+    options: Dict[str, Any] = field(default_factory=dict)  # the method's options, checked, defaults filled
+    word_ids: Optional[List[List[Optional[int]]]] = None   # per example and token: word number, None = special
+    special_token_ids: Dict[str, int] = field(default_factory=dict)  # the tokenizer's mask, unk, pad ids
+    progress: bool = False                   # a progress bar on stderr for long runs
 
 
 @dataclass
@@ -43,29 +124,47 @@ class MethodResult:
 
 @dataclass(frozen=True)
 class Method:
+    """One attribution method. Shared-pass methods give ``composite`` (options -> the Composite
+    whose copy they read) and ``readout``: ``gradient`` (the signal at the embedding output),
+    ``gradient_x_input`` (embedding output x signal) or ``relevance`` (LRP: relevance at the
+    embedding output, its word/position/type shares and conservation). Other methods give ``run``."""
+
     name: str                            # canonical: the key of Explanation.scores
     label: str                           # in terminal, HTML and tables
     aliases: Tuple[str, ...] = ()
-    shared_pass: bool = False            # computed by the shared stacked forward + backward
     reduction: Optional[str] = None      # default hidden -> token reduction (methods with relevance)
     needs_attentions: bool = False       # run() reads context.attentions
     passes: str = "1"                    # forward+backward passes per explanation, as documented
-    options: Tuple[str, ...] = ()        # names of explain() options it reads
+    options: Tuple[Option, ...] = ()     # what it reads from context.options
     run: Optional[Callable[[MethodContext], MethodResult]] = None
+    composite: Optional[Callable[[Dict[str, Any]], Any]] = None  # shared pass: options -> Composite
+    readout: str = "relevance"           # shared pass: see the class docstring
     color: str = "#000000"               # in plots
     summary: str = ""                    # one line for --help
+
+    @property
+    def shared_pass(self) -> bool:
+        return self.composite is not None
 
 
 _METHODS: Dict[str, Method] = {}
 
 
 def register(method: Method) -> Method:
-    """Add ``method`` to the table (its name and aliases must be new)."""
-    if not method.shared_pass and method.run is None:
-        raise ValueError(f"method {method.name!r} needs a run function")
+    """Add ``method`` to the table (its name and aliases must be new; an option it shares by
+    name with another method must be the same option)."""
+    if method.composite is None and method.run is None:
+        raise ValueError(f"method {method.name!r} needs a run function or a composite (shared pass)")
+    if method.readout not in READOUTS:
+        raise ValueError(f"method {method.name!r}: readout must be one of {', '.join(READOUTS)}")
     for key in (method.name, *method.aliases):
         if key.lower() in _lookup():
             raise ValueError(f"method name {key!r} is taken by {_lookup()[key.lower()].name!r}")
+    known = all_options()
+    for option in method.options:
+        if option.name in known and known[option.name] != option:
+            raise ValueError(f"method {method.name!r}: option {option.name!r} differs from the option of that "
+                             "name another method declares; share the Option object")
     _METHODS[method.name] = method
     return method
 
@@ -91,8 +190,44 @@ def get(name: str) -> Method:
         raise ValueError(f"unknown attribution method {name!r}; choose from {describe()}") from None
 
 
+def canonical(names: Iterable[str]) -> List[str]:
+    """Canonical names of ``names`` (aliases resolved, repeats dropped, order kept)."""
+    out: List[str] = []
+    for name in names:
+        method = get(name).name
+        if method not in out:
+            out.append(method)
+    return out
+
+
 def all_methods() -> List[Method]:
     return list(_METHODS.values())
+
+
+def all_options() -> Dict[str, Option]:
+    """Every option of every registered method, by name (each once)."""
+    return {o.name: o for m in _METHODS.values() for o in m.options}
+
+
+def options_of(methods: Sequence[str]) -> Dict[str, Option]:
+    """The options the given methods read, by name."""
+    return {o.name: o for name in methods for o in get(name).options}
+
+
+def check_options(given: Dict[str, Any]) -> Dict[str, Any]:
+    """``given`` with every value checked by its option; a name no registered method declares
+    raises :class:`OptionError` naming it."""
+    known = all_options()
+    unknown = sorted(k for k in given if k not in known)
+    if unknown:
+        raise OptionError(f"unknown method option {unknown[0]!r}; the registered methods' options are "
+                          f"{', '.join(sorted(known))}")
+    return {k: known[k].check(v) for k, v in given.items()}
+
+
+def method_options(method: Method, given: Dict[str, Any]) -> Dict[str, Any]:
+    """The values of ``method``'s options: ``given`` (already checked) where present, else defaults."""
+    return {o.name: given.get(o.name, o.default) for o in method.options}
 
 
 def describe() -> str:

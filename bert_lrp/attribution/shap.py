@@ -17,12 +17,17 @@ from typing import List, Sequence, Tuple
 import torch
 
 from ..errors import UsageError
-from .perturbation import COMMON_OPTIONS, CoalitionScorer, Words, example_generator, scorer_for, spread
-from .registry import Method, MethodContext, MethodResult, register
+from .perturbation import (ROWS_PER_FORWARD, SEED, CoalitionScorer, Words, baseline_option, example_generator,
+                           scorer_for, spread)
+from .registry import Method, MethodContext, MethodResult, Option, register
 
 DEFAULT_SAMPLES = 2048
 DEFAULT_EXACT_WORDS = 12
 MAX_EXACT_WORDS = 20
+SAMPLES = Option("shap_samples", int, DEFAULT_SAMPLES, "SHAP: KernelSHAP coalitions per text beyond --shap-exact-words "
+                 "words", minimum=2, maximum=1_000_000)
+EXACT_WORDS = Option("shap_exact_words", int, DEFAULT_EXACT_WORDS, "SHAP: exact Shapley values (2^words forward rows) "
+                     "up to this many words", minimum=0, maximum=MAX_EXACT_WORDS)
 
 
 def all_coalitions(n: int) -> torch.Tensor:
@@ -101,14 +106,14 @@ def shap_word_scores(scorer: CoalitionScorer, groups: Sequence[Words], inputs, s
 def _run(context: MethodContext) -> MethodResult:
     options = context.options
     scorer, groups = scorer_for(context, "shap", "SHAP")
-    words, gap = shap_word_scores(scorer, groups, context.inputs, int(options.get("shap_samples", DEFAULT_SAMPLES)),
-                                  int(options.get("shap_exact_words", DEFAULT_EXACT_WORDS)), int(options.get("seed", 0)))
+    words, gap = shap_word_scores(scorer, groups, context.inputs, options["shap_samples"], options["shap_exact_words"],
+                                  options["seed"])
     scores = spread(words, groups, tuple(context.inputs["input_ids"].shape))
     return MethodResult(scores.to(torch.get_default_dtype()), extras={"efficiency_gap": gap})
 
 
 register(Method("shap", "SHAP", aliases=("kernel_shap", "shapley"),
                 passes="2^words forwards (<= 12 words), else at most shap_samples + 2 (default 2050; repeats run once)",
-                options=("shap_baseline", "shap_samples", "shap_exact_words", "seed", *COMMON_OPTIONS), run=_run,
+                options=(baseline_option("shap"), SAMPLES, EXACT_WORDS, SEED, ROWS_PER_FORWARD), run=_run,
                 color="#bcbd22", summary="Shapley values of the words: exact up to 12 words, else seeded KernelSHAP "
                                          "(--shap-samples, --shap-baseline)"))

@@ -17,8 +17,8 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from ..errors import UsageError
-from .perturbation import _progress, example_generator
-from .registry import Method, MethodContext, MethodResult, register
+from .perturbation import ROWS_PER_FORWARD, SEED, _progress, example_generator
+from .registry import Method, MethodContext, MethodResult, Option, register
 from .targets import logits_of, select
 
 DEFAULT_SAMPLES = 25
@@ -83,9 +83,8 @@ def smoothgrad(model, inputs: Dict[str, torch.Tensor], labels: torch.Tensor, pos
 
 def _options(context: MethodContext) -> dict:
     o = context.options
-    return {"samples": int(o.get("smoothgrad_samples", DEFAULT_SAMPLES)), "sigma": float(o.get("smoothgrad_sigma", DEFAULT_SIGMA)),
-            "seed": int(o.get("seed", 0)), "rows_per_forward": int(o.get("rows_per_forward", 64)),
-            "progress": bool(o.get("progress", False))}
+    return {"samples": o["smoothgrad_samples"], "sigma": o["smoothgrad_sigma"], "seed": o["seed"],
+            "rows_per_forward": o["rows_per_forward"], "progress": context.progress}
 
 
 def _run_gradient(context: MethodContext) -> MethodResult:
@@ -98,7 +97,11 @@ def _run_product(context: MethodContext) -> MethodResult:
     return MethodResult(product.sum(-1), product)
 
 
-OPTIONS = ("smoothgrad_samples", "smoothgrad_sigma", "seed", "rows_per_forward", "progress")
+SAMPLES = Option("smoothgrad_samples", int, DEFAULT_SAMPLES, "SmoothGrad: noisy copies per text", minimum=1,
+                 maximum=100_000)
+SIGMA = Option("smoothgrad_sigma", float, DEFAULT_SIGMA, "SmoothGrad: noise standard deviation as a fraction of the "
+               "range of the text's embedding output", minimum=0.0, maximum=100.0)
+OPTIONS = (SAMPLES, SIGMA, SEED, ROWS_PER_FORWARD)
 register(Method("smoothgrad", "SmoothGrad (GS)", aliases=("sg", "smoothgrad_gs"), reduction="l2",
                 passes="smoothgrad_samples (default 25)", options=OPTIONS, run=_run_gradient, color="#98df8a",
                 summary="SmoothGrad: GS averaged over Gaussian noise on the embedding output "

@@ -1,7 +1,7 @@
 """Word-level views: merge word-piece scores into the words of the original text."""
 from __future__ import annotations
 
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 
@@ -42,3 +42,25 @@ def merge_word_pieces(scores: Union[torch.Tensor, Sequence[float]], encoding, in
         else:
             entry["word"] = "".join(p[2:] if p.startswith("##") else p for p in entry["pieces"])
     return words
+
+
+def word_numbers(encoding) -> Optional[List[List[Optional[int]]]]:
+    """Per example and token, the number of the word the token belongs to, counted over the whole
+    example (the second text of a pair continues the count), None for special tokens and padding.
+
+    The tokenizer's ``word_ids`` restart at 0 in the second text of a pair; with its
+    ``sequence_ids`` the words of the two texts stay apart even when the model has no token types
+    (RoBERTa, DistilBERT). None when ``encoding`` carries no word ids."""
+    word_ids = getattr(encoding, "word_ids", None)
+    if word_ids is None and isinstance(encoding, dict):
+        word_ids = encoding.get("word_ids")  # a plain dict batch may carry them as a key
+    if word_ids is None:
+        return None
+    if isinstance(word_ids, torch.Tensor):  # [batch, seq], -1 for special tokens
+        word_ids = [[None if int(w) < 0 else int(w) for w in row] for row in word_ids]
+    sequence_ids = getattr(encoding, "sequence_ids", None) or [[0] * len(row) for row in word_ids]
+    rows = []
+    for words, sequences in zip(word_ids, sequence_ids):
+        numbers: dict = {}
+        rows.append([None if w is None else numbers.setdefault((s, w), len(numbers)) for w, s in zip(words, sequences)])
+    return rows

@@ -29,7 +29,7 @@ from ..attribution import registry
 from ..attribution.explain import explain
 from ..errors import ArgumentParser, InputFileError, UsageError, unicode_message
 from ..rules.composites import LRP_PRESETS
-from .terminal import colour_mode, printable, render_terminal
+from ..views.terminal import colour_mode, printable, render_terminal
 
 DEFAULT_MODEL = "checkpoints/minilm-sst2"
 DEFAULT_METHODS = "lrp,gi,gs"
@@ -289,7 +289,7 @@ def build_report(result, index: int, model, methods: Sequence[str], attention_la
         report["layer_scores"] = {m: [[float(v) for v in layer[index][:length]] for layer in layers]
                                   for m, layers in result.layer_scores.items()}
     if attentions is not None and attention_layer is not None:
-        from .html_report import MAX_ATTENTION_TOKENS
+        from ..views.html_report import MAX_ATTENTION_TOKENS
 
         shown = min(length, MAX_ATTENTION_TOKENS)  # the HTML shows at most this many; see html_report
         matrix = attentions[attention_layer - 1][index, attention_head - 1, :shown, :shown]
@@ -517,7 +517,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     model_name = str(directory)
     outputs = {}
     if args.html:
-        from .html_report import render_html
+        from ..views.html_report import render_html
 
         outputs[args.html] = render_html(reports, model=model_name)
     if args.json:

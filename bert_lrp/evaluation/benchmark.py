@@ -105,7 +105,7 @@ def our_method(model, name: str, ig_steps: int, ig_batch: int) -> Callable:
 
     methods = COMBINED.get(name, [name])
     return lambda inputs, target: explain(model, inputs, methods=methods, target=target, rule="attnlrp",
-                                          ig_steps=ig_steps, ig_baseline="pad", ig_internal_batch_size=ig_batch)
+                                          ig_steps=ig_steps, ig_baseline="pad", ig_batch=ig_batch)
 
 
 def _embedding_output_forward(hf_model, inputs):

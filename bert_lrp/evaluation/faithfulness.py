@@ -260,7 +260,7 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
 
 
 def markdown_table(summary: dict) -> str:
-    from ..cli.terminal import method_title
+    from ..attribution.registry import label as method_title
 
     lines = [
         f"{summary['examples']} examples (accuracy {_fmt(summary['accuracy'])}); word deletion on the "
@@ -296,7 +296,7 @@ def curves_svg(summary: dict) -> str:
     """Three panels: MoRF p, LeRF p (x: fraction masked) and word-deletion accuracy (x: k)."""
     from html import escape
 
-    from ..cli.terminal import method_title
+    from ..attribution.registry import label as method_title
 
     panels = [("MoRF: p(predicted) vs fraction masked", "morf_p", FRACTIONS),
               ("LeRF: p(predicted) vs fraction masked", "lerf_p", FRACTIONS),

@@ -42,7 +42,7 @@ def pareto(points: List[Point]) -> List[Point]:
 def frontier_svg(summary: dict, metric: str = "abpc_p", random_level: Optional[float] = None,
                  title: Optional[str] = None) -> str:
     """An SVG scatter: x = ms per explanation (log10), y = ``metric``; the Pareto front joined."""
-    from ..cli.terminal import method_title
+    from ..attribution.registry import label as method_title
     from ..attribution import registry
 
     if title is None:

@@ -84,7 +84,7 @@ def _write(args: argparse.Namespace, payload: dict, html_text) -> None:
 
 def _mask(args: argparse.Namespace) -> int:
     from ..cli.explain import resolve_model_dir
-    from .html import render_mask_html
+    from ..views.inspection_html import render_mask_html
     from .mask import load_masked_lm, masked_word_view, render_terminal
 
     if "[MASK]" not in args.text:
@@ -103,7 +103,7 @@ def _mask(args: argparse.Namespace) -> int:
 def _embeddings(args: argparse.Namespace) -> int:
     from ..cli.explain import resolve_model_dir
     from .embeddings import embedding_report, read_sentences, render_terminal
-    from .html import render_embeddings_html
+    from ..views.inspection_html import render_embeddings_html
 
     directory = resolve_model_dir(args.model)
     words = [w.strip() for w in args.words.split(",") if w.strip()]

@@ -162,7 +162,7 @@ def _tops(entries: Sequence[dict], key: str = "probability") -> str:
 def render_terminal(report: dict, all_heads: bool = False) -> str:
     """Text view of :func:`masked_word_view`'s report; input text goes through ``printable``."""
     from .._text import printable
-    from ..cli.terminal import shorten
+    from .._text import shorten
 
     lines = [f"text: {printable(shorten(report['text']))}"]
     for mask in report["masks"]:

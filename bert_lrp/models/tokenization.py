@@ -31,6 +31,7 @@ class Encoding(dict):
     word_ids: List[List[Optional[int]]]
     sequence_ids: List[List[Optional[int]]]
     texts: List[Tuple[str, Optional[str]]]
+    special_token_ids: Dict[str, int]  # the tokenizer's "pad", "mask" and "unk" ids
 
 
 class BertTokenizer:
@@ -218,6 +219,7 @@ class BertTokenizer:
             types.zero_()
         result["input_ids"], result["token_type_ids"], result["attention_mask"] = ids, types, mask
         result.texts = list(zip(texts, pairs))
+        result.special_token_ids = {"pad": self.pad_token_id, "mask": self.mask_token_id, "unk": self.unk_token_id}
         return result
 
 

@@ -1,13 +1,13 @@
 """Self-contained HTML pages (no network, no scripts) for ``bert-lrp inspect``: the masked-word
 view and the embedding analysis. Charts are inline SVG; every piece of input text goes through
 :func:`html.escape`. Reuses the explanation report's CSS, colours and heatmap
-(:mod:`bert_lrp.cli.html_report`)."""
+(:mod:`bert_lrp.views.html_report`)."""
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-from ..cli.html_report import CSS, MAX_ATTENTION_TOKENS, e, heatmap_svg
-from ..cli.terminal import relevance_rgb, text_rgb
+from .html_report import CSS, MAX_ATTENTION_TOKENS, e, heatmap_svg
+from .terminal import relevance_rgb, text_rgb
 
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22")

@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from .._text import printable
+from .._text import MAX_TEXT_CHARACTERS, printable, shorten  # noqa: F401  (shorten: re-exported)
 
 RGB = Tuple[int, int, int]
 
@@ -120,16 +120,6 @@ def legend_line(mode: str) -> str:
         return "scores in brackets: > 0 speaks for the explained label, < 0 against it"
     samples = [(-1.0, " against "), (-0.5, "  "), (0.0, "  "), (0.5, "  "), (1.0, " for ")]
     return "legend: " + "".join(f"{ansi_background(relevance_rgb(v, 1.0), mode)}{t}{RESET}" for v, t in samples)
-
-
-MAX_TEXT_CHARACTERS = 300  # the "text:" line of a long input shows its start only
-
-
-def shorten(text: str, limit: int = MAX_TEXT_CHARACTERS) -> str:
-    """``text`` cut to ``limit`` characters, with a note of how many were left out."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… (+{len(text) - limit:,} characters)"
 
 
 def render_terminal(report: dict, mode: str = "none") -> str:

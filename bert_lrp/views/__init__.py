@@ -1,0 +1,1 @@
+"""Views of explanations and inspections: the terminal, self-contained HTML files."""
