@@ -15,12 +15,11 @@ score for the *predicted* class; ties broken by position; ``random`` ranks by se
   p(y|x) - p(y|x with the top k masked), larger is better; sufficiency p(y|x) - p(y|only the top k,
   the rest masked), smaller is better.
 
-``evaluate_main`` streams one JSON line per example (flush + fsync), resumes an interrupted run,
+``bert-lrp evaluate`` (:mod:`bert_lrp.cli.evaluate`, :func:`run_evaluation`) streams one JSON line per example (flush + fsync), resumes an interrupted run,
 shards examples by index under ``torchrun`` (gloo) and merges on rank 0.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -35,8 +34,7 @@ import torch
 
 from .._jsonl import JsonlWriter, barrier, rank_and_world, read_records
 from ..attribution import registry
-from ..errors import ArgumentParser, BertLrpError, InputFileError, UsageError
-from ..rules.composites import LRP_PRESETS
+from ..errors import BertLrpError, InputFileError, UsageError
 from .cost import Cost, measured
 
 STEPS = 10                       # MoRF/LeRF: fractions 0, 0.1, ..., 1.0
@@ -397,105 +395,7 @@ def _fingerprint(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-# ------------------------------------------------------------------ the command
-def build_parser() -> argparse.ArgumentParser:
-    from ..cli.explain import DEFAULT_MODEL, positive_int
-
-    parser = ArgumentParser(
-        prog="bert-lrp evaluate", description=__doc__.split("\n\n")[0],
-        epilog="Errors in the data file name the file and the line. Nothing is created in --out before the "
-               "model and the data have been read and checked. Errors are one line on stderr (exit code 2: "
-               "bad command line, 1: failure); bert-lrp --debug evaluate ... shows the traceback.")
-    parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
-    parser.add_argument("--data", required=True, metavar="FILE",
-                        help="UTF-8 TSV (or .csv/.jsonl) with a header naming a 'sentence' column and optionally a "
-                             "'label' column (a label name of the model or its id), e.g. SST-2 dev.tsv")
-    parser.add_argument("--methods", default="lrp,gi,gs,lat,rollout,ig",
-                        help=f"comma-separated, from: {registry.describe()}; a random baseline is always added")
-    parser.add_argument("--rule", default="attnlrp", choices=LRP_PRESETS,
-                        help="LRP preset (default attnlrp)")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N examples")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder (resumed if it holds an earlier run with the same settings)")
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="examples per attribution batch")
-    parser.add_argument("--rows-per-forward", type=positive_int, default=128, help="perturbed rows per forward pass")
-    parser.add_argument("--ig-steps", type=positive_int, default=20,
-                        help="integrated gradients: interpolation steps (default 20)")
-    parser.add_argument("--ig-batch", type=positive_int, default=64, help="IG rows per pass (bounds memory)")
-    parser.add_argument("--ranking", choices=["signed", "abs"], default="signed",
-                        help="rank tokens by signed score (default) or by its absolute value")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the random baseline and of the sampling methods (SHAP, LIME, SmoothGrad)")
-    add_perturbation_options(parser)
-    parser.add_argument("--threads", type=positive_int, help="torch threads per process")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out with other settings")
-    parser.add_argument("--skip-layers", metavar="LIST",
-                        help="evaluate the model without these encoder layers, 1-based (e.g. 6 or 1,2; "
-                             "bert_lrp.ablate.skip_layers); results.md's accuracy line names them")
-    return parser
-
-
-def add_perturbation_options(parser: argparse.ArgumentParser) -> None:
-    """The options of occlusion, SHAP, LIME and SmoothGrad (``bert-lrp explain`` and ``evaluate``)."""
-    from ..attribution import lime, shap, smoothgrad
-    from ..attribution.perturbation import BASELINES
-
-    for method in ("occlusion", "shap", "lime"):
-        parser.add_argument(f"--{method}-baseline", choices=BASELINES, default="pad",
-                            help=f"{method}: what replaces an absent word's pieces (default pad = [PAD]; "
-                                 "mask, unk, or remove = drop them)")
-    parser.add_argument("--shap-samples", type=positive_count, default=shap.DEFAULT_SAMPLES,
-                        help=f"SHAP: KernelSHAP coalitions per text beyond --shap-exact-words words "
-                             f"(default {shap.DEFAULT_SAMPLES})")
-    parser.add_argument("--shap-exact-words", type=int, default=shap.DEFAULT_EXACT_WORDS,
-                        help=f"SHAP: exact Shapley values (2^words forward rows) up to this many words "
-                             f"(default {shap.DEFAULT_EXACT_WORDS})")
-    parser.add_argument("--lime-samples", type=positive_count, default=lime.DEFAULT_SAMPLES,
-                        help=f"LIME: perturbed rows per text (default {lime.DEFAULT_SAMPLES})")
-    parser.add_argument("--smoothgrad-samples", type=positive_count, default=smoothgrad.DEFAULT_SAMPLES,
-                        help=f"SmoothGrad: noisy copies per text (default {smoothgrad.DEFAULT_SAMPLES})")
-    parser.add_argument("--smoothgrad-sigma", type=non_negative_float, default=smoothgrad.DEFAULT_SIGMA,
-                        help="SmoothGrad: noise standard deviation as a fraction of the range of the text's "
-                             f"embedding output (default {smoothgrad.DEFAULT_SIGMA})")
-
-
-def positive_count(text: str) -> int:
-    """argparse type: an integer >= 2 (sample counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: needs at least 2")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (0 <= value < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r}: needs a finite number >= 0")
-    return value
-
-
-def perturbation_options(args: argparse.Namespace) -> Dict[str, object]:
-    """explain()'s options from the parsed command line (see :func:`add_perturbation_options`)."""
-    return {"occlusion_baseline": args.occlusion_baseline, "shap_baseline": args.shap_baseline,
-            "lime_baseline": args.lime_baseline, "shap_samples": args.shap_samples,
-            "shap_exact_words": args.shap_exact_words, "lime_samples": args.lime_samples,
-            "smoothgrad_samples": args.smoothgrad_samples, "smoothgrad_sigma": args.smoothgrad_sigma,
-            "seed": args.seed}
-
-
-def _used_options(methods: Sequence[str]) -> set:
-    """The option names the given methods read (so run.json changes only when they matter)."""
-    return {o for m in methods if m != RANDOM for o in registry.get(m).options}
-
-
+# ------------------------------------------------------------------ the run
 def check_out_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, expected a folder")
@@ -523,69 +423,12 @@ def previous_settings(path: Path, overwrite: bool) -> Optional[dict]:
                              "--overwrite") from None
 
 
-def evaluate_main(argv: Optional[List[str]] = None) -> int:
-    """``bert-lrp evaluate``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
-    turns that into one line on stderr and an exit code."""
-    from ..cli.explain import parse_methods, resolve_model_dir
-
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    methods = [m for m in parse_methods(",".join(m for m in args.methods.split(",") if m.strip() != RANDOM))]
-    directory = resolve_model_dir(args.model)
-    if os.path.isdir(args.data):
-        raise UsageError(f"--data {args.data}: is a folder, expected a data file")
-    if not os.path.exists(args.data):
-        raise UsageError(f"--data {args.data}: no such file")
-    check_out_folder(Path(args.out))
-    methods = methods + [RANDOM]
-    rank, world = rank_and_world()
-    try:
-        return _evaluate(args, methods, directory, rank, world)
-    finally:
-        if world > 1:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+def data_fingerprint(path: str) -> str:
+    """The first 16 hex digits of the file's sha256 (a run's settings name the data by content)."""
+    return _fingerprint(path)
 
 
-def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) -> int:
-    """Read and check the data and the model, then create ``--out``; a folder this run created is
-    removed again if it is still empty when the run fails."""
-    from .._io import make_folders, remove_empty_folders
-    from ..cli.explain import load_model
-
-    data_examples = read_data_examples(args.data, args.limit)  # structure errors first: no model needed
-    model, tokenizer = load_model(directory)
-    labels = data_labels(data_examples, model.config.label2id)
-    data = [(example.text, label) for example, label in zip(data_examples, labels)]
-    from ..ablate import parse_layers, skip_layers
-
-    skip = parse_layers(args.skip_layers, "--skip-layers", model.config.num_hidden_layers) if args.skip_layers else []
-    out = Path(args.out)
-    settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),
-                "data_sha256": _fingerprint(args.data), "methods": methods, "rule": args.rule,
-                "ig_steps": args.ig_steps, "ranking": args.ranking, "seed": args.seed,
-                **{k: v for k, v in perturbation_options(args).items() if k in _used_options(methods)}}
-    if skip:  # only when given, so that the settings of earlier runs still match
-        settings["skip_layers"] = skip
-    previous = previous_settings(out / "run.json", args.overwrite)
-    if previous is not None and previous != settings and not args.overwrite:
-        raise UsageError(f"--out {out} holds a run with other settings ({out / 'run.json'}); use another --out "
-                         "or --overwrite")
-    created = make_folders(out)
-    try:
-        with skip_layers(model, skip, "--skip-layers"):
-            return _run(args, methods, model, tokenizer, data, settings, out, rank, world)
-    except BaseException:
-        if created:
-            _remove_unstarted_run(out)
-        remove_empty_folders(created)
-        raise
-
-
-def _remove_unstarted_run(out: Path) -> None:
+def remove_unstarted_run(out: Path) -> None:
     """In a folder this run created: if no example was finished, remove ``run.json`` and the empty
     record files, so that the folder is empty and can go (with results, it stays to be resumed)."""
     parts = list(out.glob(PART_PATTERN))
@@ -596,13 +439,22 @@ def _remove_unstarted_run(out: Path) -> None:
             path.unlink()
 
 
-def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: Path, rank: int, world: int) -> int:
+def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], methods: List[str], request,
+                   settings: dict, out: Path, rank: int = 0, world: int = 1, ranking_mode: str = "signed",
+                   seed: int = 0, rows_per_forward: int = 128, overwrite: bool = False, progress: bool = True,
+                   limit: Optional[int] = None) -> int:
+    """Evaluate ``methods`` (``random`` included) on ``data`` (text, label id or None) into ``out``:
+    examples are tokenised, cut and batched by the road (:mod:`bert_lrp.attribution.road`) and
+    explained with ``request``'s options, one ``explain`` call per method so that its cost is
+    measured alone. Resumes from ``out``'s records; rank 0 merges and writes the tables."""
     from .._io import atomic_write_text
     from ..attribution.explain import explain
+    from ..attribution.road import TextInput, collate, encode_text, length_batches, prepare
 
+    prepared = prepare(model, tokenizer, request)
     settings_path = out / "run.json"
     barrier(world)
-    if rank == 0 and (args.overwrite or not settings_path.is_file()):
+    if rank == 0 and (overwrite or not settings_path.is_file()):
         if previous_settings(settings_path, True) not in (None, settings):
             for part in out.glob(PART_PATTERN):
                 part.unlink()
@@ -611,70 +463,61 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
 
     done = finished_records(out)
     mine = [i for i in range(len(data)) if i % world == rank and i not in done]
-    examples = []
-    word_ids: Dict[int, list] = {}
+    examples: List[Example] = []
+    rows: Dict[int, object] = {}
     costs = {m: Cost() for m in methods if m != RANDOM}
+    warn = lambda message: print(f"bert-lrp evaluate: warning: {message}", file=sys.stderr)  # noqa: E731
     for i in mine:
-        encoding = tokenizer(data[i][0])
-        length = int(encoding["attention_mask"][0].sum())
-        ids = tuple(int(v) for v in encoding["input_ids"][0, :length])
-        types = tuple(int(v) for v in encoding["token_type_ids"][0, :length])
-        candidates = [p for p in range(length) if encoding.word_ids[0][p] is not None]
+        row, _ = encode_text(tokenizer, prepared, TextInput(data[i][0], None, f"example {i + 1}"), i, warn)
+        length = len(row.tokens[0])
+        ids = tuple(int(v) for v in row["input_ids"][0, :length])
+        types = tuple(int(v) for v in row["token_type_ids"][0, :length])
+        candidates = [p for p in range(length) if row.word_ids[0][p] is not None]
         examples.append(Example(i, ids, types, candidates, data[i][1]))
-        word_ids[i] = encoding.word_ids[0][:length]
+        rows[i] = row
     # length buckets: similar lengths share an attribution batch (little padding)
     examples.sort(key=lambda x: (len(x.input_ids), x.index))
     model_methods = [m for m in methods if m != RANDOM]
     pad_id = int(model.config.pad_token_id)
 
     def attribute(group: Sequence[Example], predicted: Sequence[int]) -> Dict[str, list]:
-        width = max(len(x.input_ids) for x in group)
-        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
-        types = torch.zeros((len(group), width), dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for row, x in enumerate(group):
-            ids[row, :len(x.input_ids)] = torch.tensor(x.input_ids)
-            types[row, :len(x.input_ids)] = torch.tensor(x.token_type_ids)
-            mask[row, :len(x.input_ids)] = 1
-        options = {**perturbation_options(args), "rows_per_forward": args.rows_per_forward,
-                   "mask_token_id": tokenizer.mask_token_id, "unk_token_id": tokenizer.unk_token_id,
-                   "word_ids": [word_ids[x.index] + [None] * (width - len(x.input_ids)) for x in group]}
-        batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        batch = collate([rows[x.index] for x in group], prepared.pad_id, prepared.pad_token)
         results = {}
         for m in model_methods:  # one call per method: its cost is measured alone
             with measured(model, costs[m], len(group)):
-                results[m] = explain(model, batch, [m], target=list(predicted), rule=args.rule,
-                                     ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_batch, options=options)
+                results[m] = explain(model, batch, [m], target=list(predicted), options=prepared.options)
         scores = {}
         for m in model_methods:
             values = results[m].scores[m].detach().double()
-            if args.ranking == "abs":
+            if ranking_mode == "abs":
                 values = values.abs()
             scores[m] = [values[row, :len(x.input_ids)] for row, x in enumerate(group)]
         return scores
 
     writer = JsonlWriter(out / f"examples.part{rank}.jsonl")
-    progress = None
-    if not args.no_progress:
+    bar = None
+    if progress:
         from tqdm import tqdm
 
-        progress = tqdm(total=len(mine), desc=f"evaluate rank {rank}" if world > 1 else "evaluate",
-                        position=rank, unit="ex", file=sys.stderr)
+        bar = tqdm(total=len(mine), desc=f"evaluate rank {rank}" if world > 1 else "evaluate",
+                   position=rank, unit="ex", file=sys.stderr)
     started = time.time()
     forward = model_forward(model)
+    lengths = {x.index: len(x.input_ids) for x in examples}
+    by_index = {x.index: x for x in examples}
     try:
-        for first in range(0, len(examples), max(1, args.batch_size)):
-            group = examples[first:first + args.batch_size]
+        for indices in length_batches([x.index for x in examples], lengths, request.batch_size, request.batch_tokens):
+            group = [by_index[i] for i in indices]
             for record in sorted(evaluate_examples(group, methods, attribute, forward, pad_id,
-                                                   tokenizer.mask_token_id, args.seed, args.rows_per_forward),
+                                                   tokenizer.mask_token_id, seed, rows_per_forward),
                                  key=lambda r: r["index"]):
                 writer.write(record)
-            if progress is not None:
-                progress.update(len(group))
+            if bar is not None:
+                bar.update(len(group))
     finally:
         writer.close()
-        if progress is not None:
-            progress.close()
+        if bar is not None:
+            bar.close()
     elapsed = time.time() - started
     barrier(world)
     if rank != 0:
@@ -687,7 +530,7 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
     merged = [records[i] for i in wanted]
     summary = aggregate(merged, methods)
     summary["settings"] = settings
-    summary["limit"] = args.limit
+    summary["limit"] = limit
     summary["world_size"] = world
     summary["seconds_this_run_rank0"] = round(elapsed, 1)
     summary["cost"] = {m: c.per_explanation() for m, c in costs.items()}  # this run, rank 0
@@ -700,9 +543,3 @@ def _run(args, methods: List[str], model, tokenizer, data, settings: dict, out: 
     print(table)
     print(f"results in {out.resolve()}: results.md, results.json, curves.svg, examples.jsonl", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    from ..cli import main as cli_main
-
-    sys.exit(cli_main(["evaluate", *sys.argv[1:]]))

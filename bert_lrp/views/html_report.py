@@ -16,7 +16,8 @@ from __future__ import annotations
 import html
 from typing import List, Optional, Sequence
 
-from .terminal import method_title, relevance_rgb, shorten, symmetric_scale, text_rgb
+from .terminal import (method_title, relevance_rgb, shorten, symmetric_scale, target_word_shares, text_rgb,
+                       word_scores)
 
 MAX_HEATMAP_TOKENS = 128    # columns of a per-layer relevance heatmap
 MAX_ATTENTION_TOKENS = 64   # rows and columns of the attention map (64 x 64 cells)
@@ -126,13 +127,13 @@ def _example(report: dict, number: int) -> str:
     out.append('<table class="meta">' + "".join(f"<tr><td>{e(k)}</td><td><b>{e(v)}</b></td></tr>" for k, v in meta)
                + "</table>")
     out.append(_probabilities(report))
-    if report.get("embedding_shares"):
-        shares = report["embedding_shares"]
+    shares = target_word_shares(report)
+    if shares:
         out.append("<p>Relevance of the word by embedding part (LRP): " + ", ".join(
             f"{e(name)} <b>{value:+.4f}</b>" for name, value in shares.items()) + "</p>")
     for method in report["methods"]:
         entry = report["scores"][method]
-        words = [(w["word"], w["score"]) for w in entry["words"]]
+        words = word_scores(report, method)
         scale = symmetric_scale(s for _, s in words)
         out.append(f"<h3>{e(method_title(method))}</h3>")
         marked = report["target_word"]["index"] if report.get("target_word") else None
@@ -149,7 +150,7 @@ def _example(report: dict, number: int) -> str:
     for method, layers in report.get("layer_scores", {}).items():
         labels = [f"layer {i + 1}" for i in range(len(layers))]
         shown = min(len(tokens), MAX_HEATMAP_TOKENS)
-        words = [p for w in report["scores"][report["methods"][0]]["words"] for p in w["positions"] if p < shown]
+        words = [p for w in report["words"] for p in w["pieces"] if p < shown]
         out.append(f"<h3>Relevance per layer ({e(method_title(method))})</h3>")
         out.append('<p class="small">Token relevance at each encoder layer output (hidden state x gradient, '
                    "summed over units); each row normalised on its own, over the words ([CLS] and [SEP] "

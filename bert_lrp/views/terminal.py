@@ -31,6 +31,22 @@ def method_title(method: str) -> str:
     return registry.label(method)
 
 
+def word_scores(record: dict, method: str) -> List[Tuple[str, float]]:
+    """``(word, score)`` of ``method`` for every word of a record
+    (:meth:`bert_lrp.attribution.road.TextExplanation.record`, one label)."""
+    return [(w["word"], s) for w, s in zip(record["words"], record["scores"][method]["words"])]
+
+
+def target_word_shares(record: dict) -> Optional[dict]:
+    """Token classification: the explained word's LRP relevance by embedding part
+    (``{"word", "position", "token_type"}``), from the first method that has shares."""
+    target, shares = record.get("target_word"), record.get("embedding_shares")
+    if target is None or not shares:
+        return None
+    parts = next(iter(shares.values()))
+    return {part: values[target["index"]] for part, values in parts.items()}
+
+
 def symmetric_scale(scores: Iterable[float]) -> float:
     """Largest absolute score (1.0 when all are 0, so that everything maps to white)."""
     values = [abs(float(s)) for s in scores if math.isfinite(float(s))]
@@ -123,8 +139,8 @@ def legend_line(mode: str) -> str:
 
 
 def render_terminal(report: dict, mode: str = "none") -> str:
-    """Text for one example of :func:`bert_lrp.cli.explain.build_report`'s output. Text from the
-    input goes through :func:`printable`; a long text is shortened in the ``text:`` line."""
+    """Text for one record of one label (:func:`bert_lrp.attribution.road.label_views`). Text from
+    the input goes through :func:`printable`; a long text is shortened in the ``text:`` line."""
     lines: List[str] = []
     text = shorten(report["text"]) if report.get("pair") is None else \
         f"{shorten(report['text'])}  ||  {shorten(report['pair'])}"
@@ -140,14 +156,13 @@ def render_terminal(report: dict, mode: str = "none") -> str:
     lines.append(legend_line(mode))
     width = max(len(method_title(m)) for m in report["methods"]) if report["methods"] else 0
     for method in report["methods"]:
-        entry = report["scores"][method]
-        words = [(w["word"], w["score"]) for w in entry["words"]]
+        words = word_scores(report, method)
         marked = report["target_word"]["index"] if report.get("target_word") else None
         lines.append(f"{method_title(method):<{width}}  {coloured_words(words, mode, marked=marked)}")
     if report.get("conservation"):
         lines.append("conservation (sum of relevance / explained logit): " + ", ".join(
             f"{method_title(m)} {v:.4f}" for m, v in report["conservation"].items()))
-    shares = report.get("embedding_shares")
+    shares = target_word_shares(report)
     if shares:
         total = sum(shares.values())
         lines.append("relevance of the word by embedding part (LRP): " + ", ".join(

@@ -1,0 +1,63 @@
+"""What every command's parser shares: argument types, and the methods' options as flags.
+
+The flags of the attribution methods are generated from the registry
+(:mod:`bert_lrp.attribution.registry`): each :class:`~bert_lrp.attribution.registry.Option` becomes
+``--name-with-dashes`` with its kind, default, range and help, once however many methods share
+it. A method registered in one module is thus on every command line that explains.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, Iterable, Optional
+
+from ..attribution import registry
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _option_type(option: registry.Option):
+    def parse(text: str) -> Any:
+        try:
+            return option.check(text)
+        except registry.OptionError as error:
+            raise argparse.ArgumentTypeError(str(error).split(": ", 1)[-1]) from None
+    parse.__name__ = option.kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def add_method_options(parser: argparse.ArgumentParser, defaults: Optional[Dict[str, Any]] = None,
+                       title: str = "method options (from the method registry)",
+                       skip: Iterable[str] = ()) -> argparse._ArgumentGroup:
+    """One flag per registered method option (``defaults`` overrides an option's default for this
+    command; ``skip``: options the command declares itself). Values land in ``args.<name>``."""
+    defaults = defaults or {}
+    group = parser.add_argument_group(title)
+    for option in registry.all_options().values():
+        if option.name in skip:
+            continue
+        users = ", ".join(m.name for m in registry.all_methods() if option in m.options)
+        default = defaults.get(option.name, option.default)
+        kwargs: Dict[str, Any] = {"dest": option.name, "default": default,
+                                  "help": f"{option.help} ({users}; default {default})"}
+        if option.kind is bool:
+            group.add_argument(option.flag, action="store_true", **kwargs)
+            continue
+        if option.choices:
+            kwargs["choices"] = option.choices
+        group.add_argument(option.flag, type=_option_type(option), metavar=option.kind.__name__.upper()
+                           if not option.choices else None, **kwargs)
+    return group
+
+
+def method_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The method options of a parsed command line (see :func:`add_method_options`), by name."""
+    return {name: getattr(args, name) for name in registry.all_options() if hasattr(args, name)}

@@ -1,0 +1,129 @@
+"""``bert-lrp evaluate``: faithfulness of attribution methods on a labelled data set
+(:mod:`bert_lrp.evaluation.faithfulness`: word deletion, MoRF/LeRF, ABPC, ERASER AOPC).
+
+The methods' options are the registry's, as in ``bert-lrp explain`` (generated flags); texts are
+tokenised and batched by the one road (:mod:`bert_lrp.attribution.road`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from .._jsonl import rank_and_world
+from ..attribution import registry
+from ..attribution.road import Request
+from ..errors import ArgumentParser, UsageError
+from ..evaluation import faithfulness as F
+from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
+from .arguments import add_method_options, method_options, positive_int
+
+DEFAULT_METHODS = "lrp,gi,gs,lat,rollout,ig"
+# evaluate's own defaults: IG with 20 steps (the published tables), more perturbed rows per pass
+DEFAULTS = {"ig_steps": 20, "rows_per_forward": 128}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="bert-lrp evaluate", description=F.__doc__.split("\n\n")[0],
+        epilog="Errors in the data file name the file and the line. Nothing is created in --out before the "
+               "model and the data have been read and checked. Errors are one line on stderr (exit code 2: "
+               "bad command line, 1: failure); bert-lrp --debug evaluate ... shows the traceback.")
+    parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="UTF-8 TSV (or .csv/.jsonl) with a header naming a 'sentence' column and optionally a "
+                             "'label' column (a label name of the model or its id), e.g. SST-2 dev.tsv")
+    parser.add_argument("--methods", default=DEFAULT_METHODS,
+                        help=f"comma-separated, from: {registry.describe()}; a random baseline is always added")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N examples")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (resumed if it holds an earlier run with the same settings)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="examples per attribution batch")
+    parser.add_argument("--batch-tokens", type=positive_int, metavar="N", help="also at most N padded tokens per batch")
+    parser.add_argument("--ranking", choices=["signed", "abs"], default="signed",
+                        help="rank tokens by signed score (default) or by its absolute value")
+    add_method_options(parser, DEFAULTS, title="method options (from the method registry; --seed also seeds the "
+                       "random baseline, --rows-per-forward also bounds the metrics' forward passes)")
+    parser.add_argument("--threads", type=positive_int, help="torch threads per process")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out with other settings")
+    parser.add_argument("--skip-layers", metavar="LIST",
+                        help="evaluate the model without these encoder layers, 1-based (e.g. 6 or 1,2; "
+                             "bert_lrp.ablate.skip_layers); results.md's accuracy line names them")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``bert-lrp evaluate``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
+    turns that into one line on stderr and an exit code."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != F.RANDOM]
+    try:
+        methods = registry.canonical(names)
+    except ValueError as error:
+        raise UsageError(f"--methods: {error}") from None
+    directory = resolve_model_dir(args.model)
+    if os.path.isdir(args.data):
+        raise UsageError(f"--data {args.data}: is a folder, expected a data file")
+    if not os.path.exists(args.data):
+        raise UsageError(f"--data {args.data}: no such file")
+    F.check_out_folder(Path(args.out))
+    rank, world = rank_and_world()
+    try:
+        return _evaluate(args, methods + [F.RANDOM], directory, rank, world)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) -> int:
+    """Read and check the data and the model, then create ``--out``; a folder this run created is
+    removed again if it is still empty when the run fails."""
+    from .._io import make_folders, remove_empty_folders
+    from ..models.ablation import parse_layers, skip_layers
+
+    data_examples = F.read_data_examples(args.data, args.limit)  # structure errors first: no model needed
+    model, tokenizer = load_model(directory)
+    labels = F.data_labels(data_examples, model.config.label2id)
+    data = [(example.text, label) for example, label in zip(data_examples, labels)]
+    skip = parse_layers(args.skip_layers, "--skip-layers", model.config.num_hidden_layers) if args.skip_layers else []
+    model_methods = [m for m in methods if m != F.RANDOM]
+    request = Request(methods=model_methods, options=method_options(args), batch_size=args.batch_size,
+                      batch_tokens=args.batch_tokens)
+    out = Path(args.out)
+    used = request.settings()["options"] if model_methods else {}
+    settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),
+                "data_sha256": F.data_fingerprint(args.data), "methods": methods, "ranking": args.ranking,
+                "seed": args.seed, "rows_per_forward": args.rows_per_forward, **used}
+    if skip:  # only when given, so that the settings of earlier runs still match
+        settings["skip_layers"] = skip
+    previous = F.previous_settings(out / "run.json", args.overwrite)
+    if previous is not None and previous != settings and not args.overwrite:
+        raise UsageError(f"--out {out} holds a run with other settings ({out / 'run.json'}); use another --out "
+                         "or --overwrite")
+    created = make_folders(out)
+    try:
+        with skip_layers(model, skip, "--skip-layers"):
+            return F.run_evaluation(model, tokenizer, data, methods, request, settings, out, rank, world,
+                                    ranking_mode=args.ranking, seed=args.seed, rows_per_forward=args.rows_per_forward,
+                                    overwrite=args.overwrite, progress=not args.no_progress, limit=args.limit)
+    except BaseException:
+        if created:
+            F.remove_unstarted_run(out)
+        remove_empty_folders(created)
+        raise
+
+
+if __name__ == "__main__":
+    from ..cli import main as cli_main
+
+    sys.exit(cli_main(["evaluate", *sys.argv[1:]]))
