@@ -7,6 +7,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["bert_lrp", "bert_lrp.*"]),
+    # the SST-2 dev sample `bert-lrp benchmark` cuts its inputs from when no --data is given
+    package_data={"bert_lrp.evaluation": ["data/*.tsv"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.13,<2.14",  # the range CI tests (2.13.0, CPU)

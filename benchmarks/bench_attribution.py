@@ -30,7 +30,8 @@ OURS = ("lrp", "gs", "gi", "gs+gi+lrp", "lat", "ig")
 
 
 def run(out: Path, repeats: int, threads: int, ig_repeats: int = 2) -> None:
-    from bert_lrp.evaluation.benchmark import default_model_dir, main
+    from bert_lrp.cli.benchmark import main
+    from bert_lrp.evaluation.benchmark import default_model_dir
 
     model = default_model_dir()
     common = ["--model", model, "--threads", str(threads), "--out", str(out)]

@@ -63,7 +63,8 @@ def bench_step(args) -> dict:
     import transformers
 
     from bert_lrp import BertForSequenceClassification, BertTokenizer
-    from bert_lrp.training.trainer import build_optimizer, resolve_model_path
+    from bert_lrp.models.loading import resolve_model_dir as resolve_model_path
+    from bert_lrp.training.trainer import build_optimizer
 
     path = resolve_model_path(args.model)
     torch.manual_seed(0)
@@ -97,7 +98,8 @@ def _ddp_worker(rank: int, world: int, port: int, args, queue) -> None:
     import torch.distributed as dist
 
     from bert_lrp import BertForSequenceClassification, BertTokenizer
-    from bert_lrp.training.trainer import build_optimizer, resolve_model_path
+    from bert_lrp.models.loading import resolve_model_dir as resolve_model_path
+    from bert_lrp.training.trainer import build_optimizer
 
     torch.set_num_threads(max(1, args.threads // world))
     if world > 1:

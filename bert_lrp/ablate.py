@@ -1,164 +1,21 @@
-"""Layer ablation: run a BERT model without some encoder layers, or train it with some frozen.
+"""Layer ablation, the public door: run a BERT model without some encoder layers, train it with
+some frozen, and score a classifier without them.
 
-Layers are numbered **1 to L** (``config.num_hidden_layers``), as on the command line
-(``bert-lrp evaluate --skip-layers 6``, ``bert-lrp train --freeze-layers 1,2``): layer ``k`` is
-``model.bert.encoder.layer[k - 1]`` and its output is ``hidden_states[k]``.
+Layers are numbered **1 to L**, as on the command line (``bert-lrp evaluate --skip-layers 6``,
+``bert-lrp train --freeze-layers 1,2``)::
 
-* :func:`skip_layers` is a context manager that temporarily replaces the encoder's
-  ``nn.ModuleList`` of layers by one holding only the kept layers (the same module objects, no
-  copy), so a skipped layer's input goes straight to the next kept layer; the residual stream is
-  unchanged otherwise. ``config.num_hidden_layers`` follows for the duration. Everything is
-  restored on exit, also after an exception. This is the same as deleting the layer from a
-  transformers model (``del model.bert.encoder.layer[k - 1]``), which the tests check.
-* :func:`freeze_layers` sets ``requires_grad = False`` on every parameter of the chosen layers
-  (an optimizer built afterwards leaves them out; :class:`bert_lrp.training.trainer.Trainer`
-  builds it after freezing).
-* :func:`accuracy` classifies a labelled data file (the strict reader of ``bert-lrp evaluate``)
-  and scores it with :func:`bert_lrp.training.metrics.accuracy`; ``scripts/layer_ablation.py``
-  uses it for the single-layer ablation table of ``docs/inside.md``.
+    from bert_lrp import ablate
 
-Nothing here is a second model implementation: the model's own layers run, fewer of them.
+    with ablate.skip_layers(model, [6]):
+        logits = model(**batch).logits          # the model without its layer 6
+    ablate.freeze_layers(model, [1, 2])         # requires_grad False on layers 1 and 2
+    ablate.accuracy(model, tokenizer, "dev.tsv", skip=[6])
+
+The work lives in :mod:`bert_lrp.models.ablation` (skip_layers, freeze_layers, parse_layers,
+check_layers, encoder_layers) and :mod:`bert_lrp.evaluation.ablation` (predict, accuracy); this
+module only re-exports them, and nothing inside the package imports it.
 """
-from __future__ import annotations
+from .evaluation.ablation import accuracy, predict
+from .models.ablation import check_layers, encoder_layers, freeze_layers, parse_layers, skip_layers
 
-import contextlib
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
-
-import torch
-from torch import nn
-
-from .errors import UsageError
-
-__all__ = ["skip_layers", "freeze_layers", "parse_layers", "encoder_layers", "predict", "accuracy"]
-
-
-def encoder_layers(model: nn.Module) -> Tuple[nn.Module, str]:
-    """The module that holds the layers as ``.layer`` (``model.bert.encoder`` for the task models,
-    ``model.encoder`` for a bare ``BertModel``) and a name for messages."""
-    prefix = getattr(model, "base_model_prefix", "") or "bert"  # roberta, distilbert, electra: their encoders
-    for path in (f"{prefix}.encoder", f"{prefix}.transformer", "bert.encoder", "encoder", "transformer"):
-        owner: Optional[nn.Module] = model
-        for part in path.split("."):
-            owner = getattr(owner, part, None)
-            if owner is None:
-                break
-        if owner is not None and isinstance(getattr(owner, "layer", None), nn.ModuleList):
-            return owner, f"{path}.layer"
-    raise TypeError(f"{type(model).__name__} has no encoder with a .layer ModuleList (looked for "
-                    "model.bert.encoder.layer and model.encoder.layer)")
-
-
-def check_layers(layers: Iterable[int], count: int, option: str = "layers") -> List[int]:
-    """``layers`` as a sorted list of distinct 1-based layer numbers; a number outside ``1..count``
-    is a :class:`UsageError` naming ``option``."""
-    chosen = sorted({int(layer) for layer in layers})
-    bad = [layer for layer in chosen if not 1 <= layer <= count]
-    if bad:
-        raise UsageError(f"{option}: layer {bad[0]} does not exist; the model has layers 1..{count} "
-                         "(1-based)")
-    return chosen
-
-
-def parse_layers(text: str, option: str = "--layers", count: Optional[int] = None) -> List[int]:
-    """``"6"``, ``"1,2"`` or ``"1-3,6"`` -> sorted distinct layer numbers (1-based). With ``count``
-    the numbers are checked against ``1..count``. Errors are a :class:`UsageError` naming ``option``."""
-    layers: List[int] = []
-    for part in (p.strip() for p in str(text).split(",")):
-        if not part:
-            continue
-        first, dash, last = part.partition("-")
-        try:
-            low = int(first)
-            high = int(last) if dash else low
-        except ValueError:
-            raise UsageError(f"{option} {text!r}: expected layer numbers such as 6, 1,2 or 1-3 "
-                             f"(1-based), got {part!r}") from None
-        if high < low:
-            raise UsageError(f"{option} {text!r}: the range {part} is empty")
-        layers.extend(range(low, high + 1))
-    if not layers:
-        raise UsageError(f"{option} is empty; give layer numbers such as 6, 1,2 or 1-3 (1-based)")
-    if count is not None:
-        return check_layers(layers, count, option)
-    if min(layers) < 1:
-        raise UsageError(f"{option} {text!r}: layers are numbered from 1")
-    return sorted(set(layers))
-
-
-@contextlib.contextmanager
-def skip_layers(model: nn.Module, layers: Iterable[int], option: str = "layers") -> Iterator[nn.Module]:
-    """Within the block, ``model`` runs without the encoder layers ``layers`` (1-based).
-
-    ``with skip_layers(model, [6]): logits = model(**batch).logits`` gives the logits
-    ``[batch, num_labels]`` of the model without its layer 6; ``hidden_states`` then has
-    ``L - len(layers) + 1`` entries and ``attentions`` ``L - len(layers)``. An empty ``layers``
-    changes nothing. The original ``ModuleList`` and ``config.num_hidden_layers`` are put back on
-    exit.
-    """
-    owner, _ = encoder_layers(model)
-    original: nn.ModuleList = owner.layer
-    chosen = set(check_layers(layers, len(original), option))
-    config = getattr(model, "config", None)
-    original_count = getattr(config, "num_hidden_layers", None)
-    if not chosen:
-        yield model
-        return
-    owner.layer = nn.ModuleList(layer for number, layer in enumerate(original, 1) if number not in chosen)
-    if original_count is not None:
-        config.num_hidden_layers = len(owner.layer)
-    try:
-        yield model
-    finally:
-        owner.layer = original
-        if original_count is not None:
-            config.num_hidden_layers = original_count
-
-
-def freeze_layers(model: nn.Module, layers: Iterable[int], option: str = "layers") -> List[str]:
-    """Set ``requires_grad = False`` on every parameter of the encoder layers ``layers`` (1-based);
-    returns the names of the frozen parameters (``bert.encoder.layer.0.attention...``)."""
-    owner, prefix = encoder_layers(model)
-    frozen: List[str] = []
-    for number in check_layers(layers, len(owner.layer), option):
-        for name, parameter in owner.layer[number - 1].named_parameters():
-            parameter.requires_grad_(False)
-            frozen.append(f"{prefix}.{number - 1}.{name}")
-    return frozen
-
-
-# ------------------------------------------------------------------ accuracy of a classifier
-@torch.no_grad()
-def predict(model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 64) -> List[int]:
-    """The predicted class of each text (``logits [batch, num_labels]`` -> argmax), in batches of
-    similar length (little padding). The model is put in eval mode."""
-    model.eval()
-    order = sorted(range(len(texts)), key=lambda i: (len(tokenizer.tokenize(texts[i])), i))
-    predictions: List[int] = [0] * len(texts)
-    for first in range(0, len(order), batch_size):
-        part = order[first:first + batch_size]
-        encoding = tokenizer([texts[i] for i in part])
-        logits = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
-                       token_type_ids=encoding["token_type_ids"]).logits
-        for row, index in enumerate(part):
-            predictions[index] = int(logits[row].argmax())
-    return predictions
-
-
-def accuracy(model: nn.Module, tokenizer, data: str, skip: Iterable[int] = (), batch_size: int = 64,
-             limit: Optional[int] = None) -> dict:
-    """Accuracy of a sequence classifier on the labelled file ``data`` (a ``sentence`` and a
-    ``label`` column, read as ``bert-lrp evaluate --data`` reads it) with the layers ``skip``
-    removed: ``{"skip_layers", "examples", "correct", "accuracy"}``. The score is
-    :func:`bert_lrp.training.metrics.accuracy` (fraction of predictions equal to the label)."""
-    from .evaluation.faithfulness import read_data
-    from .training.metrics import accuracy as score
-
-    rows = [(text, label) for text, label in read_data(data, model.config.label2id, limit) if label is not None]
-    if not rows:
-        raise UsageError(f"--data {data}: no labelled examples (a 'label' column is needed for accuracy)")
-    skip = list(skip)
-    with skip_layers(model, skip, "--skip-layers"):
-        predicted = predict(model, tokenizer, [text for text, _ in rows], batch_size)
-    gold = [label for _, label in rows]
-    return {"skip_layers": sorted(set(skip)), "examples": len(rows),
-            "correct": sum(g == p for g, p in zip(gold, predicted)), "accuracy": score(gold, predicted)}
+__all__ = ["skip_layers", "freeze_layers", "parse_layers", "check_layers", "encoder_layers", "predict", "accuracy"]

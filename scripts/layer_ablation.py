@@ -41,7 +41,7 @@ def markdown(rows: List[dict], layers: int) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from bert_lrp._io import atomic_write_text
-    from bert_lrp.cli.explain import load_model, resolve_model_dir
+    from bert_lrp.models.loading import load_model, resolve_model_dir
     from bert_lrp.errors import ArgumentParser
 
     parser = ArgumentParser(prog="layer_ablation.py", description=__doc__.split("\n\n")[0])

@@ -24,7 +24,8 @@ from bert_lrp.models.checkpoint import CheckpointError
 from bert_lrp.models.config import ConfigError
 from bert_lrp.training.data import DataError
 from bert_lrp.models.tokenization import TokenizerError
-from bert_lrp.training.trainer import TrainConfig, _number, train
+from bert_lrp.cli.train import _number
+from bert_lrp.training.trainer import TrainConfig, train
 
 # label values in id order and their names, for the tasks whose labels are fixed
 TASKS = {

@@ -4,7 +4,7 @@
 - GI  == captum ``InputXGradient`` at the embedding output,
 - IG  == captum ``LayerIntegratedGradients`` on transformers' ``bert.embeddings`` (same steps,
          quadrature and baseline ``[CLS] [PAD] ... [SEP]``),
-- LRP (``attnlrp``) == LXT 2.1 efficient AttnLRP, run in a subprocess (tests/peers/lxt_runner.py)
+- LRP (``attnlrp``) == LXT 2.1 efficient AttnLRP, run in a subprocess (bert_lrp/evaluation/peers/lxt_runner.py)
   because LXT patches ``nn.LayerNorm`` / ``nn.Dropout`` process-wide. LXT reads relevance at
   ``inputs_embeds`` = the word embeddings, which is our ``embedding_shares["lrp"]["word"]``
   (element-wise, not only summed over hidden); the runner also reports LXT's relevance at the
@@ -29,7 +29,7 @@ from bert_lrp import BertForSequenceClassification, BertTokenizer, explain
 from bert_lrp.attribution.integrated_gradients import baseline_ids
 
 TOLERANCE = 1e-4
-RUNNER = Path(__file__).parent / "peers" / "lxt_runner.py"
+RUNNER = Path(__file__).resolve().parents[1] / "bert_lrp" / "evaluation" / "peers" / "lxt_runner.py"
 SENTENCES = [
     "it 's a charming and often affecting journey .",
     "unflinchingly bleak and desperate",

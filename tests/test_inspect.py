@@ -27,7 +27,7 @@ from bert_lrp.inspection.embeddings import (
     pca_2d,
     word_occurrences,
 )
-from bert_lrp.inspection.cli import load_encoder
+from bert_lrp.models.loading import load_model
 from bert_lrp.inspection.mask import load_masked_lm, masked_word_view
 from bert_lrp.errors import UsageError
 
@@ -200,7 +200,7 @@ def test_pca_reproduces_numpy_svd():
 
 
 def test_similarities_are_symmetric_and_one_on_identical_contexts(classifier_dir):
-    model, tokenizer = load_encoder(classifier_dir)
+    model, tokenizer = load_model(classifier_dir, "encoder")
     sentences = ["the film is good", "a very bad film", "the film is good", "not a boring movie , a great film"]
     report = embedding_report(model, tokenizer, sentences, ["film", "movie"], samples=12, seed=1)
     film = report["per_word"]["film"]
@@ -221,7 +221,7 @@ def test_similarities_are_symmetric_and_one_on_identical_contexts(classifier_dir
 
 
 def test_a_word_of_several_pieces_is_the_mean_of_its_pieces(classifier_dir):
-    model, tokenizer = load_encoder(classifier_dir)
+    model, tokenizer = load_model(classifier_dir, "encoder")
     sentences = ["the film is unbelievable"]
     encoding = tokenizer(sentences)
     words = word_occurrences(encoding, 0, 0, sentences[0])
@@ -344,8 +344,6 @@ def test_evaluate_skip_layers_reports_accuracy_without_the_layer(classifier_dir,
     summary = json.loads((tmp_path / "run" / "results.json").read_text())
     assert summary["settings"]["skip_layers"] == [2]
     assert "Layers skipped: 2" in (tmp_path / "run" / "results.md").read_text()
-    from bert_lrp.cli.explain import load_model
-
     model, tokenizer = load_model(classifier_dir)
     expected = ablate.accuracy(model, tokenizer, str(SST2_SAMPLE), skip=[2], limit=6)
     assert summary["accuracy"] == pytest.approx(expected["accuracy"])
@@ -359,7 +357,7 @@ def test_evaluate_skip_layers_reports_accuracy_without_the_layer(classifier_dir,
 def test_train_freeze_layers_keeps_those_weights(tmp_path):
     from safetensors.torch import load_file
 
-    from bert_lrp.training.trainer import train_main
+    from bert_lrp.cli.train import train_main
     from test_training import make_tokenizer, tiny_config, write_sentiment  # noqa: E402
 
     model_dir = tmp_path / "model"

