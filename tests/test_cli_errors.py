@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from bert_lrp import cli
-from bert_lrp.cli import explain as explain_cli, html_report
+from bert_lrp.cli import evaluate as evaluate_cli, explain as explain_cli
+from bert_lrp.views import html_report
 from bert_lrp.evaluation import faithfulness as F
 from bert_lrp._io import atomic_write_many, atomic_write_texts
 from bert_lrp.errors import UsageError, describe
@@ -305,7 +306,7 @@ def test_default_model_is_found_under_the_install_prefix(capsys, tiny_model, tmp
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    monkeypatch.setattr(explain_cli, "DEFAULT_MODEL", name)
+    monkeypatch.setattr("bert_lrp.models.loading.DEFAULT_MODEL", name)
     monkeypatch.setattr(sys, "prefix", str(prefix))
     code, out, err = run(capsys, "explain", "--methods", "gi", "a film")
     assert code == 0 and "prediction:" in out
@@ -393,7 +394,7 @@ def test_evaluate_reads_the_sst2_sample_with_the_training_reader(capsys, tiny_mo
 
 
 # ------------------------------------------------------------------ options
-@pytest.mark.parametrize("parser", [explain_cli.build_parser, F.build_parser], ids=["explain", "evaluate"])
+@pytest.mark.parametrize("parser", [explain_cli.build_parser, evaluate_cli.build_parser], ids=["explain", "evaluate"])
 def test_every_option_is_hyphenated_and_has_help(parser):
     for action in parser()._actions:
         for option in action.option_strings:

@@ -171,9 +171,9 @@ def test_a_text_that_fits_one_window_is_explained_as_without_windows(tmp_path):
     text = "the film is great and very good"
     windowed = explain_windows(model, tokenizer, text, ["lrp", "gi", "gs"])
     plain = explain(model, tokenizer([text]), ["lrp", "gi", "gs"])
-    assert len(windowed.windows) == 1
+    assert windowed.windows == 1
     for method in plain.scores:
-        torch.testing.assert_close(windowed.scores[method], plain.scores[method][0], rtol=0, atol=0)
+        torch.testing.assert_close(windowed.label().scores[method], plain.scores[method][0], rtol=0, atol=0)
 
 
 def test_window_spans_cover_every_piece_with_the_stride():
@@ -187,11 +187,11 @@ def test_long_texts_are_explained_in_windows_and_say_so(tmp_path, capsys):
     text = " ".join(_texts(30, seed=3))  # about 200 pieces, more than the 64 positions
     windowed = explain_windows(model, tokenizer, text, ["lrp"], stride=20)
     length = len(windowed.encoding["input_ids"][0])
-    assert length > 64 and len(windowed.windows) > 1
+    assert length > 64 and windowed.windows == len(windowed.spans) > 1
     covered = torch.zeros(length, dtype=torch.bool)
-    for start, end in windowed.windows:
+    for start, end in windowed.spans:
         covered[start:end] = True
-    assert covered[1:-1].all() and windowed.scores["lrp"].shape == (length,)
+    assert covered[1:-1].all() and windowed.label().scores["lrp"].shape == (length,)
     data = tmp_path / "long.txt"
     data.write_text(text + "\nthe film is great\n", encoding="utf-8")
     out = tmp_path / "long.jsonl"

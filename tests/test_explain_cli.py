@@ -71,15 +71,12 @@ def test_json_words_sum_their_pieces(model_dir, tmp_path):
     assert set(example["probabilities"]) == {"negative", "positive"}
     assert abs(sum(example["probabilities"].values()) - 1) < 1e-6
     assert example["tokens"] == ["[CLS]", "the", "film", "is", "un", "##believ", "##able", "[SEP]"]
+    assert [w["word"] for w in example["words"]] == ["the", "film", "is", "unbelievable"]
     for method in ("lrp", "gradient_x_input"):
         tokens = example["scores"][method]["tokens"]
-        words = example["scores"][method]["words"]
-        assert [w["word"] for w in words] == ["the", "film", "is", "unbelievable"]
-        for word in words:
-            total = 0.0
-            for position in word["positions"]:
-                total += tokens[position]
-            assert word["score"] == total  # exact: the same sum in the same order
+        scores = example["scores"][method]["words"]
+        for word, score in zip(example["words"], scores):
+            assert score == sum(tokens[p] for p in word["pieces"])  # exact: the same sum in the same order
     assert "lrp" in example["conservation"]
 
 
@@ -94,7 +91,7 @@ def test_stdin_and_file(model_dir, tmp_path, monkeypatch, capsys):
 
 def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(explain_cli, "DEFAULT_MODEL", "checkpoints/no-such-model")
+    monkeypatch.setattr("bert_lrp.models.loading.DEFAULT_MODEL", "checkpoints/no-such-model")
     assert explain_command("a film") == 2
     err = capsys.readouterr().err
     assert "checkpoints/no-such-model was not found" in err and "--model" in err
@@ -113,8 +110,10 @@ def test_pair_input(model_dir, tmp_path):
     assert explain_cli.main(["--model", str(model_dir), "--quiet", "--methods", "lrp", "--pair", "a bad movie",
                              "--json", str(target), "the film"]) == 0
     example = json.loads(target.read_text())["examples"][0]
-    words = example["scores"]["lrp"]["words"]
+    assert example["pair"] == "a bad movie"
+    words = example["words"]
     assert [(w["word"], w["sequence"]) for w in words] == [("the", 0), ("film", 0), ("a", 1), ("bad", 1), ("movie", 1)]
+    assert len(example["scores"]["lrp"]["words"]) == 5
 
 
 def test_token_classification_word(tmp_path, capsys):
@@ -127,12 +126,11 @@ def test_token_classification_word(tmp_path, capsys):
     example = json.loads(target.read_text())["examples"][0]
     assert example["target_word"] == {"index": 3, "word": "paris", "position": 4}
     assert example["target_position"] == 4
-    shares = example["embedding_shares"]
+    shares = {part: values[3] for part, values in example["embedding_shares"]["lrp"].items()}
     assert set(shares) == {"word", "position", "token_type"}
-    lrp_words = example["scores"]["lrp"]["words"]
-    paris = lrp_words[3]
-    assert paris["word"] == "paris"
-    assert sum(shares.values()) == pytest.approx(paris["score"], rel=1e-5, abs=1e-6)
+    assert example["words"][3]["word"] == "paris"
+    paris = example["scores"]["lrp"]["words"][3]
+    assert sum(shares.values()) == pytest.approx(paris, rel=1e-5, abs=1e-6)
 
 
 def test_token_classification_needs_a_word(tmp_path, capsys):

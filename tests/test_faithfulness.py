@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bert_lrp import cli
+from bert_lrp.cli import evaluate as evaluate_cli
 from bert_lrp.evaluation import faithfulness as F
 
 from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
@@ -193,7 +194,7 @@ def lines_of(path: Path):
 def test_evaluate_writes_outputs(setup, tmp_path, capsys):
     model_dir, data = setup
     out = tmp_path / "run"
-    assert F.evaluate_main(arguments(model_dir, data, out)) == 0
+    assert evaluate_cli.main(arguments(model_dir, data, out)) == 0
     assert "| LRP |" in capsys.readouterr().out
     for name in ("results.md", "results.json", "curves.svg", "examples.jsonl", "run.json"):
         assert (out / name).is_file()
@@ -215,7 +216,7 @@ def test_evaluate_writes_outputs(setup, tmp_path, capsys):
 def test_evaluate_resumes_without_recomputing(setup, tmp_path, monkeypatch):
     model_dir, data = setup
     full = tmp_path / "full"
-    assert F.evaluate_main(arguments(model_dir, data, full)) == 0
+    assert evaluate_cli.main(arguments(model_dir, data, full)) == 0
 
     computed = []
     original = F.evaluate_examples
@@ -239,17 +240,17 @@ def test_evaluate_resumes_without_recomputing(setup, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
     monkeypatch.setattr(F.JsonlWriter, "write", interrupted_write)
     with pytest.raises(KeyboardInterrupt):
-        F.evaluate_main(arguments(model_dir, data, out))
+        evaluate_cli.main(arguments(model_dir, data, out))
     assert len(F.read_records(out / "examples.part0.jsonl")) == 6
     monkeypatch.setattr(F.JsonlWriter, "write", real_write)
     computed.clear()
-    assert F.evaluate_main(arguments(model_dir, data, out)) == 0
+    assert evaluate_cli.main(arguments(model_dir, data, out)) == 0
     assert sorted(computed) == sorted(set(range(14)) - set(written))  # only the unfinished ones
     part = lines_of(out / "examples.part0.jsonl")
     assert sorted(r["index"] for r in part) == list(range(14))  # no duplicates, nothing torn
     # a third run computes nothing and gives the same summary
     computed.clear()
-    assert F.evaluate_main(arguments(model_dir, data, out)) == 0
+    assert evaluate_cli.main(arguments(model_dir, data, out)) == 0
     assert computed == []
     assert _close(lines_of(out / "examples.jsonl"), lines_of(full / "examples.jsonl"))
 
@@ -273,7 +274,7 @@ def _free_port() -> int:
 def test_two_gloo_processes_equal_one(setup, tmp_path):
     model_dir, data = setup
     single = tmp_path / "single"
-    assert F.evaluate_main(arguments(model_dir, data, single)) == 0
+    assert evaluate_cli.main(arguments(model_dir, data, single)) == 0
     double = tmp_path / "double"
     port = str(_free_port())
     processes = []

@@ -150,7 +150,7 @@ def test_printable_shows_control_and_bidi_characters_as_escapes():
 def test_terminal_view_escapes_words_and_labels_in_every_mode():
     report = {"text": "ok \x1b[2J", "pair": None, "probabilities": {"pos\x07": 1.0}, "prediction": "pos\x07",
               "target": "pos\x07", "methods": ["lrp"], "conservation": {},
-              "scores": {"lrp": {"words": [{"word": "ok", "score": 1.0}, {"word": "\u202eevil", "score": -1.0}]}}}
+              "words": [{"word": "ok"}, {"word": "\u202eevil"}], "scores": {"lrp": {"words": [1.0, -1.0]}}}
     for mode in ("none", "256", "truecolor"):
         out = render_terminal(report, mode)
         assert "\\x1b[2J" in out and "\\u202eevil" in out and "pos\\x07" in out

@@ -246,6 +246,7 @@ class TextExplanation:
     windows: int = 1
     dropped_tokens: int = 0
     attentions: Optional[torch.Tensor] = None
+    spans: List[Tuple[int, int]] = field(default_factory=list)  # windowed: each window's piece span [start, end)
 
     @property
     def tokens(self) -> List[str]:
@@ -623,7 +624,7 @@ def _explain_windowed(model, prepared: Prepared, item: TextInput, index: int, wh
     return TextExplanation(index=index, source=item.source, text=item.text, pair=item.pair, encoding=whole,
                            methods=list(prepared.methods), label_names=prepared.labels,
                            logits=torch.stack([part.logits for part in parts]).mean(0), labels=labels,
-                           all_labels=parts[0].all_labels, windows=len(rows))
+                           all_labels=parts[0].all_labels, windows=len(rows), spans=spans)
 
 
 def _model_inputs(batch) -> Dict[str, torch.Tensor]:
