@@ -199,7 +199,7 @@ def test_long_texts_are_explained_in_windows_and_say_so(tmp_path, capsys):
                      "--stride", "20", "--quiet"]) == 0
     assert "overlapping windows" in capsys.readouterr().err
     first, second = _records(out)
-    assert first["windows"] == len(windowed.windows) and len(first["tokens"]) == length
+    assert first["windows"] == windowed.windows and len(first["tokens"]) == length
     torch.testing.assert_close(torch.tensor(first["scores"]["lrp"]["tokens"]), windowed.scores["lrp"],
                                rtol=1e-5, atol=1e-6)
     assert "windows" not in second
