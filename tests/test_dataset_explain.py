@@ -200,7 +200,7 @@ def test_long_texts_are_explained_in_windows_and_say_so(tmp_path, capsys):
     assert "overlapping windows" in capsys.readouterr().err
     first, second = _records(out)
     assert first["windows"] == windowed.windows and len(first["tokens"]) == length
-    torch.testing.assert_close(torch.tensor(first["scores"]["lrp"]["tokens"]), windowed.scores["lrp"],
+    torch.testing.assert_close(torch.tensor(first["scores"]["lrp"]["tokens"]), windowed.label().scores["lrp"],
                                rtol=1e-5, atol=1e-6)
     assert "windows" not in second
 
