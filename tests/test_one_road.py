@@ -270,3 +270,26 @@ def test_explain_texts_is_the_python_door_to_the_same_road(family):
         for method in ("lrp", "shap"):
             assert_same(reference[method], first.label().scores[method], f"{text}: {method}")
             assert first.record() == second.record()
+
+
+def test_every_road_refuses_a_word_for_a_sequence_classifier(tmp_path, capsys):
+    folder = make_model_dir(tmp_path / "model")
+    for output in (["--json", str(tmp_path / "out.json")], ["--jsonl", str(tmp_path / "out.jsonl")]):
+        assert cli.main(["explain", "--model", str(folder), "--word", "film", *output, "the film"]) == 2
+        assert "--word/--token-index need a token-classification model" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.json").exists()
+
+
+def test_a_line_without_words_gets_a_record_on_every_method(tmp_path, capsys):
+    """A line of control characters has no words (the tokenizer drops them): every method still
+    gives a record (the perturbation methods score no word), with a warning, and the run goes on."""
+    folder = make_model_dir(tmp_path / "model")
+    data = tmp_path / "texts.txt"
+    data.write_text("the film\n\x01\x02\x03\na bad movie\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert cli.main(["explain", "--model", str(folder), "--methods", ",".join(all_methods()), *flags(OPTIONS),
+                     "--quiet", "--file", str(data), "--jsonl", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert records[1]["words"] == [] and records[1]["scores"]["shap"]["words"] == []
+    assert "no words to explain" in capsys.readouterr().err

@@ -175,7 +175,8 @@ class CoalitionScorer:
 
     def score(self, requests: Sequence[Tuple[int, torch.Tensor]]) -> List[torch.Tensor]:
         """Each distinct coalition of a request is forwarded once (LIME and KernelSHAP draw repeats)."""
-        distinct = [torch.unique(z, dim=0, return_inverse=True) if z.shape[0] else (z, torch.zeros(0, dtype=torch.long))
+        distinct = [torch.unique(z, dim=0, return_inverse=True) if z.shape[0] and z.shape[1]
+                    else (z[:1], torch.zeros(z.shape[0], dtype=torch.long))  # no words: every row is the input
                     for _, z in requests]
         values = self._score([(b, unique) for (b, _), (unique, _) in zip(requests, distinct)])
         return [v[inverse] for v, (_, inverse) in zip(values, distinct)]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .._io import atomic_write_text
 from .._jsonl import JsonlWriter, barrier, rank_and_world, read_records
-from ..attribution.road import read_inputs, stream_chunks
+from ..attribution.road import prepare, read_inputs, stream_chunks
 from ..errors import UsageError
 from ..models.loading import load_model
 
@@ -62,6 +62,7 @@ def run_jsonl(args: argparse.Namespace, directory: Path) -> int:
         raise UsageError(f"--jsonl {out}: is a folder, expected a file name")
     inputs = read_inputs(args.texts, args.file, args.pair)
     model, tokenizer = load_model(directory)
+    prepare(model, tokenizer, request)  # request errors before anything is written
     rank, world = rank_and_world()
     settings = _settings(args, directory, request)
     _check_settings(out, settings, args.resume, rank)
