@@ -12,7 +12,8 @@ import torch
 
 from bert_lrp import BertForSequenceClassification, BertForTokenClassification, BertTokenizer, cli, explain
 from bert_lrp._jsonl import JsonlWriter
-from bert_lrp.attribution.windows import explain_windows, window_spans
+from bert_lrp.attribution.road import explain_windows
+from bert_lrp.attribution.windows import window_spans
 
 from test_explain_cli import VOCAB, make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
 from test_faithfulness import _free_port  # noqa: E402

@@ -30,8 +30,7 @@ import torch
 
 from bert_lrp import cli, explain
 from bert_lrp.attribution import registry
-from bert_lrp.attribution.road import Request, explain_texts
-from bert_lrp.attribution.windows import explain_windows
+from bert_lrp.attribution.road import Request, explain_texts, explain_windows
 from bert_lrp.models.config import DistilBertConfig
 from bert_lrp.models.distilbert import DistilBertForSequenceClassification
 from bert_lrp.models.loading import load_model

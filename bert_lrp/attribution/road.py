@@ -16,8 +16,8 @@ take it; nothing else tokenises, batches or windows a user's text.
    overlapping windows over its first text (:mod:`bert_lrp.attribution.windows`); the second
    text of a pair and the special tokens are in every window. Word ids and every option go
    through. A text that fits is never windowed; a token classifier's text is cut, with a warning.
-6. **Records**: :meth:`TextExplanation.record` is the one JSON record of an explanation
-   (``--json``, ``--jsonl``, the explorer); :func:`label_views` flattens ``target="all"``.
+6. **Records**: :meth:`~bert_lrp.attribution.records.TextExplanation.record` is the one JSON
+   record of an explanation (:mod:`bert_lrp.attribution.records`).
 """
 from __future__ import annotations
 
@@ -28,15 +28,15 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import torch
 
-from ..errors import InputFileError, UsageError
+from ..errors import UsageError
 from . import registry
 from .explain import Explanation, explain
+from .records import ALL, LabelScores, TextExplanation
 from .targets import task_of
 from .windows import window_positions
 from .words import merge_word_pieces
 
 DEFAULT_METHODS: Tuple[str, ...] = ("lrp", "gradient_x_input", "gradient")
-ALL = "all"
 Warn = Callable[[str], None]
 
 
@@ -209,138 +209,6 @@ def parse_target(model, target: Any) -> Any:
     return value
 
 
-# ------------------------------------------------------------------ results
-@dataclass
-class LabelScores:
-    """The explanation of one label of one text; per-token tensors are ``[seq]`` over
-    :attr:`TextExplanation.tokens`."""
-
-    target: int
-    target_logit: float
-    scores: Dict[str, torch.Tensor]                   # [seq] per method
-    conservation: Dict[str, float] = field(default_factory=dict)
-    shares: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)  # LRP: [seq] per embedding part
-    relevance: Dict[str, torch.Tensor] = field(default_factory=dict)          # [seq, hidden] when asked
-    layer_scores: Dict[str, List[torch.Tensor]] = field(default_factory=dict)  # per layer [seq] when asked
-    extras: Dict[str, float] = field(default_factory=dict)                   # "<method>.<name>"
-
-
-@dataclass
-class TextExplanation:
-    """One text's explanation. ``encoding`` is a one-row Encoding of the text as the model read it
-    (the whole text when windowed); ``logits`` ``[labels]`` (at the target position for a token
-    classifier; the mean over windows when windowed); ``labels`` holds one :class:`LabelScores`,
-    or one per label with ``all_labels``; ``attentions`` ``[layers, heads, seq, seq]`` when asked."""
-
-    index: int
-    source: str
-    text: str
-    pair: Optional[str]
-    encoding: Any
-    methods: List[str]
-    label_names: Dict[int, str]
-    logits: torch.Tensor
-    labels: List[LabelScores]
-    all_labels: bool = False
-    target_position: Optional[int] = None
-    windows: int = 1
-    dropped_tokens: int = 0
-    attentions: Optional[torch.Tensor] = None
-    spans: List[Tuple[int, int]] = field(default_factory=list)  # windowed: each window's piece span [start, end)
-
-    @property
-    def tokens(self) -> List[str]:
-        return list(self.encoding.tokens[0])
-
-    @property
-    def prediction(self) -> int:
-        return int(self.logits.argmax())
-
-    @property
-    def probabilities(self) -> torch.Tensor:
-        return torch.softmax(self.logits.double(), -1)
-
-    def words(self) -> List[dict]:
-        """``[{"word", "start", "end", "sequence", "pieces"}]``: the text's words in order, each
-        with its piece positions (special tokens are no words)."""
-        merged = merge_word_pieces([0.0] * len(self.tokens), self.encoding, 0)
-        return [{"word": w["word"], "start": w["start"], "end": w["end"], "sequence": w["sequence"],
-                 "pieces": w["positions"]} for w in merged]
-
-    def label(self, label: Union[int, str, None] = None) -> LabelScores:
-        """The scores of ``label`` (name or id; default: the only / the explained one)."""
-        if label is None:
-            return self.labels[0]
-        wanted = label if isinstance(label, int) else {v: k for k, v in self.label_names.items()}[label]
-        return next(entry for entry in self.labels if entry.target == wanted)
-
-    def record(self, hidden_relevance: bool = False, layers: bool = False) -> Dict[str, Any]:
-        """The JSON record (see the module docstring; floats as computed, no rounding)."""
-        names = self.label_names
-        words = self.words()
-        pieces = [w["pieces"] for w in words]
-        record: Dict[str, Any] = {"index": self.index, "source": self.source, "text": self.text}
-        if self.pair is not None:
-            record["pair"] = self.pair
-        probabilities = self.probabilities.tolist()
-        record.update({"prediction": names[self.prediction],
-                       "probabilities": {names[k]: p for k, p in enumerate(probabilities)},
-                       "logits": {names[k]: v for k, v in enumerate(self.logits.tolist())},
-                       "tokens": self.tokens, "words": words, "methods": list(self.methods)})
-        if self.target_position is not None:
-            record["target_position"] = self.target_position
-            chosen = next(i for i, p in enumerate(pieces) if self.target_position in p)
-            record["target_word"] = {"index": chosen, "word": words[chosen]["word"], "position": self.target_position}
-        entries = [(names[entry.target], _label_entry(entry, names[entry.target], pieces, hidden_relevance, layers))
-                   for entry in self.labels]
-        if self.all_labels:
-            record["target"] = ALL
-            record["labels"] = dict(entries)
-        else:
-            record.update(entries[0][1])
-        if self.windows > 1:
-            record["windows"] = self.windows
-        if self.dropped_tokens:
-            record["dropped_tokens"] = self.dropped_tokens
-        return record
-
-
-def _word_values(values: List[float], pieces: List[List[int]]) -> List[float]:
-    return [values[p[0]] if len(p) == 1 else sum(values[i] for i in p) for p in pieces]
-
-
-def _label_entry(entry: LabelScores, name: str, pieces, hidden_relevance: bool, layers: bool) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"target": name, "target_logit": entry.target_logit, "scores": {}}
-    for method, scores in entry.scores.items():
-        values = scores.tolist()  # one conversion per row
-        out["scores"][method] = {"tokens": values, "words": _word_values(values, pieces)}
-    out["conservation"] = dict(entry.conservation)
-    if entry.shares:
-        out["embedding_shares"] = {m: {part: _word_values(v.tolist(), pieces) for part, v in parts.items()}
-                                   for m, parts in entry.shares.items()}
-    if entry.extras:
-        out["extras"] = dict(entry.extras)
-    if hidden_relevance:
-        out["relevance"] = {m: v.tolist() for m, v in entry.relevance.items()}
-    if layers and entry.layer_scores:
-        out["layer_scores"] = {m: [layer.tolist() for layer in per_layer] for m, per_layer in entry.layer_scores.items()}
-    return out
-
-
-def label_views(record: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """A record -> one flat record per explained label (``target="all"``: one per label, each
-    with ``target``, ``target_logit``, ``scores``, ... of that label at the top)."""
-    if record.get("target") != ALL:
-        return [record]
-    views = []
-    for name, entry in record["labels"].items():
-        flat = {k: v for k, v in record.items() if k != "labels"}
-        flat.update(entry)
-        flat["target"] = name
-        views.append(flat)
-    return views
-
-
 # ------------------------------------------------------------------ the road
 def explain_texts(model, tokenizer, texts: Iterable[Union[str, Tuple[str, Optional[str]], TextInput]],
                   request: Optional[Request] = None, pairs: Optional[Sequence[Optional[str]]] = None,
@@ -352,6 +220,18 @@ def explain_texts(model, tokenizer, texts: Iterable[Union[str, Tuple[str, Option
     request = request or _request_from(settings)
     inputs = as_inputs(texts, pairs)
     return [explained for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn)]
+
+
+def explain_windows(model, tokenizer, text: str, methods: Sequence[str] = ("lrp",), target=None,
+                    stride: Optional[int] = None, window: Optional[int] = None, batch_size: int = 8,
+                    pair: Optional[str] = None, **options):
+    """Explain one ``text`` whatever its length, in windows when it does not fit (the road's
+    :func:`~bert_lrp.attribution.road.explain_texts` for one text). ``options`` are method
+    options (``rule``, ``ig_steps``, ``seed``, ...). Returns a
+    :class:`~bert_lrp.attribution.road.TextExplanation`."""
+    request = Request(methods=list(methods), target=target, options=options, stride=stride, window=window,
+                      batch_size=batch_size)
+    return explain_texts(model, tokenizer, [(text, pair)], request)[0]
 
 
 def _request_from(settings: Dict[str, Any]) -> Request:

@@ -13,7 +13,8 @@ or ``[CLS] pieces [SEP] pair [SEP]`` (RoBERTa: ``<s> pieces </s></s> pair </s>``
 - A position's score is the mean of its scores over the windows that contain it (the frame's
   positions are in every window). Word ids are the whole text's, so the word-level methods
   (occlusion, SHAP, LIME) see the same words in every window.
-- A text that fits in one window is explained exactly as :func:`~bert_lrp.explain` would.
+- A text that fits in one window is explained exactly as :func:`~bert_lrp.explain` would
+  (:func:`bert_lrp.attribution.road.explain_windows` explains one text this way).
 """
 from __future__ import annotations
 
@@ -54,17 +55,3 @@ def window_positions(sequence_ids: Sequence[Optional[int]], limit: int, window: 
     spans = window_spans(len(content), window, stride)
     positions = [before + content[start:end] + after for start, end in spans]
     return [(content[start], content[end - 1] + 1) for start, end in spans], positions
-
-
-def explain_windows(model, tokenizer, text: str, methods: Sequence[str] = ("lrp",), target=None,
-                    stride: Optional[int] = None, window: Optional[int] = None, batch_size: int = 8,
-                    pair: Optional[str] = None, **options):
-    """Explain one ``text`` whatever its length, in windows when it does not fit (the road's
-    :func:`~bert_lrp.attribution.road.explain_texts` for one text). ``options`` are method
-    options (``rule``, ``ig_steps``, ``seed``, ...). Returns a
-    :class:`~bert_lrp.attribution.road.TextExplanation`."""
-    from .road import Request, explain_texts
-
-    request = Request(methods=list(methods), target=target, options=options, stride=stride, window=window,
-                      batch_size=batch_size)
-    return explain_texts(model, tokenizer, [(text, pair)], request)[0]

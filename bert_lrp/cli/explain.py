@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..attribution import registry
-from ..attribution.road import Request, TextInput, label_views, read_inputs, stream_texts
+from ..attribution.records import label_views
+from ..attribution.road import Request, TextInput, read_inputs, stream_texts
 from ..errors import ArgumentParser, UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..views.terminal import colour_mode, printable, render_terminal
@@ -172,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         if args.html or args.json:
             raise UsageError("--jsonl streams records; give --html/--json in a separate run")
-        return run_jsonl(args, directory)
+        return run_jsonl(args, directory, request_from(args), warn)
     if args.resume:
         raise UsageError("--resume goes with --jsonl FILE")
     records = run(args, directory)

@@ -21,10 +21,11 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from .._io import atomic_write_text
 from .._jsonl import JsonlWriter, barrier, rank_and_world, read_records
-from ..attribution.road import prepare, read_inputs, stream_chunks
+from ..attribution.road import Request, prepare, read_inputs, stream_chunks
 from ..errors import UsageError
 from ..models.loading import load_model
 
@@ -50,13 +51,11 @@ def _check_settings(out: Path, settings: dict, resume: bool, rank: int) -> None:
         atomic_write_text(path, json.dumps(settings, indent=1) + "\n")
 
 
-def run_jsonl(args: argparse.Namespace, directory: Path) -> int:
-    """Explain every input line into ``args.jsonl`` (see the module docstring)."""
+def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn: Callable[[str], None]) -> int:
+    """Explain every input line into ``args.jsonl`` with ``request`` (the road's, from the same
+    command line as the terminal path's; see the module docstring)."""
     from tqdm import tqdm
 
-    from .explain import request_from, warn
-
-    request = request_from(args)
     out = Path(args.jsonl)
     if out.is_dir():
         raise UsageError(f"--jsonl {out}: is a folder, expected a file name")

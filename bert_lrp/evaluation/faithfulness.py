@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from .._jsonl import JsonlWriter, barrier, rank_and_world, read_records
+from .._jsonl import JsonlWriter, barrier, read_records
 from ..attribution import registry
 from ..errors import BertLrpError, InputFileError, UsageError
 from .cost import Cost, measured
