@@ -71,7 +71,7 @@ def test_stacked_methods_equal_each_method_alone():
 
 def test_gradient_equals_autograd_at_embedding_output():
     model, batch = tiny_classifier(), padded_batch()
-    explanation = explain(model, batch, methods=["gs"])
+    explanation = explain(model, batch, methods=["gs", "gi"])
     embedded = model.bert.embeddings(batch["input_ids"], batch["token_type_ids"]).detach().requires_grad_(True)
     logits = model(attention_mask=batch["attention_mask"], embedding_output=embedded).logits
     (gradient,) = torch.autograd.grad(logits.gather(1, explanation.target[:, None]).sum(), embedded)

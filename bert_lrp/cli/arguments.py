@@ -8,9 +8,11 @@ it. A method registered in one module is thus on every command line that explain
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, Dict, Iterable, Optional
 
 from ..attribution import registry
+from ..errors import UsageError
 
 
 def positive_int(text: str) -> int:
@@ -61,3 +63,18 @@ def add_method_options(parser: argparse.ArgumentParser, defaults: Optional[Dict[
 def method_options(args: argparse.Namespace) -> Dict[str, Any]:
     """The method options of a parsed command line (see :func:`add_method_options`), by name."""
     return {name: getattr(args, name) for name in registry.all_options() if hasattr(args, name)}
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse ``--html``/``--json`` paths that cannot be written, before any work is done."""
+    given = [(option, path) for option, path in (("--html", args.html), ("--json", args.json)) if path]
+    for option, path in given:
+        if os.path.isdir(path):
+            raise UsageError(f"{option} {path}: is a folder, expected a file name")
+        parent = os.path.dirname(os.path.abspath(path))
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+        if parent and not os.path.isdir(parent):
+            raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
+    if len(given) == 2 and os.path.abspath(args.html) == os.path.abspath(args.json):
+        raise UsageError(f"--html and --json name the same file {args.html}")

@@ -26,7 +26,7 @@ from ..attribution.road import Request, TextInput, read_inputs, stream_texts
 from ..errors import ArgumentParser, UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..views.terminal import colour_mode, printable, render_terminal
-from .arguments import add_method_options, method_options, positive_int
+from .arguments import add_method_options, check_outputs, method_options, positive_int
 
 DEFAULT_METHODS = "lrp,gi,gs"
 
@@ -100,21 +100,6 @@ def request_from(args: argparse.Namespace, html: bool = False) -> Request:
                    windows=not args.no_windows, stride=args.stride, layers=html, attentions=html,
                    hidden_relevance=args.hidden_relevance,
                    progress=not (args.quiet or args.no_progress) and sys.stderr.isatty())
-
-
-def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse ``--html``/``--json`` paths that cannot be written, before any work is done."""
-    given = [(option, path) for option, path in (("--html", args.html), ("--json", args.json)) if path]
-    for option, path in given:
-        if os.path.isdir(path):
-            raise UsageError(f"{option} {path}: is a folder, expected a file name")
-        parent = os.path.dirname(os.path.abspath(path))
-        while parent and not os.path.exists(parent):
-            parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
-        if parent and not os.path.isdir(parent):
-            raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
-    if len(given) == 2 and os.path.abspath(args.html) == os.path.abspath(args.json):
-        raise UsageError(f"--html and --json name the same file {args.html}")
 
 
 def warn(message: str) -> None:

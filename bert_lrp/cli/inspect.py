@@ -19,7 +19,7 @@ import sys
 from typing import List, Optional
 
 from ..errors import ArgumentParser, UsageError
-from .arguments import positive_int
+from .arguments import check_outputs, positive_int
 
 __all__ = ["main", "build_parser"]
 
@@ -62,21 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (mask, emb):
         sub.add_argument("--threads", type=positive_int, help="torch threads")
     return parser
-
-
-def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse ``--html``/``--json`` paths that cannot be written, before any work is done."""
-    given = [(option, path) for option, path in (("--html", args.html), ("--json", args.json)) if path]
-    for option, path in given:
-        if os.path.isdir(path):
-            raise UsageError(f"{option} {path}: is a folder, expected a file name")
-        parent = os.path.dirname(os.path.abspath(path))
-        while parent and not os.path.exists(parent):
-            parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
-        if parent and not os.path.isdir(parent):
-            raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
-    if len(given) == 2 and os.path.abspath(args.html) == os.path.abspath(args.json):
-        raise UsageError(f"--html and --json name the same file {args.html}")
 
 
 def _write(args: argparse.Namespace, payload: dict, html_text) -> None:
