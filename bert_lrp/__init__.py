@@ -1,5 +1,6 @@
 """bert-lrp: a from-scratch PyTorch BERT whose attributions (LRP, GS, GI, LAT) cost one backward pass."""
 from .attribution.explain import Explanation, explain
+from .attribution.road import Request, TextExplanation, explain_texts
 from .models.bert import (
                        BertForMaskedLM,
                        BertForPreTraining,
@@ -37,7 +38,7 @@ from .models.tokenization import BertTokenizer, Encoding, RobertaTokenizer, Toke
 __version__ = "0.1.0"
 
 __all__ = [
-    "explain", "Explanation", "BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
+    "explain", "Explanation", "explain_texts", "Request", "TextExplanation", "BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
     "BertForMaskedLM", "BertForPreTraining", "BertTokenizer", "Encoding",
     "CheckpointError", "ConfigError", "InputError", "TokenizerError", "LoadingInfo",
     "RobertaConfig", "RobertaModel", "RobertaForSequenceClassification", "RobertaForTokenClassification",
