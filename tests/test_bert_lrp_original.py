@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from bert_lrp import BertForSequenceClassification, explain
-from bert_lrp.attribution.legacy import LegacyBertForSequenceClassification
+from bert_lrp.models.bert import LegacyBertForSequenceClassification
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bert_lrp_original"
 FLOAT64 = np.load(FIXTURES / "float64.npz")

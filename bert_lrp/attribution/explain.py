@@ -66,9 +66,8 @@ def conservation_ratio(total: torch.Tensor, target_logit: torch.Tensor) -> torch
 
 
 def relevance_at(tensor: torch.Tensor, signal: torch.Tensor, composite: Composite) -> torch.Tensor:
-    """Relevance of ``tensor`` from the signal that reached it: ``tensor * signal`` for the
-    gradient signal, the signal itself for the relevance signal."""
-    return signal if composite.signal == "relevance" else tensor.detach() * signal
+    """Relevance of ``tensor`` from the signal that reached it (:meth:`Composite.relevance_at`)."""
+    return composite.relevance_at(tensor, signal)
 
 
 @dataclass

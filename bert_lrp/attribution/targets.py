@@ -11,15 +11,14 @@ Target = Union[None, int, str, Sequence, torch.Tensor]
 
 
 def task_of(model: nn.Module) -> str:
-    name = type(model).__name__
-    if "TokenClassification" in name:
-        return "token"
-    if "MaskedLM" in name or "PreTraining" in name:
-        return "masked_lm"
-    if "SequenceClassification" in name:
-        return "sequence"
-    raise TypeError(f"explain supports <Family>ForSequenceClassification, <Family>ForTokenClassification and "
-                    f"<Family>ForMaskedLM/BertForPreTraining (Bert, Roberta, DistilBert, Electra), not {name}")
+    """The task a model's head declares (its class attribute ``task``): ``sequence``, ``token``
+    or ``masked_lm``."""
+    task = getattr(model, "task", None)
+    if task not in ("sequence", "token", "masked_lm"):
+        raise TypeError(f"explain supports <Family>ForSequenceClassification, <Family>ForTokenClassification and "
+                        f"<Family>ForMaskedLM/BertForPreTraining (Bert, Roberta, DistilBert, Electra), not "
+                        f"{type(model).__name__}")
+    return task
 
 
 def logits_of(output) -> torch.Tensor:

@@ -21,6 +21,7 @@ from ..rules import ops
 from ..rules.composites import RuleSet
 from .checkpoint import PretrainedMixin
 from .config import BertConfig
+from .legacy import LegacyLRPCalls
 from .outputs import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
@@ -443,17 +444,18 @@ def _finish(output, return_dict: bool):
 class BertForSequenceClassification(BertPreTrainedModel):
     """BERT + dropout + linear classifier on the pooled [CLS] state. Logits ``[batch, num_labels]``.
 
-    ``init_lrp=True`` (the original BERT-LRP's flag) builds the subclass of :mod:`bert_lrp.attribution.legacy`
-    instead, which adds its ``backward_lrp`` / ``backward_gradient`` / ... calls.
+    ``init_lrp=True`` (the original BERT-LRP's flag; also ``from_pretrained(folder, init_lrp=True)``)
+    builds :class:`LegacyBertForSequenceClassification` instead, which adds its ``backward_lrp`` /
+    ``backward_gradient`` / ... calls (:mod:`bert_lrp.models.legacy`).
     """
+
+    task = "sequence"  # what explain() explains: see attribution/targets.py
+
+    supports_init_lrp = True
 
     def __new__(cls, *args: Any, init_lrp: bool = False, **kwargs: Any):
         if init_lrp and cls is BertForSequenceClassification:
-            from ..attribution.legacy import (
-                LegacyBertForSequenceClassification,  # the BERT-LRP calling convention
-            )
-
-            cls = LegacyBertForSequenceClassification
+            cls = LegacyBertForSequenceClassification  # the BERT-LRP calling convention
         return super().__new__(cls)
 
     def __init__(self, config: BertConfig, num_labels: Optional[int] = None, init_lrp: bool = False) -> None:
@@ -533,8 +535,15 @@ def with_labels(config: BertConfig, num_labels: Optional[int]) -> BertConfig:
     return config
 
 
+class LegacyBertForSequenceClassification(LegacyLRPCalls, BertForSequenceClassification):
+    """A sequence classifier with BERT-LRP's ``backward_*`` calls; what
+    ``BertForSequenceClassification(config, num_labels, init_lrp=True)`` builds."""
+
+
 class BertForTokenClassification(TokenClassifier, BertPreTrainedModel):
     """BERT + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
+
+    task = "token"  # what explain() explains: see attribution/targets.py
 
     def __init__(self, config: BertConfig, num_labels: Optional[int] = None) -> None:
         config = with_labels(config, num_labels)
@@ -596,6 +605,8 @@ class _BertWithMLMHead(BertPreTrainedModel):
 class BertForMaskedLM(_BertWithMLMHead):
     """BERT + masked-LM head. Logits ``[batch, seq, vocab_size]``."""
 
+    task = "masked_lm"  # what explain() explains: see attribution/targets.py
+
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config, pooler=False, next_sentence=False)
 
@@ -614,6 +625,8 @@ class BertForMaskedLM(_BertWithMLMHead):
 
 class BertForPreTraining(_BertWithMLMHead):
     """BERT + masked-LM head + next-sentence head (as Google's pre-training checkpoints hold)."""
+
+    task = "masked_lm"  # what explain() explains: see attribution/targets.py
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config, pooler=True, next_sentence=True)

@@ -149,9 +149,21 @@ class PretrainedMixin:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, *args: Any, strict: bool = True,
-                        output_loading_info: bool = False, config=None, **config_overrides: Any):
+                        output_loading_info: bool = False, config=None, init_lrp: bool = False,
+                        **config_overrides: Any):
         """Load a Hugging Face-style folder (``config.json`` + ``model.safetensors`` or
-        ``pytorch_model.bin``), or a single weights file next to which ``config.json`` lies."""
+        ``pytorch_model.bin``), or a single weights file next to which ``config.json`` lies.
+
+        ``config_overrides`` are config fields (``num_labels=3``, ``id2label=...``); any other
+        keyword raises a TypeError naming it. ``init_lrp=True`` (``BertForSequenceClassification``
+        only) gives the original BERT-LRP calls (``backward_lrp``, ...) on the loaded weights."""
+        unknown = sorted(set(config_overrides) - cls.config_class.override_names())
+        if unknown:
+            raise TypeError(f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {unknown[0]!r} "
+                            f"(not an argument and not a field of {cls.config_class.__name__})")
+        if init_lrp and not getattr(cls, "supports_init_lrp", False):
+            raise ValueError(f"init_lrp=True is the original BERT-LRP's flag for BertForSequenceClassification, "
+                             f"not {cls.__name__}")
         directory = resolve_pretrained(directory)
         if os.path.isfile(directory):
             weights, folder = directory, os.path.dirname(directory) or "."
@@ -161,7 +173,9 @@ class PretrainedMixin:
             raise CheckpointError(f"checkpoint not found: {directory}")
         if config is None:
             config = cls.config_class.from_pretrained(folder, **config_overrides)
-        model = cls(config, *args)
+        elif config_overrides:
+            config = config.copy(**config_overrides)
+        model = cls(config, *args, init_lrp=True) if init_lrp else cls(config, *args)
         info = load_into(model, read_state_dict(weights), strict=strict, source=weights)
         model.eval()
         return (model, info) if output_loading_info else model

@@ -98,6 +98,12 @@ class BertConfig:
 
     # --------------------------------------------------------------------- I/O
     @classmethod
+    def override_names(cls) -> set:
+        """The keywords ``from_pretrained`` accepts as overrides: the config's fields (and
+        ``label2id``; DistilBERT: also transformers' names)."""
+        return {f.name for f in fields(cls)} - {"extra"} | {"label2id"}
+
+    @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "BertConfig":
         known = {f.name for f in fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in values.items() if k in known}
@@ -213,6 +219,10 @@ class DistilBertConfig(BertConfig):
     qa_dropout: float = 0.1
     sinusoidal_pos_embds: bool = False
     add_pooling_layer: bool = False
+
+    @classmethod
+    def override_names(cls) -> set:
+        return super().override_names() | set(DISTILBERT_NAMES)
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "DistilBertConfig":

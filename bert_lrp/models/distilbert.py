@@ -125,6 +125,8 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
     """DistilBERT + ``pre_classifier`` + ReLU + dropout + ``classifier`` on the first token.
     Logits ``[batch, num_labels]``."""
 
+    task = "sequence"  # what explain() explains: see attribution/targets.py
+
     def __init__(self, config: DistilBertConfig, num_labels: Optional[int] = None) -> None:
         config = with_labels(config, num_labels)
         super().__init__(config)
@@ -150,6 +152,8 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
 class DistilBertForTokenClassification(DistilBertPreTrainedModel):
     """DistilBERT + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
 
+    task = "token"  # what explain() explains: see attribution/targets.py
+
     def __init__(self, config: DistilBertConfig, num_labels: Optional[int] = None) -> None:
         config = with_labels(config, num_labels)
         super().__init__(config)
@@ -173,6 +177,8 @@ class DistilBertForTokenClassification(DistilBertPreTrainedModel):
 class DistilBertForMaskedLM(DistilBertPreTrainedModel):
     """DistilBERT + ``vocab_transform``, activation, ``vocab_layer_norm``, ``vocab_projector``
     (weight tied to the word embeddings, own bias). Logits ``[batch, seq, vocab_size]``."""
+
+    task = "masked_lm"  # what explain() explains: see attribution/targets.py
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)

@@ -62,6 +62,8 @@ class ElectraPreTrainedModel(BertPreTrainedModel):
 class ElectraForSequenceClassification(FirstTokenClassifier, ElectraPreTrainedModel):
     """ELECTRA + :class:`~bert_lrp.models.roberta.ClassificationHead` (GELU). Logits ``[batch, num_labels]``."""
 
+    task = "sequence"  # what explain() explains: see attribution/targets.py
+
     def __init__(self, config: ElectraConfig, num_labels: Optional[int] = None) -> None:
         config = with_labels(config, num_labels)
         super().__init__(config)
@@ -73,6 +75,8 @@ class ElectraForSequenceClassification(FirstTokenClassifier, ElectraPreTrainedMo
 
 class ElectraForTokenClassification(TokenClassifier, ElectraPreTrainedModel):
     """ELECTRA + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
+
+    task = "token"  # what explain() explains: see attribution/targets.py
 
     def __init__(self, config: ElectraConfig, num_labels: Optional[int] = None) -> None:
         config = with_labels(config, num_labels)

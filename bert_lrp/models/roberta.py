@@ -102,6 +102,8 @@ class FirstTokenClassifier:
 class RobertaForSequenceClassification(FirstTokenClassifier, RobertaPreTrainedModel):
     """RoBERTa + :class:`ClassificationHead` (tanh) on ``<s>``. Logits ``[batch, num_labels]``."""
 
+    task = "sequence"  # what explain() explains: see attribution/targets.py
+
     def __init__(self, config: RobertaConfig, num_labels: Optional[int] = None) -> None:
         config = with_labels(config, num_labels)
         super().__init__(config)
@@ -113,6 +115,8 @@ class RobertaForSequenceClassification(FirstTokenClassifier, RobertaPreTrainedMo
 
 class RobertaForTokenClassification(TokenClassifier, RobertaPreTrainedModel):
     """RoBERTa + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
+
+    task = "token"  # what explain() explains: see attribution/targets.py
 
     def __init__(self, config: RobertaConfig, num_labels: Optional[int] = None) -> None:
         config = with_labels(config, num_labels)
@@ -139,6 +143,8 @@ class RobertaLMHead(nn.Module):
 
 class RobertaForMaskedLM(RobertaPreTrainedModel):
     """RoBERTa + masked-LM head. Logits ``[batch, seq, vocab_size]``."""
+
+    task = "masked_lm"  # what explain() explains: see attribution/targets.py
 
     def __init__(self, config: RobertaConfig) -> None:
         super().__init__(config)

@@ -37,6 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
+
 RULES: Dict[str, Tuple[str, ...]] = {
     "linear": ("jacobian", "epsilon", "alpha_beta"),
     "layer_norm": ("jacobian", "detach_std"),
@@ -87,6 +89,12 @@ class Composite:
         if operation == "softmax":
             return rule in ("jacobian", "taylor")
         return rule == "jacobian"
+
+    def relevance_at(self, tensor: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+        """Relevance of ``tensor`` from the signal that reached it in the backward pass:
+        ``tensor * signal`` for the gradient signal (the gradient x input reading of LRP), the
+        signal itself for the relevance signal (``bert-lrp``). Same shape as ``tensor``."""
+        return signal if self.signal == "relevance" else tensor.detach() * signal
 
     @property
     def copies(self) -> Tuple["Composite", ...]:

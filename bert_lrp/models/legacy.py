@@ -1,11 +1,16 @@
 """The original BERT-LRP calling convention, so its notebooks port with few changes.
 
-``model = BertForSequenceClassification(config, num_labels, init_lrp=True)``; after a forward
-pass, ``model.backward_gradient(grads)``, ``model.backward_gradient_input(grads)`` and
+``model = BertForSequenceClassification(config, num_labels, init_lrp=True)`` (or
+``BertForSequenceClassification.from_pretrained(folder, init_lrp=True)``); after a forward pass,
+``model.backward_gradient(grads)``, ``model.backward_gradient_input(grads)`` and
 ``model.backward_lrp(relevance)`` take a ``[batch, num_labels]`` tensor at the logits and return
 ``[batch, seq, hidden]`` at the embedding output; ``backward_lat(input_ids, attention_probs)``
 traces attention from [CLS]. Unlike the original, nothing is kept in global dicts: the model keeps
 only the inputs of its last forward call and re-runs one forward + one backward with the rules.
+
+The calls live in :class:`LegacyLRPCalls`, a mixin built on the rules alone
+(:mod:`bert_lrp.rules`), so that the models never import the attribution package;
+``models/bert.py`` combines it with ``BertForSequenceClassification``.
 """
 from __future__ import annotations
 
@@ -13,17 +18,14 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..models.bert import BertForSequenceClassification
 from ..rules.composites import GRADIENT, Composite, RuleSet, get_composite
 from ..rules.functions import stack_copies
-from .attention import layerwise_attention_tracing
-from .explain import relevance_at
+from ..rules.tracing import layerwise_attention_tracing
 
 
-class LegacyBertForSequenceClassification(BertForSequenceClassification):
-    """A sequence classifier with BERT-LRP's ``backward_*`` calls; what
-    ``BertForSequenceClassification(config, num_labels, init_lrp=True)`` builds. It keeps the
-    inputs of its last plain forward call, which those calls explain."""
+class LegacyLRPCalls:
+    """BERT-LRP's ``backward_*`` calls for a BERT sequence classifier (``self.bert``); they
+    explain the inputs of the model's last plain forward call."""
 
     _last_inputs: Optional[dict] = None
     init_lrp = True
@@ -34,7 +36,7 @@ class LegacyBertForSequenceClassification(BertForSequenceClassification):
                                  "token_type_ids": token_type_ids}
         return super().forward(input_ids, attention_mask, token_type_ids, *args, **kwargs)
 
-    def _backward_from_logits(self, at_logits: torch.Tensor, composite: Composite) -> torch.Tensor:
+    def _backward_from_logits(self, at_logits: torch.Tensor, composite: Composite):
         """Run the last inputs again under ``composite`` and send ``at_logits`` ``[batch, labels]``
         back: a gradient (gradient signal) or relevance (relevance signal). Returns the signal
         that reaches the embedding output, ``[batch, seq, hidden]``, and the embedding output."""
@@ -71,9 +73,9 @@ class LegacyBertForSequenceClassification(BertForSequenceClassification):
         if composite.signal == "relevance":
             return self._backward_from_logits(relevance_score, composite)[0]
         # gradient signal: relevance R at a logit z starts the backward as R / z
-        logits = self(**self._last_inputs).logits.detach() if self._last_inputs is not None else None
-        if logits is None:
+        if self._last_inputs is None:
             raise RuntimeError("call the model on a batch first (constructed with init_lrp=True)")
+        logits = self(**self._last_inputs).logits.detach()
         stuck = (logits == 0) & (relevance_score != 0)
         if bool(stuck.any()):
             row, label = stuck.nonzero()[0].tolist()
@@ -83,7 +85,7 @@ class LegacyBertForSequenceClassification(BertForSequenceClassification):
         zero = logits == 0
         weights = relevance_score.to(logits.dtype) / torch.where(zero, torch.ones_like(logits), logits)
         signal, embedded = self._backward_from_logits(torch.where(zero, torch.zeros_like(weights), weights), composite)
-        return relevance_at(embedded, signal, composite)
+        return composite.relevance_at(embedded, signal)
 
     @staticmethod
     def backward_lat(input_ids: torch.Tensor, attention_probs: Sequence[torch.Tensor]) -> torch.Tensor:
