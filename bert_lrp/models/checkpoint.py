@@ -174,7 +174,7 @@ class PretrainedMixin:
         if config is None:
             config = cls.config_class.from_pretrained(folder, **config_overrides)
         elif config_overrides:
-            config = config.copy(**config_overrides)
+            config = config.with_overrides(**config_overrides)
         model = cls(config, *args, init_lrp=True) if init_lrp else cls(config, *args)
         info = load_into(model, read_state_dict(weights), strict=strict, source=weights)
         model.eval()

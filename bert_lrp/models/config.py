@@ -140,13 +140,18 @@ class BertConfig:
                 path = os.path.join(directory, name)
                 if os.path.exists(path):
                     break
-        config = cls.from_json_file(path)
-        values = config.to_dict()
+        return cls.from_json_file(path).with_overrides(**overrides)
+
+    def with_overrides(self, **overrides: Any) -> "BertConfig":
+        """A copy with ``overrides`` applied, as ``from_pretrained`` applies them: a new
+        ``num_labels`` without ``id2label`` drops label names of another count (else the names
+        would set the count back)."""
+        values = self.to_dict()
         if "num_labels" in overrides and "id2label" not in overrides:
             if len(values["id2label"]) != overrides["num_labels"]:
                 values["id2label"] = None
         values.update(overrides)
-        return cls.from_dict(values)
+        return type(self).from_dict(values)
 
     def to_dict(self) -> Dict[str, Any]:
         values = asdict(self)
