@@ -1,4 +1,4 @@
-"""The claims of the README's rule-per-operation table that the rule unit tests, the LXT peer
+"""The claims of the rule-per-operation table (docs/explanations.md) that the rule unit tests, the LXT peer
 tests and the original-BERT-LRP tests do not already cover: what each preset conserves."""
 import torch
 
