@@ -1,14 +1,26 @@
 """SmoothGrad (Smilkov et al. 2017) over GS and GI at the embedding output.
 
-The embedding output x ``[seq, hidden]`` of each example gets Gaussian noise eps with standard
-deviation ``sigma = smoothgrad_sigma * (max(x) - min(x))`` (default 0.15, the range over the
-example's real tokens), ``smoothgrad_samples`` times (default 25). ``smoothgrad`` averages the
-gradients d target logit / d x at x + eps (token score: L2 norm, as GS); ``smoothgrad_x_input``
-averages (x + eps) * gradient (token score: sum, as GI). With sigma 0 they are GS and GI.
+The embedding output x ``[seq, hidden]`` of each example gets Gaussian noise eps,
+``smoothgrad_samples`` noisy copies (default 25). Its standard deviation is
 
-The (example, sample) rows go through the model stacked, at most ``rows_per_forward`` rows per
-forward + backward pass (default 64); the noise depends only on the seed and the example's
-tokens, so the result does not depend on the batching.
+    sigma = smoothgrad_sigma * std(x)        (default smoothgrad_sigma = DEFAULT_SIGMA)
+
+where ``std(x)`` is the standard deviation (population, divisor n) of the example's
+``real_length x hidden`` embedding-output values over its real tokens (attention mask 1): one
+scale per example, the same for every hidden unit, as in the paper. The default was chosen by
+measurement (``scripts/smoothgrad_noise_scale.py``, ``docs/smoothgrad.md``): few noisy copies
+change the prediction, two seeds give nearly the same map, and the noise still changes the map.
+``smoothgrad`` averages the gradients d target logit / d x at x + eps (token score: L2 norm, as
+GS); ``smoothgrad_x_input`` averages (x + eps) * gradient (token score: sum, as GI). With
+smoothgrad_sigma 0 they are GS and GI.
+
+The noise is drawn per real token only: ``[samples, real_length, hidden]`` standard normal draws
+from a generator seeded by the seed and the example's real token ids, placed at the real token
+positions (wherever they are in the row); padding gets none. So an example's noise, and its
+scores, are the same alone, in any batch, at any position in the batch and with any padding (up
+to float rounding of the model's forward pass on differently shaped batches). The (example,
+sample) rows go through the model stacked, at most ``rows_per_forward`` rows per forward +
+backward pass (default 64).
 """
 from __future__ import annotations
 
@@ -22,23 +34,41 @@ from .registry import Method, MethodContext, MethodResult, Option, register
 from .targets import logits_of, select
 
 DEFAULT_SAMPLES = 25
-DEFAULT_SIGMA = 0.15
+DEFAULT_SIGMA = 0.5
+
+
+def noise_scale(embedded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[batch]`` float64: per example, the standard deviation (population, divisor n) of its
+    embedding-output values ``embedded[b]`` ``[seq, hidden]`` at its real tokens (``mask[b]`` ``[seq]``
+    is 1), i.e. over ``real_length x hidden`` numbers; 0 for an example without real tokens. The
+    noise's standard deviation is ``smoothgrad_sigma`` times this."""
+    scales = torch.zeros(embedded.shape[0], dtype=torch.float64)
+    for b in range(embedded.shape[0]):
+        real = embedded[b][mask[b].bool()].double()
+        if real.numel():
+            scales[b] = real.std(correction=0)
+    return scales
 
 
 def smoothgrad_noise(embedded: torch.Tensor, mask: torch.Tensor, input_ids: torch.Tensor, samples: int,
                      sigma: float, seed: int) -> torch.Tensor:
-    """Noise ``[batch, samples, seq, hidden]`` (0 at padding): per example, standard normal draws
-    from :func:`example_generator` times ``sigma * range`` of its embedding output."""
+    """The noise of every (example, sample): ``[batch, samples, seq, hidden]``, 0 at padding.
+
+    ``embedded``: embedding output ``[batch, seq, hidden]``; ``mask``, ``input_ids``: ``[batch, seq]``.
+    Per example b with ``n`` real tokens (``mask[b] == 1``, anywhere in the row): ``[samples, n,
+    hidden]`` standard normal draws (float64) from :func:`example_generator` (seeded by ``seed``
+    and the real token ids), times ``sigma * noise_scale(embedded, mask)[b]``, put at the real
+    token positions in order. The padding and the rest of the batch change nothing."""
     batch, seq, hidden = embedded.shape
     noise = torch.zeros(batch, samples, seq, hidden, dtype=embedded.dtype)
+    scales = noise_scale(embedded, mask) * float(sigma)
     for b in range(batch):
-        real = embedded[b][mask[b].bool()]
-        scale = sigma * float(real.max() - real.min()) if real.numel() else 0.0
-        if scale == 0.0:
+        if float(scales[b]) == 0.0:
             continue
+        positions = mask[b].bool().nonzero().squeeze(-1)
         generator = example_generator(seed, input_ids[b], mask[b])
-        draws = torch.randn(samples, seq, hidden, generator=generator, dtype=torch.float64).to(embedded.dtype)
-        noise[b] = draws * scale * mask[b].view(1, seq, 1).to(embedded.dtype)
+        draws = torch.randn(samples, len(positions), hidden, generator=generator, dtype=torch.float64)
+        noise[b][:, positions] = (draws * scales[b]).to(embedded.dtype)
     return noise
 
 
@@ -99,8 +129,9 @@ def _run_product(context: MethodContext) -> MethodResult:
 
 SAMPLES = Option("smoothgrad_samples", int, DEFAULT_SAMPLES, "SmoothGrad: noisy copies per text", minimum=1,
                  maximum=100_000)
-SIGMA = Option("smoothgrad_sigma", float, DEFAULT_SIGMA, "SmoothGrad: noise standard deviation as a fraction of the "
-               "range of the text's embedding output", minimum=0.0, maximum=100.0)
+SIGMA = Option("smoothgrad_sigma", float, DEFAULT_SIGMA, "SmoothGrad: noise standard deviation as a multiple of the "
+               "standard deviation of the text's embedding-output values over its real tokens", minimum=0.0,
+               maximum=100.0)
 OPTIONS = (SAMPLES, SIGMA, SEED, ROWS_PER_FORWARD)
 register(Method("smoothgrad", "SmoothGrad (GS)", aliases=("sg", "smoothgrad_gs"), reduction="l2",
                 passes="smoothgrad_samples (default 25)", options=OPTIONS, run=_run_gradient, color="#98df8a",
