@@ -201,3 +201,40 @@ def test_nothing_in_the_package_imports_the_public_ablate_module():
     users = [_where(item) for item in imports() if item.target == "bert_lrp.ablate"]
     assert not users, f"bert_lrp.ablate is only a public re-export; import bert_lrp.models.ablation or " \
                       f"bert_lrp.evaluation.ablation instead: {users}"
+
+
+# Where a tokenizer may be called, and why. Everything that turns a user's text into model
+# inputs (explain, --jsonl, evaluate, inspect, the Python API) takes the road; the others are
+# not a user's text to explain: the tokenizer itself, training data (labels aligned to pieces),
+# and benchmarks that time fixed inputs against peers' tokenizers on purpose.
+TOKENIZING_MODULES = {
+    "bert_lrp.attribution.road": "the road",
+    "bert_lrp.models.tokenization": "the tokenizer",
+    "bert_lrp.training.data": "training examples, tags aligned to word pieces",
+    "bert_lrp.evaluation.benchmark": "fixed-length timing inputs",
+    "bert_lrp.evaluation.dataset_benchmark": "times file-order against sorted batches, and the peers' own tokenizers",
+}
+
+
+def _tokenizer_calls(path: Path) -> List[int]:
+    """Lines that call a tokenizer: ``<name ending in tokenizer>(...)`` or ``.tokenize``/``.encode``/``.encode_batch`` on it."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        function = node.func
+        if isinstance(function, ast.Name) and function.id.lower().endswith("tokenizer"):
+            lines.append(node.lineno)
+        elif isinstance(function, ast.Attribute) and function.attr in ("tokenize", "encode", "encode_batch", "__call__"):
+            owner = function.value
+            if isinstance(owner, ast.Name) and owner.id.lower().endswith("tokenizer"):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_road_tokenises_a_users_text():
+    callers = {name: _tokenizer_calls(path) for name, path in modules().items()}
+    callers = {name: lines for name, lines in callers.items() if lines}
+    stray = [f"{name}:{lines}" for name, lines in callers.items() if name not in TOKENIZING_MODULES]
+    assert not stray, f"tokenizer calls outside the road: {stray}"
+    assert "bert_lrp.attribution.road" in callers  # the check sees calls at all

@@ -1,6 +1,9 @@
 """The one road from texts to explanations. The Python API (:func:`explain_texts`), ``bert-lrp
-explain`` (terminal, ``--json``, ``--html``, ``--jsonl``), ``evaluate`` and the explorer all
-take it; nothing else tokenises, batches or windows a user's text.
+explain`` (terminal, ``--json``, ``--html``, ``--jsonl``), ``evaluate``, ``inspect``, the layer
+ablation and the explorer all take it; nothing else tokenises, batches or windows a user's text
+(``tests/test_architecture.py`` lists the modules that may call a tokenizer, and why). Code that
+runs the model itself (predictions, hidden states) gets the road's tokens and batches from
+:func:`encoded_batches`.
 
 1. **Inputs**: :class:`TextInput` (a text, an optional second text of a pair, where it came from);
    :func:`read_inputs` reads ``--file`` lines, ``-`` (stdin) and arguments, strictly as UTF-8.
@@ -188,7 +191,7 @@ def prepare(model, tokenizer, request: Request) -> Prepared:
     for name, value in (("--stride", request.stride), ("window", request.window), ("--batch-tokens", request.batch_tokens)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}")
-    limit = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    limit = model_limit(model, tokenizer)
     return Prepared(request, methods, options, parse_target(model, request.target), task,
                     model.config.labels_by_id(), limit, int(tokenizer.pad_token_id), str(tokenizer.pad_token))
 
@@ -281,7 +284,7 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Reques
         for batch in length_batches(short, lengths, request.batch_size, request.batch_tokens):
             if all(i in skip for i in batch):
                 continue
-            rows = [_fitted(tokenizer, prepared, inputs[i], i, whole[i], warn) for i in batch]
+            rows = [_fitted(tokenizer, prepared.limit, inputs[i], i, whole[i], warn) for i in batch]
             for i, explained in zip(batch, _explain_batch(model, prepared, inputs, batch, rows)):
                 done[i] = explained
         yield [(i, done[i]) for i in chunk if i not in skip]
@@ -319,21 +322,45 @@ def encode_text(tokenizer, prepared: Prepared, item: TextInput, index: int, warn
     """``(row, dropped)``: the one-row Encoding of ``item`` the model reads without windows (the
     whole text if it fits, else cut to the model's positions, with a warning) and how many
     tokens were cut."""
-    return _fitted(tokenizer, prepared, item, index, _encode(tokenizer, item), warn)
+    return _fitted(tokenizer, prepared.limit, item, index, _encode(tokenizer, item), warn)
 
 
-def _fitted(tokenizer, prepared: Prepared, item: TextInput, index: int, whole, warn: Warn):
+def model_limit(model, tokenizer) -> int:
+    """The longest sequence (in tokens, specials included) ``model`` reads with ``tokenizer``."""
+    return min(tokenizer.model_max_length, model.config.max_position_embeddings)
+
+
+def encoded_batches(model, tokenizer, texts: Sequence[Union[str, Tuple[str, Optional[str]], TextInput]],
+                    batch_size: int, batch_tokens: Optional[int] = None, warn: Optional[Warn] = None) -> Iterator[Tuple[List[int], Any]]:
+    """The road's tokens and batches for code that runs the model itself (predictions, hidden
+    states, masked words): ``(indices, encoding)`` pairs, ``encoding`` one padded Encoding
+    ``[len(indices), longest]`` with word ids and sequence ids. Each text is tokenised whole and
+    cut to the model's positions (with a warning); the texts are sorted by length (ties in input
+    order) into batches of at most ``batch_size`` texts and ``batch_tokens`` padded tokens. Every
+    index of ``texts`` comes exactly once."""
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
+    inputs = as_inputs(texts)
+    limit = model_limit(model, tokenizer)
+    pad_id, pad_token = int(tokenizer.pad_token_id), str(tokenizer.pad_token)
+    rows = [_fitted(tokenizer, limit, item, i, _encode(tokenizer, item), warn)[0] for i, item in enumerate(inputs)]
+    lengths = {i: len(row.tokens[0]) for i, row in enumerate(rows)}
+    order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
+    for indices in length_batches(order, lengths, batch_size, batch_tokens):
+        yield indices, collate([rows[i] for i in indices], pad_id, pad_token)
+
+
+def _fitted(tokenizer, limit: int, item: TextInput, index: int, whole, warn: Warn):
     """The one-row Encoding the model reads: the whole text if it fits, else cut (with a warning)."""
     length = len(whole.tokens[0])
     if all(word is None for word in whole.word_ids[0]):
         warn(f"input {index + 1} ({item.source}): no words to explain (the tokenizer drops control characters and "
              "most invisible characters)")
-    if length <= prepared.limit:
+    if length <= limit:
         return whole, 0
-    row = tokenizer([item.text], None if item.pair is None else [item.pair], truncation=True, max_length=prepared.limit)
+    row = tokenizer([item.text], None if item.pair is None else [item.pair], truncation=True, max_length=limit)
     kept = len(row.tokens[0])
     warn(f"input {index + 1} ({item.source}): {length:,} tokens, cut to {kept:,} ({length - kept:,} dropped; "
-         f"the model reads at most {prepared.limit:,})")
+         f"the model reads at most {limit:,})")
     return row, length - kept
 
 

@@ -21,16 +21,15 @@ __all__ = ["predict", "accuracy"]
 @torch.no_grad()
 def predict(model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 64) -> List[int]:
     """The predicted class of each text (``logits [batch, num_labels]`` -> argmax), in batches of
-    similar length (little padding). The model is put in eval mode."""
+    similar length (the road's :func:`~bert_lrp.attribution.road.encoded_batches`). The model is put in eval mode."""
+    from ..attribution.road import encoded_batches
+
     model.eval()
-    order = sorted(range(len(texts)), key=lambda i: (len(tokenizer.tokenize(texts[i])), i))
     predictions: List[int] = [0] * len(texts)
-    for first in range(0, len(order), batch_size):
-        part = order[first:first + batch_size]
-        encoding = tokenizer([texts[i] for i in part])
+    for indices, encoding in encoded_batches(model, tokenizer, texts, batch_size):
         logits = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
                        token_type_ids=encoding["token_type_ids"]).logits
-        for row, index in enumerate(part):
+        for row, index in enumerate(indices):
             predictions[index] = int(logits[row].argmax())
     return predictions
 

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..attribution.road import TextInput, encoded_batches
 from ..errors import UsageError
 
 __all__ = ["Occurrence", "word_occurrences", "embed_occurrences", "cosine_matrix", "mean_pair_cosine",
@@ -92,15 +93,13 @@ def embed_occurrences(model, tokenizer, sentences: Sequence[str], wanted: Sequen
         by_sentence.setdefault(occurrence.sentence, []).append(index)
     order = sorted(by_sentence)
     result: Optional[torch.Tensor] = None
-    for first in range(0, len(order), batch_size):
-        chunk = order[first:first + batch_size]
-        encoding = tokenizer([sentences[s] for s in chunk])
+    for rows, encoding in encoded_batches(model, tokenizer, [sentences[s] for s in order], batch_size):
         output = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
                        token_type_ids=encoding["token_type_ids"], output_hidden_states=True)
         hidden = torch.stack(output.hidden_states, 1).double()                # [batch, L + 1, seq, hidden]
         if result is None:
             result = torch.zeros(len(wanted), hidden.shape[1], hidden.shape[3], dtype=torch.float64)
-        for row, sentence in enumerate(chunk):
+        for row, sentence in enumerate(order[r] for r in rows):
             for index in by_sentence[sentence]:
                 positions = list(wanted[index].positions)
                 result[index] = hidden[row, :, positions].mean(1)
@@ -169,28 +168,25 @@ def embedding_report(model, tokenizer, sentences: Sequence[str], words: Sequence
 
     At most ``max_occurrences`` occurrences per word are used (the first ones, in file order).
     A target word that does not occur is a :class:`UsageError` naming ``source``."""
-    from ..models.tokenization import TokenizerError
-
     targets = [w.strip() for w in words if w.strip()]
     if not targets:
         raise UsageError("--words is empty; give comma-separated words, e.g. --words bank,film")
     all_words: List[Occurrence] = []
     texts: List[str] = list(sentences)
     found: Dict[str, List[Tuple[Occurrence, Tuple[int, int]]]] = {t.lower(): [] for t in targets}
-    for first in range(0, len(texts), 256):
-        chunk = texts[first:first + 256]
-        try:
-            encoding = tokenizer(chunk)
-        except TokenizerError as error:
-            raise UsageError(f"{source}: {error}") from None
-        for row, text in enumerate(chunk):
-            for occurrence in word_occurrences(encoding, row, first + row, text):
-                all_words.append(occurrence)
-                key = occurrence.word.lower()
-                if key in found and len(found[key]) < max_occurrences:
-                    offsets = encoding.offsets[row]
-                    span = (offsets[occurrence.positions[0]][0], offsets[occurrence.positions[-1]][1])
-                    found[key].append((occurrence, span))
+    inputs = [TextInput(text, None, f"{source}: sentence {i + 1}") for i, text in enumerate(texts)]
+    encoded: Dict[int, List[Tuple[Occurrence, Tuple[int, int]]]] = {}
+    for rows, encoding in encoded_batches(model, tokenizer, inputs, 256):
+        for row, index in enumerate(rows):
+            offsets = encoding.offsets[row]
+            encoded[index] = [(occurrence, (offsets[occurrence.positions[0]][0], offsets[occurrence.positions[-1]][1]))
+                              for occurrence in word_occurrences(encoding, row, index, texts[index])]
+    for index in range(len(texts)):  # in file order: the first occurrences of each word
+        for occurrence, span in encoded[index]:
+            all_words.append(occurrence)
+            key = occurrence.word.lower()
+            if key in found and len(found[key]) < max_occurrences:
+                found[key].append((occurrence, span))
     missing = [t for t in targets if not found[t.lower()]]
     if missing:
         raise UsageError(f"--words: {', '.join(repr(m) for m in missing)} does not occur in {source} "

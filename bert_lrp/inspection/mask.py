@@ -108,12 +108,9 @@ def masked_word_view(model, tokenizer, text: str, top_k: int = 5, top_attended: 
     "attention": [{"layer", "mean": {"row", "top"}, "heads": [{"head", "row", "top"}]}] (1..L)}]}``;
     ``row`` is the attention from the masked position to each of the ``len(tokens)`` tokens.
     """
-    from ..models.tokenization import TokenizerError
+    from ..attribution.road import TextInput, encoded_batches
 
-    try:
-        encoding = tokenizer(text)
-    except TokenizerError as error:
-        raise UsageError(str(error)) from None
+    _, encoding = next(encoded_batches(model, tokenizer, [TextInput(text, None, "text")], 1))
     length = int(encoding["attention_mask"][0].sum())
     tokens = list(encoding.tokens[0][:length])
     positions = mask_positions(encoding["input_ids"][0, :length], tokenizer.mask_token_id)
