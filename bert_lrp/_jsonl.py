@@ -1,12 +1,25 @@
 """JSON-lines files that survive interruption: an append-only writer that repairs a torn last
-line, a reader that skips one, and the rank/world of a ``torchrun`` job (gloo) with a barrier."""
+line, a reader that skips one, a scan that finds every record and every damaged line, an
+in-order rewrite (:func:`rewrite_in_order`), an exclusive lock per writer
+(:func:`exclusive_lock`), and the rank/world of a ``torchrun`` job (gloo) with a barrier.
+
+A record is one line holding a JSON object with an integer ``index``; a file of records is in
+input order (ascending ``index``, each once). Its last line may be torn (an interrupted write:
+no newline at the end); any other line that is not a record is *damaged*.
+"""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import tempfile
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import List, Tuple
+from typing import Iterator, List, Sequence, Tuple
+
+from .errors import BertLrpError
 
 
 class JsonlWriter:
@@ -72,3 +85,115 @@ def barrier(world: int) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+class OutputBusyError(BertLrpError):
+    """Another process holds the lock of an output file (exit code 1)."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, slot: int = 0) -> Iterator[None]:
+    """Hold an exclusive lock on byte ``slot`` of the lock file ``path`` (created if missing) for
+    the ``with`` block, or raise :class:`OutputBusyError` at once if another process holds it.
+    The operating system releases it when the process ends, however it ends (``kill -9``
+    included), so a lock is never left stale. ``slot``: one per writer of a ``torchrun`` job."""
+    import fcntl
+
+    handle = open(path, "a+b")
+    try:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+        except OSError as error:
+            if error.errno in (errno.EACCES, errno.EAGAIN):
+                raise OutputBusyError(f"{path}: another bert-lrp process is writing this output "
+                                      "(its lock is held); wait for it or choose another file") from None
+            raise
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+@dataclass
+class Scan:
+    """What a file of records holds: per record its index, byte offset and length (file order);
+    the 1-based numbers of damaged lines; whether the last line is torn."""
+
+    path: Path
+    indices: List[int] = field(default_factory=list)
+    offsets: List[int] = field(default_factory=list)
+    lengths: List[int] = field(default_factory=list)
+    damaged: List[int] = field(default_factory=list)
+    torn: bool = False
+    lines: int = 0
+
+    @property
+    def in_order(self) -> bool:
+        """Every index greater than the one before (input order, no repeats), no damaged line."""
+        return not self.damaged and all(b > a for a, b in zip(self.indices, self.indices[1:]))
+
+
+def scan_records(path: Path) -> Scan:
+    """Read ``path`` line by line (memory: three integers per record) and classify every line."""
+    scan = Scan(Path(path))
+    if not scan.path.is_file():
+        return scan
+    offset = 0
+    with open(scan.path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            scan.lines = number
+            if not line.endswith(b"\n"):
+                scan.torn = True  # an interrupted write: the last line only
+                break
+            index = _record_index(line)
+            if index is None:
+                scan.damaged.append(number)
+            else:
+                scan.indices.append(index)
+                scan.offsets.append(offset)
+                scan.lengths.append(len(line))
+            offset += len(line)
+    return scan
+
+
+def _record_index(line: bytes):
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(record, dict) and isinstance(record.get("index"), int) and not isinstance(record["index"], bool):
+        return record["index"]
+    return None
+
+
+def rewrite_in_order(out: Path, scans: Sequence[Scan]) -> List[int]:
+    """Write the records of ``scans`` (``out``'s own scan among them, if it has one) to ``out`` in
+    ascending index, each index once (the first one found), dropping damaged and torn lines;
+    atomically (a temporary file in the same folder, synced, then renamed). Returns the indices
+    written. Memory: the scans' offsets, not the records."""
+    entries = sorted((index, k, offset, length) for k, scan in enumerate(scans)
+                     for index, offset, length in zip(scan.indices, scan.offsets, scan.lengths))
+    handles = {k: open(scan.path, "rb") for k, scan in enumerate(scans) if scan.indices}
+    written: List[int] = []
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    mask = os.umask(0)
+    os.umask(mask)
+    try:
+        os.chmod(temporary, 0o666 & ~mask)
+        with os.fdopen(descriptor, "wb") as target:
+            for index, k, offset, length in entries:
+                if written and written[-1] == index:
+                    continue
+                handles[k].seek(offset)
+                target.write(handles[k].read(length))
+                written.append(index)
+            target.flush()
+            os.fsync(target.fileno())
+        os.replace(temporary, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    finally:
+        for handle in handles.values():
+            handle.close()
+    return written

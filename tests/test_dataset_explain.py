@@ -99,7 +99,7 @@ def test_resume_refuses_other_settings(setup, tmp_path, capsys):
     assert _run(model_dir, data, out) == 0
     assert cli.main(["explain", "--model", str(model_dir), "--file", str(data), "--jsonl", str(out),
                      "--methods", "lrp", "--resume", "--quiet"]) == 2
-    assert "other settings (methods)" in capsys.readouterr().err
+    assert "other settings: methods (" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -9,6 +9,10 @@ method: ``tokens`` and ``words`` scores, words summing their pieces), ``conserva
 ``target="all"``: ``target`` is ``"all"`` and ``labels`` holds those per label name. Token
 classifiers add ``target_position`` and ``target_word``; windowed texts ``windows``; cut texts
 ``dropped_tokens``; ``--hidden-relevance`` adds ``relevance`` (per method, piece, hidden unit).
+
+A text the road could not explain (when asked to go on, as ``--jsonl`` does) is a
+:class:`FailedText`, whose record is ``index``, ``source``, ``text`` (``pair``) and ``error``
+(one line saying why).
 """
 from __future__ import annotations
 
@@ -151,3 +155,22 @@ def label_views(record: Dict[str, Any]) -> List[Dict[str, Any]]:
         flat["target"] = name
         views.append(flat)
     return views
+
+
+@dataclass
+class FailedText:
+    """A text that could not be explained, and why (``error``: one line)."""
+
+    index: int
+    source: str
+    text: str
+    pair: Optional[str]
+    error: str
+
+    def record(self, **_: Any) -> Dict[str, Any]:
+        """``{"index", "source", "text", ("pair"), "error"}``."""
+        record: Dict[str, Any] = {"index": self.index, "source": self.source, "text": self.text}
+        if self.pair is not None:
+            record["pair"] = self.pair
+        record["error"] = self.error
+        return record

@@ -34,7 +34,7 @@ import torch
 from ..errors import UsageError
 from . import registry
 from .explain import Explanation, explain
-from .records import ALL, LabelScores, TextExplanation
+from .records import ALL, FailedText, LabelScores, TextExplanation
 from .targets import task_of
 from .windows import window_positions
 from .words import merge_word_pieces
@@ -192,6 +192,10 @@ def prepare(model, tokenizer, request: Request) -> Prepared:
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}")
     limit = model_limit(model, tokenizer)
+    window = min(request.window or limit, limit - 2)  # [CLS] and [SEP] (<s>, </s>) frame every window
+    if request.stride is not None and request.stride > window:
+        raise UsageError(f"--stride {request.stride} is larger than the window ({window} pieces): pieces between "
+                         "windows would be left out")
     return Prepared(request, methods, options, parse_target(model, request.target), task,
                     model.config.labels_by_id(), limit, int(tokenizer.pad_token_id), str(tokenizer.pad_token))
 
@@ -247,16 +251,19 @@ def _request_from(settings: Dict[str, Any]) -> Request:
 
 
 def stream_texts(model, tokenizer, inputs: Sequence[TextInput], request: Request, skip: Iterable[int] = (),
-                 warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None) -> Iterator[Tuple[int, TextExplanation]]:
+                 warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None, go_on: bool = False
+                 ) -> Iterator[Tuple[int, Union[TextExplanation, FailedText]]]:
     """``(index, explanation)`` for every input not in ``skip``, in input order (``only``: the
-    indices this process owns, e.g. one rank's share; default all)."""
-    for chunk in stream_chunks(model, tokenizer, inputs, request, skip, warn, only):
+    indices this process owns, e.g. one rank's share; default all). ``go_on``: a text that cannot
+    be explained becomes a :class:`FailedText` saying why (with a warning) and the others go on;
+    otherwise its error is raised."""
+    for chunk in stream_chunks(model, tokenizer, inputs, request, skip, warn, only, go_on):
         yield from chunk
 
 
 def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Request, skip: Iterable[int] = (),
-                  warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None
-                  ) -> Iterator[List[Tuple[int, TextExplanation]]]:
+                  warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None, go_on: bool = False
+                  ) -> Iterator[List[Tuple[int, Union[TextExplanation, FailedText]]]]:
     """As :func:`stream_texts`, one list per chunk of inputs (a writer flushes after each)."""
     prepared = prepare(model, tokenizer, request)
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
@@ -267,27 +274,65 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Reques
         chunk = owned[first:first + chunk_size]
         if all(i in skip for i in chunk):
             continue
-        done: Dict[int, TextExplanation] = {}
-        whole = {i: _encode(tokenizer, inputs[i]) for i in chunk}
-        short: List[int] = []
+        done: Dict[int, Union[TextExplanation, FailedText]] = {}
+
+        def attempt(indices: List[int], work: Callable[[], List[Any]]) -> None:
+            """Run ``work`` for ``indices``; with ``go_on``, a failure is retried text by text
+            (alone it may fit) and a text that fails alone becomes a FailedText."""
+            if not go_on:
+                for i, result in zip(indices, work()):
+                    done[i] = result
+                return
+            try:
+                for i, result in zip(indices, work()):
+                    done[i] = result
+            except Exception as error:  # noqa: BLE001 -- one text must not end a data set's run
+                if len(indices) > 1:
+                    for i in indices:
+                        if i not in skip:
+                            attempt([i], lambda i=i: solo[i]())
+                    return
+                done[indices[0]] = _failed(inputs[indices[0]], indices[0], error, warn)
+
+        whole: Dict[int, Any] = {}  # every input of the chunk, skipped ones too: batches depend on the input only
         for i in chunk:
+            try:
+                whole[i] = _encode(tokenizer, inputs[i])
+            except Exception as error:  # noqa: BLE001
+                if not go_on:
+                    raise
+                if i not in skip:
+                    done[i] = _failed(inputs[i], i, error, warn)
+        short: List[int] = []
+        for i in whole:
             length = len(whole[i].tokens[0])
             if length <= prepared.limit and not _needs_windows(prepared, whole[i]):
                 short.append(i)
             elif prepared.task == "sequence" and request.windows and _windowable(prepared, whole[i]):
                 if i not in skip:
-                    done[i] = _explain_windowed(model, prepared, inputs[i], i, whole[i], warn)
+                    attempt([i], lambda i=i: [_explain_windowed(model, prepared, inputs[i], i, whole[i], warn)])
             else:
                 short.append(i)
         short.sort(key=lambda i: len(whole[i].tokens[0]))
         lengths = {i: min(len(whole[i].tokens[0]), prepared.limit) for i in short}
+        rows: Dict[int, Any] = {}
+        solo = {i: (lambda i=i: _explain_batch(model, prepared, inputs, [i], [rows[i]])) for i in short}
         for batch in length_batches(short, lengths, request.batch_size, request.batch_tokens):
             if all(i in skip for i in batch):
                 continue
-            rows = [_fitted(tokenizer, prepared.limit, inputs[i], i, whole[i], warn) for i in batch]
-            for i, explained in zip(batch, _explain_batch(model, prepared, inputs, batch, rows)):
-                done[i] = explained
+            rows.update({i: _fitted(tokenizer, prepared.limit, inputs[i], i, whole[i], warn) for i in batch})
+            attempt(batch, lambda batch=batch: _explain_batch(model, prepared, inputs, batch, [rows[i] for i in batch]))
         yield [(i, done[i]) for i in chunk if i not in skip]
+
+
+def _failed(item: TextInput, index: int, error: BaseException, warn: Warn) -> FailedText:
+    """The one-line record of a text that could not be explained (and its warning)."""
+    from .._text import printable, shorten
+
+    message = str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
+    message = shorten(printable(" ".join(message.split())), 300) or type(error).__name__
+    warn(f"input {index + 1} ({item.source}): not explained: {message}")
+    return FailedText(index, item.source, item.text, item.pair, message)
 
 
 def length_batches(indices: Sequence[int], lengths: Dict[int, int], batch_size: int,
