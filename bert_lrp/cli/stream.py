@@ -14,8 +14,8 @@ The records are the road's (:meth:`bert_lrp.attribution.road.TextExplanation.rec
   every option the methods read (defaults filled in), windows. A run that dies before its first
   record leaves no records, and the next run replaces its settings.
 - **Resume** (``--resume``) continues only a run with the same settings and refuses any
-  difference, naming it (the input and the model are compared by content: the same file under
-  another path is the same input). A file with records but without its settings, or that is not
+  difference, naming it (the model is compared by content, so a moved model folder resumes; the
+  input by its file name as given, since every record names it in ``source``, and by content). A file with records but without its settings, or that is not
   this command's JSONL (no record in it), is never appended to. A torn last line (an interrupted
   write) is dropped; a damaged line elsewhere is reported, its input explained again and the file
   rewritten in input order (atomically). The result equals an uninterrupted run's.
@@ -50,7 +50,7 @@ from ..models.loading import load_model
 
 FORMAT = "bert-lrp explain --jsonl"
 FORMAT_VERSION = 2
-BY_CONTENT = {"input.file", "model.path"}  # recorded, not compared: the content is
+BY_CONTENT = {"model.path"}  # recorded, not compared: the weights' digest is (records name the input file, not the model's)
 PART = re.compile(r"\.part(\d+)$")
 
 
