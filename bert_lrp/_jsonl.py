@@ -93,22 +93,34 @@ class OutputBusyError(BertLrpError):
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path, slot: int = 0) -> Iterator[None]:
-    """Hold an exclusive lock on byte ``slot`` of the lock file ``path`` (created if missing) for
-    the ``with`` block, or raise :class:`OutputBusyError` at once if another process holds it.
-    The operating system releases it when the process ends, however it ends (``kill -9``
-    included), so a lock is never left stale. ``slot``: one per writer of a ``torchrun`` job."""
+    """Hold an exclusive lock on byte ``slot`` of the lock file ``path`` for the ``with`` block,
+    or raise :class:`OutputBusyError` at once if another process holds it. ``slot``: one per
+    writer of a ``torchrun`` job (rank), so that the ranks of one job do not exclude each other.
+
+    The file is created for the block and removed after it by slot 0 (while still locked). The
+    operating system releases the lock when the process ends, however it ends (``kill -9``
+    included), so a lock is never stale; a lock won on a file that another process has removed
+    meanwhile does not count (the path is checked to still name the locked file)."""
     import fcntl
 
+    path = Path(path)
     handle = open(path, "a+b")
     try:
         try:
             fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+            if not path.exists() or os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino:
+                raise BlockingIOError(errno.EAGAIN, "the lock file was replaced")
         except OSError as error:
             if error.errno in (errno.EACCES, errno.EAGAIN):
                 raise OutputBusyError(f"{path}: another bert-lrp process is writing this output "
                                       "(its lock is held); wait for it or choose another file") from None
             raise
-        yield
+        try:
+            yield
+        finally:
+            if slot == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
     finally:
         handle.close()  # releases the lock
 

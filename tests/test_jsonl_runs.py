@@ -179,6 +179,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(model_dir, da
         holder.kill()
         holder.wait()
     assert run(model_dir, data, out) == 0  # released when the holder ended, however it ended
+    assert not lock.exists()  # and removed after the run
 
 
 def test_the_lock_is_per_writer_slot_and_released_on_exit(tmp_path):
@@ -209,6 +210,7 @@ def test_a_file_that_is_not_this_commands_output_is_never_appended_to(model_dir,
         assert run(model_dir, data, out, *extra) == 1
         assert "not the output of bert-lrp explain --jsonl" in one_error_line(capsys)
         assert out.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("notes")) == ["notes.txt"]
     # even next to a settings file of a real run
     real = tmp_path / "real.jsonl"
     assert run(model_dir, data, real) == 0
@@ -307,3 +309,10 @@ def test_any_settings_file_content_is_refused_in_one_line_or_matches(model_dir, 
     assert "out.jsonl.run.json" in one_error_line(capsys)
     assert out.read_bytes() == b'{"index":0}\n'
     shutil.rmtree(folder)
+
+
+def test_a_stride_above_the_window_is_refused_before_anything_is_written(model_dir, data, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert run(model_dir, data, out, "--stride", "70") == 2  # the tiny model reads 64 positions
+    assert "--stride 70 is larger than the window (62 pieces)" in one_error_line(capsys)
+    assert not out.exists() and not (tmp_path / "out.jsonl.run.json").exists()
