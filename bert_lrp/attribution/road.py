@@ -229,6 +229,15 @@ def explain_texts(model, tokenizer, texts: Iterable[Union[str, Tuple[str, Option
     return [explained for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn)]
 
 
+def json_payload(model_name: str, request: Request, explained: Sequence[TextExplanation]) -> Dict[str, Any]:
+    """The JSON document of ``bert-lrp explain --json`` (and the explorer's ``/api/explain``):
+    ``{"model": model_name, "settings": request.settings(), "examples": [record per text]}``,
+    records as :meth:`TextExplanation.record` writes them (``hidden_relevance`` as the request
+    asks; no per-layer scores or attention, which only the HTML views draw)."""
+    return {"model": model_name, "settings": request.settings(),
+            "examples": [item.record(hidden_relevance=request.hidden_relevance) for item in explained]}
+
+
 def explain_windows(model, tokenizer, text: str, methods: Sequence[str] = ("lrp",), target=None,
                     stride: Optional[int] = None, window: Optional[int] = None, batch_size: int = 8,
                     pair: Optional[str] = None, **options):

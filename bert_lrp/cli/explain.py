@@ -18,11 +18,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from ..attribution import registry
-from ..attribution.records import label_views
-from ..attribution.road import Request, TextInput, read_inputs, stream_texts
+from ..attribution.records import TextExplanation, label_views
+from ..attribution.road import Request, TextInput, json_payload, read_inputs, stream_texts
 from ..errors import ArgumentParser, UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..views.terminal import colour_mode, printable, render_terminal
@@ -121,8 +121,9 @@ def _attention_choice(args: argparse.Namespace, model) -> Optional[int]:
     return layer
 
 
-def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict]:
-    """The record of every input, in input order (``--target all``: one record with ``labels``)."""
+def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[Tuple[TextExplanation, dict]]:
+    """Every input's explanation and the record the views draw (per-layer scores and the chosen
+    attention added for ``--html``), in input order (``--target all``: one record with ``labels``)."""
     from ..views.html_report import MAX_ATTENTION_TOKENS
 
     request = request_from(args, html=bool(args.html))
@@ -137,12 +138,8 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[dict
             shown = min(len(explained.tokens), MAX_ATTENTION_TOKENS)  # the HTML shows at most this many
             matrix = explained.attentions[layer - 1, args.head - 1, :shown, :shown]
             record["attention"] = {"layer": layer, "head": args.head, "matrix": matrix.tolist()}
-        records.append(record)
+        records.append((explained, record))
     return records
-
-
-def _json_record(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in ("layer_scores", "attention")}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -161,7 +158,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_jsonl(args, directory, request_from(args), warn)
     if args.resume:
         raise UsageError("--resume goes with --jsonl FILE")
-    records = run(args, directory)
+    explained = run(args, directory)
+    records = [record for _, record in explained]
     model_name = str(directory)
     outputs = {}
     if args.html:
@@ -169,9 +167,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         outputs[args.html] = render_html([view for r in records for view in label_views(r)], model=model_name)
     if args.json:
-        settings = request_from(args).settings()
-        payload = {"model": model_name, "settings": settings,
-                   "examples": [_json_record(r) for r in records]}
+        payload = json_payload(model_name, request_from(args), [item for item, _ in explained])
         outputs[args.json] = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
     if not args.quiet:
         mode = colour_mode(sys.stdout, None if args.color == "auto" else args.color)
