@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["bert_lrp", "bert_lrp.*"]),
     # the SST-2 dev sample `bert-lrp benchmark` cuts its inputs from when no --data is given
-    package_data={"bert_lrp.evaluation": ["data/*.tsv"]},
+    package_data={"bert_lrp.evaluation": ["data/*.tsv"], "bert_lrp.views.explorer": ["static/*"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.13,<2.14",  # the range CI tests (2.13.0, CPU)

@@ -111,7 +111,9 @@ def _cut_note(shown: int, total: int, what: str) -> str:
             f"({total - shown:,} left out to keep this file small).</p>")
 
 
-def _example(report: dict, number: int) -> str:
+def example_html(report: dict, number: int) -> str:
+    """One example of the report (a record of `explain --json`, per-layer scores and attention
+    optional): heading, prediction, per method the word heatmap with its legend and pieces."""
     out: List[str] = []
     text, pair = shorten(report["text"], MAX_HEADING_CHARACTERS), report.get("pair")
     heading = text if pair is None else f"{text} || {shorten(pair, MAX_HEADING_CHARACTERS)}"
@@ -179,6 +181,6 @@ def render_html(reports: Sequence[dict], title: str = "bert-lrp explanations", m
         body.append(f'<p class="small">model: {e(model)}</p>')
     body.append('<p class="small">Red: relevance for the explained label; blue: against it. Colours are normalised '
                 "per method, symmetric around 0. Hover a word for its score.</p>")
-    body += [_example(report, i + 1) for i, report in enumerate(reports)]
+    body += [example_html(report, i + 1) for i, report in enumerate(reports)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{e(title)}</title><style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
