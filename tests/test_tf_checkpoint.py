@@ -104,13 +104,16 @@ def entry_proto(dtype: int, shape: Sequence[int], shard: int, offset: int, size:
 
 def write_bundle(prefix: Path, tensors: Dict[str, Tuple[int, Sequence[int], bytes, int]],
                  num_shards: int = 1, endianness: int = 0, extra: bytes = b"") -> None:
-    """Write ``name -> (dtype_enum, shape, raw bytes, shard)`` as a tensor bundle."""
+    """Write ``name -> (dtype_enum, shape, raw bytes, shard[, crc32c])`` as a tensor bundle; the
+    checksum is the CRC32C of the bytes unless given (a string tensor's is not: give the one
+    TensorFlow stored, e.g. read from a fixture TensorFlow wrote)."""
     shards: List[bytearray] = [bytearray() for _ in range(num_shards)]
     entries = []
     for name in sorted(tensors):
-        dtype, shape, raw, shard = tensors[name]
+        dtype, shape, raw, shard, *given = tensors[name]
+        crc = given[0] if given else crc32c(raw)
         entries.append((name.encode(), entry_proto(dtype, shape, shard, len(shards[shard]), len(raw),
-                                                   crc32c(raw), extra)))
+                                                   crc, extra)))
         shards[shard] += raw
     header = _field(1, num_shards) + _field(2, endianness) + _field(3, _field(1, 1), 2)
     prefix.with_name(prefix.name + ".index").write_bytes(sstable(_block([(b"", header)] + entries)))

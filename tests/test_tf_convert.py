@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bert_lrp.cli.convert import convert_main, inspect_main
+from bert_lrp.tf.bundle import TFCheckpointReader
 from bert_lrp.tf.convert import (
     ConversionError,
     convert_tf_checkpoint,
@@ -210,8 +211,21 @@ def _rewrite_fixture(prefix: Path, rename, dtype=None, num_shards: int = 1, extr
     _bundle_writer()(prefix, tensors, num_shards=num_shards)
 
 
+def _object_graph_written_by_tensorflow():
+    """``(bytes, crc32c)`` of the object graph (a DT_STRING scalar) of the checkpoint real
+    TensorFlow 2 wrote in tests/fixtures/tf2_object: its layout and its stored checksum."""
+    from bert_lrp.tf.bundle import unmask_crc
+
+    reader = TFCheckpointReader(Path(__file__).parent / "fixtures" / "tf2_object" / "ckpt-1")
+    info = reader.info("_CHECKPOINTABLE_OBJECT_GRAPH")
+    with open(reader.shard_path(info.shard_id), "rb") as handle:
+        handle.seek(info.offset)
+        return handle.read(info.size), unmask_crc(info.masked_crc)
+
+
 def test_tf2_object_based_names_across_shards_convert_to_reference_logits(tmp_path):
-    extra = {"_CHECKPOINTABLE_OBJECT_GRAPH": (7, (), b"\x00", 0),
+    graph = _object_graph_written_by_tensorflow()
+    extra = {"_CHECKPOINTABLE_OBJECT_GRAPH": (7, (), *graph[:1], 0, graph[1]),
              "save_counter/.ATTRIBUTES/VARIABLE_VALUE": (9, (), np.int64(1).tobytes(), 1)}
     _rewrite_fixture(tmp_path / "ckpt", lambda n: n + "/.ATTRIBUTES/VARIABLE_VALUE", num_shards=3, extra=extra)
     model, report = convert_tf_to_model(tmp_path / "ckpt", CLASSIFIER / "bert_config.json")

@@ -165,6 +165,50 @@ def crc32c(data: Union[bytes, bytearray, memoryview, np.ndarray], crc: int = 0) 
     return reg ^ _U32
 
 
+def _varint(data: bytes, position: int, where: str) -> Tuple[int, int]:
+    """``(value, next position)`` of the little-endian base-128 varint at ``position``."""
+    value, shift = 0, 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise CheckpointFormatError(f"{where}: string tensor lengths are cut or malformed")
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position += 1
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+
+
+def string_tensor_crc(data: Union[bytes, bytearray, memoryview, np.ndarray], elements: int, where: str = "") -> int:
+    """The CRC32C TensorFlow stores for a DT_STRING tensor written as ``data``.
+
+    On disk such a tensor is: one varint64 length per element, then the masked CRC32C of the
+    lengths (4 bytes, little-endian), then the elements' bytes. The stored checksum is not the
+    CRC32C of those bytes: it extends over each length as a fixed-width little-endian integer
+    (4 bytes, or 8 for an element longer than 2**32 - 1 bytes), then the 4 bytes of the masked
+    length checksum as written, then the elements' bytes. The length checksum on disk is checked
+    too (:class:`ChecksumError` naming ``where`` when it does not match the lengths)."""
+    data = bytes(data)
+    crc, position, lengths = 0, 0, []
+    for _ in range(elements):
+        length, position = _varint(data, position, where)
+        lengths.append(length)
+        width = 4 if length <= _U32 else 8
+        crc = crc32c(length.to_bytes(width, "little"), crc)
+    if position + 4 > len(data):
+        raise CheckpointFormatError(f"{where}: string tensor is cut before its length checksum")
+    stored = int.from_bytes(data[position:position + 4], "little")
+    if unmask_crc(stored) != crc:
+        raise ChecksumError(f"{where}: the lengths of the string tensor do not match their checksum "
+                            f"(stored crc32c {unmask_crc(stored)}, computed {crc})")
+    crc = crc32c(data[position:position + 4], crc)
+    position += 4
+    if position + sum(lengths) != len(data):
+        raise CheckpointFormatError(f"{where}: string tensor holds {len(data) - position} bytes of text, its lengths "
+                                    f"say {sum(lengths)}")
+    return crc32c(data[position:], crc)
+
+
 def mask_crc(crc: int) -> int:
     """LevelDB/TF CRC masking: rotate right by 15 bits and add a constant."""
     return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
@@ -656,6 +700,11 @@ class TFCheckpointReader:
                 f"{self.index_path}: tensor {info.name!r} is partitioned into slices, which is not supported")
         if info.masked_crc is None:
             raise CheckpointFormatError(f"{self.index_path}: tensor {info.name!r} has no stored crc32c")
+        if info.dtype_enum == _DT_STRING:  # its checksum covers the lengths as fixed-width integers
+            raw = self._read_bytes(info)
+            where = f"{self.shard_path(info.shard_id)}: tensor {info.name!r}"
+            self._compare_crc(info, string_tensor_crc(raw, int(np.prod(info.shape, dtype=np.int64)), where))
+            return
         with self._open_extent(info) as (handle, path):
             chunk = np.empty(min(info.size, _VERIFY_CHUNK), dtype=np.uint8)
             view, crc, remaining = memoryview(chunk), 0, info.size

@@ -328,6 +328,12 @@ def convert_tf_to_model(prefix: str | os.PathLike, config_path: str | os.PathLik
     report = ConversionReport(head=head, skipped=list(plan.skipped), unmapped=list(plan.unmapped))
     model = _build_model(os.fspath(config_path), head, _num_labels(reader, plan))
     loads = _plan_loads(model, reader, plan, report)
+    body = [name for name in report.unmapped if name.startswith("bert/")]
+    if body:  # a weight of the BERT body with no place in the model: the config is not the checkpoint's
+        raise ConversionError(
+            f"{os.fspath(config_path)}: the model this config describes has no place for {len(body)} weight(s) of "
+            f"the checkpoint {reader.index_path} (first: {body[0]}; the config's num_hidden_layers is "
+            f"{model.config.num_hidden_layers}); nothing was written")
     converted = {tf_name for tf_name, _, _ in loads}
     lost = set(_check_shards(reader, converted, accept_damaged_skipped))
     _fill(model, reader, loads, report)
