@@ -3,6 +3,7 @@ families built from the same layers (RoBERTa, DistilBERT, ELECTRA), keyed by ``m
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
@@ -16,6 +17,51 @@ PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label
 
 class ConfigError(BertLrpError, ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(name: str, value: Any) -> float:
+    """``value`` as a float, refusing what is not a finite number (NaN, inf, text, bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"config field {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _label_names(id2label: Any) -> Dict[int, str]:
+    """``id2label`` as ``{0: name, ..., n-1: name}``: ids are integers (or their text) 0..n-1,
+    names distinct strings; else :class:`ConfigError` naming the field and the value."""
+    if not isinstance(id2label, dict) or not id2label:
+        raise ConfigError(f"config field id2label must be a non-empty object {{id: name}}, got {_short(id2label)}")
+    labels: Dict[int, str] = {}
+    for key, name in id2label.items():
+        try:
+            number = int(key) if not isinstance(key, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or str(number) != str(key).strip():
+            raise ConfigError(f"config field id2label: {key!r} is not a label id (an integer)")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"config field id2label: the name of label {number} must be a non-empty string, "
+                              f"got {name!r}")
+        labels[number] = name
+    if sorted(labels) != list(range(len(labels))):
+        raise ConfigError(f"config field id2label: label ids must be 0..{len(labels) - 1} without gaps, got "
+                          f"{sorted(labels)}")
+    seen: Dict[str, int] = {}
+    for number in sorted(labels):
+        if labels[number] in seen:
+            raise ConfigError(f"config field id2label: labels {seen[labels[number]]} and {number} have the same "
+                              f"name {labels[number]!r}")
+        seen[labels[number]] = number
+    return {number: labels[number] for number in sorted(labels)}
 
 
 @dataclass
@@ -53,7 +99,7 @@ class BertConfig:
 
     def __post_init__(self) -> None:
         if self.id2label is not None:
-            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            self.id2label = _label_names(self.id2label)
             self.num_labels = len(self.id2label)
         self.validate()
 
@@ -72,12 +118,14 @@ class BertConfig:
 
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first inconsistent value."""
+        """Raise :class:`ConfigError` naming the first value that would give wrong numbers: sizes
+        that are not positive integers, NaN or infinite numbers, probabilities outside [0, 1),
+        token ids outside the vocabulary, labels that are not ``0..n-1`` with distinct names."""
         positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
+                    "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels")
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not _is_int(value) or value <= 0:
                 raise ConfigError(f"config field {name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
@@ -85,16 +133,30 @@ class BertConfig:
                 f"{self.num_attention_heads} (remainder {self.hidden_size % self.num_attention_heads})")
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"hidden_act {self.hidden_act!r} is not one of {', '.join(ACTIVATIONS)}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            value = getattr(self, name)
-            if not 0.0 <= float(value) < 1.0:
+        probabilities = ["hidden_dropout_prob", "attention_probs_dropout_prob"]
+        if self.classifier_dropout is not None:
+            probabilities.append("classifier_dropout")
+        for name in probabilities:
+            value = _finite(name, getattr(self, name))
+            if not 0.0 <= value < 1.0:
                 raise ConfigError(f"config field {name} must be in [0, 1), got {value!r}")
-        if self.num_labels < 1:
-            raise ConfigError(f"num_labels must be >= 1, got {self.num_labels}")
+        if _finite("layer_norm_eps", self.layer_norm_eps) <= 0:
+            raise ConfigError(f"config field layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+        if _finite("initializer_range", self.initializer_range) < 0:
+            raise ConfigError(f"config field initializer_range must be >= 0, got {self.initializer_range!r}")
         if self.problem_type not in PROBLEM_TYPES:
             raise ConfigError(f"problem_type {self.problem_type!r} is not one of {PROBLEM_TYPES}")
-        if self.layer_norm_eps <= 0:
-            raise ConfigError(f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, name) if name == "pad_token_id" else self.extra.get(name)
+            if value is not None and (not _is_int(value) or not 0 <= value < self.vocab_size):
+                raise ConfigError(f"config field {name} must be a token id in 0..{self.vocab_size - 1} "
+                                  f"(vocab_size {self.vocab_size}), got {value!r}")
+        label2id = self.extra.get("label2id")
+        if label2id is not None and self.id2label is not None:
+            if not isinstance(label2id, dict) or \
+                    {str(k): v for k, v in label2id.items()} != {v: k for k, v in self.id2label.items()}:
+                raise ConfigError(f"config fields label2id and id2label disagree: label2id {_short(label2id)}, "
+                                  f"id2label {_short(self.id2label)}")
 
     # --------------------------------------------------------------------- I/O
     @classmethod
@@ -147,6 +209,8 @@ class BertConfig:
         ``num_labels`` without ``id2label`` drops label names of another count (else the names
         would set the count back)."""
         values = self.to_dict()
+        if "label2id" not in overrides:
+            values.pop("label2id", None)  # derived from id2label again when written
         if "num_labels" in overrides and "id2label" not in overrides:
             if len(values["id2label"]) != overrides["num_labels"]:
                 values["id2label"] = None

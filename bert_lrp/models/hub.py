@@ -20,6 +20,8 @@ from ..errors import BertLrpError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRUE = ("1", "true", "yes", "on")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")  # what huggingface_hub writes to refs/<branch>
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a branch or a hash: no separators
 
 
 class HubError(BertLrpError, OSError):
@@ -52,11 +54,16 @@ def cached_snapshot(repo_id: str, revision: str = "main", cache_dir: Optional[st
     snapshots = os.path.join(folder, "snapshots")
     if not os.path.isdir(snapshots):
         return None
+    if not _SNAPSHOT_NAME.match(revision):
+        raise HubError(f"revision {revision!r} is not a branch name or a commit hash")
     ref = os.path.join(folder, "refs", revision)
     commit = revision
     if os.path.isfile(ref):
-        with open(ref, encoding="utf-8") as handle:
+        with open(ref, encoding="utf-8", errors="replace") as handle:
             commit = handle.read().strip()
+        if not _COMMIT.match(commit):  # a ref must name a snapshot folder inside the cache, nothing else
+            raise HubError(f"{ref}: not a commit hash ({commit[:60]!r}); the cache entry is damaged or was "
+                           "tampered with")
     path = os.path.join(snapshots, commit)
     if os.path.isdir(path):
         return path

@@ -179,7 +179,20 @@ def load_pretrained(directory: Path, cls, *args, config=None, strict: bool = Tru
     model.eval()
     with _reading(folder / "vocab.txt"):
         tokenizer = AutoTokenizer.from_pretrained(folder)
+    _check_vocabulary_fits(tokenizer, model.config, folder)
     return model, tokenizer, info
+
+
+def _check_vocabulary_fits(tokenizer, config, folder: Path) -> None:
+    """Every token id the tokenizer can produce must have a row in the model's embeddings."""
+    from ..errors import InputFileError
+
+    vocabulary = tokenizer.get_vocab()
+    largest = max(vocabulary.values(), default=-1)
+    if largest >= config.vocab_size:
+        token = next(t for t, i in vocabulary.items() if i == largest)
+        raise InputFileError(f"{folder}: the tokenizer's token {token!r} has id {largest}, beyond config.json's "
+                             f"vocab_size {config.vocab_size} (the tokenizer files are not this model's)")
 
 
 def _encoder(config) -> Tuple[object, tuple]:

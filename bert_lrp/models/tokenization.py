@@ -63,6 +63,10 @@ class BertTokenizer:
     def from_vocab(cls, vocab_file: str | os.PathLike, do_lower_case: bool = True,
                    model_max_length: int = 512) -> "BertTokenizer":
         vocab = _read_vocab(vocab_file)
+        missing = [t for t in (cls.cls_token, cls.sep_token, cls.pad_token, cls.unk_token, cls.mask_token)
+                   if t not in vocab]
+        if missing:
+            raise TokenizerError(f"{vocab_file}: the vocabulary lacks the special token(s) {', '.join(missing)}")
         model = WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100)
         tokenizer = Tokenizer(model)
         tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
@@ -94,16 +98,14 @@ class BertTokenizer:
         if os.path.isfile(vocab_path):
             if lower is None:
                 lower = _looks_uncased(_read_vocab(vocab_path))
-            tokenizer = cls.from_vocab(vocab_path, lower, max_length)
+            tokenizer = _named(vocab_path, lambda: cls.from_vocab(vocab_path, lower, max_length))
             tokenizer.return_token_type_ids = types
             return tokenizer
         if os.path.isfile(json_path):
-            tokenizer = Tokenizer.from_file(json_path)
-            tokenizer.no_padding()
-            tokenizer.no_truncation()
+            tokenizer = _load_json_tokenizer(json_path)
             if lower is None:
                 lower = _looks_uncased(tokenizer.get_vocab())
-            return cls(tokenizer, bool(lower), max_length, return_token_type_ids=types)
+            return _named(json_path, lambda: cls(tokenizer, bool(lower), max_length, return_token_type_ids=types))
         raise TokenizerError(f"no vocab.txt or tokenizer.json in {directory}")
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
@@ -274,10 +276,8 @@ class RobertaTokenizer(BertTokenizer):
         max_length = int(model_max_length or limit)
         json_path = os.path.join(directory, "tokenizer.json")
         if os.path.isfile(json_path):
-            tokenizer = Tokenizer.from_file(json_path)
-            tokenizer.no_padding()
-            tokenizer.no_truncation()
-            return cls(tokenizer, max_length)
+            tokenizer = _load_json_tokenizer(json_path)
+            return _named(json_path, lambda: cls(tokenizer, max_length))
         vocab, merges = os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt")
         if os.path.isfile(vocab) and os.path.isfile(merges):
             return cls.from_files(vocab, merges, max_length, add_prefix_space=bool(settings.get("add_prefix_space")),
@@ -331,11 +331,53 @@ def _looks_uncased(vocab: Dict[str, int]) -> bool:
 
 
 def _read_settings(directory: str) -> dict:
+    """The tokenizer settings of ``config.json`` and ``tokenizer_config.json`` (the latter wins),
+    checked: each file a JSON object, ``model_max_length`` a positive integer (transformers'
+    huge "no limit" value included), ``do_lower_case`` true or false; else a
+    :class:`TokenizerError` naming the file and the field."""
     settings: dict = {}
     for name in ("config.json", "tokenizer_config.json"):
         path = os.path.join(directory, name)
-        if os.path.isfile(path):
+        if not os.path.isfile(path):
+            continue
+        try:
             with open(path, encoding="utf-8") as handle:
                 values = json.load(handle)
-            settings.update({k: v for k, v in values.items() if v is not None})
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise TokenizerError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(values, dict):
+            raise TokenizerError(f"{path}: must hold a JSON object, found {type(values).__name__}")
+        if name == "tokenizer_config.json":
+            _check_settings(path, values)
+        settings.update({k: v for k, v in values.items() if v is not None})
     return settings
+
+
+def _check_settings(path: str, values: dict) -> None:
+    length = values.get("model_max_length")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+        raise TokenizerError(f"{path}: model_max_length must be a positive integer, got {length!r}")
+    lower = values.get("do_lower_case")
+    if lower is not None and not isinstance(lower, bool):
+        raise TokenizerError(f"{path}: do_lower_case must be true or false, got {lower!r}")
+
+
+def _load_json_tokenizer(path: str) -> Tokenizer:
+    """``tokenizer.json`` through the tokenizers library; its errors name the file."""
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except Exception as error:  # noqa: BLE001 -- the library raises its own Exception types
+        message = " ".join(str(error).split())[:200]
+        raise TokenizerError(f"{path}: not a tokenizer file the tokenizers library reads ({message})") from None
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def _named(path: str, build):
+    """``build()``, with a :class:`TokenizerError` (e.g. a missing special token) naming ``path``."""
+    try:
+        return build()
+    except TokenizerError as error:
+        text = str(error)
+        raise TokenizerError(text if text.startswith(path) else f"{path}: {text}") from None
