@@ -19,6 +19,7 @@ from ._text import printable
 USAGE = 2
 FAILURE = 1
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `yes | head -1`; quiet, as Unix tools are
 MAX_MESSAGE = 1000  # characters of one error line
 
 
@@ -133,7 +134,7 @@ def run_command(command: str, function: Callable[[List[str]], Optional[int]], ar
         return INTERRUPTED
     except BrokenPipeError:  # e.g. `bert-lrp explain ... | head`: the reader went away, not an error
         _silence_stdout()
-        return FAILURE
+        return BROKEN_PIPE
     except Exception as error:  # noqa: BLE001  (the one place that turns errors into messages)
         if debug:
             raise

@@ -101,11 +101,12 @@ def integrated_gradients(model: nn.Module, inputs: Dict[str, torch.Tensor], labe
     return attribution.detach(), gap.detach()
 
 
-STEPS = Option("ig_steps", int, 50, "integrated gradients: interpolation steps", minimum=1, maximum=100_000)
+STEPS = Option("ig_steps", int, 50, "integrated gradients: interpolation steps", minimum=1,
+               maximum=10_000)  # a forward + backward row each; Gauss-Legendre converges in tens
 BASELINE = Option("ig_baseline", str, "pad", "integrated gradients: baseline input (pad, mask: the text's words "
                   "replaced; zeros: a zero embedding output)", choices=("pad", "mask", "zeros"))
 BATCH = Option("ig_batch", int, 64, "integrated gradients: interpolated rows per forward pass (bounds memory)",
-               minimum=1, maximum=1_000_000)
+               minimum=1, maximum=4_096)  # rows held with their activations for one backward
 QUADRATURE = Option("ig_method", str, "gausslegendre", "integrated gradients: quadrature", choices=QUADRATURES)
 
 

@@ -22,7 +22,8 @@ from .registry import Method, MethodContext, MethodResult, Option, register
 DEFAULT_SAMPLES = 1000
 KERNEL_WIDTH = 0.25
 RIDGE_ALPHA = 1.0
-SAMPLES = Option("lime_samples", int, DEFAULT_SAMPLES, "LIME: perturbed rows per text", minimum=2, maximum=1_000_000)
+SAMPLES = Option("lime_samples", int, DEFAULT_SAMPLES, "LIME: perturbed rows per text", minimum=2,
+                 maximum=100_000)  # a [samples, words] design matrix and a forward row each: 20x LIME's usual 5,000
 
 
 def lime_coalitions(n: int, samples: int, generator: torch.Generator) -> torch.Tensor:

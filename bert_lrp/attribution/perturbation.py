@@ -27,7 +27,7 @@ from .targets import logits_of, select
 
 BASELINES = ("pad", "mask", "unk", "remove")
 ROWS_PER_FORWARD = Option("rows_per_forward", int, 64, "perturbed or noisy rows per forward pass (bounds memory)",
-                          minimum=1, maximum=1_000_000)
+                          minimum=1, maximum=4_096)  # rows held with their activations for one pass
 SEED = Option("seed", int, 0, "seed of the sampling methods (SHAP, LIME, SmoothGrad)", minimum=0, maximum=2 ** 31 - 1)
 
 

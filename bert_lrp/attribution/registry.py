@@ -91,9 +91,14 @@ class Option:
         return text + (f" in {self._range()}" if self.minimum is not None or self.maximum is not None else "")
 
     def _range(self) -> str:
-        low = "-inf" if self.minimum is None else f"{self.minimum:g}"
-        high = "inf" if self.maximum is None else f"{self.maximum:g}"
+        low = "-inf" if self.minimum is None else _number(self.minimum)
+        high = "inf" if self.maximum is None else _number(self.maximum)
         return f"{low}..{high}"
+
+
+def _number(value: float) -> str:
+    """A bound as written: integers with thousands separators (2,147,483,647), floats short."""
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
 @dataclass

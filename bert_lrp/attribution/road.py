@@ -372,6 +372,12 @@ def _encode(tokenizer, item: TextInput):
         raise UsageError(f"{item.source or 'text'}: {error}") from None
 
 
+def encode_whole(tokenizer, item: TextInput):
+    """The one-row Encoding of the whole of ``item`` (and its pair), not cut to any length: to
+    see what a cut would lose."""
+    return _encode(tokenizer, item)
+
+
 def encode_text(tokenizer, prepared: Prepared, item: TextInput, index: int, warn: Warn):
     """``(row, dropped)``: the one-row Encoding of ``item`` the model reads without windows (the
     whole text if it fits, else cut to the model's positions, with a warning) and how many

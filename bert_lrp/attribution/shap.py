@@ -25,7 +25,7 @@ DEFAULT_SAMPLES = 2048
 DEFAULT_EXACT_WORDS = 12
 MAX_EXACT_WORDS = 20
 SAMPLES = Option("shap_samples", int, DEFAULT_SAMPLES, "SHAP: KernelSHAP coalitions per text beyond --shap-exact-words "
-                 "words", minimum=2, maximum=1_000_000)
+                 "words", minimum=2, maximum=100_000)  # a [coalitions, words] system and a forward row each
 EXACT_WORDS = Option("shap_exact_words", int, DEFAULT_EXACT_WORDS, "SHAP: exact Shapley values (2^words forward rows) "
                      "up to this many words", minimum=0, maximum=MAX_EXACT_WORDS)
 

@@ -40,7 +40,7 @@ def usage() -> str:
     lines += [f"  {name:<20} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
     lines += ["", GLOBAL_OPTIONS, "",
               "Errors are one line on stderr; exit code 0: success, 1: failure, 2: bad command line, "
-              "130: interrupted."]
+              "130: interrupted, 141: the reader of the output went away (a broken pipe)."]
     return "\n".join(lines)
 
 
@@ -53,6 +53,15 @@ def _version() -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested()
+    for number, argument in enumerate(argv, 1):  # bytes that are not UTF-8 reach Python as lone surrogates
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError as error:
+            byte = ord(argument[error.start]) - 0xDC00 if 0xDC80 <= ord(argument[error.start]) <= 0xDCFF else None
+            what = f"byte 0x{byte:02x}" if byte is not None else "a lone surrogate"
+            print(f"bert-lrp: error: command-line argument {number} is not valid UTF-8 ({what} at character "
+                  f"{error.start + 1}); pass texts in UTF-8, or with --file", file=sys.stderr)
+            return USAGE
     while argv and argv[0].startswith("-"):  # global options come before the command
         option = argv.pop(0)
         if option == "--debug":

@@ -26,6 +26,12 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_number(text: str) -> int:
+    """argparse type: a seed, checked as the methods' ``seed`` option (0..2**31-1, what every
+    random generator here accepts)."""
+    return _option_type(registry.all_options()["seed"])(text)
+
+
 def _option_type(option: registry.Option):
     def parse(text: str) -> Any:
         try:

@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import ArgumentParser
+from ..errors import ArgumentParser, UsageError
 from ..evaluation import benchmark as work
+from .arguments import positive_int
 
 __all__ = ["build_parser", "parse_args", "main"]
 
@@ -33,10 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {work.DEFAULT_METHODS})")
     parser.add_argument("--seq-lens", default=None, help=f"comma list (default {work.DEFAULT_SEQ_LENS})")
     parser.add_argument("--batch-sizes", default=None, help=f"comma list (default {work.DEFAULT_BATCHES})")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores; --quick: 1)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per entry (default 5)")
-    parser.add_argument("--ig-repeats", type=int, default=3, help="timed runs for IG-like entries (default 3)")
-    parser.add_argument("--ig-steps", type=int, default=None, help=f"IG steps (default {work.default_ig_steps()})")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores; --quick: 1)")
+    parser.add_argument("--repeats", type=positive_int, default=None, help="timed runs per entry (default 5)")
+    parser.add_argument("--ig-repeats", type=positive_int, default=3, help="timed runs for IG-like entries (default 3)")
+    parser.add_argument("--ig-steps", type=positive_int, default=None, help=f"IG steps (default {work.default_ig_steps()})")
     parser.add_argument("--ig-max-tokens", type=int, default=1024,
                         help="IG and captum LayerIG run only where batch x length <= this (default 1024)")
     parser.add_argument("--ig-internal-tokens", type=int, default=8192,
@@ -58,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_list(text, option: str, minimum: int = 1, maximum: int = 100_000) -> List[int]:
+    """``"32,128"`` -> ``[32, 128]``, each in ``minimum..maximum``; else a :class:`UsageError` naming ``option``."""
+    values = []
+    for part in (p.strip() for p in str(text).split(",")):
+        try:
+            value = int(part)
+        except ValueError:
+            raise UsageError(f"{option} {text!r}: expected comma-separated whole numbers, got {part!r}") from None
+        if not minimum <= value <= maximum:
+            raise UsageError(f"{option} {text!r}: {value} is outside {minimum}..{maximum:,}")
+        values.append(value)
+    return values
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -77,8 +92,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         choices = work.our_methods() + work.PEERS
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
     args.methods = list(dict.fromkeys(work.entry_name(m) for m in names))
-    args.seq_lens = [int(x) for x in str(args.seq_lens).split(",")]
-    args.batch_sizes = [int(x) for x in str(args.batch_sizes).split(",")]
+    args.seq_lens = _positive_list(args.seq_lens, "--seq-lens", minimum=3)  # [CLS], one piece, [SEP]
+    args.batch_sizes = _positive_list(args.batch_sizes, "--batch-sizes")
     if args.threads is None:
         args.threads = 1 if args.quick else (os.cpu_count() or 1)
     return args

@@ -63,7 +63,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != F.RANDOM]
+    given = [m.strip() for m in args.methods.split(",") if m.strip()]
+    names = [m for m in given if m != F.RANDOM]
+    if given and not names:
+        raise UsageError(f"--methods {args.methods}: {F.RANDOM} is the baseline every evaluation includes; name at "
+                         "least one method to compare with it, e.g. --methods lrp,gi")
     try:
         methods = registry.canonical(names)
     except ValueError as error:

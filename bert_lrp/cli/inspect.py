@@ -19,9 +19,23 @@ import sys
 from typing import List, Optional
 
 from ..errors import ArgumentParser, UsageError
-from .arguments import check_outputs, positive_int
+from .arguments import check_outputs, positive_int, seed_number
 
 __all__ = ["main", "build_parser"]
+
+
+def _samples(text: str) -> int:
+    """argparse type of ``--samples``: 2..100,000 random words (pairs need two; each is a vector per layer)."""
+    value = positive_int(text)
+    if not 2 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"must be in 2..100,000, got {value}")
+    return value
+
+
+def _warn(message: str) -> None:
+    from .._text import printable
+
+    print(f"bert-lrp inspect: warning: {printable(message)}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--file", required=True, metavar="FILE",
                      help="UTF-8 text, one sentence per line; or a .tsv/.csv/.jsonl table with a 'sentence' column")
     emb.add_argument("--words", required=True, metavar="LIST", help="comma-separated target words, e.g. bank,film")
-    emb.add_argument("--samples", type=positive_int, default=1000,
+    emb.add_argument("--samples", type=_samples, default=1000,
                      help="random words for the anisotropy baseline (default 1000)")
-    emb.add_argument("--seed", type=int, default=0, help="seed of the random word sample (default 0)")
+    emb.add_argument("--seed", type=seed_number, default=0, help="seed of the random word sample (default 0)")
     emb.add_argument("--max-occurrences", type=positive_int, default=50,
                      help="occurrences used per target word, the first in the file (default 50)")
     emb.add_argument("--batch-size", type=positive_int, default=32, help="sentences per forward pass (default 32)")
@@ -85,12 +99,12 @@ def _mask(args: argparse.Namespace) -> int:
     from ..models.loading import resolve_model_dir
     from ..views.inspection_html import render_mask_html
 
-    if "[MASK]" not in args.text:
-        raise UsageError("the text has no [MASK] token: write [MASK] where the hidden word goes, e.g. "
-                         "\"The girl ran to a local pub to [MASK] the din of her city.\"")
+    if "[MASK]" not in args.text and "<mask>" not in args.text:  # before loading a model (BERT's or RoBERTa's)
+        raise UsageError("the text has no [MASK] token: write [MASK] (RoBERTa: <mask>) where the hidden word goes, "
+                         "e.g. \"The girl ran to a local pub to [MASK] the din of her city.\"")
     directory = resolve_model_dir(args.model)
     model, tokenizer = load_masked_lm(directory)
-    report = masked_word_view(model, tokenizer, args.text, args.top_k, args.top_attended)
+    report = masked_word_view(model, tokenizer, args.text, args.top_k, args.top_attended, warn=_warn)
     if not args.quiet:
         print(render_terminal(report, args.all_heads))
     payload = {"model": str(directory), "model_class": type(model).__name__, **report}
@@ -112,7 +126,7 @@ def _embeddings(args: argparse.Namespace) -> int:
         raise UsageError(f"--file {args.file}: no sentences (the file is empty)")
     model, tokenizer = load_model(directory, "encoder")  # the bare encoder: task heads are left unused
     report = embedding_report(model, tokenizer, sentences, words, args.samples, args.seed, args.max_occurrences,
-                              args.batch_size, source=f"--file {args.file}")
+                              args.batch_size, source=f"--file {args.file}", warn=_warn)
     if not args.quiet:
         print(render_terminal(report))
     payload = {"model": str(directory), "file": args.file, **report}

@@ -22,6 +22,7 @@ from ..errors import ArgumentParser, UsageError
 from ..models.config import ConfigError
 from ..training import trainer
 from ..training.trainer import METRICS, SAVE_DTYPES, TASKS, TrainConfig, train
+from .arguments import seed_number
 
 __all__ = ["build_parser", "config_from_args", "train_main", "main"]
 
@@ -96,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "the train file)")
     data.add_argument("--label-names", metavar="LIST", help="comma-separated names stored as id2label, e.g. negative,positive")
     data.add_argument("--max-length", metavar="N", type=_number(int, 1), default=d.max_length,
-                      help="word pieces per example, [CLS] and [SEP] included (longer ones are cut)")
+                      help="word pieces per example, [CLS] and [SEP] included (longer ones are cut; default: "
+                           "128, or fewer if the model reads fewer positions)")
     model = parser.add_argument_group("model and output")
     model.add_argument("--model", metavar="MODEL", required=True,
                        help="folder with config.json, model.safetensors, vocab.txt; or pkg:<module> of an "
@@ -129,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--max-steps", metavar="N", type=_number(int, 1), help="stop after this many optimizer steps")
     opt.add_argument("--bucket-size", metavar="N", type=_number(int, 1), default=d.bucket_size,
                      help="batches per length-sorted pool")
-    opt.add_argument("--seed", metavar="N", type=int, default=d.seed, help="seed of initialisation, shuffling and dropout")
+    opt.add_argument("--seed", metavar="N", type=seed_number, default=d.seed, help="seed of initialisation, shuffling and dropout")
     run = parser.add_argument_group("evaluation, checkpoints and speed")
     run.add_argument("--eval-every", metavar="N", type=_number(int, 0), default=d.eval_every,
                      help="evaluate every N steps (0: only after each epoch)")

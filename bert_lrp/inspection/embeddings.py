@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -162,7 +162,8 @@ def _snippet(text: str, occurrence_start: int, occurrence_end: int, width: int =
 
 
 def embedding_report(model, tokenizer, sentences: Sequence[str], words: Sequence[str], samples: int = 1000,
-                     seed: int = 0, max_occurrences: int = 50, batch_size: int = 32, source: str = "--file") -> dict:
+                     seed: int = 0, max_occurrences: int = 50, batch_size: int = 32, source: str = "--file",
+                     warn: Optional[Callable[[str], None]] = None) -> dict:
     """Self-similarity, anisotropy, corrected self-similarity, between-word similarity and a PCA per
     layer for the target ``words`` in ``sentences`` (see the module docstring); JSON-ready.
 
@@ -176,11 +177,16 @@ def embedding_report(model, tokenizer, sentences: Sequence[str], words: Sequence
     found: Dict[str, List[Tuple[Occurrence, Tuple[int, int]]]] = {t.lower(): [] for t in targets}
     inputs = [TextInput(text, None, f"{source}: sentence {i + 1}") for i, text in enumerate(texts)]
     encoded: Dict[int, List[Tuple[Occurrence, Tuple[int, int]]]] = {}
-    for rows, encoding in encoded_batches(model, tokenizer, inputs, 256):
+    notes: List[str] = []  # the road's warnings (texts cut to the model's positions): one summary line
+    for rows, encoding in encoded_batches(model, tokenizer, inputs, 256, warn=notes.append):
         for row, index in enumerate(rows):
             offsets = encoding.offsets[row]
             encoded[index] = [(occurrence, (offsets[occurrence.positions[0]][0], offsets[occurrence.positions[-1]][1]))
                               for occurrence in word_occurrences(encoding, row, index, texts[index])]
+    if notes and warn is not None:
+        warn(f"{len(notes):,} of {len(texts):,} sentences were cut or have no words (first: {notes[0]})")
+    if samples < 2:
+        raise UsageError(f"--samples {samples}: the anisotropy baseline needs at least 2 random words")
     for index in range(len(texts)):  # in file order: the first occurrences of each word
         for occurrence, span in encoded[index]:
             all_words.append(occurrence)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
 from ..errors import UsageError
 
-MLM_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining")
+MLM_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining", "RobertaForMaskedLM", "DistilBertForMaskedLM")
 HOW_TO_GET_AN_MLM = ("convert a Google BERT TensorFlow checkpoint (e.g. uncased_L-12_H-768_A-12) with "
                      "`bert-lrp convert`, or save a transformers BertForMaskedLM with save_pretrained")
 
@@ -37,11 +37,13 @@ __all__ = ["load_masked_lm", "mask_positions", "masked_word_view", "logit_lens",
 
 
 def load_masked_lm(directory: Path):
-    """The masked-LM model (``BertForMaskedLM`` or ``BertForPreTraining``, as ``config.json``'s
-    ``architectures`` says; ``BertForMaskedLM`` when it says nothing) in ``directory`` and its
-    tokenizer, loaded by :func:`bert_lrp.models.loading.load_pretrained`. A model without
-    masked-LM head weights is a :class:`UsageError` naming the class found and how to get a masked LM."""
-    from ..models.bert import BertForMaskedLM, BertForPreTraining
+    """The masked-LM model in ``directory`` (``BertForMaskedLM`` or ``BertForPreTraining``,
+    ``RobertaForMaskedLM``, ``DistilBertForMaskedLM``, as ``config.json``'s ``architectures`` says;
+    the family's masked LM when it says nothing) and its tokenizer, loaded by
+    :func:`bert_lrp.models.loading.load_pretrained`. A model without masked-LM head weights is a
+    :class:`UsageError` naming the class found and how to get a masked LM."""
+    from ..models.auto import model_class
+    from ..models.bert import BertForPreTraining
     from ..models.loading import load_pretrained, read_config
 
     config = read_config(directory)
@@ -49,21 +51,22 @@ def load_masked_lm(directory: Path):
     found = [name for name in architectures if name in MLM_ARCHITECTURES]
     if architectures and not found:
         raise UsageError(f"--model {directory}: the model is a {architectures[0]} (config.json architectures), "
-                         f"which has no masked-LM head; inspect mask needs a {' or '.join(MLM_ARCHITECTURES)}: "
+                         f"which has no masked-LM head; inspect mask needs one of {', '.join(MLM_ARCHITECTURES)}: "
                          f"{HOW_TO_GET_AN_MLM}")
-    if config.model_type != "bert":
-        raise UsageError(f"--model {directory}: the model is a {config.model_type} model; inspect mask needs a "
-                         f"{' or '.join(MLM_ARCHITECTURES)}: {HOW_TO_GET_AN_MLM}")
-    cls = {"BertForMaskedLM": BertForMaskedLM, "BertForPreTraining": BertForPreTraining}[found[0] if found
-                                                                                          else "BertForMaskedLM"]
+    try:
+        cls = BertForPreTraining if found == ["BertForPreTraining"] else model_class(config.model_type, "masked_lm")
+    except Exception:  # noqa: BLE001 -- a family without a masked LM (ELECTRA's discriminator)
+        raise UsageError(f"--model {directory}: {config.model_type} models have no masked-LM head here; inspect mask "
+                         f"needs one of {', '.join(MLM_ARCHITECTURES)}: {HOW_TO_GET_AN_MLM}") from None
     logger = logging.getLogger("bert_lrp")
     level = logger.level
-    logger.setLevel(logging.ERROR)  # "no weights for cls.*, newly initialised" becomes our error below
+    logger.setLevel(logging.ERROR)  # "no weights for the head, newly initialised" becomes our error below
     try:
         model, tokenizer, info = load_pretrained(directory, cls, config=config)
     finally:
         logger.setLevel(level)
-    missing = [key for key in info.newly_initialized if key.startswith("cls.predictions")]
+    head = ("cls.predictions", "lm_head", "vocab_transform", "vocab_layer_norm", "vocab_projector")
+    missing = [key for key in info.newly_initialized if key.startswith(head)]
     if missing:
         raise UsageError(f"--model {directory}: the checkpoint has no masked-LM head weights ({missing[0]}, ...; "
                          f"loaded as {cls.__name__}); inspect mask needs a trained masked-LM head: {HOW_TO_GET_AN_MLM}")
@@ -78,10 +81,8 @@ def mask_positions(input_ids: torch.Tensor, mask_token_id: int) -> List[int]:
 def logit_lens(model, hidden_states: Sequence[torch.Tensor], index: int, position: int) -> torch.Tensor:
     """The masked-LM head of ``model`` applied to ``hidden_states[l][index, position]`` for every
     ``l``: logits ``[L + 1, vocab]`` (row ``l``: after layer ``l``; row 0: the embedding output)."""
-    head = model.cls.predictions
-    decoder = model.bert.embeddings.word_embeddings.weight
     stacked = torch.stack([h[index, position] for h in hidden_states])        # [L + 1, hidden]
-    return head(stacked, decoder, None)                                       # [L + 1, vocab]
+    return model.vocabulary_logits(stacked)                                   # [L + 1, vocab]
 
 
 def top_tokens(logits: torch.Tensor, tokenizer, k: int) -> List[dict]:
@@ -100,7 +101,8 @@ def _attended(row: torch.Tensor, tokens: Sequence[str], k: int) -> List[dict]:
 
 
 @torch.no_grad()
-def masked_word_view(model, tokenizer, text: str, top_k: int = 5, top_attended: int = 3) -> dict:
+def masked_word_view(model, tokenizer, text: str, top_k: int = 5, top_attended: int = 3,
+                     warn: Optional[Callable[[str], None]] = None) -> dict:
     """The masked-word view of ``text`` (one or more ``[MASK]``) as a JSON-ready dict.
 
     ``{"text", "tokens", "layers", "heads", "masks": [{"position", "output": top-k,
@@ -108,15 +110,24 @@ def masked_word_view(model, tokenizer, text: str, top_k: int = 5, top_attended: 
     "attention": [{"layer", "mean": {"row", "top"}, "heads": [{"head", "row", "top"}]}] (1..L)}]}``;
     ``row`` is the attention from the masked position to each of the ``len(tokens)`` tokens.
     """
-    from ..attribution.road import TextInput, encoded_batches
+    from ..attribution.road import TextInput, encode_whole, encoded_batches, model_limit
 
-    _, encoding = next(encoded_batches(model, tokenizer, [TextInput(text, None, "text")], 1))
+    item = TextInput(text, None, "text")
+    mask = tokenizer.mask_token
+    whole = encode_whole(tokenizer, item)
+    everywhere = mask_positions(whole["input_ids"][0], tokenizer.mask_token_id)
+    if not everywhere:
+        raise UsageError(f"the text has no {mask} token: write {mask} where the hidden word goes, e.g. "
+                         f"\"The girl ran to a local pub to {mask} the din of her city.\"")
+    limit = model_limit(model, tokenizer)
+    beyond = [p for p in everywhere if p >= limit - 1]  # the last position holds the closing special token
+    if beyond:
+        raise UsageError(f"{mask} at token {beyond[0]} is beyond the model's {limit} positions (the text has "
+                         f"{len(whole.tokens[0]):,} tokens); shorten the text before it")
+    _, encoding = next(encoded_batches(model, tokenizer, [item], 1, warn=warn))
     length = int(encoding["attention_mask"][0].sum())
     tokens = list(encoding.tokens[0][:length])
     positions = mask_positions(encoding["input_ids"][0, :length], tokenizer.mask_token_id)
-    if not positions:
-        raise UsageError("the text has no [MASK] token: write [MASK] where the hidden word goes, e.g. "
-                         "\"The girl ran to a local pub to [MASK] the din of her city.\"")
     output = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
                    token_type_ids=encoding["token_type_ids"], output_hidden_states=True, output_attentions=True)
     logits = output.logits                                                   # [1, seq, vocab]

@@ -60,8 +60,9 @@ def check_layers(layers: Iterable[int], count: int, option: str = "layers") -> L
 
 def parse_layers(text: str, option: str = "--layers", count: Optional[int] = None) -> List[int]:
     """``"6"``, ``"1,2"`` or ``"1-3,6"`` -> sorted distinct layer numbers (1-based). With ``count``
-    the numbers are checked against ``1..count``. Errors are a :class:`UsageError` naming ``option``."""
-    layers: List[int] = []
+    the numbers are checked against ``1..count`` before any range is expanded (``1-40000000`` is
+    an error at once, not a list of forty million). Errors are a :class:`UsageError` naming ``option``."""
+    spans: List[tuple] = []
     for part in (p.strip() for p in str(text).split(",")):
         if not part:
             continue
@@ -74,14 +75,20 @@ def parse_layers(text: str, option: str = "--layers", count: Optional[int] = Non
                              f"(1-based), got {part!r}") from None
         if high < low:
             raise UsageError(f"{option} {text!r}: the range {part} is empty")
-        layers.extend(range(low, high + 1))
-    if not layers:
+        if low < 1:
+            raise UsageError(f"{option} {text!r}: layers are numbered from 1")
+        if count is not None and high > count:
+            raise UsageError(f"{option}: layer {max(low, count + 1)} does not exist; the model has layers "
+                             f"1..{count} (1-based)")
+        spans.append((low, high))
+    if not spans:
         raise UsageError(f"{option} is empty; give layer numbers such as 6, 1,2 or 1-3 (1-based)")
-    if count is not None:
-        return check_layers(layers, count, option)
-    if min(layers) < 1:
-        raise UsageError(f"{option} {text!r}: layers are numbered from 1")
-    return sorted(set(layers))
+    if count is None and any(high - low > 100_000 for low, high in spans):
+        raise UsageError(f"{option} {text!r}: a range of more than 100,000 layers")
+    layers = sorted({layer for low, high in spans for layer in range(low, high + 1)})
+    if count is not None and len(layers) == count:
+        raise UsageError(f"{option} {text!r}: names all {count} layers; at least one must stay")
+    return layers
 
 
 @contextlib.contextmanager
@@ -97,6 +104,8 @@ def skip_layers(model: nn.Module, layers: Iterable[int], option: str = "layers")
     owner, _ = encoder_layers(model)
     original: nn.ModuleList = owner.layer
     chosen = set(check_layers(layers, len(original), option))
+    if len(chosen) == len(original):
+        raise UsageError(f"{option}: skipping all {len(original)} layers leaves no encoder; at least one must stay")
     config = getattr(model, "config", None)
     original_count = getattr(config, "num_hidden_layers", None)
     if not chosen:

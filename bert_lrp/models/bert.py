@@ -598,6 +598,11 @@ class _BertWithMLMHead(BertPreTrainedModel):
     def _extra_parameters_to_zero(self):
         return (self.cls.predictions.bias,)
 
+    def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The masked-LM head on any hidden states ``[..., hidden]`` -> ``[..., vocab_size]`` (the
+        logit lens reads intermediate layers with it)."""
+        return self.cls.predictions(hidden, self.bert.embeddings.word_embeddings.weight, None)
+
     def _masked_lm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1), ignore_index=-100)
 

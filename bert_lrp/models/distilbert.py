@@ -192,17 +192,23 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
     def _extra_parameters_to_zero(self):
         return (self.vocab_projector.bias,)
 
+    def _head(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        hidden = ops.activation(ops.linear(hidden, self.vocab_transform, rules), self.config.hidden_act, rules)
+        hidden = ops.layer_norm(hidden, self.vocab_layer_norm, rules)
+        decoder = _TiedLinear(self.distilbert.embeddings.word_embeddings.weight, self.vocab_projector.bias)
+        return ops.linear(hidden, decoder, rules)
+
+    def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The masked-LM head on any hidden states ``[..., hidden]`` -> ``[..., vocab_size]``."""
+        return self._head(hidden, None)
+
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
                 output_attentions=False, output_hidden_states=False, return_dict=True, *, token_type_ids=None,
                 embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
                                   output_hidden_states, token_type_ids=token_type_ids,
                                   embedding_output=embedding_output, rules=rules, **unused)
-        hidden = ops.activation(ops.linear(encoded.last_hidden_state, self.vocab_transform, rules),
-                                self.config.hidden_act, rules)
-        hidden = ops.layer_norm(hidden, self.vocab_layer_norm, rules)
-        decoder = _TiedLinear(self.distilbert.embeddings.word_embeddings.weight, self.vocab_projector.bias)
-        logits = ops.linear(hidden, decoder, rules)
+        logits = self._head(encoded.last_hidden_state, rules)
         loss = None if labels is None else F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1),
                                                             ignore_index=-100)
         return _finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)

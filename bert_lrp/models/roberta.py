@@ -155,6 +155,10 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
     def _extra_parameters_to_zero(self):
         return (self.lm_head.bias,)
 
+    def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The masked-LM head on any hidden states ``[..., hidden]`` -> ``[..., vocab_size]``."""
+        return self.lm_head(hidden, self.roberta.embeddings.word_embeddings.weight, None)
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
                 return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):

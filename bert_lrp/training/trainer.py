@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._io import atomic_directory, atomic_write_text
+from ..errors import UsageError
 from ..models.checkpoint import CheckpointError
 from ..models.config import ConfigError
 from ..models.auto import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
@@ -64,7 +65,7 @@ class TrainConfig:
     label_column: str = "label"
     labels: Optional[List[str]] = None   # label values in id order (default: sorted labels of train_file)
     label_names: Optional[List[str]] = None  # names stored as id2label (default: the label values)
-    max_length: int = 128
+    max_length: Optional[int] = None   # word pieces per example; None: min(128, the model's positions)
     batch_size: int = 32                 # global batch per optimizer step
     eval_batch_size: int = 64
     grad_accum: int = 1
@@ -97,13 +98,14 @@ class TrainConfig:
         if self.task not in TASKS:
             raise ConfigError(f"task (--task) must be one of {', '.join(TASKS)}, got {self.task!r}")
         for name in ("batch_size", "eval_batch_size", "grad_accum", "max_length", "bucket_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} ({_flag(name)}) must be >= 1, got {getattr(self, name)}")
         if self.save_dtype not in SAVE_DTYPES:
             raise ConfigError(f"save_dtype (--save-dtype) must be one of {', '.join(SAVE_DTYPES)}, "
                               f"got {self.save_dtype!r}")
         if self.work_dir is None:
             self.work_dir = os.path.join(self.output_dir, "training")
+        _refuse_overwriting_the_source(self)
         if self.metric is None:
             self.metric = "f1" if self.task == "token" else "accuracy"
         if self.metric not in METRICS[self.task]:
@@ -389,6 +391,34 @@ def checkpoint_folders(work_dir: str) -> List[Tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
+DEFAULT_MAX_LENGTH = 128
+
+
+def _fitted_max_length(asked: Optional[int], model_config, tokenizer) -> int:
+    """Word pieces per example: ``asked``, else min(128, what the model reads); an ``asked``
+    length beyond the model's positions is a :class:`ConfigError` (it would fail at step 0)."""
+    offset = 2 if model_config.model_type == "roberta" else 0  # RoBERTa's positions start after the padding id
+    positions = min(model_config.max_position_embeddings - offset, tokenizer.model_max_length)
+    if asked is None:
+        return min(DEFAULT_MAX_LENGTH, positions)
+    if asked > positions:
+        raise UsageError(f"--max-length {asked} is more than the model reads ({positions} positions)")
+    return asked
+
+
+def _refuse_overwriting_the_source(config: "TrainConfig") -> None:
+    """``--output-dir`` and ``--work-dir`` must not be the ``--model`` folder (the export would
+    replace the weights training starts from)."""
+    if config.model is None or not os.path.isdir(config.model):
+        return
+    source = os.path.realpath(config.model)
+    for name, folder in (("output_dir (--output-dir)", config.output_dir), ("work_dir (--work-dir)", config.work_dir)):
+        target = os.path.realpath(folder)
+        if target == source:
+            raise ConfigError(f"{name} {folder} is the folder of --model {config.model}: training "
+                              "would overwrite the model it starts from; choose another folder")
+
+
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """Fine-tunes ``model`` on ``config.train_file``; see :func:`train` for the one-call version."""
@@ -417,6 +447,7 @@ class Trainer:
             raise ConfigError(f"the model has {self.model.config.num_labels} outputs but the data has "
                               f"{len(self.labels)} labels ({', '.join(self.labels)})")
         self.model.config.id2label = dict(self.id2label)
+        self.max_length = _fitted_max_length(config.max_length, self.model.config, self.tokenizer)
         self.train_set = self._dataset(train_examples)
         self.eval_set = self._read(config.eval_file, columns)
         self.test_set = self._read(config.test_file, columns)
@@ -448,7 +479,7 @@ class Trainer:
                                    id2label=self.id2label)
 
     def _dataset(self, examples) -> Dataset:
-        return Dataset(examples, encode(examples, self.tokenizer, self.label2id, self.config.max_length))
+        return Dataset(examples, encode(examples, self.tokenizer, self.label2id, self.max_length))
 
     def _read(self, path: Optional[str], columns: dict) -> Optional[Dataset]:
         return None if path is None else self._dataset(read_examples(path, self.config.task, **columns))
