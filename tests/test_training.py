@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from bert_lrp._io import atomic_write_text
 from bert_lrp import BertConfig, BertForSequenceClassification, BertForTokenClassification, BertTokenizer
 from bert_lrp.models.checkpoint import CheckpointError
 from bert_lrp.cli.train import train_main
@@ -22,7 +23,9 @@ POSITIVE = {"good", "great", "fine"}
 
 def make_tokenizer(folder: Path) -> BertTokenizer:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + ["##s", "##ed"]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    # atomically: the ranks of a multi-process test write it at the same time (a plain write
+    # truncates the file another rank is reading)
+    atomic_write_text(folder / "vocab.txt", "\n".join(vocab) + "\n")
     return BertTokenizer.from_vocab(folder / "vocab.txt", do_lower_case=True)
 
 
