@@ -26,6 +26,7 @@ COMMANDS = {
     "convert": ("bert_lrp.cli.convert", "convert_main", "convert a TensorFlow BERT checkpoint (no TensorFlow needed)"),
     "inspect-checkpoint": ("bert_lrp.cli.convert", "inspect_main", "list the tensors of a TensorFlow checkpoint"),
     "inspect": ("bert_lrp.cli.inspect", "main", "look inside: masked word per layer, embeddings across layers"),
+    "serve": ("bert_lrp.cli.serve", "main", "the explorer: a local web page to explain, compare and browse"),
 }
 
 GLOBAL_OPTIONS = """global options (before COMMAND):
