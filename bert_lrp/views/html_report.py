@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 from typing import List, Optional, Sequence
 
+from .._text import printable
 from .terminal import (method_title, relevance_rgb, shorten, symmetric_scale, target_word_shares, text_rgb,
                        word_scores)
 
@@ -42,7 +43,9 @@ table.meta td { padding: 1px 10px 1px 0; font-size: 14px; }
 
 
 def e(value) -> str:
-    return html.escape(str(value), quote=True)
+    """``value`` escaped for HTML, with control characters and bidi controls shown as visible escapes
+    (``\\x1b``, ``\\u202e``): a label or a word can neither inject markup nor reorder the page's text."""
+    return html.escape(printable(value), quote=True)
 
 
 def _style(score: float, scale: float) -> str:

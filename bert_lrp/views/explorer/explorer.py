@@ -120,7 +120,7 @@ class Explorer:
     def methods_info() -> Dict[str, Any]:
         methods = []
         for method in registry.all_methods():
-            methods.append({"name": method.name, "title": method.title, "aliases": list(method.aliases),
+            methods.append({"name": method.name, "title": method.label, "aliases": list(method.aliases),
                             "shared_pass": method.shared_pass,
                             "options": [_option_info(option) for option in method.options]})
         presets = [m["name"] for m in methods if m["name"].startswith("lrp:")]
