@@ -30,6 +30,7 @@ from bert_lrp.views.explorer.explorer import Explorer
 from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
 from test_inspect import hf_mlm  # noqa: E402,F401  (a transformers BertForMaskedLM fixture)
 
+DATASETS = "/api/datasets"
 XSS = ['<script>window.__xss=1</script>', '"><img src=x onerror="window.__xss=1">', "\u202eevil\u202c",
        "\x1b[31mred\x1b[0m", "<b>bold</b> & 'quotes'"]
 
@@ -236,30 +237,30 @@ def test_a_data_set_is_sortable_and_filterable(data_client):
     client, records = data_client
     info = client.get("/api/datasets").json()["datasets"]
     assert info[0]["id"] == "1" and info[0]["rows"] == 5 and info[0]["has_gold"] and info[0]["methods"] == ["lrp", "gradient_x_input"]
-    rows = client.get("/api/datasets/1/rows?sort=confidence&order=desc").json()
+    rows = client.get(f"{DATASETS}/1/rows?sort=confidence&order=desc").json()
     confidences = [r["confidence"] for r in rows["rows"] if r["confidence"] is not None]
     assert rows["total"] == 5 and confidences == sorted(confidences, reverse=True)
     label = records[0]["prediction"]
-    by_label = client.get(f"/api/datasets/1/rows?label={label}").json()["rows"]
+    by_label = client.get(f"{DATASETS}/1/rows?label={label}").json()["rows"]
     assert by_label and all(r["prediction"] == label for r in by_label)
-    correct = client.get("/api/datasets/1/rows?correct=true").json()["rows"]
+    correct = client.get(f"{DATASETS}/1/rows?correct=true").json()["rows"]
     assert all(r["gold"] == r["prediction"] for r in correct)
-    assert [r["index"] for r in client.get("/api/datasets/1/rows?word=film").json()["rows"]] == [0, 2]
-    assert client.get("/api/datasets/1/rows?sort=text").json()["field"] == "sort"
-    assert client.get("/api/datasets/1/rows?bogus=1").json()["field"] == "bogus"
+    assert [r["index"] for r in client.get(f"{DATASETS}/1/rows?word=film").json()["rows"]] == [0, 2]
+    assert client.get(f"{DATASETS}/1/rows?sort=text").json()["field"] == "sort"
+    assert client.get(f"{DATASETS}/1/rows?bogus=1").json()["field"] == "bogus"
 
 
 def test_a_row_shows_its_record_and_views(data_client):
     client, records = data_client
-    row = client.get("/api/datasets/1/rows/2").json()
+    row = client.get(f"{DATASETS}/1/rows/2").json()
     assert row["record"] == records[2] and row["views"]["html"].count('class="w"') == 4 * 2
-    assert client.get("/api/datasets/1/rows/99").status_code == 404
-    assert client.get("/api/datasets/9/rows").status_code == 404
+    assert client.get(f"{DATASETS}/1/rows/99").status_code == 404
+    assert client.get(f"{DATASETS}/9/rows").status_code == 404
 
 
 def test_words_pushing_toward_each_label_over_the_data_set(data_client):
     client, records = data_client
-    result = client.get("/api/datasets/1/words?method=lrp&top=5").json()
+    result = client.get(f"{DATASETS}/1/words?method=lrp&top=5").json()
     for label, words in result["labels"].items():
         totals = [w["total"] for w in words]
         assert totals == sorted(totals, reverse=True) and all(t > 0 for t in totals)
@@ -288,7 +289,7 @@ def test_an_uploaded_file_is_explained_in_a_job(data_client):
         import time
         time.sleep(0.05)
     assert info["finished"] and info["error"] is None and info["done"] == 2
-    rows = client.get(f"/api/datasets/{info['dataset']}/rows").json()["rows"]
+    rows = client.get(f"{DATASETS}/{info['dataset']}/rows").json()["rows"]
     assert [r["gold"] for r in rows] == ["positive", "negative"]
     too_big = client.post("/api/datasets", json={"text": "a\n" * 2001})
     assert too_big.status_code == 413 and too_big.json()["field"] == "text"

@@ -9,7 +9,7 @@ import torch
 
 from bert_lrp import BertTokenizer
 from bert_lrp.cli import explain as explain_cli
-from bert_lrp.views.html_report import heatmap_svg
+from bert_lrp.attribution.heatmaps import heatmap_svg
 from bert_lrp.views.terminal import (ansi_background, coloured_words, colour_mode, printable, relevance_rgb, render_terminal,
                             symmetric_scale)
 from bert_lrp.attribution.words import merge_word_pieces

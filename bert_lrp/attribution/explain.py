@@ -25,6 +25,7 @@ from torch import nn
 from ..rules.composites import Composite, RuleSet, get_composite
 from ..rules.functions import stack_copies
 from . import registry
+from .heatmaps import notebook_html, show_html
 from .registry import Method, MethodContext
 from .targets import Target, logits_of, resolve_target, select, task_of
 from .words import word_numbers
@@ -130,6 +131,46 @@ class Explanation:
         if self.encoding is None or not hasattr(self.encoding, "word_ids"):
             raise ValueError("word-level scores need the batch returned by BertTokenizer (it carries offsets)")
         return merge_word_pieces(self.scores[_canonical(method)][index], self.encoding, index)
+
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: per example (per label with ``target="all"``) the predicted and explained
+        outputs and per method the words coloured by relevance (word pieces on hover), with the
+        component of the HTML report and the explorer. The model's label names are not part of an
+        Explanation, so outputs are named by id; :func:`bert_lrp.explain_texts` names them."""
+        return notebook_html([view for index in range(self.logits.shape[0]) for view in self._views(index)])
+
+    def show(self) -> None:
+        """Display :meth:`_repr_html_` in the running notebook (needs IPython)."""
+        show_html(self._repr_html_())
+
+    def _views(self, index: int) -> List[dict]:
+        """Example ``index`` as flat records for :func:`bert_lrp.attribution.heatmaps.example_html`."""
+        if self.all_labels:
+            return [view for label in range(self.target.shape[1]) for view in self.for_label(label)._views(index)]
+        from .words import merge_word_pieces
+
+        mask = self.attention_mask[index]
+        tokens = list(self.tokens[index]) if self.tokens else [f"#{p}" for p in range(mask.shape[0])]
+        if self.encoding is not None:
+            merged = merge_word_pieces([0.0] * len(tokens), self.encoding, index)
+            words = [{"word": w["word"], "pieces": w["positions"]} for w in merged]
+        else:  # no Encoding: every token the model read is a word
+            words = [{"word": tokens[p], "pieces": [p]} for p in mask.nonzero().flatten().tolist()]
+        logits = self.logits[index]
+        if self.target_position is not None:
+            logits = logits[int(self.target_position[index])]
+        probabilities = torch.softmax(logits.double(), -1)
+        top = probabilities.topk(min(5, probabilities.shape[0]))
+        scores = {}
+        for method in self.methods:
+            values = self.scores[method][index].tolist()
+            scores[method] = {"tokens": values, "words": [sum(values[p] for p in w["pieces"]) for w in words]}
+        return [{"text": " ".join(w["word"] for w in words), "tokens": tokens, "words": words,
+                 "methods": list(self.methods), "prediction": f"output {int(logits.argmax())}",
+                 "target": f"output {int(self.target[index])}",
+                 "probabilities": {f"output {k}": p for p, k in zip(top.values.tolist(), top.indices.tolist())},
+                 "scores": scores, "conservation": {m: float(v[index]) for m, v in self.conservation.items()}}]
 
 
 def _canonical(method: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from .heatmaps import notebook_html, show_html
 from .words import merge_word_pieces
 
 ALL = "all"
@@ -89,6 +90,15 @@ class TextExplanation:
             return self.labels[0]
         wanted = label if isinstance(label, int) else {v: k for k, v in self.label_names.items()}[label]
         return next(entry for entry in self.labels if entry.target == wanted)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view of the explanation: per explained label, the prediction and per method the
+        words coloured by relevance (word pieces on hover), as in the HTML report and the explorer."""
+        return notebook_html(label_views(self.record(layers=True)))
+
+    def show(self) -> None:
+        """Display :meth:`_repr_html_` in the running notebook (needs IPython)."""
+        show_html(self._repr_html_())
 
     def record(self, hidden_relevance: bool = False, layers: bool = False) -> Dict[str, Any]:
         """The JSON record (see the module docstring; floats as computed, no rounding)."""

@@ -124,7 +124,7 @@ def _attention_choice(args: argparse.Namespace, model) -> Optional[int]:
 def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[Tuple[TextExplanation, dict]]:
     """Every input's explanation and the record the views draw (per-layer scores and the chosen
     attention added for ``--html``), in input order (``--target all``: one record with ``labels``)."""
-    from ..views.html_report import MAX_ATTENTION_TOKENS
+    from ..attribution.heatmaps import MAX_ATTENTION_TOKENS
 
     request = request_from(args, html=bool(args.html))
     directory = resolve_model_dir(args.model) if directory is None else directory

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-from .html_report import CSS, MAX_ATTENTION_TOKENS, e, heatmap_svg
-from .terminal import relevance_rgb, text_rgb
+from ..attribution.heatmaps import CSS, MAX_ATTENTION_TOKENS, e, heatmap_svg, relevance_rgb, text_rgb
 
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22")

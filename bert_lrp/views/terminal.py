@@ -1,9 +1,8 @@
 r"""Terminal views of explanations: relevance colours, word lines, readable without colour.
 
-Colours: red for relevance *for* the explained output, blue *against*, white at 0. Intensity is
-``|score| / scale`` (clipped to 1) with ``scale`` the largest absolute word score of the method, so
-each method is normalised on its own, symmetrically around 0. The "redness" (red minus blue
-channel) is ``255 * score / scale``: strictly increasing in the score.
+Colours: the records' scale (:mod:`bert_lrp.attribution.heatmaps`, the same as the HTML report's
+and the explorer's): red for relevance *for* the explained output, blue *against*, white at 0,
+each method normalised on its own, symmetrically around 0.
 
 Terminal safety: every piece of text that comes from the input (texts, words, labels) goes through
 :func:`printable` in every colour mode, ``none`` included. C0 controls (U+0000-U+001F, so ESC,
@@ -15,63 +14,13 @@ characters ``\x1b]0;TITLE\x07`` and can neither set the terminal title nor reord
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
-from .._text import MAX_TEXT_CHARACTERS, printable, shorten  # noqa: F401  (shorten: re-exported)
-
-RGB = Tuple[int, int, int]
-
-def method_title(method: str) -> str:
-    """A method's label from the registry (other names, e.g. ``random``, as they are)."""
-    from ..attribution import registry
-
-    return registry.label(method)
-
-
-def word_scores(record: dict, method: str) -> List[Tuple[str, float]]:
-    """``(word, score)`` of ``method`` for every word of a record
-    (:meth:`bert_lrp.attribution.road.TextExplanation.record`, one label)."""
-    return [(w["word"], s) for w, s in zip(record["words"], record["scores"][method]["words"])]
-
-
-def target_word_shares(record: dict) -> Optional[dict]:
-    """Token classification: the explained word's LRP relevance by embedding part
-    (``{"word", "position", "token_type"}``), from the first method that has shares."""
-    target, shares = record.get("target_word"), record.get("embedding_shares")
-    if target is None or not shares:
-        return None
-    parts = next(iter(shares.values()))
-    return {part: values[target["index"]] for part, values in parts.items()}
-
-
-def symmetric_scale(scores: Iterable[float]) -> float:
-    """Largest absolute score (1.0 when all are 0, so that everything maps to white)."""
-    values = [abs(float(s)) for s in scores if math.isfinite(float(s))]
-    top = max(values, default=0.0)
-    return top if top > 0 else 1.0
-
-
-def intensity(score: float, scale: float) -> float:
-    """Signed intensity in [-1, 1]: ``score / scale`` clipped."""
-    if not math.isfinite(score) or scale <= 0:
-        return 0.0
-    return max(-1.0, min(1.0, score / scale))
-
-
-def relevance_rgb(score: float, scale: float) -> RGB:
-    """White at 0, pure red (255, 0, 0) at +scale, pure blue (0, 0, 255) at -scale."""
-    a = intensity(score, scale)
-    fade = int(round(255 * (1 - abs(a))))
-    return (255, fade, fade) if a >= 0 else (fade, fade, 255)
-
-
-def text_rgb(background: RGB) -> RGB:
-    """Black or white text, whichever reads better on ``background``."""
-    r, g, b = background
-    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
+from .._text import printable, shorten
+from ..attribution.heatmaps import (RGB, method_title, relevance_rgb, symmetric_scale, target_word_shares, text_rgb,
+                                    word_scores)
 
 
 # ------------------------------------------------------------------- terminal colour

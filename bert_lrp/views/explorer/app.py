@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ..html_report import CSS as REPORT_CSS
+from ...attribution.heatmaps import CSS as REPORT_CSS
 from .explorer import ApiError, Explorer
 
 STATIC = Path(__file__).parent / "static"

@@ -18,12 +18,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ...attribution import registry
+from ...attribution.heatmaps import example_html
 from ...attribution.records import ALL, FailedText, label_views
 from ...attribution.road import (DEFAULT_METHODS, Request, TextInput, encode_whole, encoded_batches, explain_texts,
                                  json_payload, model_limit, stream_texts)
 from ...attribution.targets import task_of
 from ...errors import BertLrpError, UsageError
-from ..html_report import example_html, render_html
+from ..html_report import render_html
 
 MAX_WINDOWS = 16               # a text may span at most this many windows of the model's positions
 MAX_UPLOAD_BYTES = 1 << 20     # an uploaded data set: 1 MB ...
