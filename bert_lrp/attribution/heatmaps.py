@@ -211,6 +211,10 @@ def example_html(report: dict, number: int) -> str:
         out.append(f"<div>{legend(scale)}")
         if method in report.get("conservation", {}):
             out.append(f' <span class="small">conservation {report["conservation"][method]:.4f}</span>')
+        parts = report.get("embedding_shares", {}).get(method)
+        if parts and not shares:
+            out.append(' <span class="small">embedding parts (summed over the words): ' + ", ".join(
+                f"{e(name.replace('_', ' '))} {sum(values):+.4f}" for name, values in parts.items()) + "</span>")
         out.append("</div>")
         tokens = [(t, s) for t, s in zip(report["tokens"], entry["tokens"])]
         token_scale = symmetric_scale(s for _, s in tokens)

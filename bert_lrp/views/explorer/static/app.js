@@ -5,14 +5,24 @@
 const $ = (id) => document.getElementById(id);
 const state = { models: [], methods: [], record: null, attention: null, focus: null, sort: "index", order: "asc" };
 
+// Control characters and bidi controls shown as visible escapes (\x1b, \u202e), as the command
+// line and the server's component show them: a text can neither hide characters nor reorder a line.
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u2028\u2029]/g;
+function visible(text) {
+  return String(text).replace(UNSAFE, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
 function element(tag, text, attributes = {}) {
   const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (text !== undefined && text !== null) node.textContent = visible(text);
   for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
   return node;
 }
 
-function showError(message) { $("error").textContent = message || ""; }
+function showError(message) { $("error").textContent = visible(message || ""); }
 
 async function api(path, body) {
   const options = body === undefined ? {} :
@@ -188,7 +198,7 @@ async function loadAttention() {
 function svg(tag, attributes = {}, text) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  if (text !== undefined) node.textContent = text;
+  if (text !== undefined) node.textContent = visible(text);
   return node;
 }
 

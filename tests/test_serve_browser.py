@@ -1,0 +1,221 @@
+"""The explorer's page in a real browser: Debian's ``chromium`` driven by Playwright (its own
+browser download is not used), against ``bert-lrp serve``'s app on 127.0.0.1.
+
+One walk through the page, as a user would click it, with the shipped SST-2 model, a random
+masked LM and a small data set written by ``explain --jsonl``:
+
+* type a sentence, explain it: per method the words in the text's order, a strongly positive word
+  coloured red (relevance for "positive"), the rank agreement between the methods;
+* switch the attention's layer and head (the drawing changes), pick one token (only its lines
+  stay), switch to the matrix (one cell per token pair);
+* save the view as the HTML report (a download holding the same heatmaps);
+* pick the masked LM, click a word to mask it: top-5 predictions and the logit lens per layer;
+* open the data-set tab, sort by confidence both ways, filter by a word, click a row (its
+  heatmaps), see the words that push toward each label;
+* hostile text (markup, event handlers, bidi and terminal escapes) typed in, explained, masked and
+  shown from the data set runs nothing (``window.__xss`` stays undefined);
+* no console error and no page error anywhere; screenshots go to the test's temporary folder.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bert_lrp import cli
+from bert_lrp.models.loading import load_model
+from bert_lrp.views.explorer.app import create_app
+from bert_lrp.views.explorer.explorer import Explorer
+
+from serving import serving  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_inspect import hf_mlm  # noqa: E402,F401  (a transformers BertForMaskedLM fixture)
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "minilm-sst2"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-quic"]
+HOSTILE = '<script>window.__xss=1</script> "><img src=x onerror="window.__xss=1"> \u202eevil \x1b[31mred'
+DATA = [("a wonderful , moving film", "positive"), ("a dull and boring movie", "negative"),
+        ("the film is wonderful", "positive"), ("the plot is dull", "positive"), (HOSTILE, "negative")]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("the browser test needs Debian's chromium: apt-get install -y chromium (.ci/run installs it)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, hf_mlm):
+    folder = tmp_path_factory.mktemp("browser")
+    texts = folder / "texts.txt"
+    texts.write_text("".join(text.replace("\x1b", "") + "\n" for text, _ in DATA), encoding="utf-8")
+    data = folder / "explained.jsonl"
+    assert cli.main(["explain", "--model", str(SHIPPED), "--file", str(texts), "--jsonl", str(data),
+                     "--methods", "lrp,gi", "--quiet"]) == 0
+    records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
+    for record, (_, gold) in zip(records, DATA):
+        record["label"] = gold
+    data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    loaded = [(SHIPPED, *load_model(SHIPPED)), (hf_mlm[1], *load_model(hf_mlm[1], "masked_lm"))]
+    with serving(create_app(Explorer(loaded, data))) as address:
+        yield address, records
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, site, tmp_path):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1000})
+    opened = context.new_page()
+    problems = []
+    opened.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
+              if message.type == "error" else None)
+    opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    opened.goto(site[0] + "/")
+    opened.wait_for_selector("body[data-ready=true]")
+    yield opened
+    opened.screenshot(path=str(tmp_path / "last.png"), full_page=True)
+    assert opened.evaluate("typeof window.__xss") == "undefined"
+    context.close()
+    assert problems == []
+
+
+def explain(page, text: str) -> None:
+    page.fill("#text", text)
+    page.click("#explain-button")
+    page.wait_for_function("() => document.querySelector('#status').textContent === '' && "
+                           "document.querySelectorAll('#heatmaps span.w').length > 0")
+
+
+def heatmap_words(page) -> dict:
+    """Per method block of the result, by its heading: [(word, background colour, hover title)]."""
+    return dict(page.evaluate("""() => [...document.querySelectorAll('#heatmaps div.text')]
+        .filter((block) => block.querySelector('span.w'))
+        .map((block) => [block.previousElementSibling.textContent, [...block.querySelectorAll('span.w')]
+             .map((span) => [span.textContent, getComputedStyle(span).backgroundColor, span.title])])"""))
+
+
+def rgb(colour: str) -> tuple:
+    return tuple(int(v) for v in re.findall(r"\d+", colour)[:3])
+
+
+def test_explain_a_sentence_compare_methods_and_read_the_attention(page, tmp_path):
+    assert page.locator("#model option").all_inner_texts() == ["minilm-sst2", "random-mlm"]
+    defaults = ["lrp", "gradient_x_input", "gradient"]  # the road's default methods, checked
+    assert [page.is_checked(f"#method-{name}") for name in defaults] == [True, True, True]
+    explain(page, "a wonderful , moving film")
+    blocks = heatmap_words(page)
+    assert list(blocks) == ["GS (gradient)", "GI (gradient x input)", "LRP"]  # in the order of the boxes
+    for block in blocks.values():
+        assert [word for word, _, _ in block] == ["a", "wonderful", ",", "moving", "film"]
+    assert "positive" in page.inner_text("#heatmaps")
+    assert re.search(r"embedding parts \(summed over the words\): word [+-]\d\.\d{4}, position [+-]\d\.\d{4}, "
+                     r"token type [+-]\d\.\d{4}", page.inner_text("#heatmaps"))
+    lrp = blocks["LRP"]  # LRP: "wonderful" pushes hardest toward "positive": the reddest word, + on hover
+    scores = [float(title.split(" | ")[0]) for _, _, title in lrp]
+    assert max(scores) == scores[1] > 0
+    red, green, blue = rgb(lrp[1][1])
+    assert red == 255 and green == blue < 100  # near the full red of the legend's end
+    assert page.locator("#agreement table tr").count() == 4  # header + three methods
+    page.screenshot(path=str(tmp_path / "explain.png"), full_page=True)
+
+    assert page.is_visible("#attention-view")
+    assert page.locator("#layer option").count() == 6 and page.locator("#head option").count() == 12
+    first = page.inner_html("#attention")
+    page.select_option("#layer", "3")
+    page.select_option("#head", "7")
+    assert page.inner_html("#attention") != first
+    tokens = page.locator("#attention text.attention-from").count()
+    assert tokens == 7  # [CLS] a wonderful , moving film [SEP]
+    all_lines = page.locator("#attention line").count()
+    page.click("#attention text.attention-from[data-index='2']")
+    one_token = page.locator("#attention line").count()
+    assert 0 < one_token < all_lines
+    page.select_option("#attention-mode", "matrix")
+    assert page.locator("#attention rect").count() == tokens * tokens
+    page.screenshot(path=str(tmp_path / "attention.png"), full_page=True)
+
+    with page.expect_download() as waiting:
+        page.click("#save-report")
+    report = Path(waiting.value.path()).read_text(encoding="utf-8")
+    assert report.startswith("<!DOCTYPE html>") and report.count('class="w"') == 3 * 5 and "wonderful" in report
+
+
+def test_mask_a_word_and_read_the_logit_lens(page, tmp_path):
+    page.select_option("#model", "random-mlm")
+    assert page.is_visible("#mask-tab") and page.is_disabled("#preset")
+    page.fill("#text", "the man went to the store")
+    page.click("#explain-button")
+    page.click("#mask-words span.mask-word[data-index='5']")
+    page.wait_for_selector("#mask-result ol.mask-top li")
+    assert page.locator("#mask-result ol.mask-top li").count() == 5
+    assert "the man went to the [MASK]" in page.inner_text("#mask-result")
+    lens_rows = page.locator("#mask-result table tr").count()
+    assert lens_rows - 1 >= 2  # a row per layer (the random model has 2), under a header
+    page.screenshot(path=str(tmp_path / "mask.png"), full_page=True)
+
+
+def test_the_data_set_sorts_filters_and_shows_a_row(page, site, tmp_path):
+    _, records = site
+    page.click("button.tab[data-tab=data]")
+    page.wait_for_function("() => document.querySelectorAll('#rows tbody tr').length === 5")
+
+    def confidences():
+        return [float(c) for c in page.locator("#rows tbody tr td:nth-child(4)").all_inner_texts()]
+
+    def wait_sorted(order):
+        page.wait_for_function(f"""() => {{
+            const values = [...document.querySelectorAll('#rows tbody tr td:nth-child(4)')].map((c) => Number(c.textContent));
+            return values.length === 5 && values.every((v, i) => i === 0 || ({order}));
+        }}""".replace("{order}", order))
+
+    page.click("th[data-sort=confidence]")
+    wait_sorted("values[i - 1] <= v")
+    assert confidences() == sorted(confidences())
+    page.click("th[data-sort=confidence]")
+    wait_sorted("values[i - 1] >= v")
+    assert confidences() == sorted(confidences(), reverse=True)
+
+    page.fill("#filter-word", "wonderful")
+    page.wait_for_function("() => document.querySelectorAll('#rows tbody tr').length === 2")
+    assert all("wonderful" in t for t in page.locator("#rows tbody tr td:nth-child(2)").all_inner_texts())
+    page.fill("#filter-word", "")
+    page.wait_for_function("() => document.querySelectorAll('#rows tbody tr').length === 5")
+
+    page.click("#rows tbody tr[data-index='4']")  # the hostile text, shown as text
+    page.wait_for_selector("#row-detail span.w")
+    hostile_row = page.inner_text("#rows tbody tr[data-index='4']")
+    assert "<script>window.__xss=1</script>" in hostile_row and "\\u202eevil" in hostile_row  # shown, not obeyed
+    page.click("#rows tbody tr[data-index='1']")
+    page.wait_for_function("() => document.querySelector('#row-detail h2').textContent.includes('boring')")
+    words = page.locator("#row-detail div.text").first.locator("span.w").all_inner_texts()
+    assert words == [w["word"] for w in records[1]["words"]]
+    assert page.locator("#words h3").count() == 2  # toward negative, toward positive
+    page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
+
+
+def test_hostile_text_runs_nothing_in_any_view(page):
+    explain(page, HOSTILE)
+    shown = page.inner_text("#heatmaps")
+    assert "<script>window.__xss=1</script>" in shown and "\\u202eevil" in shown and "\u202e" not in shown
+    assert page.locator("#heatmaps img, #heatmaps script, #attention img").count() == 0
+    page.select_option("#model", "random-mlm")
+    page.fill("#text", HOSTILE)
+    page.click("#explain-button")
+    page.click("#mask-words span.mask-word[data-index='0']")
+    page.wait_for_selector("#mask-result ol.mask-top li")
+    assert page.locator("#mask-words img, #mask-result img").count() == 0
+    assert "\\u202eevil" in page.inner_text("#mask-words") and "\u202e" not in page.inner_text("#mask-result")
