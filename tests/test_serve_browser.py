@@ -206,6 +206,27 @@ def test_the_data_set_sorts_filters_and_shows_a_row(page, site, tmp_path):
     assert page.locator("#words h3").count() == 2  # toward negative, toward positive
     page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
 
+    upload = tmp_path / "mine.tsv"
+    upload.write_text("sentence\tlabel\na wonderful film\tpositive\na dull movie\tnegative\nit is fine\tpositive\n",
+                      encoding="utf-8")
+    page.set_input_files("#upload", str(upload))
+    page.wait_for_function("() => [...document.querySelectorAll('#dataset option')].some((o) => "
+                           "o.textContent.startsWith('mine.tsv') && o.selected)")
+    page.wait_for_function("() => document.querySelectorAll('#rows tbody tr').length === 3")
+    indices = page.locator("#rows tbody tr td:nth-child(1)").all_inner_texts()
+    golds = page.locator("#rows tbody tr td:nth-child(5)").all_inner_texts()  # (still sorted by confidence)
+    assert sorted(zip(map(int, indices), golds)) == [(0, "positive"), (1, "negative"), (2, "positive")]
+
+
+def test_every_label_explained_at_once(page):
+    page.select_option("#target", "all")
+    explain(page, "a dull but moving film")
+    headings = page.locator("#heatmaps h2").count()
+    assert headings == 2  # one block per label
+    explained = page.locator("#heatmaps table.meta").all_inner_texts()
+    assert any("negative" in t.split("explained")[1] for t in explained)
+    assert any("positive" in t.split("explained")[1] for t in explained)
+
 
 def test_hostile_text_runs_nothing_in_any_view(page):
     explain(page, HOSTILE)
