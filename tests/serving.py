@@ -14,7 +14,7 @@ import uvicorn
 @contextlib.contextmanager
 def serving(app) -> Iterator[str]:
     """Serve the ASGI ``app``; yields its address (``http://127.0.0.1:<port>``)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # see cli/serve.py
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))

@@ -149,24 +149,25 @@ def heatmap_svg(matrix: Sequence[Sequence[float]], row_labels: Sequence[str], co
     top = 20 + 7 * max((len(c) for c in column_labels), default=1)
     width, height = left + cell * columns + 10, top + cell * rows + 10
     overall = symmetric_scale(v for row in matrix for v in row)
+    row_names, column_names = [e(label) for label in row_labels], [e(label) for label in column_labels]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="{e(title)}">',
              f'<text x="4" y="14" font-size="12" fill="#333">{e(title)}</text>']
-    for j, label in enumerate(column_labels):
+    for j, name in enumerate(column_names):
         x, y = left + cell * j + cell // 2 + 4, top - 4
         parts.append(f'<text x="{x}" y="{y}" font-size="11" transform="rotate(-60 {x} {y})" '
-                     f'font-family="monospace">{e(label)}</text>')
+                     f'font-family="monospace">{name}</text>')
     for i, row in enumerate(matrix):
         y = top + cell * i
         parts.append(f'<text x="{left - 4}" y="{y + cell * 0.7:.1f}" font-size="11" text-anchor="end" '
-                     f'font-family="monospace">{e(row_labels[i])}</text>')
+                     f'font-family="monospace">{row_names[i]}</text>')
         shown_row = [row[j] for j in scale_columns] if scale_columns else row
         scale = symmetric_scale(shown_row) if per_row else overall
         for j, value in enumerate(row):
             shown = value if symmetric else max(0.0, value)
             colour = relevance_rgb(shown, scale)
             parts.append(f'<rect x="{left + cell * j}" y="{y}" width="{cell}" height="{cell}" '
-                         f'fill="rgb{colour}" stroke="#eee"><title>{e(row_labels[i])} / {e(column_labels[j])}: '
+                         f'fill="rgb{colour}" stroke="#eee"><title>{row_names[i]} / {column_names[j]}: '
                          f'{value:.4g}</title></rect>')
     parts.append("</svg>")
     return "".join(parts)

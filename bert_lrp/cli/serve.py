@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import ArgumentParser, BertLrpError, UsageError
-from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
+from ..models.loading import DEFAULT_MODEL, resolve_model_dir
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 
@@ -49,14 +49,10 @@ def build_explorer(models: Optional[List[str]], data: Optional[str]):
     """The :class:`~bert_lrp.views.explorer.explorer.Explorer` of the command line's models and data."""
     from ..views.explorer.explorer import Explorer
 
-    loaded = []
-    for given in models or [DEFAULT_MODEL]:
-        folder = resolve_model_dir(given)
-        model, tokenizer = load_model(folder)
-        loaded.append((folder, model, tokenizer))
+    folders = [resolve_model_dir(given) for given in models or [DEFAULT_MODEL]]
     if data is not None and not Path(data).is_file():
         raise UsageError(f"--data {data}: no such file")
-    return Explorer(loaded, Path(data) if data else None)
+    return Explorer.load(folders, Path(data) if data else None)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -75,7 +71,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.host not in LOCAL:
         print(f"bert-lrp serve: warning: listening on {args.host}: the page and every model are reachable from "
               "the network, without a password", file=sys.stderr)
-    listener = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say they are TCP; without it a
+    # kept-alive connection waits 40 ms (Nagle's algorithm against the client's delayed ACK) per answer
+    listener = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM,
+                             socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((args.host, args.port))

@@ -7,6 +7,8 @@ unexpected error is a 500 ``{"error": "internal error: ..."}``, logged, and the 
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -65,7 +67,10 @@ def _endpoint(answer: Callable[..., Awaitable[Response]]) -> Callable[[Request],
 def create_app(explorer: Explorer) -> Starlette:
     """The Starlette app serving ``explorer``."""
     def run(method: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        return run_in_threadpool(method, *args)  # model work off the event loop; one lock per model inside
+        return run_in_threadpool(method, *args)  # off the event loop
+
+    def on_model(method: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return asyncio.wrap_future(explorer.submit(method, *args))  # checks, model run and views on its thread
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html", headers=HEADERS)
@@ -85,13 +90,13 @@ def create_app(explorer: Explorer) -> Starlette:
         return _json(explorer.methods_info())
 
     async def explain(request: Request) -> Response:
-        return _json(await run(explorer.explain, await _body(request)))
+        return _json(await on_model(explorer.explain, await _body(request)))
 
     async def attention(request: Request) -> Response:
-        return _json(await run(explorer.attention, await _body(request)))
+        return _json(await on_model(explorer.attention, await _body(request)))
 
     async def mask(request: Request) -> Response:
-        return _json(await run(explorer.mask, await _body(request)))
+        return _json(await on_model(explorer.mask, await _body(request)))
 
     async def report(request: Request) -> Response:
         html = await run(explorer.report, await _body(request))
@@ -133,4 +138,9 @@ def create_app(explorer: Explorer) -> Starlette:
         Route("/api/datasets/{id}/words", _endpoint(words)),
         Route("/api/jobs/{id}", _endpoint(job)),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await run_in_threadpool(explorer.close)  # the runs under way finish
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
