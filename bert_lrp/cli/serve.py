@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import ArgumentParser, BertLrpError, UsageError
-from ..models.loading import DEFAULT_MODEL, resolve_model_dir
+from .arguments import positive_int
+from ..models.loading import resolve_model_dir
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 
@@ -31,13 +32,13 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--data", metavar="FILE", help="a JSONL file written by bert-lrp explain --jsonl, to browse")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     return parser
 
 
 def _server_parts():
     try:
-        import uvicorn  # noqa: F401
+        import uvicorn  # noqa: F401  (imported here to name the missing extra)
         from ..views.explorer.app import create_app
     except ImportError as error:
         raise MissingExtra(f"bert-lrp serve needs the serve extra ({error.name} is missing): "
@@ -45,14 +46,14 @@ def _server_parts():
     return create_app
 
 
-def build_explorer(models: Optional[List[str]], data: Optional[str]):
+def build_explorer(models: Optional[List[str]], data: Optional[str], threads: Optional[int] = None):
     """The :class:`~bert_lrp.views.explorer.explorer.Explorer` of the command line's models and data."""
     from ..views.explorer.explorer import Explorer
 
-    folders = [resolve_model_dir(given) for given in models or [DEFAULT_MODEL]]
+    folders = [resolve_model_dir(given) for given in models] if models else [resolve_model_dir(None)]  # the shipped
     if data is not None and not Path(data).is_file():
         raise UsageError(f"--data {data}: no such file")
-    return Explorer.load(folders, Path(data) if data else None)
+    return Explorer.load(folders, Path(data) if data else None, threads)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -62,12 +63,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     create_app = _server_parts()
     import socket
 
-    import torch
     import uvicorn
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    explorer = build_explorer(args.model, args.data)
+    explorer = build_explorer(args.model, args.data, args.threads)
     if args.host not in LOCAL:
         print(f"bert-lrp serve: warning: listening on {args.host}: the page and every model are reachable from "
               "the network, without a password", file=sys.stderr)
