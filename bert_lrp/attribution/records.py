@@ -1,7 +1,8 @@
 """The results of the road (:mod:`bert_lrp.attribution.road`): one text's explanation and its
 one JSON record, which ``--json``, ``--jsonl``, the views and the explorer all read.
 
-A record: ``index``, ``source`` (file and line), ``text`` (``pair``), ``prediction``,
+A record: ``index``, ``source`` (file and line), ``text`` (``pair``; ``label``, the gold label of
+a table's row), ``prediction``,
 ``probabilities`` and ``logits`` by label name, ``tokens`` (word pieces), ``words`` (word, start,
 end, sequence, piece positions), ``methods``; then ``target``, ``target_logit``, ``scores`` (per
 method: ``tokens`` and ``words`` scores, words summing their pieces), ``conservation``,
@@ -64,6 +65,7 @@ class TextExplanation:
     dropped_tokens: int = 0
     attentions: Optional[torch.Tensor] = None
     spans: List[Tuple[int, int]] = field(default_factory=list)  # windowed: each window's piece span [start, end)
+    gold: Optional[str] = None  # the gold label the input gave (a table's label column): the record's "label"
 
     @property
     def tokens(self) -> List[str]:
@@ -108,6 +110,8 @@ class TextExplanation:
         record: Dict[str, Any] = {"index": self.index, "source": self.source, "text": self.text}
         if self.pair is not None:
             record["pair"] = self.pair
+        if self.gold is not None:
+            record["label"] = self.gold
         probabilities = self.probabilities.tolist()
         record.update({"prediction": names[self.prediction],
                        "probabilities": {names[k]: p for k, p in enumerate(probabilities)},
@@ -176,11 +180,14 @@ class FailedText:
     text: str
     pair: Optional[str]
     error: str
+    label: Optional[str] = None
 
     def record(self, **_: Any) -> Dict[str, Any]:
-        """``{"index", "source", "text", ("pair"), "error"}``."""
+        """``{"index", "source", "text", ("pair"), ("label"), "error"}``."""
         record: Dict[str, Any] = {"index": self.index, "source": self.source, "text": self.text}
         if self.pair is not None:
             record["pair"] = self.pair
+        if self.label is not None:
+            record["label"] = self.label
         record["error"] = self.error
         return record

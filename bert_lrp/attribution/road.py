@@ -46,12 +46,14 @@ Warn = Callable[[str], None]
 # ------------------------------------------------------------------ inputs
 @dataclass(frozen=True)
 class TextInput:
-    """One text to explain: ``text``, the second text of a pair (or None), and where it came
-    from (``"data.txt, line 3"``, ``"argument 1"``) for messages and records."""
+    """One text to explain: ``text``, the second text of a pair (or None), where it came from
+    (``"data.txt, line 3"``, ``"argument 1"``) for messages and records, and its gold ``label``
+    when the input says it (a table's ``label`` column), kept in the record."""
 
     text: str
     pair: Optional[str] = None
     source: str = ""
+    label: Optional[str] = None
 
 
 def as_inputs(texts: Iterable[Union[str, Tuple[str, Optional[str]], TextInput]],
@@ -88,15 +90,43 @@ def _read_stdin() -> str:
     return decode_utf8(buffer.read(), "stdin")
 
 
+TEXT_COLUMNS = ("sentence", "sentence1", "text")   # a table's text column, the first found
+PAIR_COLUMNS = ("sentence2", "pair")               # its second text, if any
+LABEL_COLUMN = "label"
+
+
+def parse_texts(content: str, name: str, pair: Optional[str] = None) -> List[TextInput]:
+    """The texts of a file's ``content``: one text per line, or, when the first line is a
+    tab-separated header naming a text column (``sentence``, ``sentence1`` or ``text``; GLUE's
+    layout), one text per row with its pair (``sentence2`` / ``pair``) and gold ``label`` columns.
+    Sources are ``"<name>, line <n>"``; blank lines and rows without text are skipped; ``pair``
+    is the second text of every input that has none."""
+    lines = _lines(content)
+    header = lines[0].split("\t") if lines and "\t" in lines[0] else []
+    text_column = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
+    if text_column is None:
+        return [TextInput(line, pair, f"{name}, line {n}") for n, line in enumerate(lines, 1) if line.strip()]
+    pair_column = next((header.index(c) for c in PAIR_COLUMNS if c in header), None)
+    label_column = header.index(LABEL_COLUMN) if LABEL_COLUMN in header else None
+    found = []
+    for number, line in enumerate(lines[1:], 2):
+        cells = line.split("\t")
+        cell = lambda column: cells[column] if column is not None and column < len(cells) else None  # noqa: E731
+        if (cell(text_column) or "").strip():
+            found.append(TextInput(cell(text_column), cell(pair_column) or pair, f"{name}, line {number}",
+                                   (cell(label_column) or "").strip() or None))
+    return found
+
+
 def read_inputs(texts: Sequence[str] = (), file: Optional[str] = None, pair: Optional[str] = None) -> List[TextInput]:
-    """The lines of ``file`` (strict UTF-8), then the ``texts``, ``-`` standing for the lines of
-    stdin (strict UTF-8); blank lines are skipped; ``pair`` is the second text of every input."""
+    """The texts of ``file`` (strict UTF-8; one per line, or a table's rows: :func:`parse_texts`),
+    then the ``texts``, ``-`` standing for the lines of stdin (strict UTF-8); blank lines are
+    skipped; ``pair`` is the second text of every input without one."""
     from .._io import read_text_file
 
     found: List[TextInput] = []
     if file:
-        found += [TextInput(line, pair, f"{file}, line {n}")
-                  for n, line in enumerate(_lines(read_text_file(file, "--file")), 1)]
+        found += parse_texts(read_text_file(file, "--file"), file, pair)
     for number, text in enumerate(texts, 1):
         if text == "-":
             found += [TextInput(line, pair, f"stdin, line {n}") for n, line in enumerate(_lines(_read_stdin()), 1)]
@@ -341,7 +371,7 @@ def _failed(item: TextInput, index: int, error: BaseException, warn: Warn) -> Fa
     message = str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
     message = shorten(printable(" ".join(message.split())), 300) or type(error).__name__
     warn(f"input {index + 1} ({item.source}): not explained: {message}")
-    return FailedText(index, item.source, item.text, item.pair, message)
+    return FailedText(index, item.source, item.text, item.pair, message, item.label)
 
 
 def length_batches(indices: Sequence[int], lengths: Dict[int, int], batch_size: int,
@@ -521,7 +551,8 @@ def _explain_batch(model, prepared: Prepared, inputs: Sequence[TextInput], indic
         views = [(k, result.for_label(k)) for k in range(result.target.shape[1])] if result.all_labels else [(None, result)]
         labels = [_label_scores(view, b, length, prepared.request) for _, view in views]
         out.append(TextExplanation(
-            index=i, source=inputs[i].source, text=inputs[i].text, pair=inputs[i].pair, encoding=row,
+            index=i, source=inputs[i].source, text=inputs[i].text, pair=inputs[i].pair, gold=inputs[i].label,
+            encoding=row,
             methods=list(prepared.methods), label_names=prepared.labels, logits=logits.detach().float(),
             labels=labels, all_labels=result.all_labels, target_position=position, dropped_tokens=dropped,
             attentions=None if attentions is None else attentions[b, :, :, :length, :length]))
@@ -578,7 +609,7 @@ def _explain_windowed(model, prepared: Prepared, item: TextInput, index: int, wh
         for b, (row, _) in enumerate(chunk):
             length = len(row.tokens[0])
             parts.append(TextExplanation(
-                index=index, source=item.source, text=item.text, pair=item.pair, encoding=row,
+                index=index, source=item.source, text=item.text, pair=item.pair, gold=item.label, encoding=row,
                 methods=list(prepared.methods), label_names=prepared.labels, logits=result.logits[b].detach().float(),
                 labels=[_label_scores(view, b, length, request) for view in views], all_labels=result.all_labels))
     length = len(whole.tokens[0])
@@ -588,7 +619,8 @@ def _explain_windowed(model, prepared: Prepared, item: TextInput, index: int, wh
          "windows (logits averaged over the windows)")
     labels = [_merge_labels([part.labels[k] for part in parts], positions, len(whole.tokens[0]))
               for k in range(len(parts[0].labels))]
-    return TextExplanation(index=index, source=item.source, text=item.text, pair=item.pair, encoding=whole,
+    return TextExplanation(index=index, source=item.source, text=item.text, pair=item.pair, gold=item.label,
+                           encoding=whole,
                            methods=list(prepared.methods), label_names=prepared.labels,
                            logits=torch.stack([part.logits for part in parts]).mean(0), labels=labels,
                            all_labels=parts[0].all_labels, windows=len(rows), spans=spans)

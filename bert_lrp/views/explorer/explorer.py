@@ -26,7 +26,7 @@ from ...attribution import registry
 from ...attribution.heatmaps import example_html
 from ...attribution.records import ALL, FailedText, label_views
 from ...attribution.road import (DEFAULT_METHODS, Request, TextInput, encode_whole, encoded_batches, explain_texts,
-                                 json_payload, model_limit, stream_texts)
+                                 json_payload, model_limit, parse_texts, stream_texts)
 from ...attribution.targets import task_of
 from ...errors import BertLrpError, UsageError
 from ...models.loading import load_model
@@ -347,7 +347,8 @@ class Explorer:
                                "target": (str, type(None))}, required=("text",))
         if len(body["text"].encode("utf-8")) > MAX_UPLOAD_BYTES:
             raise ApiError(413, f"the file is larger than {MAX_UPLOAD_BYTES:,} bytes", "text")
-        items, gold = parse_upload(body["text"])
+        name = body.get("name") or "upload"
+        items = parse_texts(body["text"], name)  # the road's reading of a file: lines, or a table's rows
         if not items:
             raise ApiError(400, "the file holds no text", "text")
         if len(items) > MAX_UPLOAD_LINES:
@@ -360,13 +361,12 @@ class Explorer:
             if any(not j.finished for j in self.jobs.values()):
                 raise ApiError(409, "another data set is being explained; wait for it", "text")
             self.jobs[job.id] = job
-        name = body.get("name") or "upload"
-        thread = threading.Thread(target=self._run_job, args=(job, entry, request, items, gold, name), daemon=True)
+        thread = threading.Thread(target=self._run_job, args=(job, entry, request, items, name), daemon=True)
         thread.start()
         return job.info()
 
     def _run_job(self, job: Job, entry: LoadedModel, request: Request, items: List[TextInput],
-                 gold: List[Optional[str]], name: str) -> None:
+                 name: str) -> None:
         records: List[Dict[str, Any]] = []
         try:
             for chunk_start in range(0, len(items), JOB_CHUNK):  # a chunk at a time: requests get their turn
@@ -376,8 +376,6 @@ class Explorer:
                 for index, text in explained:
                     record = text.record()
                     record["index"] = chunk_start + index
-                    if gold[chunk_start + index] is not None:
-                        record["label"] = gold[chunk_start + index]
                     records.append(record)
                 job.done = len(records)
             with self._state:
@@ -500,34 +498,28 @@ def read_dataset(dataset_id: str, path: Path) -> DataSet:
     return DataSet(dataset_id, path.name, records, methods)
 
 
-def parse_upload(text: str) -> Tuple[List[TextInput], List[Optional[str]]]:
-    """An uploaded file: a TSV with a ``sentence`` column (and ``label``), or one text per line."""
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    header = lines[0].split("\t") if lines else []
-    if "sentence" in header:
-        column, label = header.index("sentence"), header.index("label") if "label" in header else None
-        items, gold = [], []
-        for number, line in enumerate(lines[1:], 2):
-            cells = line.split("\t")
-            if len(cells) > column and cells[column].strip():
-                items.append(TextInput(cells[column], None, f"upload, line {number}"))
-                gold.append(cells[label] if label is not None and len(cells) > label else None)
-        return items, gold
-    items = [TextInput(line, None, f"upload, line {n}") for n, line in enumerate(lines, 1) if line.strip()]
-    return items, [None] * len(items)
-
-
 def row_summary(index: int, record: Dict[str, Any]) -> Dict[str, Any]:
     text = record.get("text", "")
     if "error" in record:
         return {"index": index, "text": text[:200], "prediction": None, "confidence": None,
-                "gold": record.get("label"), "correct": None, "error": record["error"]}
+                "gold": _gold_name(record), "correct": None, "error": record["error"]}
     prediction = record.get("prediction")
     confidence = max(record.get("probabilities", {}).values(), default=None)
-    gold = record.get("label")
+    gold = _gold_name(record)
     return {"index": index, "text": text[:200], "prediction": prediction,
             "confidence": None if confidence is None else round(confidence, 4), "gold": gold,
             "correct": None if gold is None else str(gold) == str(prediction), "error": None}
+
+
+def _gold_name(record: Dict[str, Any]) -> Optional[str]:
+    """A record's gold label by name: a label id (``"1"``, as in SST-2's files) becomes the name of
+    that label in the record's probabilities (listed in id order); a name stays as it is."""
+    gold = record.get("label")
+    names = list(record.get("probabilities", {}))
+    if gold is None or str(gold) in names:
+        return None if gold is None else str(gold)
+    text = str(gold).strip()
+    return names[int(text)] if text.isdigit() and int(text) < len(names) else text
 
 
 def _words(record: Dict[str, Any]) -> set:

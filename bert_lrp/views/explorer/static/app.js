@@ -349,7 +349,7 @@ async function loadWords() {
       box.append(element("h3", `toward ${label}`));
       const table = element("table");
       const head = element("tr");
-      head.append(element("th", "word"), element("th", "texts where it pushes"), element("th", "mean"), element("th", "total"));
+      head.append(element("th", "word"), element("th", "times it pushes"), element("th", "mean"), element("th", "total"));
       table.append(head);
       for (const word of words) {
         const row = element("tr");
