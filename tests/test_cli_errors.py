@@ -17,7 +17,7 @@ import pytest
 
 from bert_lrp import cli
 from bert_lrp.cli import evaluate as evaluate_cli, explain as explain_cli
-from bert_lrp.views import html_report
+from bert_lrp.attribution import heatmaps as heatmap_component
 from bert_lrp.evaluation import faithfulness as F
 from bert_lrp._io import atomic_write_many, atomic_write_texts
 from bert_lrp.errors import UsageError, describe
@@ -238,8 +238,8 @@ def test_a_long_text_is_cut_with_a_warning(capsys, tiny_model, tmp_path):
 
 
 def test_html_stays_bounded_for_long_texts(capsys, tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(html_report, "MAX_ATTENTION_TOKENS", 10)
-    monkeypatch.setattr(html_report, "MAX_HEATMAP_TOKENS", 12)
+    monkeypatch.setattr(heatmap_component, "MAX_ATTENTION_TOKENS", 10)
+    monkeypatch.setattr(heatmap_component, "MAX_HEATMAP_TOKENS", 12)
     html = tmp_path / "long.html"
     text = " ".join(["the film is great"] * 40)
     code, _, err = run(capsys, "explain", "--model", tiny_model, "--methods", "lrp,gi", "--quiet", "--html", html,

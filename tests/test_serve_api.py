@@ -293,3 +293,16 @@ def test_an_uploaded_file_is_explained_in_a_job(data_client):
     assert [r["gold"] for r in rows] == ["positive", "negative"]
     too_big = client.post("/api/datasets", json={"text": "a\n" * 2001})
     assert too_big.status_code == 413 and too_big.json()["field"] == "text"
+
+
+def test_a_float_that_is_not_finite_is_null_not_a_500(folders, tmp_path):
+    out = tmp_path / "inf.jsonl"
+    assert cli.main(["explain", "--model", str(folders["sequence"]), "--jsonl", str(out), "--methods", "lrp",
+                     "--quiet", "a great film"]) == 0
+    record = json.loads(out.read_text())
+    record["conservation"]["lrp"] = float("inf")  # a target logit of exactly 0
+    out.write_text(json.dumps(record) + "\n")  # Python writes Infinity, which is not JSON for a browser
+    client = TestClient(create_app(Explorer([(folders["sequence"], *load_model(folders["sequence"]))], out)))
+    answer = client.get(f"{DATASETS}/1/rows/0")
+    assert answer.status_code == 200 and "Infinity" not in answer.text
+    assert answer.json()["record"]["conservation"]["lrp"] is None

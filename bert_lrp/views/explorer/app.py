@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -32,8 +33,29 @@ STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.htm
 log = logging.getLogger("bert_lrp.serve")
 
 
+class _JSON(JSONResponse):
+    """JSON as browsers read it: a float that is not finite (a conservation ratio of a target logit
+    of exactly 0, a data file written with ``Infinity``) becomes ``null``, not a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:
+            return super().render(_finite(content))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _json(payload: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(payload, status_code=status, headers=HEADERS)
+    return _JSON(payload, status_code=status, headers=HEADERS)
 
 
 def _error(error: ApiError) -> JSONResponse:
