@@ -306,3 +306,26 @@ def test_a_float_that_is_not_finite_is_null_not_a_500(folders, tmp_path):
     answer = client.get(f"{DATASETS}/1/rows/0")
     assert answer.status_code == 200 and "Infinity" not in answer.text
     assert answer.json()["record"]["conservation"]["lrp"] is None
+
+
+def test_models_are_loaded_and_run_on_the_one_model_thread(folders, monkeypatch):
+    import concurrent.futures
+    import threading
+
+    import bert_lrp.views.explorer.explorer as module
+
+    threads = {"load": [], "run": []}
+    real_load, real_explain = module.load_model, module.explain_texts
+    monkeypatch.setattr(module, "load_model", lambda *a: (threads["load"].append(threading.get_ident()),
+                                                          real_load(*a))[1])
+    monkeypatch.setattr(module, "explain_texts", lambda *a, **k: (threads["run"].append(threading.get_ident()),
+                                                                  real_explain(*a, **k))[1])
+    explorer = Explorer.load([folders["sequence"], folders["token"]])
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # requests arrive on many threads
+            answers = list(pool.map(lambda n: explorer.explain({"text": f"a film {n}", "methods": ["gi"]}), range(8)))
+        worker = explorer.on_worker(threading.get_ident)
+    finally:
+        explorer.close()
+    assert len(answers) == 8 and len(threads["load"]) == 2 and len(threads["run"]) == 8
+    assert set(threads["load"]) == set(threads["run"]) == {worker} and worker != threading.get_ident()

@@ -126,8 +126,8 @@ class Explorer:
     @classmethod
     def load(cls, folders: Sequence[Path], data: Optional[Path] = None, threads: Optional[int] = None) -> "Explorer":
         """An explorer of the model ``folders``, each loaded once, on the model worker thread (a
-        model loaded by another thread runs about 55 % slower there: 35 ms instead of 22.5 ms for
-        one sentence's LRP, measured on 2 cores); ``threads``: PyTorch's threads for that thread."""
+        model another thread loaded ran about 50 % slower there: 35 ms instead of 22.5 ms for one
+        sentence's LRP, measured on 2 cores); ``threads``: PyTorch's threads for that thread."""
         worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bert-lrp-model")
         try:
             if threads:
