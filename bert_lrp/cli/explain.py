@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", help="label (name or id) to explain, or 'all' for every label from one pass; "
                         "default: the predicted one")
     parser.add_argument("--pair", help="second text of a sentence pair (used with every TEXT)")
-    parser.add_argument("--file", metavar="FILE", help="read texts from this UTF-8 file, one per line")
+    parser.add_argument("--file", metavar="FILE", help="read texts from this UTF-8 file: one per line, or a table "
+                        "whose tab-separated header names a sentence column (sentence2 and label optional)")
     parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report here")
     parser.add_argument("--json", metavar="FILE", help="write the records (scores, prediction, probabilities) as JSON here")
     parser.add_argument("--layer", type=int, help="attention map layer for the HTML (1-based, negative counts from "
