@@ -165,6 +165,9 @@ def test_mask_a_word_and_read_the_logit_lens(page, tmp_path):
     assert "the man went to the [MASK]" in page.inner_text("#mask-result")
     lens_rows = page.locator("#mask-result table tr").count()
     assert lens_rows - 1 >= 2  # a row per layer (the random model has 2), under a header
+    best = page.locator("#mask-result table tr:nth-child(2) td:nth-child(2)").inner_text()
+    assert len(best.split(" | ")) == 3  # the three best tokens after that layer, with probabilities
+    assert re.fullmatch(r"\d\.\d{3}, #\d+", page.locator("#mask-result table tr:nth-child(2) td:nth-child(3)").inner_text())
     page.screenshot(path=str(tmp_path / "mask.png"), full_page=True)
 
 

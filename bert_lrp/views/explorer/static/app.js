@@ -276,15 +276,17 @@ async function maskWord(words, index) {
       box.append(list);
       const table = element("table");
       const head = element("tr");
-      head.append(element("th", "layer"), element("th", "best token"), element("th", "probability"));
+      head.append(element("th", "layer"), element("th", "best tokens (probability)"),
+                  element("th", "output's best token: probability, rank"));
       table.append(head);
       for (const lens of masked.logit_lens) {
         const row = element("tr");
-        row.append(element("td", lens.layer), element("td", lens.top[0].token),
-                   element("td", lens.top[0].probability.toFixed(3)));
+        const best = lens.top.slice(0, 3).map((t) => `${t.token} ${t.probability.toFixed(3)}`).join(" | ");
+        row.append(element("td", lens.layer), element("td", best),
+                   element("td", `${lens.output_top_probability.toFixed(3)}, #${lens.output_top_rank}`));
         table.append(row);
       }
-      box.append(element("h3", "Logit lens: the best token after each layer"), table);
+      box.append(element("h3", "Logit lens: the best tokens after each layer"), table);
     }
   } catch (error) { showError(error.message); }
 }
