@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from alternating import alternating_times  # benchmarks/alternating.py, beside this script
 
 from bert_lrp.attribution.explain import explain, frozen_parameters
 from bert_lrp.evaluation import benchmark
@@ -55,15 +55,7 @@ def main() -> None:
                    "rule path, gradient composite": _rule_pass(model, inputs, target, GRADIENT),
                    "rule path, attnlrp": _rule_pass(model, inputs, target, ATTNLRP),
                    "explain(lrp)": lambda: explain(model, inputs, ["lrp"], target=target, rule="attnlrp")}
-        for run in entries.values():
-            for _ in range(3):
-                run()
-        times = {name: [] for name in entries}
-        for round_ in range(args.rounds):
-            for name in (list(entries) if round_ % 2 else list(entries)[::-1]):
-                start = time.perf_counter()
-                entries[name]()
-                times[name].append(time.perf_counter() - start)
+        times = alternating_times(entries, args.rounds, warmup=3)
         reference = statistics.median(times["reference"])
         rows.append({"batch": batch, "length": length, "reference_ms": 1000 * reference, "entries": {
             name: {"median_ms": 1000 * statistics.median(values), "ratio": statistics.median(values) / reference,

@@ -26,6 +26,7 @@ from typing import Iterator
 
 import httpx
 import torch
+from alternating import alternating_times  # benchmarks/alternating.py, beside this script
 import uvicorn
 
 from bert_lrp import explain, explain_texts
@@ -80,15 +81,7 @@ def main() -> None:
                     "POST /api/explain": lambda: client.post("/api/explain", json={"text": SENTENCE,
                                                                                   "methods": methods}).raise_for_status(),
                 }
-                for run in entries.values():
-                    for _ in range(5):
-                        run()
-                times = {name: [] for name in entries}
-                for round_ in range(args.rounds):
-                    for name in (list(entries) if round_ % 2 else list(entries)[::-1]):
-                        start = time.perf_counter()
-                        entries[name]()
-                        times[name].append(time.perf_counter() - start)
+                times = alternating_times(entries, args.rounds, warmup=5)
                 api = times["POST /api/explain"]
                 row = {"request": title, "methods": methods, "median_ms": {n: 1000 * statistics.median(v)
                                                                           for n, v in times.items()}}
