@@ -104,3 +104,16 @@ def test_without_the_serve_extra_the_message_names_the_pip_command(capsys, monke
     err = capsys.readouterr().err
     assert code != 0 and 'pip install "bert-lrp[serve]"' in err and "uvicorn is missing" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_model_given_twice_is_loaded_once(tmp_path, monkeypatch):
+    from bert_lrp.cli.serve import build_explorer
+    from test_explain_cli import make_model_dir  # noqa: E402
+
+    folder = make_model_dir(tmp_path / "tiny")
+    monkeypatch.chdir(tmp_path)
+    explorer = build_explorer([str(folder), "tiny", str(folder) + "/"], None)
+    try:
+        assert list(explorer.models) == ["tiny"]
+    finally:
+        explorer.close()

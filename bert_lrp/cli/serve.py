@@ -51,6 +51,7 @@ def build_explorer(models: Optional[List[str]], data: Optional[str], threads: Op
     from ..views.explorer.explorer import Explorer
 
     folders = [resolve_model_dir(given) for given in models] if models else [resolve_model_dir(None)]  # the shipped
+    folders = list(dict.fromkeys(Path(folder).resolve() for folder in folders))  # a folder given twice: loaded once
     if data is not None and not Path(data).is_file():
         raise UsageError(f"--data {data}: no such file")
     return Explorer.load(folders, Path(data) if data else None, threads)
