@@ -132,7 +132,6 @@ class Explanation:
             raise ValueError("word-level scores need the batch returned by BertTokenizer (it carries offsets)")
         return merge_word_pieces(self.scores[_canonical(method)][index], self.encoding, index)
 
-
     def _repr_html_(self) -> str:
         """Jupyter's view: per example (per label with ``target="all"``) the predicted and explained
         outputs and per method the words coloured by relevance (word pieces on hover), with the
