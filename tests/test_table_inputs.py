@@ -56,3 +56,14 @@ def test_explain_jsonl_keeps_the_gold_label_and_the_explorer_scores_correctness(
         job = client.get(f"/api/jobs/{job['job']}").json()
     rows = client.get(f"/api/datasets/{job['dataset']}/rows").json()["rows"]
     assert [(r["text"], r["gold"]) for r in rows] == [(r["text"], g) for r, g in zip(records, golds)]
+
+
+def test_stdin_is_read_the_same_way_as_a_file(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    from bert_lrp.attribution.road import read_inputs
+
+    table = "sentence\tlabel\na great film\t1\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(table))
+    assert read_inputs(["-"]) == [TextInput("a great film", None, "stdin, line 2", "1")]

@@ -120,8 +120,8 @@ def parse_texts(content: str, name: str, pair: Optional[str] = None) -> List[Tex
 
 def read_inputs(texts: Sequence[str] = (), file: Optional[str] = None, pair: Optional[str] = None) -> List[TextInput]:
     """The texts of ``file`` (strict UTF-8; one per line, or a table's rows: :func:`parse_texts`),
-    then the ``texts``, ``-`` standing for the lines of stdin (strict UTF-8); blank lines are
-    skipped; ``pair`` is the second text of every input without one."""
+    then the ``texts``, ``-`` standing for the texts of stdin (strict UTF-8, read the same way);
+    blank lines are skipped; ``pair`` is the second text of every input without one."""
     from .._io import read_text_file
 
     found: List[TextInput] = []
@@ -129,7 +129,7 @@ def read_inputs(texts: Sequence[str] = (), file: Optional[str] = None, pair: Opt
         found += parse_texts(read_text_file(file, "--file"), file, pair)
     for number, text in enumerate(texts, 1):
         if text == "-":
-            found += [TextInput(line, pair, f"stdin, line {n}") for n, line in enumerate(_lines(_read_stdin()), 1)]
+            found += parse_texts(_read_stdin(), "stdin", pair)
         else:
             found.append(TextInput(text, pair, f"argument {number}"))
     found = [item for item in found if item.text.strip()]

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import ArgumentParser, BertLrpError, UsageError
-from .arguments import positive_int
 from ..models.loading import resolve_model_dir
+from .arguments import positive_int
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 
