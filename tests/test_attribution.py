@@ -7,7 +7,7 @@ import torch
 from bert_lrp import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
                       BertForTokenClassification, explain)
 from bert_lrp.attribution.attention import attention_rollout, layerwise_attention_tracing
-from bert_lrp.rules.composites import GRADIENT, Composite, RuleSet
+from bert_lrp.rules.composites import GRADIENT, Composite, LinearChoice, RuleSet
 from bert_lrp.rules.functions import (ActivationRule, AttentionRule, LayerNormRule, LinearRule, alpha_beta_relevance,
                             softmax_rule)
 
@@ -240,7 +240,7 @@ def test_linear_gradient_rule_is_epsilon_lrp_in_the_limit():
     torch.manual_seed(0)
     x, w, b = torch.randn(1, 4), torch.randn(3, 4), torch.randn(3)
     relevance_out = torch.randn(1, 3)
-    (relevance_in,), z = _relevance(LinearRule, [x], relevance_out, w, b, rules(linear="epsilon", epsilon=0.0))
+    (relevance_in,), z = _relevance(LinearRule, [x], relevance_out, w, b, (LinearChoice("epsilon", epsilon=0.0),))
     expected = (x[:, None, :] * w[None] / z[..., None] * relevance_out[..., None]).sum(1)  # sum_j x_i w_ji R_j / z_j
     torch.testing.assert_close(relevance_in, expected, rtol=1e-5, atol=1e-6)
 

@@ -22,6 +22,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from ..errors import UsageError
+from ..models.sites import linear_sites
 from ..rules.composites import Composite, RuleSet, get_composite
 from ..rules.functions import stack_copies
 from . import registry
@@ -271,7 +273,7 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
     jobs: Dict[Composite, List[Method]] = {}  # distinct composites, each with the methods that read it
     for method in wanted:
         if method.shared_pass:
-            composite = get_composite(method.composite(registry.method_options(method, given)))
+            composite = model_composite(model, method.composite(registry.method_options(method, given)))
             jobs.setdefault(composite, []).append(method)
     need_attention = any(m.needs_attentions for m in wanted)
     word_ids = word_numbers(batch)
@@ -313,6 +315,22 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
     result.encoding = batch if hasattr(batch, "word_ids") else None
     result.tokens = getattr(batch, "tokens", None)
     return result
+
+
+TUNED = "tuned"
+
+
+def model_composite(model: nn.Module, rule: Union[str, Composite]) -> Composite:
+    """The composite ``rule`` names: a preset, a :class:`Composite`, or ``"tuned"``: the model's
+    tuned composite (``lrp_composite.json`` beside its weights, read by ``from_pretrained``;
+    written by ``bert-lrp tune-lrp``)."""
+    if rule != TUNED:
+        return get_composite(rule)
+    tuned = getattr(model, "tuned_composite", None)
+    if tuned is None:
+        raise UsageError("--rule tuned: this model has no tuned LRP composite (lrp_composite.json beside its "
+                         "weights); write one with: bert-lrp tune-lrp --model DIR --data TRAIN")
+    return tuned.composite
 
 
 def _store(result: "Explanation", method: Method, output, reductions: Dict[str, str], mask: torch.Tensor) -> None:
@@ -383,7 +401,9 @@ def _one_pass(model, task, inputs, target, jobs: Dict[Composite, List[Method]], 
     label_choices = list(range(model.config.num_labels)) if all_labels else [None]
     composites = list(jobs)
     pairs = [(c, label) for c in composites for label in label_choices]
-    rules = RuleSet.of([c for c, _ in pairs], record_head_contexts=layers)
+    per_site = any(c.linear_overrides for c in composites)  # per-layer linear rules need the layers' sites
+    rules = RuleSet.of([c for c, _ in pairs], record_head_contexts=layers,
+                       sites=linear_sites(model) if per_site else None)
     counter = BackwardCounter()
     copies, size = rules.copies, inputs["input_ids"].shape[0]
     mask = inputs["attention_mask"]
@@ -453,7 +473,8 @@ def _read_method(result, method: Method, composite: Composite, rows: slice, embe
             shares = {name: tensor[rows].detach() * grad[rows] * keep
                       for name, tensor, grad in zip(("word", "position", "token_type"), parts, grads[1:4])}
             result.embedding_shares[method.name] = shares
-            total = shares["word"] + shares["position"] + shares["token_type"]
+            total = shares["word"] if composite.token_parts == "word" else \
+                shares["word"] + shares["position"] + shares["token_type"]
         result.conservation[method.name] = conservation_ratio(total.sum((1, 2)), result.target_logit)
     result.relevance[method.name] = relevance
     result.scores[method.name] = reduce_tokens(total, reductions.get(method.name, "sum")) * mask

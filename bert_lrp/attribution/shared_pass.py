@@ -7,8 +7,9 @@ from __future__ import annotations
 from ..rules.composites import GRADIENT, LRP_PRESETS, PRESETS, Composite
 from .registry import Method, Option, register
 
-RULE = Option("rule", str, "attnlrp", "preset of the lrp method", choices=LRP_PRESETS, accepts=(Composite,))
-LRP_COLORS = {"attnlrp": "#d62728", "cp-lrp": "#ff9896", "bert-lrp": "#7f0000"}
+RULE = Option("rule", str, "attnlrp", "preset of the lrp method, or tuned: the model's lrp_composite.json "
+              "(bert-lrp tune-lrp)", choices=LRP_PRESETS + ("tuned",), accepts=(Composite,))
+LRP_COLORS = {"attnlrp": "#d62728", "cp-lrp": "#ff9896", "bert-lrp": "#7f0000", "tuned": "#9467bd"}
 
 register(Method("gradient", "GS (gradient)", aliases=("gs", "saliency"), composite=lambda options: GRADIENT,
                 readout="gradient", reduction="l2", color="#2ca02c",
@@ -18,8 +19,10 @@ register(Method("gradient_x_input", "GI (gradient x input)", aliases=("gi", "inp
                 summary="gradient x embedding output"))
 register(Method("lrp", "LRP", composite=lambda options: options["rule"], readout="relevance", reduction="sum",
                 options=(RULE,), color=LRP_COLORS["attnlrp"],
-                summary=f"layer-wise relevance propagation, preset --rule ({', '.join(LRP_PRESETS)})"))
+                summary=f"layer-wise relevance propagation, preset --rule ({', '.join(LRP_PRESETS)}, tuned)"))
 for _preset in LRP_PRESETS:
     register(Method(f"lrp:{_preset}", f"LRP ({_preset})", composite=lambda options, c=PRESETS[_preset]: c,
                     readout="relevance", reduction="sum", color=LRP_COLORS.get(_preset, "#d62728"),
                     summary=f"LRP with the {_preset} preset (several presets share one pass)"))
+register(Method("lrp:tuned", "LRP (tuned)", composite=lambda options: "tuned", readout="relevance", reduction="sum",
+                color=LRP_COLORS["tuned"], summary="LRP with the model's tuned composite (bert-lrp tune-lrp)"))

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from .._io import atomic_write
 from ..errors import BertLrpError
+from .tuned import read_tuned_composite, write_tuned_composite
 
 logger = logging.getLogger("bert_lrp")
 
@@ -177,11 +178,13 @@ class PretrainedMixin:
             config = config.with_overrides(**config_overrides)
         model = cls(config, *args, init_lrp=True) if init_lrp else cls(config, *args)
         info = load_into(model, read_state_dict(weights), strict=strict, source=weights)
+        model.tuned_composite = read_tuned_composite(folder)  # lrp_composite.json: --rule tuned
         model.eval()
         return (model, info) if output_loading_info else model
 
     def save_pretrained(self, directory: str | os.PathLike, dtype: Optional[torch.dtype] = None) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``directory``.
+        """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``directory``, and
+        the tuned LRP composite (``lrp_composite.json``) when the model has one.
 
         ``dtype`` (e.g. ``torch.float16``) stores the weights in a smaller type; loading casts back.
         """
@@ -192,6 +195,8 @@ class PretrainedMixin:
                  for k, v in self.state_dict().items()}
         atomic_write(os.path.join(directory, "model.safetensors"),
                      lambda path: save_file(state, path, metadata={"format": "pt"}))
+        if getattr(self, "tuned_composite", None) is not None:
+            write_tuned_composite(directory, self.tuned_composite)
 
 
 def resolve_pretrained(name_or_path: str | os.PathLike) -> str:

@@ -10,9 +10,16 @@ backward, i.e. its Jacobian transposed times the incoming signal):
 ==============  ==============================================================================
 operation       rules
 ==============  ==============================================================================
-linear          ``epsilon`` (epsilon-LRP; ``epsilon = 0`` is LRP-0, exactly the gradient),
-                ``alpha_beta`` (Wu & Ong 2021: split by the sign of the *weight*, |R| rescaled
-                per example to the incoming total), ``jacobian``
+linear          ``epsilon`` (epsilon-LRP, Bach et al. 2015; ``epsilon = 0`` is LRP-0, exactly the
+                gradient), ``gamma`` (generalised gamma rule, Montavon et al. 2019 / Andeol et
+                al. 2021: the contributions that agree with the output's sign get ``gamma``
+                times their weight added), ``zplus`` (z+, Montavon et al. 2017: positive
+                contributions only), ``contribution_alpha_beta`` (Bach et al. 2015: positive
+                contributions times alpha = 1 + beta, negative times beta), ``alpha_beta`` (Wu &
+                Ong 2021, relevance signal: split by the sign of the *weight*, |R| rescaled per
+                example to the incoming total), ``jacobian``. Linear layers may take different
+                rules per kind (attention, ffn, pooler, classifier) and encoder layer:
+                :class:`LinearOverride`.
 layer_norm      ``jacobian`` (the full LayerNorm Jacobian), ``detach_std`` (identity rule on
                 1/sigma: the normaliser is a constant, LN is linear)
 activation      ``jacobian``, ``identity`` (relevance passes unchanged through GELU / tanh)
@@ -34,13 +41,14 @@ logit. ``relevance``: the relevance itself (the original BERT-LRP code passes re
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 RULES: Dict[str, Tuple[str, ...]] = {
-    "linear": ("jacobian", "epsilon", "alpha_beta"),
+    "linear": ("jacobian", "epsilon", "gamma", "zplus", "contribution_alpha_beta", "alpha_beta"),
     "layer_norm": ("jacobian", "detach_std"),
     "activation": ("jacobian", "identity"),
     "softmax": ("jacobian", "taylor", "detach"),
@@ -48,6 +56,83 @@ RULES: Dict[str, Tuple[str, ...]] = {
     "residual": ("jacobian", "block_jacobian"),
 }
 SIGNALS = ("gradient", "relevance")
+SITE_KINDS = ("embeddings", "attention", "ffn", "pooler", "classifier")  # kinds of linear layer a rule can target
+TOKEN_PARTS = ("all", "word")  # a token's score: word + position + type shares, or the word's share alone
+GRADIENT_SIGNAL_LINEAR = ("epsilon", "gamma", "zplus", "contribution_alpha_beta")
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a linear layer sits: its ``kind`` (one of :data:`SITE_KINDS`) and, inside the encoder,
+    its ``layer`` (0 = the layer nearest the embeddings; None for the pooler and the heads)."""
+
+    kind: str
+    layer: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class LinearChoice:
+    """The rule one linear layer applies, with its parameters (see the module docstring):
+    ``epsilon`` (epsilon rule), ``gamma`` (gamma rule), ``beta`` (contribution alpha-beta, alpha =
+    1 + beta), ``alpha`` (Wu & Ong's alpha-beta, beta = 1 - alpha) and the ``stabilizer`` the
+    gamma, z+ and alpha-beta rules add to their denominators (with the denominator's sign)."""
+
+    rule: str = "jacobian"
+    epsilon: float = 0.0
+    gamma: float = 0.25
+    beta: float = 1.0
+    alpha: float = 0.5
+    stabilizer: float = 1e-7
+
+    @property
+    def is_gradient(self) -> bool:
+        """LRP-0 and the Jacobian: the plain backward ``g @ W``."""
+        return self.rule == "jacobian" or (self.rule == "epsilon" and self.epsilon == 0)
+
+
+@dataclass(frozen=True)
+class LinearOverride:
+    """A linear rule for some linear layers: those of ``kinds`` (empty = every kind) in encoder
+    layers ``first <= layer < last`` (``layers=None``: wherever they are, the pooler and the heads
+    included; a layer range selects encoder layers only). Later overrides win."""
+
+    rule: str
+    kinds: Tuple[str, ...] = ()
+    layers: Optional[Tuple[int, int]] = None
+    epsilon: float = 0.0
+    gamma: float = 0.25
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(v) for v in self.layers))
+
+    def matches(self, site: Optional[Site]) -> bool:
+        if site is None:
+            return not self.kinds and self.layers is None
+        if self.kinds and site.kind not in self.kinds:
+            return False
+        if self.layers is None:
+            return True
+        return site.layer is not None and self.layers[0] <= site.layer < self.layers[1]
+
+    def check(self, where: str) -> None:
+        if self.rule not in GRADIENT_SIGNAL_LINEAR + ("jacobian",):
+            raise ValueError(f"{where}: rule must be one of {', '.join(GRADIENT_SIGNAL_LINEAR + ('jacobian',))}, "
+                             f"got {self.rule!r}")
+        for kind in self.kinds:
+            if kind not in SITE_KINDS:
+                raise ValueError(f"{where}: kinds: unknown kind {kind!r}; choose from {', '.join(SITE_KINDS)}")
+        if self.layers is not None and (len(self.layers) != 2 or not 0 <= self.layers[0] < self.layers[1]):
+            raise ValueError(f"{where}: layers must be [first, last) with 0 <= first < last, got {list(self.layers)}")
+        _check_parameters(where, epsilon=self.epsilon, gamma=self.gamma, beta=self.beta)
+
+
+def _check_parameters(where: str, **values: float) -> None:
+    for name, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{where}: {name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -63,8 +148,12 @@ class Composite:
     residual: str = "jacobian"
     signal: str = "gradient"
     epsilon: float = 0.0        # epsilon rule: z -> z + epsilon * sign(z)
-    alpha: float = 0.5          # alpha-beta rule: beta = 1 - alpha
-    stabilizer: float = 1e-7    # alpha-beta rule: added to the positive / negative pre-activations
+    alpha: float = 0.5          # alpha-beta rule (Wu & Ong): beta = 1 - alpha
+    stabilizer: float = 1e-7    # gamma, z+ and alpha-beta rules: added to their denominators
+    gamma: float = 0.25         # gamma rule: W -> W + gamma * W+ (or W-, by the output's sign)
+    beta: float = 1.0           # contribution alpha-beta rule: alpha = 1 + beta
+    linear_overrides: Tuple[LinearOverride, ...] = ()  # other linear rules for some kinds / layers
+    token_parts: str = "all"    # a token's score: all embedding shares or the word's alone
 
     def __post_init__(self) -> None:
         for operation, known in RULES.items():
@@ -79,13 +168,77 @@ class Composite:
                 raise ValueError(f"composite {self.name!r}: the {operation} rule {rule!r} needs signal='relevance'")
         if self.signal == "relevance" and self.linear == "epsilon" and self.epsilon != 0:
             raise ValueError(f"composite {self.name!r}: the epsilon rule is written for signal='gradient'")
+        if self.signal == "relevance" and self.linear in GRADIENT_SIGNAL_LINEAR[1:]:
+            raise ValueError(f"composite {self.name!r}: the {self.linear} rule is written for signal='gradient'")
+        object.__setattr__(self, "linear_overrides", tuple(self.linear_overrides))
+        if self.linear_overrides and self.signal != "gradient":
+            raise ValueError(f"composite {self.name!r}: linear_overrides are written for signal='gradient'")
+        for i, override in enumerate(self.linear_overrides):
+            if not isinstance(override, LinearOverride):
+                raise ValueError(f"composite {self.name!r}: linear_overrides[{i}] is not a LinearOverride")
+            override.check(f"composite {self.name!r}: linear_overrides[{i}]")
+        if self.token_parts not in TOKEN_PARTS:
+            raise ValueError(f"composite {self.name!r}: token_parts must be one of {', '.join(TOKEN_PARTS)}")
+        _check_parameters(f"composite {self.name!r}", epsilon=self.epsilon, gamma=self.gamma, beta=self.beta,
+                          stabilizer=self.stabilizer)
+
+    def linear_choice(self, site: Optional[Site] = None) -> LinearChoice:
+        """The rule of the linear layer at ``site`` (None: a layer with no site, or the default)."""
+        choice = LinearChoice(self.linear, self.epsilon, self.gamma, self.beta, self.alpha, self.stabilizer)
+        for override in self.linear_overrides:
+            if override.matches(site):
+                choice = LinearChoice(override.rule, override.epsilon, override.gamma, override.beta,
+                                      self.alpha, self.stabilizer)
+        return choice
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready description (read back by :meth:`from_dict`)."""
+        values = asdict(self)
+        values["linear_overrides"] = [
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(o).items()} for o in self.linear_overrides]
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "composite") -> "Composite":
+        """The composite ``values`` describes; a ValueError names ``where`` and the field."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{where}: expected an object, got {type(values).__name__}")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown field {unknown[0]!r}")
+        fields = dict(values)
+        overrides = fields.pop("linear_overrides", [])
+        if not isinstance(overrides, list):
+            raise ValueError(f"{where}: linear_overrides must be a list")
+        parsed = []
+        for i, override in enumerate(overrides):
+            if not isinstance(override, Mapping):
+                raise ValueError(f"{where}: linear_overrides[{i}] must be an object")
+            allowed = set(LinearOverride.__dataclass_fields__)
+            extra = sorted(set(override) - allowed)
+            if extra:
+                raise ValueError(f"{where}: linear_overrides[{i}]: unknown field {extra[0]!r}")
+            try:
+                parsed.append(LinearOverride(**{k: (tuple(v) if isinstance(v, list) else v)
+                                                for k, v in override.items()}))
+            except TypeError as error:
+                raise ValueError(f"{where}: linear_overrides[{i}]: {error}") from None
+        fields.setdefault("name", "tuned")
+        try:
+            return cls(**fields, linear_overrides=tuple(parsed))
+        except TypeError as error:
+            raise ValueError(f"{where}: {error}") from None
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
 
     def is_gradient(self, operation: str) -> bool:
         """Whether this composite's rule for ``operation`` is the operation's plain backward
         (LRP-0 is the gradient; the Taylor softmax rule is the softmax Jacobian)."""
         rule = getattr(self, operation)
         if operation == "linear":
-            return rule == "jacobian" or (rule == "epsilon" and self.epsilon == 0)
+            return self.linear_choice().is_gradient and all(o.rule == "jacobian" or (o.rule == "epsilon" and o.epsilon == 0)
+                                                            for o in self.linear_overrides)
         if operation == "softmax":
             return rule in ("jacobian", "taylor")
         return rule == "jacobian"
@@ -163,15 +316,24 @@ class RuleSet:
     slices: Tuple[Composite, ...]
     paired: Tuple[int, ...] = ()
     head_contexts: Optional[List] = None  # when a list, attention layers append [batch, heads, seq, head_size]
+    sites: Mapping[Any, Site] = field(default_factory=dict)  # linear module -> its site (per-site rules)
 
     @classmethod
-    def of(cls, composites: Sequence[Composite | str], record_head_contexts: bool = False) -> "RuleSet":
+    def of(cls, composites: Sequence[Composite | str], record_head_contexts: bool = False,
+           sites: Optional[Mapping[Any, Site]] = None) -> "RuleSet":
+        """``sites`` maps each linear module to its :class:`Site`; it is needed (and read) only
+        when a composite has ``linear_overrides``."""
         slices, paired = [], []
         for composite in (get_composite(c) for c in composites):
             if len(composite.copies) == 2:
                 paired.append(len(slices))
             slices.extend(composite.copies)
-        return cls(tuple(slices), tuple(paired), [] if record_head_contexts else None)
+        return cls(tuple(slices), tuple(paired), [] if record_head_contexts else None, dict(sites or {}))
+
+    def linear_choices(self, layer: Any) -> Tuple[LinearChoice, ...]:
+        """Each copy's rule for the linear module ``layer`` (by its site when it has one)."""
+        site = self.sites.get(layer)
+        return tuple(c.linear_choice(site) for c in self.slices)
 
     def runs_plain(self, *operations: str) -> bool:
         """One copy whose rules for ``operations`` are their plain backwards: the native operations

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from . import kernels
 
 if TYPE_CHECKING:
-    from .composites import Composite
+    from .composites import Composite, LinearChoice
 
 Slices = Tuple["Composite", ...]
 
@@ -50,40 +50,117 @@ def _by_slice(grad: torch.Tensor, slices: Slices, rule: Callable[[torch.Tensor, 
 
 # -------------------------------------------------------------------------------- linear
 class LinearRule(torch.autograd.Function):
-    """``y = x @ W.T + b`` for ``x [..., in]``, ``W [out, in]``."""
+    """``y = x @ W.T + b`` for ``x [..., in]``, ``W [out, in]``; ``choices`` holds each stacked
+    copy's :class:`~bert_lrp.rules.composites.LinearChoice` (its rule for this layer)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, slices: Slices):
-        x0 = _first_copy(x, slices)
+    def forward(ctx, x, weight, bias, choices: Tuple["LinearChoice", ...]):
+        x0 = x if len(choices) == 1 else x[: x.shape[0] // len(choices)]
         # the plain gradient w.r.t. x needs only W: keep x for the other rules or weight gradients
-        keep_input = weight.requires_grad or not all(c.is_gradient("linear") for c in slices)
+        keep_input = weight.requires_grad or not all(c.is_gradient for c in choices)
         ctx.save_for_backward(x0 if keep_input else None, weight, bias)
-        ctx.slices = slices
-        return _repeat(F.linear(x0, weight, bias), slices)
+        ctx.choices = choices
+        return stack_copies(F.linear(x0, weight, bias), len(choices))
 
     @staticmethod
     def backward(ctx, grad):
         x0, weight, bias = ctx.saved_tensors
-
-        def rule(g: torch.Tensor, c: "Composite") -> torch.Tensor:
-            if c.is_gradient("linear"):
-                return g @ weight
-            if c.linear == "epsilon":
-                z = F.linear(x0, weight, bias)
-                return (g * z / (z + c.epsilon * torch.where(z >= 0, 1.0, -1.0))) @ weight
-            return alpha_beta_relevance(x0, weight, bias, g, c.alpha, c.stabilizer)
-
+        choices = ctx.choices
         grad_x = None
         if ctx.needs_input_grad[0]:
-            plain = all(c.is_gradient("linear") for c in ctx.slices)
-            grad_x = grad @ weight if plain else _by_slice(grad, ctx.slices, rule)  # one matmul for all copies
+            if all(c.is_gradient for c in choices):
+                grad_x = grad @ weight  # one matmul for all copies
+            else:
+                parts = grad.chunk(len(choices)) if len(choices) > 1 else (grad,)
+                grad_x = torch.cat([linear_signal(x0, weight, bias, g, c) for g, c in zip(parts, choices)], 0)
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
-            x = _repeat(x0, ctx.slices)
+            x = stack_copies(x0, len(choices))
             grad_w = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
         if bias is not None and ctx.needs_input_grad[2]:
             grad_b = grad.reshape(-1, grad.shape[-1]).sum(0)
         return grad_x, grad_w, grad_b, None
+
+
+def linear_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
+                  choice: "LinearChoice") -> torch.Tensor:
+    """The signal ``[..., in]`` a linear layer ``y = x W^T + b`` (``x [..., in]``, ``W [out,
+    in]``) sends back under ``choice`` from the signal ``grad [..., out]`` at its output.
+
+    Gradient-signal rules: the output's relevance is ``R = y * grad`` and the input's is ``x *``
+    the returned signal (zennit's and LXT's reading), so each rule below is written as the signal
+    whose product with ``x`` is that rule's input relevance."""
+    if choice.is_gradient:
+        return grad @ weight
+    if choice.rule == "epsilon":
+        z = F.linear(x, weight, bias)
+        return (grad * z / (z + choice.epsilon * torch.where(z >= 0, 1.0, -1.0))) @ weight
+    if choice.rule == "gamma":
+        return gamma_signal(x, weight, bias, grad, choice.gamma, choice.stabilizer)
+    if choice.rule == "zplus":
+        return alpha_beta_signal(x, weight, bias, grad, 1.0, 0.0, choice.stabilizer)
+    if choice.rule == "contribution_alpha_beta":
+        return alpha_beta_signal(x, weight, bias, grad, 1.0 + choice.beta, choice.beta, choice.stabilizer)
+    if choice.rule == "alpha_beta":
+        return alpha_beta_relevance(x, weight, bias, grad, choice.alpha, choice.stabilizer)
+    raise ValueError(f"unknown linear rule {choice.rule!r}")
+
+
+def _stabilized(z: torch.Tensor, stabilizer: float) -> torch.Tensor:
+    """``z + stabilizer * sign(z)`` with sign(0) = +1 (as zennit's stabilizer)."""
+    return z + torch.where(z >= 0, stabilizer, -stabilizer)
+
+
+def _split(weight: torch.Tensor, bias: Optional[torch.Tensor]):
+    positive = (weight.clamp(min=0), None if bias is None else bias.clamp(min=0))
+    negative = (weight.clamp(max=0), None if bias is None else bias.clamp(max=0))
+    return positive, negative
+
+
+def gamma_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
+                 gamma: float, stabilizer: float) -> torch.Tensor:
+    """Generalised gamma rule (Montavon et al. 2019; Andeol et al. 2021; zennit's ``Gamma``).
+
+    For an output ``y_j > 0`` the contributions of the same sign are favoured: the weights become
+    ``W + gamma W+`` for positive inputs and ``W + gamma W-`` for negative ones (bias ``b + gamma
+    b+``); for ``y_j < 0`` the other way round (bias ``b + gamma b-``); ``y_j = 0`` sends nothing.
+    ``R_i = x_i sum_j w'_ji R_j / z'_j`` with ``z'_j`` the modified pre-activation. ``gamma = 0``
+    is LRP-0 (the gradient) wherever ``y != 0``.
+    """
+    y = F.linear(x, weight, bias)
+    relevance = y * grad
+    (w_pos, b_pos), (w_neg, b_neg) = _split(weight, bias)
+    up = (weight + gamma * w_pos, None if bias is None else bias + gamma * b_pos)     # favours positive z
+    down = (weight + gamma * w_neg, None if bias is None else bias + gamma * b_neg)   # favours negative z
+    x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
+    # y > 0: positive inputs through `up`, negative inputs through `down` (bias with `up`); y < 0: swapped
+    z_pos = F.linear(x_pos, *up) + F.linear(x_neg, down[0])
+    z_neg = F.linear(x_pos, *down) + F.linear(x_neg, up[0])
+    s_pos = torch.where(y > 0, relevance / _stabilized(z_pos, stabilizer), 0.0)
+    s_neg = torch.where(y < 0, relevance / _stabilized(z_neg, stabilizer), 0.0)
+    through_up, through_down = s_pos @ up[0] + s_neg @ down[0], s_pos @ down[0] + s_neg @ up[0]
+    return torch.where(x > 0, through_up, through_down)
+
+
+def alpha_beta_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
+                      alpha: float, beta: float, stabilizer: float) -> torch.Tensor:
+    """Alpha-beta rule by the sign of each *contribution* ``x_i w_ji`` (Bach et al. 2015; zennit's
+    ``AlphaBeta``; alpha = 1, beta = 0 is z+, Montavon et al. 2017, zennit's ``ZPlus``).
+
+    ``R_i = alpha sum_j c+_ij R_j / z+_j - beta sum_j c-_ij R_j / z-_j`` where ``c+`` are the
+    positive contributions (``x+ W+``, ``x- W-``; positive bias part in ``z+``) and ``c-`` the
+    negative ones (``x+ W-``, ``x- W+``; negative bias part in ``z-``).
+    """
+    relevance = F.linear(x, weight, bias) * grad
+    (w_pos, b_pos), (w_neg, b_neg) = _split(weight, bias)
+    x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
+    s_pos = relevance / _stabilized(F.linear(x_pos, w_pos, b_pos) + F.linear(x_neg, w_neg), stabilizer)
+    through_pos = s_pos @ w_pos, s_pos @ w_neg  # for positive inputs, for negative inputs
+    if beta == 0:
+        return torch.where(x > 0, alpha * through_pos[0], alpha * through_pos[1])
+    s_neg = relevance / _stabilized(F.linear(x_pos, w_neg, b_neg) + F.linear(x_neg, w_pos), stabilizer)
+    return torch.where(x > 0, alpha * through_pos[0] - beta * (s_neg @ w_neg),
+                       alpha * through_pos[1] - beta * (s_neg @ w_pos))
 
 
 def alpha_beta_relevance(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
