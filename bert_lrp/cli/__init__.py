@@ -21,6 +21,7 @@ from ..errors import USAGE, debug_requested, run_command
 COMMANDS = {
     "explain": ("bert_lrp.cli.explain", "main", "explain a prediction (terminal, HTML, JSON)"),
     "evaluate": ("bert_lrp.cli.evaluate", "main", "faithfulness of attribution methods on a data set"),
+    "tune-lrp": ("bert_lrp.cli.tune", "main", "search the LRP rules for the model's most faithful composite"),
     "train": ("bert_lrp.cli.train", "train_main", "fine-tune a classifier or a token classifier"),
     "benchmark": ("bert_lrp.cli.benchmark", "main", "attribution speed and memory"),
     "convert": ("bert_lrp.cli.convert", "convert_main", "convert a TensorFlow BERT checkpoint (no TensorFlow needed)"),

@@ -438,6 +438,42 @@ def remove_unstarted_run(out: Path) -> None:
             path.unlink()
 
 
+def encode_examples(tokenizer, prepared, data: Sequence[Tuple[str, Optional[int]]], indices: Sequence[int],
+                    command: str) -> Tuple[List[Example], Dict[int, object]]:
+    """The :class:`Example` (unpadded ids, word-piece positions, label) and the road's encoded row
+    of each ``data[i]`` for ``i`` in ``indices``, sorted by length (similar lengths share an
+    attribution batch); warnings (a text cut to the model's length) go to stderr under ``command``."""
+    from ..attribution.road import TextInput, encode_text
+
+    examples: List[Example] = []
+    rows: Dict[int, object] = {}
+    warn = lambda message: print(f"{command}: warning: {message}", file=sys.stderr)  # noqa: E731
+    for i in indices:
+        row, _ = encode_text(tokenizer, prepared, TextInput(data[i][0], None, f"example {i + 1}"), i, warn)
+        length = len(row.tokens[0])
+        ids = tuple(int(v) for v in row["input_ids"][0, :length])
+        types = tuple(int(v) for v in row["token_type_ids"][0, :length])
+        candidates = [p for p in range(length) if row.word_ids[0][p] is not None]
+        examples.append(Example(i, ids, types, candidates, data[i][1]))
+        rows[i] = row
+    examples.sort(key=lambda x: (len(x.input_ids), x.index))
+    return examples, rows
+
+
+def method_scores(model, prepared, rows: Dict[int, object], group: Sequence[Example], predicted: Sequence[int],
+                  method: str, options: Dict[str, object], ranking_mode: str = "signed") -> List[torch.Tensor]:
+    """``method``'s token scores ``[length]`` (float64) for each example of ``group``, explaining
+    its ``predicted`` class, in one ``explain`` call on the road's collated batch."""
+    from ..attribution.explain import explain
+    from ..attribution.road import collate
+
+    batch = collate([rows[x.index] for x in group], prepared.pad_id, prepared.pad_token)
+    values = explain(model, batch, [method], target=list(predicted), options=options).scores[method].detach().double()
+    if ranking_mode == "abs":
+        values = values.abs()
+    return [values[row, :len(x.input_ids)] for row, x in enumerate(group)]
+
+
 def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], methods: List[str], request,
                    settings: dict, out: Path, rank: int = 0, world: int = 1, ranking_mode: str = "signed",
                    seed: int = 0, rows_per_forward: int = 128, overwrite: bool = False, progress: bool = True,
@@ -447,8 +483,7 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
     explained with ``request``'s options, one ``explain`` call per method so that its cost is
     measured alone. Resumes from ``out``'s records; rank 0 merges and writes the tables."""
     from .._io import atomic_write_text
-    from ..attribution.explain import explain
-    from ..attribution.road import TextInput, collate, encode_text, length_batches, prepare
+    from ..attribution.road import length_batches, prepare
 
     prepared = prepare(model, tokenizer, request)
     settings_path = out / "run.json"
@@ -462,36 +497,17 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
 
     done = finished_records(out)
     mine = [i for i in range(len(data)) if i % world == rank and i not in done]
-    examples: List[Example] = []
-    rows: Dict[int, object] = {}
     costs = {m: Cost() for m in methods if m != RANDOM}
-    warn = lambda message: print(f"bert-lrp evaluate: warning: {message}", file=sys.stderr)  # noqa: E731
-    for i in mine:
-        row, _ = encode_text(tokenizer, prepared, TextInput(data[i][0], None, f"example {i + 1}"), i, warn)
-        length = len(row.tokens[0])
-        ids = tuple(int(v) for v in row["input_ids"][0, :length])
-        types = tuple(int(v) for v in row["token_type_ids"][0, :length])
-        candidates = [p for p in range(length) if row.word_ids[0][p] is not None]
-        examples.append(Example(i, ids, types, candidates, data[i][1]))
-        rows[i] = row
-    # length buckets: similar lengths share an attribution batch (little padding)
-    examples.sort(key=lambda x: (len(x.input_ids), x.index))
+    examples, rows = encode_examples(tokenizer, prepared, data, mine, "bert-lrp evaluate")
     model_methods = [m for m in methods if m != RANDOM]
     pad_id = int(model.config.pad_token_id)
 
     def attribute(group: Sequence[Example], predicted: Sequence[int]) -> Dict[str, list]:
-        batch = collate([rows[x.index] for x in group], prepared.pad_id, prepared.pad_token)
         results = {}
         for m in model_methods:  # one call per method: its cost is measured alone
             with measured(model, costs[m], len(group)):
-                results[m] = explain(model, batch, [m], target=list(predicted), options=prepared.options)
-        scores = {}
-        for m in model_methods:
-            values = results[m].scores[m].detach().double()
-            if ranking_mode == "abs":
-                values = values.abs()
-            scores[m] = [values[row, :len(x.input_ids)] for row, x in enumerate(group)]
-        return scores
+                results[m] = method_scores(model, prepared, rows, group, predicted, m, prepared.options, ranking_mode)
+        return results
 
     writer = JsonlWriter(out / f"examples.part{rank}.jsonl")
     bar = None

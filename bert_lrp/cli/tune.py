@@ -1,0 +1,220 @@
+"""``bert-lrp tune-lrp``: search the LRP rules for the most faithful composite of a model
+(:mod:`bert_lrp.evaluation.tuning`) on tuning data, and write it beside the model as
+``lrp_composite.json``, which ``--rule tuned`` / ``lrp:tuned`` then use.
+
+Tune on training data, never on the data you report: a composite chosen on the evaluation texts
+is fitted to them, and its score there says nothing about new texts. The command refuses
+``--data`` when it shares a text with ``--eval-data``, and ``bert-lrp evaluate`` refuses to score
+``lrp:tuned`` on any of the texts the composite was tuned on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from .._jsonl import JsonlWriter, read_records
+from ..attribution.road import Request, prepare
+from ..errors import ArgumentParser, UsageError
+from ..evaluation import faithfulness as F
+from ..evaluation import tuning as T
+from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
+from ..models.tuned import COMPOSITE_FILE, TunedComposite, text_key, write_tuned_composite
+from .arguments import positive_int
+
+DEFAULT_BUDGET = 48
+DEFAULT_EXAMPLES = 400
+DEFAULT_MIN_WORDS = 8
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="bert-lrp tune-lrp", description=__doc__.split("\n\n")[0],
+        epilog="The search: a grid over the softmax rule and the lower layers' linear rule, then coordinate "
+               "descent over the other rules (docs/tune_lrp.md). An interrupted search resumes from its log "
+               "(OUT.search.jsonl). Errors are one line on stderr (exit code 2: bad command line, 1: failure).")
+    parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
+    parser.add_argument("--data", required=True, metavar="TRAIN",
+                        help="tuning data: a TSV/CSV/JSONL with a 'sentence' column, e.g. SST-2 train.tsv (never the "
+                             "file you evaluate on)")
+    parser.add_argument("--eval-data", metavar="FILE",
+                        help="the file you will evaluate on: refused if it shares any text with --data")
+    parser.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
+                        help=f"at most this many candidate composites are scored (default {DEFAULT_BUDGET})")
+    parser.add_argument("--examples", type=positive_int, default=DEFAULT_EXAMPLES,
+                        help=f"tuning texts drawn from --data (default {DEFAULT_EXAMPLES})")
+    parser.add_argument("--min-words", type=positive_int, default=DEFAULT_MIN_WORDS,
+                        help=f"draw only texts of at least this many words (default {DEFAULT_MIN_WORDS}: sentences, "
+                             "not SST-2's short phrases)")
+    parser.add_argument("--min-gain", type=float, default=0.001,
+                        help="a refinement step is kept when it raises the mean ABPC by more than this (default 0.001)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample of tuning texts (default 0)")
+    parser.add_argument("--out", metavar="FILE",
+                        help=f"where the composite goes (default: {COMPOSITE_FILE} in the model folder, where "
+                             "--rule tuned finds it)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="texts per attribution batch")
+    parser.add_argument("--rows-per-forward", type=positive_int, default=128,
+                        help="perturbed rows per forward pass of the metrics")
+    parser.add_argument("--threads", type=positive_int, help="torch threads")
+    parser.add_argument("--overwrite", action="store_true", help="discard an earlier search log with other settings")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not 0 <= args.min_gain < 1:
+        raise UsageError(f"--min-gain must be in 0..1, got {args.min_gain}")
+    if not 0 <= args.seed <= 2 ** 31 - 1:
+        raise UsageError(f"--seed must be in 0..2,147,483,647, got {args.seed}")
+    for option, path in (("--data", args.data), ("--eval-data", args.eval_data)):
+        if path is not None and not os.path.isfile(path):
+            raise UsageError(f"{option} {path}: {'is a folder, expected a data file' if os.path.isdir(path) else 'no such file'}")
+    directory = resolve_model_dir(args.model)
+    out = Path(args.out) if args.out else Path(directory) / COMPOSITE_FILE
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder, expected a file name")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
+
+    examples = F.read_data_examples(args.data)
+    data = [(example.text, None) for example in examples]
+    if args.eval_data is not None:
+        if F.data_fingerprint(args.data) == F.data_fingerprint(args.eval_data):
+            raise UsageError(f"--data {args.data} is the evaluation file (--eval-data, same content): tune on "
+                             "training data and evaluate on held-out data")
+        held_out = {text_key(e.text) for e in F.read_data_examples(args.eval_data)}
+        shared = sum(text_key(text) in held_out for text, _ in data)
+        if shared:
+            raise UsageError(f"--data {args.data}: {shared} of its texts are also in --eval-data {args.eval_data}; "
+                             "tuning on them would score the composite on its own tuning data")
+    indices = T.sample_texts(data, args.examples, args.min_words, args.seed)
+    if len(indices) < 2:
+        raise UsageError(f"--data {args.data}: only {len(indices)} texts with at least {args.min_words} words "
+                         "(--min-words)")
+
+    model, tokenizer = load_model(directory)
+    if model.config.num_labels < 2 or getattr(model.config, "architectures", None) and \
+            not any("SequenceClassification" in a for a in model.config.architectures):
+        raise UsageError(f"--model {directory}: tune-lrp needs a sequence classifier (the faithfulness metrics "
+                         "mask words of the text); token classifiers are not supported yet")
+    settings = {"model_sha256": _weights_fingerprint(directory), "data": os.path.basename(args.data),
+                "data_sha256": F.data_fingerprint(args.data), "examples": len(indices), "min_words": args.min_words,
+                "seed": args.seed, "budget": args.budget, "min_gain": args.min_gain, "batch_size": args.batch_size,
+                "search": "grid+coordinate descent v1"}
+    log_path = Path(str(out) + ".search.jsonl")
+    settings_path = Path(str(out) + ".search.json")
+    done = _previous_search(settings_path, log_path, settings, args.overwrite)
+
+    request = Request(methods=["lrp"], options={}, batch_size=args.batch_size)
+    prepared = prepare(model, tokenizer, request)
+    tuning_set = T.TuningSet(model, tokenizer, prepared, data, indices, args.batch_size, args.rows_per_forward)
+    layers = int(model.config.num_hidden_layers)
+    from .._io import atomic_write_text
+
+    if not settings_path.is_file():
+        atomic_write_text(settings_path, json.dumps(settings, indent=1) + "\n")
+    writer = JsonlWriter(log_path)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.budget, desc="tune-lrp", unit="composite", file=sys.stderr, initial=0)
+    best_so_far = [float("-inf")]
+
+    def scored(entry: T.Scored) -> None:
+        writer.write({"index": len(done) + scored.count, **entry.record(len(done) + scored.count)})
+        scored.count += 1
+        best_so_far[0] = max(best_so_far[0], entry.means["abpc_p"])
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"best ABPC {best_so_far[0]:.4f}")
+
+    scored.count = 0
+    try:
+        result = T.search(lambda point: tuning_set.score(point.composite()), layers, args.budget, args.min_gain,
+                          done, scored)
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+    tuned = TunedComposite(result.best.point.composite("tuned"), frozenset(text_key(data[i][0]) for i in indices),
+                           _record(result, settings))
+    write_tuned_composite_to(out, tuned)
+    print(_summary(result, len(indices)))
+    print(f"bert-lrp tune-lrp: wrote {out} ({len(result.log)} composites scored, {result.stopped})", file=sys.stderr)
+    return 0
+
+
+def write_tuned_composite_to(out: Path, tuned: TunedComposite) -> None:
+    if out.name == COMPOSITE_FILE:
+        write_tuned_composite(out.parent, tuned)
+    else:
+        from .._io import atomic_write_text
+
+        atomic_write_text(out, tuned.to_json())
+
+
+def _weights_fingerprint(directory: Path) -> str:
+    from ..models.checkpoint import find_weights
+
+    return F.data_fingerprint(find_weights(str(directory)))
+
+
+def _previous_search(settings_path: Path, log_path: Path, settings: dict, overwrite: bool) -> dict:
+    """Candidates an earlier, interrupted search with the same settings scored (by key)."""
+    previous = F.previous_settings(settings_path, overwrite)
+    if previous is not None and previous != settings:
+        if not overwrite:
+            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            raise UsageError(f"{settings_path}: an earlier search with other settings ({', '.join(changed)}); "
+                             "use --overwrite to discard it, or another --out")
+        previous = None
+    if previous is None:
+        for path in (settings_path, log_path):
+            if path.is_file():
+                path.unlink()
+        return {}
+    done = {}
+    for record in read_records(log_path):
+        entry = T.Scored.from_record(record)
+        done[entry.point.key()] = entry
+    return done
+
+
+def _record(result: T.SearchResult, settings: dict) -> dict:
+    best, start = result.best, result.start
+    difference, error = T.paired_difference(best.abpc, start.abpc)
+    return {
+        "tuning": {**settings, "objective": "abpc_p (mean over the tuning texts)", "stopped": result.stopped,
+                   "scored": len(result.log), "best": best.point.describe(), "best_means": best.means,
+                   "attnlrp_means": start.means, "abpc_gain_over_attnlrp": difference,
+                   "abpc_gain_standard_error": error},
+        "search": [{k: v for k, v in record.items() if k != "abpc"} for record in T.iter_records(result.log)],
+    }
+
+
+def _summary(result: T.SearchResult, examples: int) -> str:
+    lines = [f"| step | stage | composite (what differs from AttnLRP) | ABPC | comprehensiveness | sufficiency |",
+             "|---|---|---|---|---|---|"]
+    for step, entry in enumerate(result.log):
+        mark = " **(best)**" if entry is result.best else ""
+        lines.append(f"| {step} | {entry.stage} | {entry.point.describe()}{mark} | {entry.means['abpc_p']:.4f} | "
+                     f"{entry.means['comprehensiveness_aopc']:.4f} | {entry.means['sufficiency_aopc']:.4f} |")
+    gain, error = T.paired_difference(result.best.abpc, result.start.abpc)
+    lines.append("")
+    lines.append(f"{examples} tuning texts; best minus AttnLRP ABPC {gain:+.4f} (paired standard error {error:.4f}).")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from ..cli import main as cli_main
+
+    sys.exit(cli_main(["tune-lrp", *sys.argv[1:]]))
