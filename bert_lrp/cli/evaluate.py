@@ -99,6 +99,7 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     model, tokenizer = load_model(directory)
     labels = F.data_labels(data_examples, model.config.label2id)
     data = [(example.text, label) for example, label in zip(data_examples, labels)]
+    refuse_tuning_texts(model, methods, method_options(args), data, args.data)
     skip = parse_layers(args.skip_layers, "--skip-layers", model.config.num_hidden_layers) if args.skip_layers else []
     model_methods = [m for m in methods if m != F.RANDOM]
     request = Request(methods=model_methods, options=method_options(args), batch_size=args.batch_size,
@@ -125,6 +126,20 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
             F.remove_unstarted_run(out)
         remove_empty_folders(created)
         raise
+
+
+def refuse_tuning_texts(model, methods: List[str], options: dict, data, path: str) -> None:
+    """Scoring the tuned composite on the texts it was tuned on would measure its fit to them, not
+    its faithfulness: refuse (naming the file and how many texts) when any text of ``data`` was a
+    tuning text of the model's ``lrp_composite.json``."""
+    tuned = getattr(model, "tuned_composite", None)
+    uses_tuned = "lrp:tuned" in methods or ("lrp" in methods and options.get("rule") == "tuned")
+    if tuned is None or not uses_tuned:
+        return
+    shared = tuned.overlap(text for text, _ in data)
+    if shared:
+        raise UsageError(f"--data {path}: {shared} of its texts were used to tune {tuned.path or 'the tuned composite'}; "
+                         "evaluate the tuned composite on held-out data")
 
 
 if __name__ == "__main__":

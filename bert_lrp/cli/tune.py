@@ -105,9 +105,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             not any("SequenceClassification" in a for a in model.config.architectures):
         raise UsageError(f"--model {directory}: tune-lrp needs a sequence classifier (the faithfulness metrics "
                          "mask words of the text); token classifiers are not supported yet")
+    # the budget is not a setting: the log only caches scores, so a search resumed with another
+    # --budget replays the same path and stops at its own budget
     settings = {"model_sha256": _weights_fingerprint(directory), "data": os.path.basename(args.data),
                 "data_sha256": F.data_fingerprint(args.data), "examples": len(indices), "min_words": args.min_words,
-                "seed": args.seed, "budget": args.budget, "min_gain": args.min_gain, "batch_size": args.batch_size,
+                "seed": args.seed, "min_gain": args.min_gain, "batch_size": args.batch_size,
                 "search": "grid+coordinate descent v1"}
     log_path = Path(str(out) + ".search.jsonl")
     settings_path = Path(str(out) + ".search.json")
@@ -146,7 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if bar is not None:
             bar.close()
     tuned = TunedComposite(result.best.point.composite("tuned"), frozenset(text_key(data[i][0]) for i in indices),
-                           _record(result, settings))
+                           _record(result, {**settings, "budget": args.budget}))
     write_tuned_composite_to(out, tuned)
     print(_summary(result, len(indices)))
     print(f"bert-lrp tune-lrp: wrote {out} ({len(result.log)} composites scored, {result.stopped})", file=sys.stderr)

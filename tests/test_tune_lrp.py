@@ -1,0 +1,220 @@
+"""``bert-lrp tune-lrp``: the search for a model's most faithful LRP composite, the file it writes
+(``lrp_composite.json``), ``--rule tuned`` / ``lrp:tuned`` reading it, and the guards that keep
+tuning texts out of the evaluation.
+
+The command runs on the shipped SST-2 model (a copy of its folder per test) with a few texts of the
+SST-2 dev sample, split into a "train" and an "eval" file, and a small budget.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bert_lrp import explain
+from bert_lrp.attribution.road import Request, explain_texts
+from bert_lrp.evaluation import tuning as T
+from bert_lrp.models.auto import AutoModelForSequenceClassification
+from bert_lrp.models.loading import load_model
+from bert_lrp.models.tuned import COMPOSITE_FILE, TunedComposite, read_tuned_composite, text_key, write_tuned_composite
+from bert_lrp.rules.composites import ATTNLRP
+
+from conftest import FIXTURES
+
+SHIPPED = FIXTURES.parents[1] / "checkpoints" / "minilm-sst2"
+SMALL = ["--examples", "10", "--budget", "3", "--min-words", "4", "--no-progress", "--threads", "1"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bert_lrp", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A folder with the shipped model's files but no tuned composite (weights linked, not copied)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
+        shutil.copy(SHIPPED / name, folder / name)
+    (folder / "model.safetensors").symlink_to(SHIPPED / "model.safetensors")
+    return folder
+
+
+@pytest.fixture
+def split(tmp_path: Path):
+    """``(train, eval)``: the first 100 and the next 100 rows of the SST-2 dev sample."""
+    lines = (FIXTURES / "sst2" / "dev_sample.tsv").read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], lines[1:]
+    train, held_out = tmp_path / "train.tsv", tmp_path / "eval.tsv"
+    train.write_text("\n".join([header, *rows[:100]]) + "\n", encoding="utf-8")
+    held_out.write_text("\n".join([header, *rows[100:200]]) + "\n", encoding="utf-8")
+    return train, held_out
+
+
+def tune(model_dir: Path, train: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run("tune-lrp", "--model", str(model_dir), "--data", str(train), *SMALL, *extra)
+
+
+# ------------------------------------------------------------------ refusing the evaluation data
+def test_tune_lrp_refuses_the_evaluation_file(model_dir, split):
+    train, _ = split
+    result = tune(model_dir, train, "--eval-data", str(train))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "is the evaluation file" in result.stderr
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "model.safetensors", "tokenizer_config.json",
+                                                            "vocab.txt"]  # nothing written
+
+
+def test_tune_lrp_refuses_tuning_data_that_shares_a_text_with_the_evaluation_data(model_dir, split, tmp_path):
+    train, held_out = split
+    leaky = tmp_path / "leaky.tsv"
+    leaky.write_text(held_out.read_text(encoding="utf-8") + train.read_text(encoding="utf-8").splitlines()[5] + "\n",
+                     encoding="utf-8")
+    result = tune(model_dir, train, "--eval-data", str(leaky))
+    assert result.returncode == 2
+    assert "1 of its texts are also in --eval-data" in result.stderr
+    assert not (model_dir / COMPOSITE_FILE).exists()
+
+
+def test_evaluate_refuses_the_tuned_composite_on_its_tuning_texts(model_dir, split, tmp_path):
+    train, held_out = split
+    assert tune(model_dir, train, "--eval-data", str(held_out)).returncode == 0
+    refused = run("evaluate", "--model", str(model_dir), "--data", str(train), "--methods", "lrp:tuned",
+                  "--out", str(tmp_path / "refused"), "--no-progress")
+    assert refused.returncode == 2 and "were used to tune" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+    also = run("evaluate", "--model", str(model_dir), "--data", str(train), "--methods", "lrp", "--rule", "tuned",
+               "--out", str(tmp_path / "refused"), "--no-progress")
+    assert also.returncode == 2 and "were used to tune" in also.stderr
+    held = run("evaluate", "--model", str(model_dir), "--data", str(held_out), "--methods", "lrp:tuned,lrp:attnlrp",
+               "--limit", "6", "--out", str(tmp_path / "held-out"), "--no-progress", "--threads", "1")
+    assert held.returncode == 0, held.stderr
+    summary = json.loads((tmp_path / "held-out" / "results.json").read_text())
+    assert set(summary["methods"]) == {"lrp:tuned", "lrp:attnlrp", "random"}
+
+
+# ------------------------------------------------------------------ determinism and resuming
+def test_the_same_seed_gives_the_same_composite_and_scores(model_dir, split, tmp_path):
+    train, _ = split
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    for out in (first, second):
+        result = tune(model_dir, train, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    assert a["composite"] == b["composite"]
+    assert [s["means"] for s in a["search"]] == [s["means"] for s in b["search"]]
+    assert a["tuning"]["text_keys"] == b["tuning"]["text_keys"]
+    other = tmp_path / "other-seed.json"
+    assert tune(model_dir, train, "--out", str(other), "--seed", "1").returncode == 0
+    assert json.loads(other.read_text())["tuning"]["text_keys"] != a["tuning"]["text_keys"]
+
+
+def test_an_interrupted_search_resumes_from_its_log(model_dir, split, tmp_path):
+    train, _ = split
+    out = tmp_path / "c.json"
+    assert tune(model_dir, train, "--out", str(out)).returncode == 0
+    complete = json.loads(out.read_text())
+    log = Path(str(out) + ".search.jsonl")
+    lines = log.read_text().splitlines(keepends=True)
+    assert len(lines) == 3
+    log.write_text("".join(lines[:2]) + lines[2][:20])  # killed while writing the third record
+    out.unlink()
+    resumed = tune(model_dir, train, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(out.read_text())["composite"] == complete["composite"]
+    assert [s["means"] for s in json.loads(out.read_text())["search"]] == [s["means"] for s in complete["search"]]
+    assert len(log.read_text().splitlines()) == 3  # only the missing candidate was scored again
+    more = run("tune-lrp", "--model", str(model_dir), "--data", str(train), *SMALL, "--budget", "4", "--out", str(out))
+    assert more.returncode == 0, more.stderr  # a larger budget continues the same search
+    assert len(log.read_text().splitlines()) == 4
+    assert [s["means"] for s in json.loads(out.read_text())["search"]][:3] == [s["means"] for s in complete["search"]]
+    changed = tune(model_dir, train, "--out", str(out), "--min-gain", "0.01")
+    assert changed.returncode == 2 and "other settings (min_gain)" in changed.stderr
+
+
+# ------------------------------------------------------------------ --rule tuned
+def test_rule_tuned_explains_with_the_composite_written_beside_the_model(model_dir):
+    """``--rule tuned``, ``rule="tuned"``, ``lrp:tuned`` and the road all use lrp_composite.json."""
+    composite = T.Point(softmax="detach", lower="gamma", lower_layers=2, gamma=0.3).composite()
+    write_tuned_composite(model_dir, TunedComposite(composite, frozenset({text_key("a tuning text")})))
+    tuned = read_tuned_composite(model_dir)
+    assert tuned.composite == composite and tuned.tuning_texts == {text_key("a tuning text")}
+    assert AutoModelForSequenceClassification.from_pretrained(model_dir).tuned_composite == tuned
+    model, tokenizer = load_model(model_dir)
+    text = "a gripping , beautifully acted film"
+    batch = tokenizer([text])
+    by_name = explain(model, batch, ["lrp"], rule="tuned").scores["lrp"]
+    assert torch.equal(by_name, explain(model, batch, ["lrp"], rule=composite).scores["lrp"])
+    assert torch.equal(by_name, explain(model, batch, ["lrp:tuned"]).scores["lrp:tuned"])
+    assert not torch.allclose(by_name, explain(model, batch, ["lrp"], rule="attnlrp").scores["lrp"])
+    [through_road] = explain_texts(model, tokenizer, [text], Request(methods=["lrp"], options={"rule": "tuned"}))
+    [alone] = explain_texts(model, tokenizer, [text], Request(methods=["lrp"], options={"rule": composite}))
+    assert through_road.record()["scores"] == alone.record()["scores"]
+    written = model_dir.parent / "explained.json"
+    cli = run("explain", "--model", str(model_dir), "--rule", "tuned", "--json", str(written), "--quiet", text)
+    assert cli.returncode == 0, cli.stderr
+    payload = json.loads(written.read_text())
+    assert payload["settings"]["options"]["rule"] == "tuned"
+    assert payload["examples"][0]["scores"]["lrp"] == json.loads(json.dumps(alone.record()["scores"]["lrp"]))
+
+
+def test_rule_tuned_without_a_tuned_composite_is_a_one_line_error(model_dir):
+    result = run("explain", "--model", str(model_dir), "--rule", "tuned", "a fine film")
+    assert result.returncode == 2
+    assert "no tuned LRP composite" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_damaged_composite_file_is_refused_naming_the_file_and_field(model_dir):
+    good = {"format": "bert-lrp tuned composite", "version": 1, "composite": ATTNLRP.to_dict(), "tuning": {}}
+    good["composite"]["gamma"] = -1
+    (model_dir / COMPOSITE_FILE).write_text(json.dumps(good))
+    result = run("explain", "--model", str(model_dir), "a fine film")
+    assert result.returncode != 0
+    assert COMPOSITE_FILE in result.stderr and "gamma" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_save_pretrained_keeps_the_tuned_composite(model_dir, split, tmp_path):
+    train, _ = split
+    assert tune(model_dir, train).returncode == 0
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    model.save_pretrained(tmp_path / "saved")
+    assert read_tuned_composite(tmp_path / "saved").composite == model.tuned_composite.composite
+
+
+# ------------------------------------------------------------------ the search itself
+def test_the_search_finds_the_best_point_of_a_known_objective_and_keeps_its_budget():
+    """A synthetic objective (best: gamma in the first 2 layers, gamma 0.3, detached softmax):
+    the grid and the coordinate descent reach it; no candidate is scored twice; the budget holds."""
+    def objective(point: T.Point):
+        value = 0.5 + 0.1 * (point.softmax == "detach") + 0.05 * (point.lower == "gamma") \
+            - 0.02 * abs(point.lower_layers - 2) - 0.03 * abs(__import__("math").log10(point.gamma / 0.3))
+        return {"abpc_p": value, "comprehensiveness_aopc": 0.0, "sufficiency_aopc": 0.0}, [value, value]
+
+    seen = []
+    result = T.search(lambda p: (seen.append(p.key()), objective(p))[1], layers=6, budget=100, min_gain=0.0)
+    assert (result.best.point.softmax, result.best.point.lower, result.best.point.lower_layers,
+            result.best.point.gamma) == ("detach", "gamma", 2, 0.3)
+    assert len(seen) == len(set(seen)) and result.stopped == "converged"
+    small = T.search(lambda p: objective(p), layers=6, budget=5)
+    assert len(small.log) == 5 and small.stopped == "budget"
+
+
+def test_the_tuning_sample_is_seeded_and_skips_short_and_repeated_texts():
+    data = [("one two three", None), ("a b c d e f g h", None), ("a b c d e f g h", None)] + \
+           [(f"text number {i} has enough words here", None) for i in range(20)]
+    first = T.sample_texts(data, 5, 6, seed=0)
+    assert first == T.sample_texts(data, 5, 6, seed=0) and first != T.sample_texts(data, 5, 6, seed=1)
+    assert 0 not in first and not {1, 2} <= set(first)
+    assert all(len(data[i][0].split()) >= 6 for i in first)
+
+
+def test_paired_difference_is_the_mean_and_standard_error_of_the_differences():
+    mean, error = T.paired_difference([0.5, 0.7, 0.9], [0.4, 0.5, 0.9])
+    assert mean == pytest.approx(0.1)
+    assert error == pytest.approx((((0.0) ** 2 + 0.1 ** 2 + 0.1 ** 2) / 2 / 3) ** 0.5)
+    assert text_key(" a film ") == text_key("a film")
