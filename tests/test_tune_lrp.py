@@ -218,3 +218,33 @@ def test_paired_difference_is_the_mean_and_standard_error_of_the_differences():
     assert mean == pytest.approx(0.1)
     assert error == pytest.approx((((0.0) ** 2 + 0.1 ** 2 + 0.1 ** 2) / 2 / 3) ** 0.5)
     assert text_key(" a film ") == text_key("a film")
+
+
+def test_the_explorer_offers_the_tuned_composite_of_a_model_that_has_one(model_dir, tmp_path):
+    """``lrp:tuned`` in the explorer: the model's info says whether it has one; explaining with it
+    equals explain(rule=composite); a model without one answers 400 naming tune-lrp."""
+    from starlette.testclient import TestClient
+
+    from bert_lrp.views.explorer.app import create_app
+    from bert_lrp.views.explorer.explorer import Explorer
+
+    plain = tmp_path / "plain"
+    shutil.copytree(model_dir, plain, symlinks=True)
+    composite = T.Point(softmax="detach").composite()
+    write_tuned_composite(model_dir, TunedComposite(composite))
+    explorer = Explorer([(model_dir, *load_model(model_dir)), (plain, *load_model(plain))])
+    try:
+        client = TestClient(create_app(explorer))
+        models = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+        assert [models[n]["tuned_lrp"] for n in sorted(models)] == [True, False]  # "model", "plain"
+        text = "a gripping , beautifully acted film"
+        answer = client.post("/api/explain", json={"text": text, "methods": ["lrp:tuned"], "model": "model"})
+        assert answer.status_code == 200, answer.text
+        model, tokenizer = load_model(model_dir)
+        [expected] = explain_texts(model, tokenizer, [text], Request(methods=["lrp"], options={"rule": composite}))
+        got = answer.json()["examples"][0]["scores"]["lrp:tuned"]["tokens"]
+        assert got == pytest.approx(expected.record()["scores"]["lrp"]["tokens"], abs=1e-6)
+        refused = client.post("/api/explain", json={"text": text, "methods": ["lrp:tuned"], "model": "plain"})
+        assert refused.status_code == 400 and "tune-lrp" in refused.json()["error"]
+    finally:
+        explorer.close()

@@ -63,7 +63,8 @@ class LoadedModel:
                 "labels": [config.labels_by_id()[i] for i in sorted(config.labels_by_id())] if task != "masked_lm"
                 else [], "max_positions": model_limit(self.model, self.tokenizer),
                 "layers": config.num_hidden_layers, "heads": config.num_attention_heads,
-                "mask_token": self.tokenizer.mask_token if task == "masked_lm" else None}
+                "mask_token": self.tokenizer.mask_token if task == "masked_lm" else None,
+                "tuned_lrp": getattr(self.model, "tuned_composite", None) is not None}  # lrp:tuned available
 
 
 @dataclass
