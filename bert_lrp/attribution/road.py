@@ -166,6 +166,7 @@ class Request:
     hidden_relevance: bool = False
     progress: bool = False
     chunk_batches: int = 16
+    targets_per_example: bool = False  # the caller gives each text's target (evaluation of a token classifier)
 
     def settings(self) -> Dict[str, Any]:
         """What changes the results, JSON-ready: methods, target, the options the methods read
@@ -210,7 +211,7 @@ def prepare(model, tokenizer, request: Request) -> Prepared:
     if task == "masked_lm":
         raise UsageError("explaining texts needs a sequence or token classifier; for a masked LM use "
                          "explain() with target=(position, token id) or bert-lrp inspect mask")
-    if task == "token" and request.token_index is None and request.word is None:
+    if task == "token" and request.token_index is None and request.word is None and not request.targets_per_example:
         raise UsageError("this is a token-classification model: choose the word with --word W or --token-index I")
     if task != "token" and (request.token_index is not None or request.word is not None):
         raise UsageError("--word/--token-index need a token-classification model")

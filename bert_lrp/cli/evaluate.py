@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
     parser.add_argument("--data", required=True, metavar="FILE",
                         help="UTF-8 TSV (or .csv/.jsonl) with a header naming a 'sentence' column and optionally a "
-                             "'label' column (a label name of the model or its id), e.g. SST-2 dev.tsv")
+                             "'label' column (a label name of the model or its id), e.g. SST-2 dev.tsv; for a token "
+                             "classifier, CoNLL-2003 sentences (word first, tag last): each sentence's first word "
+                             "predicted as an entity is explained")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
                         help=f"comma-separated, from: {registry.describe()}; a random baseline is always added")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N examples")
@@ -95,15 +97,24 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     from .._io import make_folders, remove_empty_folders
     from ..models.ablation import parse_layers, skip_layers
 
-    data_examples = F.read_data_examples(args.data, args.limit)  # structure errors first: no model needed
-    model, tokenizer = load_model(directory)
-    labels = F.data_labels(data_examples, model.config.label2id)
-    data = [(example.text, label) for example, label in zip(data_examples, labels)]
+    from ..models.loading import architecture_task, read_config
+    from ..training.data import read_conll
+
+    token = architecture_task(read_config(directory)) == "token"
+    if token:  # CoNLL sentences (words, tags); structure errors first: no model needed
+        conll = read_conll(args.data)
+        data = [(example.text, example.label) for example in conll[:args.limit]]
+        model, tokenizer = load_model(directory)
+    else:
+        data_examples = F.read_data_examples(args.data, args.limit)
+        model, tokenizer = load_model(directory)
+        labels = F.data_labels(data_examples, model.config.label2id)
+        data = [(example.text, label) for example, label in zip(data_examples, labels)]
     refuse_tuning_texts(model, methods, method_options(args), data, args.data)
     skip = parse_layers(args.skip_layers, "--skip-layers", model.config.num_hidden_layers) if args.skip_layers else []
     model_methods = [m for m in methods if m != F.RANDOM]
     request = Request(methods=model_methods, options=method_options(args), batch_size=args.batch_size,
-                      batch_tokens=args.batch_tokens)
+                      batch_tokens=args.batch_tokens, targets_per_example=token)
     out = Path(args.out)
     used = request.settings()["options"] if model_methods else {}
     settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),
@@ -136,7 +147,7 @@ def refuse_tuning_texts(model, methods: List[str], options: dict, data, path: st
     uses_tuned = "lrp:tuned" in methods or ("lrp" in methods and options.get("rule") == "tuned")
     if tuned is None or not uses_tuned:
         return
-    shared = tuned.overlap(text for text, _ in data)
+    shared = tuned.overlap(F.data_text(text) for text, _ in data)
     if shared:
         raise UsageError(f"--data {path}: {shared} of its texts were used to tune {tuned.path or 'the tuned composite'}; "
                          "evaluate the tuned composite on held-out data")

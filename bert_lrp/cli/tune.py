@@ -20,6 +20,7 @@ import torch
 
 from .._jsonl import JsonlWriter, read_records
 from ..attribution.road import Request, prepare
+from ..attribution.targets import task_of
 from ..errors import ArgumentParser, UsageError
 from ..evaluation import faithfulness as F
 from ..evaluation import tuning as T
@@ -40,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                "(OUT.search.jsonl). Errors are one line on stderr (exit code 2: bad command line, 1: failure).")
     parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
     parser.add_argument("--data", required=True, metavar="TRAIN",
-                        help="tuning data: a TSV/CSV/JSONL with a 'sentence' column, e.g. SST-2 train.tsv (never the "
-                             "file you evaluate on)")
+                        help="tuning data: a TSV/CSV/JSONL with a 'sentence' column, e.g. SST-2 train.tsv, or CoNLL "
+                             "sentences for a token classifier (never the file you evaluate on)")
     parser.add_argument("--eval-data", metavar="FILE",
                         help="the file you will evaluate on: refused if it shares any text with --data")
     parser.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
@@ -84,14 +85,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
 
-    examples = F.read_data_examples(args.data)
-    data = [(example.text, None) for example in examples]
+    from ..models.loading import architecture_task, read_config
+    from ..training.data import read_conll
+
+    token = architecture_task(read_config(directory)) == "token"
+    read = read_conll if token else F.read_data_examples  # CoNLL sentences for a token classifier
+    data = [(example.text, example.label if token else None) for example in read(args.data)]
     if args.eval_data is not None:
         if F.data_fingerprint(args.data) == F.data_fingerprint(args.eval_data):
             raise UsageError(f"--data {args.data} is the evaluation file (--eval-data, same content): tune on "
                              "training data and evaluate on held-out data")
-        held_out = {text_key(e.text) for e in F.read_data_examples(args.eval_data)}
-        shared = sum(text_key(text) in held_out for text, _ in data)
+        held_out = {text_key(F.data_text(e.text)) for e in read(args.eval_data)}
+        shared = sum(text_key(F.data_text(text)) in held_out for text, _ in data)
         if shared:
             raise UsageError(f"--data {args.data}: {shared} of its texts are also in --eval-data {args.eval_data}; "
                              "tuning on them would score the composite on its own tuning data")
@@ -101,10 +106,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "(--min-words)")
 
     model, tokenizer = load_model(directory)
-    if model.config.num_labels < 2 or getattr(model.config, "architectures", None) and \
-            not any("SequenceClassification" in a for a in model.config.architectures):
-        raise UsageError(f"--model {directory}: tune-lrp needs a sequence classifier (the faithfulness metrics "
-                         "mask words of the text); token classifiers are not supported yet")
+    if task_of(model) not in ("sequence", "token"):
+        raise UsageError(f"--model {directory}: tune-lrp needs a sequence or token classifier")
     # the budget is not a setting: the log only caches scores, so a search resumed with another
     # --budget replays the same path and stops at its own budget
     settings = {"model_sha256": _weights_fingerprint(directory), "data": os.path.basename(args.data),
@@ -115,7 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     settings_path = Path(str(out) + ".search.json")
     done = _previous_search(settings_path, log_path, settings, args.overwrite)
 
-    request = Request(methods=["lrp"], options={}, batch_size=args.batch_size)
+    request = Request(methods=["lrp"], options={}, batch_size=args.batch_size, targets_per_example=token)
     prepared = prepare(model, tokenizer, request)
     tuning_set = T.TuningSet(model, tokenizer, prepared, data, indices, args.batch_size, args.rows_per_forward)
     layers = int(model.config.num_hidden_layers)
@@ -147,7 +150,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         writer.close()
         if bar is not None:
             bar.close()
-    tuned = TunedComposite(result.best.point.composite("tuned"), frozenset(text_key(data[i][0]) for i in indices),
+    tuned = TunedComposite(result.best.point.composite("tuned"),
+                           frozenset(text_key(F.data_text(data[i][0])) for i in indices),
                            _record(result, {**settings, "budget": args.budget}))
     write_tuned_composite_to(out, tuned)
     print(_summary(result, len(indices)))

@@ -82,8 +82,15 @@ class Example:
     index: int
     input_ids: Tuple[int, ...]         # unpadded, with [CLS] ... [SEP]
     token_type_ids: Tuple[int, ...]
-    candidates: List[int]              # positions of the non-special word pieces
+    candidates: List[int]              # positions of the non-special word pieces (a token classifier: but the target's)
     label: Optional[int]
+    target_position: Optional[int] = None  # a token classifier: the piece whose label is explained
+
+
+def at_target(example: Example, logits: torch.Tensor) -> torch.Tensor:
+    """The logits ``[classes]`` an example's metrics read: the row's (sequence classifier) or its
+    target piece's (token classifier, ``logits [seq, classes]``)."""
+    return logits[example.target_position] if example.target_position is not None and logits.dim() == 2 else logits
 
 
 def example_metrics(example: Example, scores: Sequence[float], predicted: int, lookup: Lookup,
@@ -98,7 +105,7 @@ def example_metrics(example: Example, scores: Sequence[float], predicted: int, l
     bottom = ranking(cand_scores, candidates, False)
 
     def probe(ids: Tuple[int, ...]) -> Tuple[float, float]:
-        logits = lookup((ids, types)).double()
+        logits = at_target(example, lookup((ids, types))).double()
         return float(torch.softmax(logits, -1)[predicted]), float(logits[predicted])
 
     original_p, _ = probe(tuple(example.input_ids))
@@ -121,7 +128,8 @@ def example_metrics(example: Example, scores: Sequence[float], predicted: int, l
     record["sufficiency_aopc"] = sum(sufficiency) / len(sufficiency)
     if example.label is not None and predicted == example.label and n >= MIN_DELETION_TOKENS:
         record["deletion_correct"] = [
-            bool(int(lookup((replaced(example.input_ids, top[:k], pad_id), types)).argmax()) == example.label)
+            bool(int(at_target(example, lookup((replaced(example.input_ids, top[:k], pad_id), types))).argmax())
+                 == example.label)
             for k in DELETION_K]
     return record
 
@@ -190,7 +198,7 @@ def evaluate_examples(examples: Sequence[Example], methods: Sequence[str], attri
     for example in examples:
         cache.request((tuple(example.input_ids), tuple(example.token_type_ids)))
     cache.run()
-    originals = [cache((tuple(x.input_ids), tuple(x.token_type_ids))) for x in examples]
+    originals = [at_target(x, cache((tuple(x.input_ids), tuple(x.token_type_ids)))) for x in examples]
     predicted = [int(o.argmax()) for o in originals]
     model_methods = [m for m in methods if m != RANDOM]
     scores = attribute(examples, predicted) if model_methods else {}
@@ -460,6 +468,71 @@ def encode_examples(tokenizer, prepared, data: Sequence[Tuple[str, Optional[int]
     return examples, rows
 
 
+def data_text(text) -> str:
+    """A data item's text: the sentence, or a CoNLL sentence's words joined by spaces."""
+    return text if isinstance(text, str) else " ".join(text)
+
+
+SKIPPED_NO_ENTITY = "no word predicted as an entity"
+
+
+def token_examples(model, tokenizer, prepared, data: Sequence[Tuple[Sequence[str], Optional[Sequence[str]]]],
+                   indices: Sequence[int], command: str, rows_per_forward: int = 128
+                   ) -> Tuple[List[Example], Dict[int, object]]:
+    """Examples of a token classifier: ``data[i]`` is a CoNLL sentence ``(words, tags or None)``.
+
+    The sentence is read as its words joined by spaces (through the road); the explained piece is
+    the first piece of the first word the model labels as an entity (not ``O``; without an ``O``
+    label, not label 0), the metrics read that piece's label probability, and every other word's
+    pieces are the candidates to mask. ``label`` is the word's gold tag (for word deletion). A
+    sentence with no word predicted as an entity gives no example."""
+    from ..attribution.road import TextInput, encode_text
+
+    label2id = model.config.label2id
+    outside = int(label2id.get("O", 0))
+    warn = lambda message: print(f"{command}: warning: {message}", file=sys.stderr)  # noqa: E731
+    cache = RowCache(model_forward(model), rows_per_forward)
+    encoded = {}
+    for i in indices:
+        words, _ = data[i]
+        row, _ = encode_text(tokenizer, prepared, TextInput(" ".join(words), None, f"sentence {i + 1}"), i, warn)
+        length = len(row.tokens[0])
+        ids = tuple(int(v) for v in row["input_ids"][0, :length])
+        types = tuple(int(v) for v in row["token_type_ids"][0, :length])
+        starts, position = [], 0
+        for word in words:  # each CoNLL word's character span in the joined text
+            starts.append((position, position + len(word)))
+            position += len(word) + 1
+        pieces = [[p for p in range(length) if row.word_ids[0][p] is not None and a <= row.offsets[0][p][0] < b]
+                  for a, b in starts]
+        encoded[i] = (row, ids, types, pieces)
+        cache.request((ids, types))
+    cache.run()
+    examples: List[Example] = []
+    rows: Dict[int, object] = {}
+    for i in indices:
+        row, ids, types, pieces = encoded[i]
+        logits = cache((ids, types))
+        word = next((w for w, p in enumerate(pieces) if p and int(logits[p[0]].argmax()) != outside), None)
+        if word is None:
+            continue
+        tags = data[i][1]
+        label = int(label2id[tags[word]]) if tags is not None and tags[word] in label2id else None
+        candidates = [p for p in range(len(ids)) if row.word_ids[0][p] is not None and p not in pieces[word]]
+        examples.append(Example(i, ids, types, candidates, label, pieces[word][0]))
+        rows[i] = row
+    examples.sort(key=lambda x: (len(x.input_ids), x.index))
+    return examples, rows
+
+
+def build_examples(model, tokenizer, prepared, data, indices: Sequence[int], command: str,
+                   rows_per_forward: int = 128) -> Tuple[List[Example], Dict[int, object]]:
+    """:func:`token_examples` for a token classifier, else :func:`encode_examples`."""
+    if prepared.task == "token":
+        return token_examples(model, tokenizer, prepared, data, indices, command, rows_per_forward)
+    return encode_examples(tokenizer, prepared, data, indices, command)
+
+
 def method_scores(model, prepared, rows: Dict[int, object], group: Sequence[Example], predicted: Sequence[int],
                   method: str, options: Dict[str, object], ranking_mode: str = "signed") -> List[torch.Tensor]:
     """``method``'s token scores ``[length]`` (float64) for each example of ``group``, explaining
@@ -468,7 +541,8 @@ def method_scores(model, prepared, rows: Dict[int, object], group: Sequence[Exam
     from ..attribution.road import collate
 
     batch = collate([rows[x.index] for x in group], prepared.pad_id, prepared.pad_token)
-    values = explain(model, batch, [method], target=list(predicted), options=options).scores[method].detach().double()
+    target = [label if x.target_position is None else (x.target_position, label) for x, label in zip(group, predicted)]
+    values = explain(model, batch, [method], target=target, options=options).scores[method].detach().double()
     if ranking_mode == "abs":
         values = values.abs()
     return [values[row, :len(x.input_ids)] for row, x in enumerate(group)]
@@ -498,7 +572,8 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
     done = finished_records(out)
     mine = [i for i in range(len(data)) if i % world == rank and i not in done]
     costs = {m: Cost() for m in methods if m != RANDOM}
-    examples, rows = encode_examples(tokenizer, prepared, data, mine, "bert-lrp evaluate")
+    examples, rows = build_examples(model, tokenizer, prepared, data, mine, "bert-lrp evaluate", rows_per_forward)
+    skipped = sorted(set(mine) - {x.index for x in examples})  # token classifiers: no predicted entity
     model_methods = [m for m in methods if m != RANDOM]
     pad_id = int(model.config.pad_token_id)
 
@@ -510,6 +585,8 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
         return results
 
     writer = JsonlWriter(out / f"examples.part{rank}.jsonl")
+    for i in skipped:
+        writer.write({"index": i, "skipped": SKIPPED_NO_ENTITY})
     bar = None
     if progress:
         from tqdm import tqdm
@@ -543,7 +620,8 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
     if missing:
         raise BertLrpError(f"{len(missing)} examples have no result in {out} (first: {missing[0]})")
     merged = [records[i] for i in wanted]
-    summary = aggregate(merged, methods)
+    summary = aggregate([r for r in merged if "skipped" not in r], methods)
+    summary["skipped"] = {"count": sum("skipped" in r for r in merged), "reason": SKIPPED_NO_ENTITY}
     summary["settings"] = settings
     summary["limit"] = limit
     summary["world_size"] = world

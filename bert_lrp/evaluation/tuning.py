@@ -117,12 +117,12 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> Tuple[float, fl
 
 def sample_texts(data: Sequence[Tuple[str, Optional[int]]], count: int, min_words: int, seed: int
                  ) -> List[int]:
-    """Indices of ``count`` rows of ``data`` with at least ``min_words`` words, drawn with ``seed``
-    (distinct texts only), in file order."""
+    """Indices of ``count`` rows of ``data`` (``(text or words, label)``) with at least
+    ``min_words`` words, drawn with ``seed`` (distinct texts only), in file order."""
     seen, eligible = set(), []
     for i, (text, _) in enumerate(data):
-        key = text.strip()
-        if len(text.split()) >= min_words and key not in seen:
+        key = F.data_text(text).strip()
+        if len(key.split()) >= min_words and key not in seen:
             seen.add(key)
             eligible.append(i)
     chosen = random.Random(seed).sample(eligible, min(count, len(eligible)))
@@ -138,12 +138,14 @@ class TuningSet:
         from ..attribution.road import length_batches
 
         self.model, self.prepared = model, prepared
-        self.examples, self.rows = F.encode_examples(tokenizer, prepared, data, indices, "bert-lrp tune-lrp")
+        self.examples, self.rows = F.build_examples(model, tokenizer, prepared, data, indices, "bert-lrp tune-lrp",
+                                                    rows_per_forward)
         self.cache = F.RowCache(F.model_forward(model), rows_per_forward)
         for example in self.examples:
             self.cache.request((example.input_ids, example.token_type_ids))
         self.cache.run()
-        self.predicted = {x.index: int(self.cache((x.input_ids, x.token_type_ids)).argmax()) for x in self.examples}
+        self.predicted = {x.index: int(F.at_target(x, self.cache((x.input_ids, x.token_type_ids))).argmax())
+                          for x in self.examples}
         lengths = {x.index: len(x.input_ids) for x in self.examples}
         by_index = {x.index: x for x in self.examples}
         self.groups = [[by_index[i] for i in group]
