@@ -22,6 +22,7 @@ last tests), which shows the differences are rounding, not a dependence on the b
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -34,6 +35,8 @@ from bert_lrp.attribution.road import Request, explain_texts, explain_windows
 from bert_lrp.models.config import DistilBertConfig
 from bert_lrp.models.distilbert import DistilBertForSequenceClassification
 from bert_lrp.models.loading import load_model
+from bert_lrp.models.tuned import TunedComposite, write_tuned_composite
+from bert_lrp.rules.composites import ATTNLRP, LinearOverride
 
 from test_explain_cli import VOCAB, make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -44,6 +47,10 @@ TEXTS = ["the film is great", "a bad movie", "the unbelievable film is very good
 PAIR = ("the film is great", "a bad movie and not good")
 RELATIVE = 1e-5
 RELATIVE_BY_METHOD = {"lrp:bert-lrp": 1e-4}  # float32 rounding amplified by the rule's divisions (see above)
+
+
+TUNED = replace(ATTNLRP, name="tuned", softmax="detach", token_parts="word", linear_overrides=(
+    LinearOverride("gamma", layers=(0, 1), gamma=0.3), LinearOverride("zplus", kinds=("classifier",))))
 
 
 def all_methods() -> List[str]:
@@ -74,6 +81,8 @@ def make_distilbert_dir(path: Path, seed: int = 0) -> Path:
 def family(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param)
     (make_model_dir if request.param == "bert" else make_distilbert_dir)(folder / "model")
+    # a tuned composite with per-layer rules, so that lrp:tuned takes every road too
+    write_tuned_composite(folder / "model", TunedComposite(TUNED))
     model, tokenizer = load_model(folder / "model")
     return request.param, folder / "model", model, tokenizer
 
@@ -283,6 +292,7 @@ def test_a_line_without_words_gets_a_record_on_every_method(tmp_path, capsys):
     """A line of control characters has no words (the tokenizer drops them): every method still
     gives a record (the perturbation methods score no word), with a warning, and the run goes on."""
     folder = make_model_dir(tmp_path / "model")
+    write_tuned_composite(folder, TunedComposite(TUNED))
     data = tmp_path / "texts.txt"
     data.write_text("the film\n\x01\x02\x03\na bad movie\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
