@@ -79,6 +79,14 @@ def test_tune_lrp_refuses_tuning_data_that_shares_a_text_with_the_evaluation_dat
     assert result.returncode == 2
     assert "1 of its texts are also in --eval-data" in result.stderr
     assert not (model_dir / COMPOSITE_FILE).exists()
+    # --drop-shared: the shared text is left out of the sample (here every eligible text is drawn)
+    shared_text = train.read_text(encoding="utf-8").splitlines()[5].split("\t")[0]
+    kept = run("tune-lrp", "--model", str(model_dir), "--data", str(train), "--eval-data", str(leaky), "--drop-shared",
+               "--examples", "1000", "--budget", "1", "--min-words", "4", "--no-progress", "--threads", "1")
+    assert kept.returncode == 0, kept.stderr
+    assert "left out 1 texts" in kept.stderr
+    tuned = read_tuned_composite(model_dir)
+    assert text_key(shared_text) not in tuned.tuning_texts and len(tuned.tuning_texts) > 50
 
 
 def test_evaluate_refuses_the_tuned_composite_on_its_tuning_texts(model_dir, split, tmp_path):

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "sentences for a token classifier (never the file you evaluate on)")
     parser.add_argument("--eval-data", metavar="FILE",
                         help="the file you will evaluate on: refused if it shares any text with --data")
+    parser.add_argument("--drop-shared", action="store_true",
+                        help="leave the texts of --data that are also in --eval-data out of the tuning texts, instead "
+                             "of refusing (CoNLL-2003's train and validation files share headlines and tables)")
     parser.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
                         help=f"at most this many candidate composites are scored (default {DEFAULT_BUDGET})")
     parser.add_argument("--examples", type=positive_int, default=DEFAULT_EXAMPLES,
@@ -91,16 +94,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     token = architecture_task(read_config(directory)) == "token"
     read = read_conll if token else F.read_data_examples  # CoNLL sentences for a token classifier
     data = [(example.text, example.label if token else None) for example in read(args.data)]
+    shared: List[int] = []
     if args.eval_data is not None:
         if F.data_fingerprint(args.data) == F.data_fingerprint(args.eval_data):
             raise UsageError(f"--data {args.data} is the evaluation file (--eval-data, same content): tune on "
                              "training data and evaluate on held-out data")
         held_out = {text_key(F.data_text(e.text)) for e in read(args.eval_data)}
-        shared = sum(text_key(F.data_text(text)) in held_out for text, _ in data)
+        shared = [i for i, (text, _) in enumerate(data) if text_key(F.data_text(text)) in held_out]
+        if shared and not args.drop_shared:
+            raise UsageError(f"--data {args.data}: {len(shared)} of its texts are also in --eval-data "
+                             f"{args.eval_data}; tuning on them would score the composite on its own tuning data "
+                             "(--drop-shared leaves them out of the tuning texts)")
         if shared:
-            raise UsageError(f"--data {args.data}: {shared} of its texts are also in --eval-data {args.eval_data}; "
-                             "tuning on them would score the composite on its own tuning data")
-    indices = T.sample_texts(data, args.examples, args.min_words, args.seed)
+            print(f"bert-lrp tune-lrp: left out {len(shared)} texts of --data that are also in --eval-data "
+                  "(--drop-shared)", file=sys.stderr)
+    indices = T.sample_texts(data, args.examples, args.min_words, args.seed, exclude=set(shared))
     if len(indices) < 2:
         raise UsageError(f"--data {args.data}: only {len(indices)} texts with at least {args.min_words} words "
                          "(--min-words)")

@@ -27,7 +27,7 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -115,14 +115,15 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> Tuple[float, fl
     return mean, math.sqrt(variance / n)
 
 
-def sample_texts(data: Sequence[Tuple[str, Optional[int]]], count: int, min_words: int, seed: int
-                 ) -> List[int]:
+def sample_texts(data: Sequence[Tuple[str, Optional[int]]], count: int, min_words: int, seed: int,
+                 exclude: Collection[int] = ()) -> List[int]:
     """Indices of ``count`` rows of ``data`` (``(text or words, label)``) with at least
-    ``min_words`` words, drawn with ``seed`` (distinct texts only), in file order."""
+    ``min_words`` words, drawn with ``seed`` (distinct texts only, none of ``exclude``), in file
+    order."""
     seen, eligible = set(), []
     for i, (text, _) in enumerate(data):
         key = F.data_text(text).strip()
-        if len(key.split()) >= min_words and key not in seen:
+        if len(key.split()) >= min_words and key not in seen and i not in exclude:
             seen.add(key)
             eligible.append(i)
     chosen = random.Random(seed).sample(eligible, min(count, len(eligible)))
