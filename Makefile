@@ -15,7 +15,7 @@ install: torch
 
 install-test: torch
 	$(PIP) install $(PINS) -e ".[test]"
-	$(PIP) install $(PINS) --no-deps lxt
+	$(PIP) install $(PINS) --no-deps lxt zennit
 
 # the whole suite, peers included (a few minutes on 2 cores); no test may be skipped
 test: install-test
@@ -30,7 +30,7 @@ test-fast: install-test
 test-latest:
 	$(PYTHON) -m venv --system-site-packages .venv-latest
 	.venv-latest/bin/python -m pip install -U -e ".[test]" pytest transformers captum hypothesis scikit-learn seqeval
-	.venv-latest/bin/python -m pip install -U --no-deps lxt
+	.venv-latest/bin/python -m pip install -U --no-deps lxt zennit
 	.venv-latest/bin/python -m pip list 2>/dev/null | grep -iE "^(torch|transformers|pytest|captum|lxt|hypothesis) "
 	.venv-latest/bin/python -m pytest -q tests
 
