@@ -51,3 +51,10 @@ def test_runs_on_other_data_or_other_examples_are_refused(tmp_path):
             table([a, folder], ["shap"])
     with pytest.raises(UsageError, match="--against lime"):
         table([a], ["lime"])
+
+
+def test_a_method_of_one_run_can_be_shown_under_another_name(tmp_path):
+    a = write_run(tmp_path / "a", {"lrp:tuned": [0.6, 0.7, 0.8]})
+    b = write_run(tmp_path / "b", {"lrp:tuned": [0.5, 0.7, 0.9]})
+    text = table([a, b], ["lrp:tuned"], renames={(b, "lrp:tuned"): "other model's composite"})
+    assert "| other model's composite | 0.7000 |" in text

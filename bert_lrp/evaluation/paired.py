@@ -32,9 +32,13 @@ def paired(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float]:
     return mean, math.sqrt(variance / n)
 
 
-def load_runs(folders: Sequence[str]) -> Tuple[Dict[str, Dict[int, dict]], Dict[str, dict], dict]:
+def load_runs(folders: Sequence[str], renames: Optional[Dict[Tuple[str, str], str]] = None
+              ) -> Tuple[Dict[str, Dict[int, dict]], Dict[str, dict], dict]:
     """Per method: example index -> that method's record; per method: its cost; the first run's
-    summary. Runs on other data, or on other examples, are refused naming the folder."""
+    summary. ``renames[(folder, method)]`` names a method of one run otherwise (e.g. ``lrp:tuned``
+    of a model folder holding another model's composite). Runs on other data, or on other
+    examples, are refused naming the folder."""
+    renames = renames or {}
     per_method: Dict[str, Dict[int, dict]] = {}
     costs: Dict[str, dict] = {}
     first_summary, data, indices = None, None, None
@@ -47,18 +51,19 @@ def load_runs(folders: Sequence[str]) -> Tuple[Dict[str, Dict[int, dict]], Dict[
         except (OSError, ValueError) as error:
             raise InputFileError(f"{path}: not a finished bert-lrp evaluate run ({error})") from None
         sha = summary.get("settings", {}).get("data_sha256")
-        run_indices = sorted(r["index"] for r in records)
+        run_indices = sorted(r["index"] for r in records if "methods" in r)  # not the skipped
         if data is None:
             data, indices, first_summary = sha, run_indices, summary
         elif sha != data or run_indices != indices:
             raise UsageError(f"{path}: evaluated other data or other examples than {folders[0]}; paired differences "
                              "need the same examples")
         for method in summary["methods"]:
-            if method in per_method:
+            name = renames.get((folder, method), method)
+            if name in per_method:
                 continue
-            per_method[method] = {r["index"]: r["methods"][method] for r in records}
+            per_method[name] = {r["index"]: r["methods"][method] for r in records if "methods" in r}
             if method in summary.get("cost", {}):
-                costs[method] = summary["cost"][method]
+                costs[name] = summary["cost"][method]
     return per_method, costs, first_summary or {}
 
 
@@ -68,10 +73,11 @@ def _cost(cost: Optional[dict]) -> str:
     return f"{cost['forward_passes']:g} + {cost['backward_passes']:g}, {cost['ms']:.1f} ms"
 
 
-def table(folders: Sequence[str], against: Sequence[str], title_of=None) -> str:
+def table(folders: Sequence[str], against: Sequence[str], title_of=None,
+          renames: Optional[Dict[Tuple[str, str], str]] = None) -> str:
     """The markdown table: per method, each metric's mean, then ``method - reference`` (± its
     standard error) for each reference method and metric."""
-    per_method, costs, summary = load_runs(folders)
+    per_method, costs, summary = load_runs(folders, renames)
     missing = [m for m in against if m not in per_method]
     if missing:
         raise UsageError(f"--against {missing[0]}: no run evaluated it (methods: {', '.join(per_method)})")
@@ -105,11 +111,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("runs", nargs="+", help="folders of finished bert-lrp evaluate runs")
     parser.add_argument("--against", default="shap", help="comma-separated reference methods (default shap)")
     parser.add_argument("--out", help="also write the table here (atomically)")
+    parser.add_argument("--name", action="append", default=[], metavar="FOLDER,METHOD,NAME",
+                        help="show METHOD of the run in FOLDER as NAME (repeatable)")
     args = parser.parse_args(argv)
+    renames = {}
+    for item in args.name:
+        parts = item.split(",")
+        if len(parts) != 3:
+            raise UsageError(f"--name {item!r}: expected FOLDER,METHOD,NAME")
+        renames[(parts[0], parts[1])] = parts[2]
     from .._io import atomic_write_text
     from ..attribution.registry import label
 
-    text = table(args.runs, [m.strip() for m in args.against.split(",") if m.strip()], label)
+    text = table(args.runs, [m.strip() for m in args.against.split(",") if m.strip()], label, renames)
     if args.out:
         atomic_write_text(args.out, text)
     print(text)
