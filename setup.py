@@ -32,5 +32,6 @@ setup(
     # the default model of `bert-lrp explain`, found under <prefix>/share/bert-lrp after a non-editable install
     data_files=[("share/bert-lrp/checkpoints/minilm-sst2",
                  [f"checkpoints/minilm-sst2/{name}" for name in ("config.json", "model.safetensors", "vocab.txt",
-                                                                 "tokenizer_config.json", "metrics.json")])],
+                                                                 "tokenizer_config.json", "metrics.json",
+                                                                 "lrp_composite.json")])],
 )
