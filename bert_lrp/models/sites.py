@@ -2,7 +2,10 @@
 (embedding projection, attention projection, feed-forward, pooler, classifier head) and its encoder layer, read off the
 module names every family shares with transformers (``...layer.3.attention.self.query``,
 ``...layer.3.intermediate.dense``, DistilBERT's ``...layer.3.ffn.lin1``, ``pooler.dense``,
-``classifier``). Composites with per-layer linear rules look the sites up through the RuleSet."""
+``classifier``). Only BERT's own pooler (``pooler.dense``) is of kind ``pooler``: the dense layers of
+RoBERTa's and ELECTRA's classification heads (``classifier.dense``) and DistilBERT's
+``pre_classifier`` belong to the head, kind ``classifier``. Composites with per-layer linear rules
+look the sites up through the RuleSet."""
 from __future__ import annotations
 
 import re

@@ -94,7 +94,7 @@ def linear_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
         return grad @ weight
     if choice.rule == "epsilon":
         z = F.linear(x, weight, bias)
-        return (grad * z / (z + choice.epsilon * torch.where(z >= 0, 1.0, -1.0))) @ weight
+        return (grad * z / _stabilized(z, choice.epsilon)) @ weight
     if choice.rule == "gamma":
         return gamma_signal(x, weight, bias, grad, choice.gamma, choice.stabilizer)
     if choice.rule == "zplus":
@@ -107,8 +107,10 @@ def linear_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
 
 
 def _stabilized(z: torch.Tensor, stabilizer: float) -> torch.Tensor:
-    """``z + stabilizer * sign(z)`` with sign(0) = +1 (as zennit's stabilizer)."""
-    return z + torch.where(z >= 0, stabilizer, -stabilizer)
+    """``z + stabilizer * sign(z)`` with sign(0) = +1 (as zennit's stabilizer), in ``z``'s dtype
+    (a Python float in ``torch.where`` would be rounded to float32 first)."""
+    sign = (z >= 0).to(z.dtype).mul_(2).sub_(1)
+    return z + sign.mul_(stabilizer)
 
 
 def _split(weight: torch.Tensor, bias: Optional[torch.Tensor]):
