@@ -10,6 +10,7 @@ is fitted to them, and its score there says nothing about new texts. The command
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -140,17 +141,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=args.budget, desc="tune-lrp", unit="composite", file=sys.stderr, initial=0)
-    best_so_far = [float("-inf")]
+    steps = itertools.count(len(done))  # log lines: the candidates an earlier run scored come first
+    best_so_far = max((entry.means["abpc_p"] for entry in done.values()), default=float("-inf"))
+    if bar is not None and done:
+        bar.update(len(done))
 
     def scored(entry: T.Scored) -> None:
-        writer.write({"index": len(done) + scored.count, **entry.record(len(done) + scored.count)})
-        scored.count += 1
-        best_so_far[0] = max(best_so_far[0], entry.means["abpc_p"])
+        nonlocal best_so_far
+        step = next(steps)
+        writer.write({"index": step, **entry.record(step)})
+        best_so_far = max(best_so_far, entry.means["abpc_p"])
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(f"best ABPC {best_so_far[0]:.4f}")
+            bar.set_postfix_str(f"best ABPC {best_so_far:.4f}")
 
-    scored.count = 0
     try:
         result = T.search(lambda point: tuning_set.score(point.composite()), layers, args.budget, args.min_gain,
                           done, scored)
