@@ -56,15 +56,18 @@ class LinearRule(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, choices: Tuple["LinearChoice", ...]):
         x0 = x if len(choices) == 1 else x[: x.shape[0] // len(choices)]
-        # the plain gradient w.r.t. x needs only W: keep x for the other rules or weight gradients
+        y0 = F.linear(x0, weight, bias)
+        # the plain gradient w.r.t. x needs only W: keep x for the other rules or weight gradients,
+        # and the output for the rules that divide by it (not recomputed in the backward)
         keep_input = weight.requires_grad or not all(c.is_gradient for c in choices)
-        ctx.save_for_backward(x0 if keep_input else None, weight, bias)
+        keep_output = any(not c.is_gradient and c.rule != "alpha_beta" for c in choices)
+        ctx.save_for_backward(x0 if keep_input else None, weight, bias, y0 if keep_output else None)
         ctx.choices = choices
-        return stack_copies(F.linear(x0, weight, bias), len(choices))
+        return stack_copies(y0, len(choices))
 
     @staticmethod
     def backward(ctx, grad):
-        x0, weight, bias = ctx.saved_tensors
+        x0, weight, bias, y0 = ctx.saved_tensors
         choices = ctx.choices
         grad_x = None
         if ctx.needs_input_grad[0]:
@@ -72,7 +75,7 @@ class LinearRule(torch.autograd.Function):
                 grad_x = grad @ weight  # one matmul for all copies
             else:
                 parts = grad.chunk(len(choices)) if len(choices) > 1 else (grad,)
-                grad_x = torch.cat([linear_signal(x0, weight, bias, g, c) for g, c in zip(parts, choices)], 0)
+                grad_x = torch.cat([linear_signal(x0, weight, bias, g, c, y0) for g, c in zip(parts, choices)], 0)
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
             x = stack_copies(x0, len(choices))
@@ -83,26 +86,27 @@ class LinearRule(torch.autograd.Function):
 
 
 def linear_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
-                  choice: "LinearChoice") -> torch.Tensor:
+                  choice: "LinearChoice", output: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The signal ``[..., in]`` a linear layer ``y = x W^T + b`` (``x [..., in]``, ``W [out,
     in]``) sends back under ``choice`` from the signal ``grad [..., out]`` at its output.
 
     Gradient-signal rules: the output's relevance is ``R = y * grad`` and the input's is ``x *``
     the returned signal (zennit's and LXT's reading), so each rule below is written as the signal
-    whose product with ``x`` is that rule's input relevance."""
+    whose product with ``x`` is that rule's input relevance. ``output``: ``y`` when the forward
+    kept it (else it is recomputed)."""
     if choice.is_gradient:
         return grad @ weight
-    if choice.rule == "epsilon":
-        z = F.linear(x, weight, bias)
-        return (grad * z / _stabilized(z, choice.epsilon)) @ weight
-    if choice.rule == "gamma":
-        return gamma_signal(x, weight, bias, grad, choice.gamma, choice.stabilizer)
-    if choice.rule == "zplus":
-        return alpha_beta_signal(x, weight, bias, grad, 1.0, 0.0, choice.stabilizer)
-    if choice.rule == "contribution_alpha_beta":
-        return alpha_beta_signal(x, weight, bias, grad, 1.0 + choice.beta, choice.beta, choice.stabilizer)
     if choice.rule == "alpha_beta":
         return alpha_beta_relevance(x, weight, bias, grad, choice.alpha, choice.stabilizer)
+    y = F.linear(x, weight, bias) if output is None else output
+    if choice.rule == "epsilon":
+        return (grad * y / _stabilized(y, choice.epsilon)) @ weight
+    if choice.rule == "gamma":
+        return gamma_signal(x, weight, bias, grad, choice.gamma, choice.stabilizer, y)
+    if choice.rule == "zplus":
+        return alpha_beta_signal(x, weight, bias, grad, 1.0, 0.0, choice.stabilizer, y)
+    if choice.rule == "contribution_alpha_beta":
+        return alpha_beta_signal(x, weight, bias, grad, 1.0 + choice.beta, choice.beta, choice.stabilizer, y)
     raise ValueError(f"unknown linear rule {choice.rule!r}")
 
 
@@ -120,16 +124,16 @@ def _split(weight: torch.Tensor, bias: Optional[torch.Tensor]):
 
 
 def gamma_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
-                 gamma: float, stabilizer: float) -> torch.Tensor:
+                 gamma: float, stabilizer: float, y: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Generalised gamma rule (Montavon et al. 2019; Andeol et al. 2021; zennit's ``Gamma``).
 
     For an output ``y_j > 0`` the contributions of the same sign are favoured: the weights become
     ``W + gamma W+`` for positive inputs and ``W + gamma W-`` for negative ones (bias ``b + gamma
     b+``); for ``y_j < 0`` the other way round (bias ``b + gamma b-``); ``y_j = 0`` sends nothing.
     ``R_i = x_i sum_j w'_ji R_j / z'_j`` with ``z'_j`` the modified pre-activation. ``gamma = 0``
-    is LRP-0 (the gradient) wherever ``y != 0``.
+    is LRP-0 (the gradient) wherever ``y != 0``. ``y``: the layer's output, if known.
     """
-    y = F.linear(x, weight, bias)
+    y = F.linear(x, weight, bias) if y is None else y
     relevance = y * grad
     (w_pos, b_pos), (w_neg, b_neg) = _split(weight, bias)
     up = (weight + gamma * w_pos, None if bias is None else bias + gamma * b_pos)     # favours positive z
@@ -145,15 +149,16 @@ def gamma_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Ten
 
 
 def alpha_beta_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
-                      alpha: float, beta: float, stabilizer: float) -> torch.Tensor:
+                      alpha: float, beta: float, stabilizer: float, y: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Alpha-beta rule by the sign of each *contribution* ``x_i w_ji`` (Bach et al. 2015; zennit's
     ``AlphaBeta``; alpha = 1, beta = 0 is z+, Montavon et al. 2017, zennit's ``ZPlus``).
 
     ``R_i = alpha sum_j c+_ij R_j / z+_j - beta sum_j c-_ij R_j / z-_j`` where ``c+`` are the
     positive contributions (``x+ W+``, ``x- W-``; positive bias part in ``z+``) and ``c-`` the
-    negative ones (``x+ W-``, ``x- W+``; negative bias part in ``z-``).
+    negative ones (``x+ W-``, ``x- W+``; negative bias part in ``z-``). ``y``: the layer's output,
+    if known.
     """
-    relevance = F.linear(x, weight, bias) * grad
+    relevance = (F.linear(x, weight, bias) if y is None else y) * grad
     (w_pos, b_pos), (w_neg, b_neg) = _split(weight, bias)
     x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
     s_pos = relevance / _stabilized(F.linear(x_pos, w_pos, b_pos) + F.linear(x_neg, w_neg), stabilizer)
