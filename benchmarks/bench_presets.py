@@ -2,7 +2,8 @@
 
 For every cell (batch x length) the entries are timed round-robin in one process: the reference
 (our plain fast path, gradient of the target logit w.r.t. the word embeddings, the floor of any
-one-backward method) and ``explain(methods=["lrp"], rule=preset)`` for each preset. Reports the
+one-backward method) and ``explain(methods=["lrp"], rule=preset)`` for each preset, and for the
+model's tuned composite (``rule="tuned"``, its ``lrp_composite.json``) when it has one. Reports the
 median time of each and median / median-reference ratios; writes JSON and a markdown table.
 
     python benchmarks/bench_presets.py --out benchmarks/results
@@ -39,14 +40,14 @@ def _time(function) -> float:
     return time.perf_counter() - start
 
 
-def run(model, tokenizer, text, batches, lengths, repeats) -> list:
+def run(model, tokenizer, text, batches, lengths, repeats, presets=PRESETS) -> list:
     rows = []
     for batch in batches:
         for length in lengths:
             inputs = _inputs(tokenizer, text, batch, length)
             target = torch.zeros(batch, dtype=torch.long)
             entries = {"reference": lambda: reference_step(model, inputs, target)}
-            for preset in PRESETS:
+            for preset in presets:
                 entries[preset] = lambda preset=preset: explain(model, inputs, methods=["lrp"], rule=preset,
                                                                 target=target.tolist())
             for function in entries.values():  # warm-up
@@ -57,7 +58,7 @@ def run(model, tokenizer, text, batches, lengths, repeats) -> list:
                     times[name].append(_time(function))
             medians = {name: statistics.median(values) for name, values in times.items()}
             rows.append({"batch": batch, "length": length, "median_s": medians,
-                         "ratio": {p: medians[p] / medians["reference"] for p in PRESETS}})
+                         "ratio": {p: medians[p] / medians["reference"] for p in presets}})
             print(batch, length, {p: round(r, 3) for p, r in rows[-1]["ratio"].items()}, flush=True)
     return rows
 
@@ -76,19 +77,21 @@ def main() -> None:
     tokenizer = BertTokenizer.from_pretrained(args.model)
     text = (REPO / "tests" / "fixtures" / "sst2" / "dev_sample.tsv").read_text(encoding="utf-8")
     text = " ".join(line.split("\t")[0] for line in text.splitlines()[1:40])
+    presets = PRESETS + (("tuned",) if getattr(model, "tuned_composite", None) is not None else ())
     rows = run(model, tokenizer, text, [int(b) for b in args.batches.split(",")],
-               [int(n) for n in args.lengths.split(",")], args.repeats)
+               [int(n) for n in args.lengths.split(",")], args.repeats, presets)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     info = {"torch": torch.__version__, "threads": args.threads, "machine": platform.machine(),
-            "model": Path(args.model).name, "repeats": args.repeats}
+            "model": Path(args.model).name, "repeats": args.repeats,
+            "tuned": model.tuned_composite.composite.to_dict() if "tuned" in presets else None}
     (out / "bench_presets.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
     lines = [f"LRP preset / reference (plain forward+backward to the input embeddings), median of {args.repeats} "
              f"alternating runs, {args.threads} threads, `{Path(args.model).name}`, torch {torch.__version__}", "",
-             "| batch x length | reference (ms) | " + " | ".join(PRESETS) + " |", "|---|---:|" + "---:|" * len(PRESETS)]
+             "| batch x length | reference (ms) | " + " | ".join(presets) + " |", "|---|---:|" + "---:|" * len(presets)]
     for row in rows:
         lines.append(f"| {row['batch']} x {row['length']} | {row['median_s']['reference'] * 1e3:.0f} | "
-                     + " | ".join(f"{row['ratio'][p]:.2f}" for p in PRESETS) + " |")
+                     + " | ".join(f"{row['ratio'][p]:.2f}" for p in presets) + " |")
     (out / "bench_presets.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
