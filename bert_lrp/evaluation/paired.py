@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import InputFileError, UsageError
+from .faithfulness import cost_text
 
 METRICS = (("abpc_p", "ABPC", "higher"), ("comprehensiveness_aopc", "comprehensiveness", "higher"),
            ("sufficiency_aopc", "sufficiency", "lower"))
@@ -67,12 +68,6 @@ def load_runs(folders: Sequence[str], renames: Optional[Dict[Tuple[str, str], st
     return per_method, costs, first_summary or {}
 
 
-def _cost(cost: Optional[dict]) -> str:
-    if not cost:
-        return "-"
-    return f"{cost['forward_passes']:g} + {cost['backward_passes']:g}, {cost['ms']:.1f} ms"
-
-
 def table(folders: Sequence[str], against: Sequence[str], title_of=None,
           renames: Optional[Dict[Tuple[str, str], str]] = None) -> str:
     """The markdown table: per method, each metric's mean, then ``method - reference`` (± its
@@ -98,7 +93,7 @@ def table(folders: Sequence[str], against: Sequence[str], title_of=None,
                     continue
                 mean, error = paired(values[key], [per_method[reference][i][key] for i in indices])
                 row.append(f"{mean:+.4f} ± {error:.4f}")
-        row.append(_cost(costs.get(method)))
+        row.append(cost_text(costs.get(method)))
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines.append(f"{len(indices)} examples (the same in every column); ± is the standard error of the paired "
