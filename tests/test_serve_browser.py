@@ -243,3 +243,17 @@ def test_hostile_text_runs_nothing_in_any_view(page):
     page.wait_for_selector("#mask-result ol.mask-top li")
     assert page.locator("#mask-words img, #mask-result img").count() == 0
     assert "\\u202eevil" in page.inner_text("#mask-words") and "\u202e" not in page.inner_text("#mask-result")
+
+
+def test_the_tuned_composite_is_offered_only_for_a_model_that_has_one(page):
+    """The shipped model has an lrp_composite.json: the preset "tuned" explains with it; the
+    masked LM beside it has none, and the option is disabled there."""
+    assert page.eval_on_selector("#preset option[value=tuned]", "(option) => option.disabled") is False
+    page.select_option("#preset", "tuned")
+    with page.expect_request("**/api/explain") as sent:
+        explain(page, "a gripping , beautifully acted film")
+    assert sent.value.post_data_json["options"]["rule"] == "tuned"
+    assert "LRP" in " ".join(heatmap_words(page))
+    page.select_option("#model", index=1)
+    assert page.eval_on_selector("#preset option[value=tuned]", "(option) => option.disabled") is True
+    assert page.input_value("#preset") != "tuned"

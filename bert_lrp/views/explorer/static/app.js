@@ -98,6 +98,12 @@ function modelChanged() {
   $("mask-tab").hidden = !masked;
   for (const id of ["methods", "preset", "target", "save-report"]) $(id).disabled = masked;
   $("explain-button").textContent = masked ? "Show words" : "Explain";
+  // the tuned composite only for a model with an lrp_composite.json (bert-lrp tune-lrp)
+  const tuned = [...$("preset").options].find((option) => option.value === "tuned");
+  if (tuned) {
+    tuned.disabled = !model.tuned_lrp;
+    if (tuned.disabled && $("preset").value === "tuned") $("preset").value = "attnlrp";
+  }
 }
 
 function changedOptions() {
