@@ -25,6 +25,7 @@ from ..attribution.targets import task_of
 from ..errors import ArgumentParser, UsageError
 from ..evaluation import faithfulness as F
 from ..evaluation import tuning as T
+from ..evaluation.paired import paired
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..models.tuned import COMPOSITE_FILE, TunedComposite, text_key, write_tuned_composite
 from .arguments import positive_int
@@ -209,7 +210,7 @@ def _previous_search(settings_path: Path, log_path: Path, settings: dict, overwr
 
 def _record(result: T.SearchResult, settings: dict) -> dict:
     best, start = result.best, result.start
-    difference, error = T.paired_difference(best.abpc, start.abpc)
+    difference, error = paired(best.abpc, start.abpc)
     return {
         "tuning": {**settings, "objective": "abpc_p (mean over the tuning texts)", "stopped": result.stopped,
                    "scored": len(result.log), "best": best.point.describe(), "best_means": best.means,
@@ -226,7 +227,7 @@ def _summary(result: T.SearchResult, examples: int) -> str:
         mark = " **(best)**" if entry is result.best else ""
         lines.append(f"| {step} | {entry.stage} | {entry.point.describe()}{mark} | {entry.means['abpc_p']:.4f} | "
                      f"{entry.means['comprehensiveness_aopc']:.4f} | {entry.means['sufficiency_aopc']:.4f} |")
-    gain, error = T.paired_difference(result.best.abpc, result.start.abpc)
+    gain, error = paired(result.best.abpc, result.start.abpc)
     lines.append("")
     lines.append(f"{examples} tuning texts; best minus AttnLRP ABPC {gain:+.4f} (paired standard error {error:.4f}).")
     return "\n".join(lines)

@@ -106,15 +106,6 @@ class Scored:
                    float(record["seconds"]))
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float]:
-    """Mean of ``a - b`` over the same examples and its standard error (sd / sqrt(n))."""
-    differences = [x - y for x, y in zip(a, b)]
-    n = len(differences)
-    mean = sum(differences) / n
-    variance = sum((d - mean) ** 2 for d in differences) / (n - 1) if n > 1 else 0.0
-    return mean, math.sqrt(variance / n)
-
-
 def sample_texts(data: Sequence[Tuple[str, Optional[int]]], count: int, min_words: int, seed: int,
                  exclude: Collection[int] = ()) -> List[int]:
     """Indices of ``count`` rows of ``data`` (``(text or words, label)``) with at least
