@@ -83,7 +83,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"bert-lrp serve: http://{shown}:{port}/  (Ctrl-C to stop)", file=sys.stderr, flush=True)
     config = uvicorn.Config(create_app(explorer), log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[listener])
+    server = uvicorn.Server(config)
+    server.run(sockets=[listener])
+    if server.started and server.should_exit:
+        # stopped by Ctrl-C: uvicorn re-raises the signal after its graceful shutdown, but asyncio's
+        # runner turns that into a cancel of a task that may already be finishing, and then returns
+        # normally; exit as interrupted (130) either way
+        raise KeyboardInterrupt
     return 0
 
 
