@@ -607,3 +607,15 @@ def test_two_composites_with_per_layer_rules_in_one_pass_equal_each_alone(tiny_b
                                rtol=1e-5, atol=1e-6)
     assert not torch.equal(explain(model, batch, ["lrp"], rule=zplus).scores["lrp"],
                            explain(model, batch, ["lrp:attnlrp"]).scores["lrp:attnlrp"])
+
+
+def test_word_share_scores_keep_the_conservation_of_all_shares(tiny_bert_and_batch):
+    """token_parts="word": the token scores are the word shares alone; the conservation ratio
+    still counts every share (it describes the relevance, not the readout)."""
+    model, batch = tiny_bert_and_batch
+    every = explain(model, batch, ["lrp"], rule=ATTNLRP)
+    word = explain(model, batch, ["lrp"], rule=replace(ATTNLRP, name="word", token_parts="word"))
+    shares = every.embedding_shares["lrp"]["word"].sum(-1) * batch["attention_mask"]
+    torch.testing.assert_close(word.scores["lrp"], shares)
+    torch.testing.assert_close(word.conservation["lrp"], every.conservation["lrp"])
+    assert not torch.allclose(word.scores["lrp"], every.scores["lrp"])

@@ -473,9 +473,10 @@ def _read_method(result, method: Method, composite: Composite, rows: slice, embe
             shares = {name: tensor[rows].detach() * grad[rows] * keep
                       for name, tensor, grad in zip(("word", "position", "token_type"), parts, grads[1:4])}
             result.embedding_shares[method.name] = shares
-            total = shares["word"] if composite.token_parts == "word" else \
-                shares["word"] + shares["position"] + shares["token_type"]
+            total = shares["word"] + shares["position"] + shares["token_type"]
         result.conservation[method.name] = conservation_ratio(total.sum((1, 2)), result.target_logit)
+        if composite.token_parts == "word":  # a token's score: its word share alone (conservation: all shares)
+            total = result.embedding_shares[method.name]["word"]
     result.relevance[method.name] = relevance
     result.scores[method.name] = reduce_tokens(total, reductions.get(method.name, "sum")) * mask
 
