@@ -36,6 +36,19 @@ class UsageError(BertLrpError):
     exit_code = USAGE
 
 
+class RequestError(UsageError, ValueError):
+    """A request (of the Python API, a command or the explorer) is wrong in one ``field``: the
+    dotted name of what was given, as the library knows it (``"stride"``, ``"methods"``,
+    ``"options.ig_steps"``, ``"out"``), never a command-line flag. The command line shows the field
+    as its flag (``--stride``), the explorer as its JSON field; ``str(error)`` is
+    ``"FIELD: MESSAGE"`` for Python users."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
 class InputFileError(BertLrpError):
     """A file given on the command line exists but cannot be used (not UTF-8, not the expected kind)."""
 
