@@ -14,13 +14,15 @@ from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from ..errors import BertLrpError
 from ..rules import ops
 from ..rules.composites import RuleSet
+from .base_methods import TransformersMethods, check_attention_implementation
 from .checkpoint import PretrainedMixin
-from .config import BertConfig
+from .config import BertConfig, ConfigError, as_config
 from .legacy import LegacyLRPCalls
 from .outputs import (
     BaseModelOutputWithPooling,
@@ -261,16 +263,24 @@ def additive_mask(attention_mask: Optional[torch.Tensor], shape: Tuple[int, int]
 
 
 # ------------------------------------------------------------------------------ models
-class BertPreTrainedModel(PretrainedMixin, nn.Module):
-    """Weight initialisation as transformers does it, plus checkpoint I/O (see :mod:`checkpoint`)."""
+class BertPreTrainedModel(TransformersMethods, PretrainedMixin, nn.Module):
+    """Weight initialisation as transformers does it, checkpoint I/O (see :mod:`checkpoint`) and
+    transformers' base-class methods (see :mod:`base_methods`)."""
 
     base_model_prefix = "bert"
     config_class = BertConfig
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
+        config = as_config(config)
         config.validate()
+        _refuse_decoder(config)
+        config._attn_implementation = check_attention_implementation(config.extra.get("_attn_implementation"))
         self.config = config
+
+    def _finish(self, output, return_dict: Optional[bool]):
+        """The output record, or its tuple when ``return_dict`` (default: the config's) is False."""
+        return output if _flag(return_dict, self.config.return_dict) else output.to_tuple()
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -333,6 +343,18 @@ class BertPreTrainedModel(PretrainedMixin, nn.Module):
         return False
 
 
+def _flag(value: Optional[bool], default: bool) -> bool:
+    return bool(default) if value is None else bool(value)
+
+
+def _refuse_decoder(config: BertConfig) -> None:
+    """bert-lrp's models are encoders: decoder use (causal attention, cross-attention, caches) is refused."""
+    for key in ("is_decoder", "add_cross_attention"):
+        if getattr(config, key):
+            raise ConfigError(f"config field {key}=True is not supported: bert-lrp's models are encoders "
+                              "(no causal self-attention, cross-attention or key/value cache); set it to False")
+
+
 class BertModel(BertPreTrainedModel):
     """The encoder: embeddings, ``num_hidden_layers`` transformer layers, optional pooler."""
 
@@ -340,7 +362,9 @@ class BertModel(BertPreTrainedModel):
     embeddings_class = BertEmbeddings
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        config = as_config(config)
         super().__init__(config)
+        self.checkpoint_options: Optional[dict] = None  # gradient checkpointing (gradient_checkpointing_enable)
         self.embeddings = self.embeddings_class(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer and config.add_pooling_layer else None
@@ -372,8 +396,8 @@ class BertModel(BertPreTrainedModel):
 
     def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
                 token_type_ids: Optional[torch.Tensor] = None, position_ids: Optional[torch.Tensor] = None,
-                inputs_embeds: Optional[torch.Tensor] = None, output_attentions: bool = False,
-                output_hidden_states: bool = False, return_dict: bool = True, *,
+                inputs_embeds: Optional[torch.Tensor] = None, output_attentions: Optional[bool] = None,
+                output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None, *,
                 embedding_output: Optional[torch.Tensor] = None, rules: Optional[RuleSet] = None,
                 **unused: Any) -> BaseModelOutputWithPooling | tuple:
         """Run the encoder.
@@ -382,6 +406,9 @@ class BertModel(BertPreTrainedModel):
         methods use it to read relevance at, or interpolate, the embedding output.
         """
         _reject_unknown(unused)
+        config = self.config
+        output_attentions = _flag(output_attentions, config.output_attentions)
+        output_hidden_states = _flag(output_hidden_states, config.output_hidden_states)
         if rules is not None and rules.copies > 1:
             _check_identical_copies(rules.copies, input_ids=input_ids, token_type_ids=token_type_ids,
                                     position_ids=position_ids, inputs_embeds=inputs_embeds,
@@ -390,11 +417,18 @@ class BertModel(BertPreTrainedModel):
             embedding_output = self.embed(input_ids, token_type_ids, position_ids, inputs_embeds, rules=rules)
         shape = tuple(embedding_output.shape[:2])
         mask = additive_mask(attention_mask, shape, embedding_output.dtype)
-        need_probabilities = output_attentions
+        # eager: the explicit softmax; sdpa: PyTorch's fused kernel unless the probabilities are
+        # asked for (under rules, ops.attention always takes the explicit path of the rules)
+        need_probabilities = output_attentions or config.attn_implementation == "eager"
+        checkpointing = self.checkpoint_options if self.training and rules is None else None
         hidden = embedding_output
         all_hidden, all_attentions = [hidden], []
         for layer in self.encoder_layers():
-            hidden, probabilities = layer(hidden, mask, need_probabilities, rules)
+            if checkpointing is not None:
+                hidden, probabilities = torch.utils.checkpoint.checkpoint(
+                    layer, hidden, mask, need_probabilities, None, **checkpointing)
+            else:
+                hidden, probabilities = layer(hidden, mask, need_probabilities, rules)
             all_hidden.append(hidden)
             all_attentions.append(probabilities)
         hidden = ops.encoder_output(hidden, rules)
@@ -403,7 +437,7 @@ class BertModel(BertPreTrainedModel):
             last_hidden_state=hidden, pooler_output=pooled,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
             attentions=tuple(all_attentions) if output_attentions else None)
-        return output if return_dict else output.to_tuple()
+        return self._finish(output, return_dict)
 
 
 def _check_identical_copies(copies: int, **tensors: Optional[torch.Tensor]) -> None:
@@ -424,10 +458,17 @@ def _check_identical_copies(copies: int, **tensors: Optional[torch.Tensor]) -> N
 # keyword arguments transformers' Trainer passes to models whose forward takes **kwargs; the
 # losses here are means, so they need nothing from them (as transformers' own encoder models)
 IGNORED_KWARGS = ("num_items_in_batch",)
+# decoder inputs: refused with what is unsupported (an encoder has no cross-attention or cache)
+DECODER_KWARGS = ("encoder_hidden_states", "encoder_attention_mask", "past_key_values", "use_cache",
+                  "cache_position")
 
 
 def _reject_unknown(unused: dict) -> None:
-    unknown = [k for k in unused if k not in IGNORED_KWARGS]
+    decoder = [k for k in unused if k in DECODER_KWARGS and unused[k] not in (None, False)]
+    if decoder:
+        raise InputError(f"{', '.join(sorted(decoder))}: decoder use (cross-attention, key/value cache) is not "
+                         "supported; bert-lrp's models are encoders")
+    unknown = [k for k in unused if k not in IGNORED_KWARGS and k not in DECODER_KWARGS]
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
 
@@ -435,10 +476,6 @@ def _reject_unknown(unused: dict) -> None:
 def _classifier_dropout(config: BertConfig) -> float:
     """``classifier_dropout`` if set, else ``hidden_dropout_prob`` (as transformers)."""
     return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-
-
-def _finish(output, return_dict: bool):
-    return output if return_dict else output.to_tuple()
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -468,15 +505,15 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.init_weights()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         _reject_unknown(unused)
         encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules, return_dict=True)
         pooled = encoded.pooler_output if encoded.pooler_output is not None else encoded.last_hidden_state[:, 0]
         logits = ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
         loss = None if labels is None else self._loss(logits, labels)
-        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return sequence_loss(self.config.problem_type, logits, labels)
@@ -517,19 +554,21 @@ class TokenClassifier:
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         _reject_unknown(unused)
         encoded = self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                   output_attentions, output_hidden_states, embedding_output=embedding_output,
-                                  rules=rules)
+                                  rules=rules, return_dict=True)
         logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
         loss = None if labels is None else token_loss(logits, labels)
-        return _finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
-def with_labels(config: BertConfig, num_labels: Optional[int]) -> BertConfig:
-    """``config`` with ``num_labels`` labels (a copy when it differs)."""
+def with_labels(config: BertConfig, num_labels: Optional[int] = None) -> BertConfig:
+    """Our ``config`` (see :func:`~bert_lrp.models.config.as_config`: transformers' are read as
+    ours) with ``num_labels`` labels (a copy when it differs)."""
+    config = as_config(config)
     if num_labels is not None and num_labels != config.num_labels:
         return config.copy(num_labels=num_labels, id2label=None)
     return config
@@ -589,7 +628,10 @@ class _MLMHeads(nn.Module):
 class _BertWithMLMHead(BertPreTrainedModel):
     """Shared by the masked-LM models: encoder, ``cls`` heads, and the masked-LM loss."""
 
+    decoder_bias_path = "cls.predictions.bias"
+
     def __init__(self, config: BertConfig, pooler: bool, next_sentence: bool) -> None:
+        config = as_config(config)
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=pooler)
         self.cls = _MLMHeads(config, next_sentence=next_sentence)
@@ -616,16 +658,16 @@ class BertForMaskedLM(_BertWithMLMHead):
         super().__init__(config, pooler=False, next_sentence=False)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         _reject_unknown(unused)
         encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules, return_dict=True)
         logits = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
         loss = None
         if labels is not None:
             loss = self._masked_lm_loss(logits, labels)
-        return _finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
 class BertForPreTraining(_BertWithMLMHead):
@@ -637,17 +679,17 @@ class BertForPreTraining(_BertWithMLMHead):
         super().__init__(config, pooler=True, next_sentence=True)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=False,
-                output_hidden_states=False, return_dict=True, *, embedding_output=None,
+                inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, *, embedding_output=None,
                 rules: Optional[RuleSet] = None, **unused):
         _reject_unknown(unused)
         encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules, return_dict=True)
         prediction = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
         relationship = ops.linear(encoded.pooler_output, self.cls.seq_relationship, rules)
         loss = None
         if labels is not None and next_sentence_label is not None:
             loss = (self._masked_lm_loss(prediction, labels)
                     + F.cross_entropy(relationship.view(-1, 2), next_sentence_label.view(-1)))
-        return _finish(PreTrainingOutput(loss, prediction, relationship, encoded.hidden_states,
+        return self._finish(PreTrainingOutput(loss, prediction, relationship, encoded.hidden_states,
                                          encoded.attentions), return_dict)

@@ -40,6 +40,7 @@ class ElectraModel(BertModel):
     embeddings_class = ElectraEmbeddings
 
     def __init__(self, config: ElectraConfig) -> None:
+        config = with_labels(config)
         super().__init__(config, add_pooling_layer=False)
         if config.embedding_size != config.hidden_size:
             self.embeddings_project = nn.Linear(config.embedding_size, config.hidden_size)
