@@ -59,12 +59,12 @@ class TransformersMethods:
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def _from_config(cls, config: Any, **kwargs: Any):
+    def _from_config(cls, config: Any, *args: Any, **kwargs: Any):
         """transformers' ``_from_config``: a fresh model of ``config`` (ours or transformers');
         ``attn_implementation=`` and ``dtype=`` / ``torch_dtype=`` as ``from_pretrained`` takes them."""
         dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
         implementation = kwargs.pop("attn_implementation", None)
-        model = cls(config, **kwargs)
+        model = cls(config, *args, **kwargs)
         if implementation is not None:
             model.set_attn_implementation(implementation)
         return model.to(dtype) if isinstance(dtype, torch.dtype) else model

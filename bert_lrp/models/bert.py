@@ -27,7 +27,10 @@ from .legacy import LegacyLRPCalls
 from .outputs import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    NextSentencePredictorOutput,
     PreTrainingOutput,
+    QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
@@ -693,3 +696,138 @@ class BertForPreTraining(_BertWithMLMHead):
                     + F.cross_entropy(relationship.view(-1, 2), next_sentence_label.view(-1)))
         return self._finish(PreTrainingOutput(loss, prediction, relationship, encoded.hidden_states,
                                          encoded.attentions), return_dict)
+
+
+# ---------------------------------------------------------------- the other heads of BERT
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor) -> torch.Tensor:
+    """Mean of the cross-entropies of the answer's start and end positions (``[batch]``) over the
+    ``[batch, seq]`` logits; positions outside the sequence are clamped to ``seq`` and ignored."""
+    seq = start_logits.shape[1]
+    start = start_positions.reshape(-1).clamp(0, seq)
+    end = end_positions.reshape(-1).clamp(0, seq)
+    return (F.cross_entropy(start_logits, start, ignore_index=seq)
+            + F.cross_entropy(end_logits, end, ignore_index=seq)) / 2
+
+
+class SpanClassifier:
+    """Linear ``qa_outputs`` on every token of ``self.base_model``'s output: extractive question
+    answering (BERT, RoBERTa, ELECTRA). Logits ``start_logits`` / ``end_logits`` ``[batch, seq]``;
+    the output's ``logits`` ``[batch, seq, 2]`` holds both, so ``explain`` (task ``token``) explains
+    the start logit at a position with ``target=(position, 0)`` and the end logit with ``(position, 1)``."""
+
+    task = "token"  # what explain() explains: see attribution/targets.py
+
+    def _add_span_classifier(self, config: BertConfig) -> None:
+        if config.num_labels != 2:
+            raise ConfigError(f"config field num_labels must be 2 for {type(self).__name__} (start and end "
+                              f"logits), got {config.num_labels}")
+        self.num_labels = 2
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, *, embedding_output=None,
+                rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                  output_attentions, output_hidden_states, embedding_output=embedding_output,
+                                  rules=rules, return_dict=True)
+        logits = ops.linear(encoded.last_hidden_state, self.qa_outputs, rules)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        return self._finish(QuestionAnsweringModelOutput(loss, start_logits, end_logits, encoded.hidden_states,
+                                                         encoded.attentions), return_dict)
+
+
+class BertForQuestionAnswering(SpanClassifier, BertPreTrainedModel):
+    """BERT + ``qa_outputs`` (start and end logits of the answer span, ``[batch, seq]`` each)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self._add_span_classifier(config)
+        self.init_weights()
+
+
+def _flatten_choices(tensor: Optional[torch.Tensor], width: int) -> Optional[torch.Tensor]:
+    """``[batch, choices, seq(, hidden)]`` -> ``[batch * choices, seq(, hidden)]``."""
+    if tensor is None:
+        return None
+    return tensor.reshape(-1, *tensor.shape[-width:])
+
+
+class BertForMultipleChoice(BertPreTrainedModel):
+    """BERT + dropout + linear scorer on the pooled [CLS] of each choice. Inputs ``[batch, choices,
+    seq]``; logits ``[batch, choices]`` (one score per choice). Not explained by ``explain``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **unused):
+        _reject_unknown(unused)
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is None or reference.dim() < 3:
+            raise InputError("BertForMultipleChoice takes inputs of shape [batch, choices, seq] (input_ids) or "
+                             "[batch, choices, seq, hidden] (inputs_embeds)")
+        choices = reference.shape[1]
+        encoded = self.bert(_flatten_choices(input_ids, 1), _flatten_choices(attention_mask, 1),
+                            _flatten_choices(token_type_ids, 1), _flatten_choices(position_ids, 1),
+                            _flatten_choices(inputs_embeds, 2), output_attentions, output_hidden_states,
+                            return_dict=True)
+        logits = self.classifier(ops.dropout(encoded.pooler_output, self.dropout)).view(-1, choices)
+        loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
+        return self._finish(MultipleChoiceModelOutput(loss, logits, encoded.hidden_states, encoded.attentions),
+                            return_dict)
+
+
+class BertOnlyNSPHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
+class BertForNextSentencePrediction(BertPreTrainedModel):
+    """BERT + the next-sentence head on the pooled [CLS]: logits ``[batch, 2]`` (0: the second
+    text follows the first, 1: it is random); explained as a sequence classifier."""
+
+    task = "sequence"  # what explain() explains: see attribution/targets.py
+
+    def __init__(self, config: BertConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertOnlyNSPHead(config)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        _reject_unknown(unused)
+        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules,
+                            return_dict=True)
+        logits = ops.linear(encoded.pooler_output, self.cls.seq_relationship, rules)
+        loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
+        return self._finish(NextSentencePredictorOutput(loss, logits, encoded.hidden_states, encoded.attentions),
+                            return_dict)
+
+
+class BertLMHeadModel(BertPreTrainedModel):
+    """Refused: BERT as a causal decoder (causal self-attention, cross-attention to an encoder,
+    key/value cache, ``generate``) is not part of bert-lrp, whose models are encoders."""
+
+    def __init__(self, config: Any = None, *args: Any, **kwargs: Any) -> None:
+        raise ConfigError("BertLMHeadModel is not supported: bert-lrp's models are encoders (no causal "
+                          "self-attention, cross-attention, key/value cache or generate()); use BertForMaskedLM "
+                          "for masked-token prediction, or transformers' BertLMHeadModel for decoding")

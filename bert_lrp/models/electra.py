@@ -19,6 +19,7 @@ from .bert import (
     BertEmbeddings,
     BertModel,
     BertPreTrainedModel,
+    SpanClassifier,
     TokenClassifier,
     with_labels,
 )
@@ -84,4 +85,15 @@ class ElectraForTokenClassification(TokenClassifier, ElectraPreTrainedModel):
         super().__init__(config)
         self.electra = ElectraModel(config)
         self._add_token_classifier(config)
+        self.init_weights()
+
+
+class ElectraForQuestionAnswering(SpanClassifier, ElectraPreTrainedModel):
+    """ELECTRA + ``qa_outputs``: start and end logits of the answer span, ``[batch, seq]`` each."""
+
+    def __init__(self, config: ElectraConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.electra = ElectraModel(config)
+        self._add_span_classifier(config)
         self.init_weights()

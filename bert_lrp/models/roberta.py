@@ -18,6 +18,7 @@ from .bert import (
     BertModel,
     BertPreTrainedModel,
     InputError,
+    SpanClassifier,
     TokenClassifier,
     _classifier_dropout,
     _reject_unknown,
@@ -171,3 +172,14 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
         loss = None if labels is None else F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1),
                                                             ignore_index=-100)
         return self._finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+class RobertaForQuestionAnswering(SpanClassifier, RobertaPreTrainedModel):
+    """RoBERTa + ``qa_outputs``: start and end logits of the answer span, ``[batch, seq]`` each."""
+
+    def __init__(self, config: RobertaConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self._add_span_classifier(config)
+        self.init_weights()
