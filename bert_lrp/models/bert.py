@@ -467,7 +467,7 @@ DECODER_KWARGS = ("encoder_hidden_states", "encoder_attention_mask", "past_key_v
 
 
 def _reject_unknown(unused: dict) -> None:
-    decoder = [k for k in unused if k in DECODER_KWARGS and unused[k] not in (None, False)]
+    decoder = [k for k in unused if k in DECODER_KWARGS and unused[k] is not None and unused[k] is not False]
     if decoder:
         raise InputError(f"{', '.join(sorted(decoder))}: decoder use (cross-attention, key/value cache) is not "
                          "supported; bert-lrp's models are encoders")

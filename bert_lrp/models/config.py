@@ -254,7 +254,6 @@ class BertConfig:
         values = {**values, **overrides}
         if "num_labels" not in values and "_num_labels" in values:
             values["num_labels"] = values["_num_labels"]
-        values.pop("transformers_version", None)
         return cls(**values)
 
     @classmethod
