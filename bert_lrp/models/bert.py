@@ -281,6 +281,16 @@ class BertPreTrainedModel(TransformersMethods, PretrainedMixin, nn.Module):
         config._attn_implementation = check_attention_implementation(config.extra.get("_attn_implementation"))
         self.config = config
 
+    def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
+                output_hidden_states, embedding_output, rules: Optional[RuleSet], unused: dict
+                ) -> BaseModelOutputWithPooling:
+        """What every head does first: refuse unknown keywords, run ``self.base_model`` (the
+        encoder) and return its output record (``last_hidden_state [batch, seq, hidden]``, ...)."""
+        _reject_unknown(unused)
+        return self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output=embedding_output,
+                               rules=rules, return_dict=True)
+
     def _finish(self, output, return_dict: Optional[bool]):
         """The output record, or its tuple when ``return_dict`` (default: the config's) is False."""
         return output if _flag(return_dict, self.config.return_dict) else output.to_tuple()
@@ -510,9 +520,8 @@ class BertForSequenceClassification(BertPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules, return_dict=True)
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         pooled = encoded.pooler_output if encoded.pooler_output is not None else encoded.last_hidden_state[:, 0]
         logits = ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
         loss = None if labels is None else self._loss(logits, labels)
@@ -559,10 +568,8 @@ class TokenClassifier:
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                  output_attentions, output_hidden_states, embedding_output=embedding_output,
-                                  rules=rules, return_dict=True)
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
         loss = None if labels is None else token_loss(logits, labels)
         return self._finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
@@ -663,9 +670,8 @@ class BertForMaskedLM(_BertWithMLMHead):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules, return_dict=True)
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
         loss = None
         if labels is not None:
@@ -685,9 +691,8 @@ class BertForPreTraining(_BertWithMLMHead):
                 inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, *, embedding_output=None,
                 rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules, return_dict=True)
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         prediction = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
         relationship = ops.linear(encoded.pooler_output, self.cls.seq_relationship, rules)
         loss = None
@@ -729,10 +734,8 @@ class SpanClassifier:
                 inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, *, embedding_output=None,
                 rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                  output_attentions, output_hidden_states, embedding_output=embedding_output,
-                                  rules=rules, return_dict=True)
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = ops.linear(encoded.last_hidden_state, self.qa_outputs, rules)
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None
@@ -813,10 +816,8 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules,
-                            return_dict=True)
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = ops.linear(encoded.pooler_output, self.cls.seq_relationship, rules)
         loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
         return self._finish(NextSentencePredictorOutput(loss, logits, encoded.hidden_states, encoded.attentions),

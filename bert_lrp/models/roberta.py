@@ -90,10 +90,8 @@ class FirstTokenClassifier:
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                  output_attentions, output_hidden_states, embedding_output=embedding_output,
-                                  rules=rules, return_dict=True)
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = self.classifier(encoded.last_hidden_state, rules)
         loss = None if labels is None else sequence_loss(self.config.problem_type, logits, labels)
         return self._finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
@@ -165,9 +163,8 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                               output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules, return_dict=True)
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = self.lm_head(encoded.last_hidden_state, self.roberta.embeddings.word_embeddings.weight, rules)
         loss = None if labels is None else F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1),
                                                             ignore_index=-100)
