@@ -324,3 +324,35 @@ def test_from_transformers_shares_the_parameters_and_to_transformers_goes_back()
 def test_from_transformers_refuses_a_class_it_does_not_have():
     with pytest.raises(BertLrpError, match="no bert-lrp class for BertLMHeadModel"):
         bert_lrp.from_transformers(transformers.BertLMHeadModel(hf_config(is_decoder=True)))
+
+
+# --------------------------------------------------------------------- adapters (PEFT's LoRA)
+def test_a_lora_adapter_trains_on_our_model_and_merges_for_attribution():
+    import peft  # a pinned test peer (setup.py's test extra)
+
+    torch.manual_seed(0)
+    model = bert_lrp.BertForSequenceClassification(hf_config())
+    inputs, labels = batch(), torch.tensor([0, 2, 1])
+    before = model.eval()(**inputs).logits.detach()
+    adapted = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"],
+                                                         init_lora_weights=False))
+    frozen = {n: p.detach().clone() for n, p in adapted.named_parameters() if not p.requires_grad}
+    assert all("lora_" in n for n, p in adapted.named_parameters() if p.requires_grad)
+    optimizer = torch.optim.SGD([p for p in adapted.parameters() if p.requires_grad], lr=0.1)
+    adapted.train()
+    for _ in range(3):
+        optimizer.zero_grad()
+        adapted(**inputs, labels=labels).loss.backward()
+        optimizer.step()
+    adapted.eval()
+    trained = adapted(**inputs).logits.detach()
+    assert max_difference(trained, before) > 1e-4  # the adapters act in the forward pass
+    assert all(torch.equal(p, frozen[n]) for n, p in adapted.named_parameters() if n in frozen)
+    # a preset whose linear rule is not the plain backward (bert-lrp) would see the base weights alone
+    with pytest.raises(TypeError, match="merge the adapter"):
+        explain(adapted.base_model.model, inputs, methods=["lrp"], rule="bert-lrp")
+    merged = adapted.merge_and_unload()
+    assert type(merged) is bert_lrp.BertForSequenceClassification
+    assert max_difference(merged(**inputs).logits, trained) <= TOLERANCE
+    explanation = explain(merged, inputs, methods=["lrp"], rule="cp-lrp")
+    assert max_difference(explanation.logits, trained) <= TOLERANCE
