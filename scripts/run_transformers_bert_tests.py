@@ -10,8 +10,8 @@ transformers' repository at the tag ``v5.23.0`` (a checkout's ``tests`` folder h
     python scripts/run_transformers_bert_tests.py --tests path/to/transformers/tests [--classes ours|theirs] [-- pytest args]
 
 ``--classes theirs`` runs the file as it is (the reference count); ``ours`` (default) replaces
-transformers' BERT model classes (kept: transformers' ``BertConfig``) by bert-lrp's before the test
-module is imported. The pytest summary lists each test that fails; docs/models.md explains them.
+transformers' BERT model classes (kept: transformers' ``BertConfig``, and ``BertLMHeadModel`` unless
+``--swap-lm-head``: ours is a refusal) by bert-lrp's before the test module is imported. The pytest summary lists each test that fails; docs/models.md explains them.
 """
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ from pathlib import Path
 # the classes swapped in (bert-lrp's of the same name); transformers' BertConfig is kept
 CLASSES = ("BertModel", "BertForSequenceClassification", "BertForTokenClassification", "BertForMaskedLM",
            "BertForPreTraining", "BertForQuestionAnswering", "BertForMultipleChoice",
-           "BertForNextSentencePrediction", "BertLMHeadModel")
+           "BertForNextSentencePrediction")
+# ours refuses to be built (bert-lrp has no decoder): swapped in only with --swap-lm-head, where every
+# test that loops over all model classes then fails on that class
+LM_HEAD = "BertLMHeadModel"
 
 PLUGIN = '''"""pytest plugin written by run_transformers_bert_tests.py: bert-lrp's classes in transformers' place."""
 import transformers
@@ -43,6 +46,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", required=True, type=Path, help="transformers 5.23.0's tests folder")
     parser.add_argument("--classes", choices=("ours", "theirs"), default="ours")
+    parser.add_argument("--swap-lm-head", action="store_true",
+                        help="also swap in our BertLMHeadModel (a refusal: decoders are not supported)")
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(argv)
     tests = args.tests.resolve()
@@ -57,7 +62,8 @@ def main(argv=None) -> int:
                *args.pytest_args]
     with tempfile.TemporaryDirectory() as plugin_dir:
         if args.classes == "ours":
-            Path(plugin_dir, "swap_in_bert_lrp.py").write_text(PLUGIN.format(classes=CLASSES))
+            classes = CLASSES + ((LM_HEAD,) if args.swap_lm_head else ())
+            Path(plugin_dir, "swap_in_bert_lrp.py").write_text(PLUGIN.format(classes=classes))
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [plugin_dir, str(Path(__file__).resolve().parents[1]),
                                                               env.get("PYTHONPATH")]))
             command[3:3] = ["-p", "swap_in_bert_lrp"]

@@ -49,8 +49,8 @@ class TransformersMethods:
     _supports_flash_attn = False
     _supports_flex_attn = False
     _supports_attention_backend = False
-    _keep_in_fp32_modules = None
-    _keep_in_fp32_modules_strict = None
+    _keep_in_fp32_modules: tuple = ()
+    _keep_in_fp32_modules_strict: tuple = ()
     _no_split_modules = ["BertEmbeddings", "BertLayer", "TransformerBlock"]
     _skip_keys_device_placement = None
     _tied_weights_keys: Dict[str, str] = {}
@@ -77,29 +77,56 @@ class TransformersMethods:
         softmax. Attribution (a RuleSet) always takes the explicit path: the same relevance."""
         self.config._attn_implementation = check_attention_implementation(name)
 
-    # ------------------------------------------------------- gradient checkpointing
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Optional[Dict[str, Any]] = None) -> None:
-        """Recompute each encoder layer in the backward pass instead of storing its activations
-        (training only, not under attribution rules; ``{"use_reentrant": True|False}``, default True
-        as transformers; with frozen embeddings, re-entrant needs :meth:`enable_input_require_grads`)."""
-        options = dict(gradient_checkpointing_kwargs or {})
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        return True
+
+    @classmethod
+    def _can_set_experts_implementation(cls) -> bool:
+        return False  # no mixture of experts
+
+    # ------------------------------------------------------- activation checkpointing
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: Optional[Dict[str, Any]] = None,
+                                        every_n_layers: int = 1, offload: bool = False) -> None:
+        """Recompute encoder layers in the backward pass instead of storing their activations
+        (training only, not under attribution rules): every ``every_n_layers``-th layer.
+        ``{"use_reentrant": True|False}`` (default True, as transformers); with frozen embeddings,
+        re-entrant checkpoints need :meth:`enable_input_require_grads`. ``offload`` is refused."""
+        options = dict(activation_checkpointing_kwargs or {})
         unknown = sorted(set(options) - {"use_reentrant", "preserve_rng_state"})
         if unknown:
-            raise TypeError(f"gradient_checkpointing_kwargs: unexpected key {unknown[0]!r} "
+            raise TypeError(f"activation_checkpointing_kwargs: unexpected key {unknown[0]!r} "
                             "(use_reentrant, preserve_rng_state)")
+        if offload:
+            raise TypeError("activation_checkpointing_enable(offload=True) is not supported (no accelerator offload)")
+        if not isinstance(every_n_layers, int) or every_n_layers < 1:
+            raise ValueError(f"every_n_layers must be a positive integer, got {every_n_layers!r}")
         options.setdefault("use_reentrant", True)
         for module in self.modules():
             if hasattr(module, "checkpoint_options"):
                 module.checkpoint_options = options
+                module.checkpoint_every = every_n_layers
 
-    def gradient_checkpointing_disable(self) -> None:
+    def activation_checkpointing_disable(self) -> None:
         for module in self.modules():
             if hasattr(module, "checkpoint_options"):
                 module.checkpoint_options = None
 
     @property
-    def is_gradient_checkpointing(self) -> bool:
+    def is_activation_checkpointing(self) -> bool:
         return any(getattr(m, "checkpoint_options", None) is not None for m in self.modules())
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Optional[Dict[str, Any]] = None,
+                                      **kwargs: Any) -> None:
+        """transformers' older name of :meth:`activation_checkpointing_enable`."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.activation_checkpointing_disable()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.is_activation_checkpointing
 
     # ------------------------------------------------------------ adapters (PEFT)
     def enable_input_require_grads(self) -> None:

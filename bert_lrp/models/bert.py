@@ -377,7 +377,8 @@ class BertModel(BertPreTrainedModel):
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
         config = as_config(config)
         super().__init__(config)
-        self.checkpoint_options: Optional[dict] = None  # gradient checkpointing (gradient_checkpointing_enable)
+        self.checkpoint_options: Optional[dict] = None  # activation checkpointing (activation_checkpointing_enable)
+        self.checkpoint_every = 1
         self.embeddings = self.embeddings_class(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer and config.add_pooling_layer else None
@@ -402,6 +403,11 @@ class BertModel(BertPreTrainedModel):
         """``[batch, seq]`` ids -> embedding output ``[batch, seq, hidden]`` (what ``embedding_output=`` takes)."""
         return self.combine_embeddings(*self.embedding_parts(input_ids, token_type_ids, position_ids, inputs_embeds),
                                        rules=rules)
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether encoder layers are recomputed in the backward pass (transformers' module flag)."""
+        return self.checkpoint_options is not None
 
     def encoder_layers(self) -> nn.ModuleList:
         """The transformer layers in order (``encoder.layer``; DistilBERT's ``transformer.layer``)."""
@@ -436,8 +442,8 @@ class BertModel(BertPreTrainedModel):
         checkpointing = self.checkpoint_options if self.training and rules is None else None
         hidden = embedding_output
         all_hidden, all_attentions = [hidden], []
-        for layer in self.encoder_layers():
-            if checkpointing is not None:
+        for index, layer in enumerate(self.encoder_layers()):
+            if checkpointing is not None and index % self.checkpoint_every == 0:
                 hidden, probabilities = torch.utils.checkpoint.checkpoint(
                     layer, hidden, mask, need_probabilities, None, **checkpointing)
             else:

@@ -177,7 +177,7 @@ class PretrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for our models."""
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, *args: Any, strict: bool = True,
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, strict: bool = True,
                         output_loading_info: bool = False, config=None, init_lrp: bool = False,
                         ignore_mismatched_sizes: bool = False, dtype: Any = None, torch_dtype: Any = None,
                         attn_implementation: Optional[str] = None, **config_overrides: Any):
@@ -205,7 +205,7 @@ class PretrainedMixin:
         if init_lrp and not getattr(cls, "supports_init_lrp", False):
             raise ValueError(f"init_lrp=True is the original BERT-LRP's flag for BertForSequenceClassification, "
                              f"not {cls.__name__}")
-        directory = resolve_pretrained(directory)
+        directory = resolve_pretrained(pretrained_model_name_or_path)
         if os.path.isfile(directory):
             weights, folder = directory, os.path.dirname(directory) or "."
         elif os.path.isdir(directory):
@@ -224,7 +224,7 @@ class PretrainedMixin:
         state = read_state_dict(weights)
         info = load_into(model, state, strict=strict, source=weights, ignore_mismatched_sizes=ignore_mismatched_sizes)
         model.tuned_composite = read_tuned_composite(folder)  # lrp_composite.json: --rule tuned
-        model.name_or_path = os.fspath(directory)
+        model.name_or_path = os.fspath(pretrained_model_name_or_path)
         target = _resolve_dtype(dtype, state, weights)
         if target is not None:
             model.to(target)

@@ -178,6 +178,12 @@ class BertConfig:
         else:
             self.extra[name] = value
 
+    sub_configs: ClassVar[Dict[str, type]] = {}  # transformers' composite configs; ours have none
+
+    def get_text_config(self, decoder: Optional[bool] = None, encoder: Optional[bool] = None) -> "BertConfig":
+        """transformers' accessor of a composite config's text part: a text model's config is itself."""
+        return self
+
     @property
     def use_return_dict(self) -> bool:
         return bool(self.return_dict)

@@ -98,7 +98,8 @@ class DistilBertModel(BertModel):
     def __init__(self, config: DistilBertConfig) -> None:
         config = with_labels(config)
         BertPreTrainedModel.__init__(self, config)
-        self.checkpoint_options = None  # gradient checkpointing (gradient_checkpointing_enable)
+        self.checkpoint_options = None  # activation checkpointing (activation_checkpointing_enable)
+        self.checkpoint_every = 1
         self.embeddings = DistilBertEmbeddings(config)
         self.transformer = nn.Module()
         self.transformer.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_hidden_layers))
