@@ -30,15 +30,36 @@ CLASSES = ("BertModel", "BertForSequenceClassification", "BertForTokenClassifica
 # test that loops over all model classes then fails on that class
 LM_HEAD = "BertLMHeadModel"
 
-PLUGIN = '''"""pytest plugin written by run_transformers_bert_tests.py: bert-lrp's classes in transformers' place."""
-import transformers
-import transformers.models.bert.modeling_bert as modeling_bert
-
+PLUGIN = '''"""pytest plugin written by run_transformers_bert_tests.py: bert-lrp's classes in place of
+transformers' in the collected test modules (their globals and the model-class lists of their test
+classes). transformers' own models (BertLMHeadModel, pipelines' internals) still build theirs inside."""
 import bert_lrp
 
-for name in {classes!r}:
-    setattr(transformers, name, getattr(bert_lrp, name))
-    setattr(modeling_bert, name, getattr(bert_lrp, name))
+SWAP = {{name: getattr(bert_lrp, name) for name in {classes!r}}}
+LISTS = ("all_model_classes", "pipeline_model_mapping", "all_generative_model_classes")
+
+
+def _swap(value):
+    if isinstance(value, type) and value.__module__.startswith("transformers.") and value.__name__ in SWAP:
+        return SWAP[value.__name__]
+    if isinstance(value, (tuple, list)):
+        return type(value)(_swap(v) for v in value)
+    if isinstance(value, dict):
+        return {{k: _swap(v) for k, v in value.items()}}
+    return value
+
+
+def pytest_collection_modifyitems(session, config, items):
+    modules = {{item.module for item in items if getattr(item, "module", None) is not None}}
+    for module in modules:
+        for name, ours in SWAP.items():
+            if hasattr(module, name):
+                setattr(module, name, ours)
+        for holder in list(vars(module).values()):
+            if isinstance(holder, type):
+                for attribute in LISTS:
+                    if attribute in vars(holder):
+                        setattr(holder, attribute, _swap(vars(holder)[attribute]))
 '''
 
 

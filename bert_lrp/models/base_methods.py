@@ -36,7 +36,7 @@ def check_attention_implementation(name: Optional[str]) -> str:
     if name is None:
         return "sdpa"
     if name not in ATTENTION_IMPLEMENTATIONS:
-        raise ConfigError(f"attn_implementation {name!r} is not supported; use one of "
+        raise ConfigError(f'Specified `attn_implementation="{name}"` is not supported; use one of '
                           f"{', '.join(ATTENTION_IMPLEMENTATIONS)} (bert-lrp has no flash/flex attention)")
     return name
 
@@ -53,6 +53,9 @@ class TransformersMethods:
     _keep_in_fp32_modules_strict: tuple = ()
     _no_split_modules = ["BertEmbeddings", "BertLayer", "TransformerBlock"]
     _skip_keys_device_placement = None
+    _keys_to_ignore_on_load_missing = None
+    _keys_to_ignore_on_load_unexpected = None
+    _keys_to_ignore_on_save = None
     _tied_weights_keys: Dict[str, str] = {}
     # the masked-LM head's bias Parameter, as a dotted path (None: the model has no decoder)
     decoder_bias_path: Optional[str] = None

@@ -406,8 +406,13 @@ class BertModel(BertPreTrainedModel):
 
     @property
     def gradient_checkpointing(self) -> bool:
-        """Whether encoder layers are recomputed in the backward pass (transformers' module flag)."""
+        """Whether encoder layers are recomputed in the backward pass (transformers' module flag;
+        setting it True checkpoints every layer re-entrantly, False stops)."""
         return self.checkpoint_options is not None
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, value: bool) -> None:
+        self.checkpoint_options = {"use_reentrant": True} if value else None
 
     def encoder_layers(self) -> nn.ModuleList:
         """The transformer layers in order (``encoder.layer``; DistilBERT's ``transformer.layer``)."""

@@ -55,6 +55,9 @@ class BaseModelOutputWithPooling(ModelOutput):
     pooler_output: Optional[torch.Tensor] = None
     hidden_states: Optional[Tuple[torch.Tensor, ...]] = None
     attentions: Optional[Tuple[torch.Tensor, ...]] = None
+    # transformers' decoder fields: always None (an encoder has no cache and no cross-attention)
+    past_key_values: None = None
+    cross_attentions: None = None
 
 
 @dataclass
