@@ -15,20 +15,14 @@ from torch import nn
 from .config import ATTENTION_IMPLEMENTATIONS, ConfigError
 
 
-class TiedDecoder:
-    """The masked-LM decoder as transformers exposes it (``get_output_embeddings()``): the word
-    embeddings' weight ``[vocab, hidden]`` (tied: the same Parameter) and the head's own bias ``[vocab]``."""
-
-    def __init__(self, weight: nn.Parameter, bias: nn.Parameter) -> None:
-        self.weight, self.bias = weight, bias
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
+def tied_decoder(weight: nn.Parameter, bias: nn.Parameter) -> nn.Linear:
+    """The masked-LM decoder as transformers exposes it (``get_output_embeddings()``): an
+    ``nn.Linear`` holding the word embeddings' own weight ``[vocab, hidden]`` (tied: the same
+    Parameter) and the head's bias ``[vocab]``; not a submodule (the head reads the Parameters)."""
+    decoder = nn.Linear(1, 1, bias=False, device="meta")
+    decoder.weight, decoder.bias = weight, bias
+    decoder.in_features, decoder.out_features = weight.shape[1], weight.shape[0]
+    return decoder
 
 
 def check_attention_implementation(name: Optional[str]) -> str:
@@ -147,11 +141,11 @@ class TransformersMethods:
             self._require_grads_hook = None
 
     # --------------------------------------------------------------- vocabulary
-    def get_output_embeddings(self) -> Optional[TiedDecoder]:
+    def get_output_embeddings(self) -> Optional[nn.Linear]:
         """The masked-LM decoder (weight tied to the word embeddings), None without one."""
         if self.decoder_bias_path is None:
             return None
-        return TiedDecoder(self.get_input_embeddings().weight, self.get_parameter(self.decoder_bias_path))
+        return tied_decoder(self.get_input_embeddings().weight, self.get_parameter(self.decoder_bias_path))
 
     def set_output_embeddings(self, decoder: Any) -> None:
         """A new decoder (``weight [vocab, hidden]``, optional ``bias [vocab]``): the weights stay

@@ -279,6 +279,9 @@ class BertPreTrainedModel(TransformersMethods, PretrainedMixin, nn.Module):
         config.validate()
         _refuse_decoder(config)
         config._attn_implementation = check_attention_implementation(config.extra.get("_attn_implementation"))
+        if self.decoder_bias_path is not None and not config.tie_word_embeddings:
+            raise ConfigError(f"config field tie_word_embeddings=False is not supported by {type(self).__name__}: "
+                              "its decoder always reads the word embeddings (set it to True)")
         self.config = config
 
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
@@ -377,7 +380,8 @@ class BertModel(BertPreTrainedModel):
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
         config = as_config(config)
         super().__init__(config)
-        self.checkpoint_options: Optional[dict] = None  # activation checkpointing (activation_checkpointing_enable)
+        # activation checkpointing (activation_checkpointing_enable; an old config's gradient_checkpointing=True)
+        self.checkpoint_options: Optional[dict] = {"use_reentrant": True} if config.gradient_checkpointing else None
         self.checkpoint_every = 1
         self.embeddings = self.embeddings_class(config)
         self.encoder = BertEncoder(config)

@@ -47,15 +47,15 @@ class LoadingInfo:
     # transformers' loading-info dict: missing_keys, unexpected_keys, mismatched_keys, error_msgs
     DICT_KEYS = ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")
 
-    def as_dict(self) -> Dict[str, List[Any]]:
-        """transformers' ``output_loading_info`` dict: missing keys include the heads newly
+    def as_dict(self) -> Dict[str, Any]:
+        """transformers' ``output_loading_info`` dict (sets of keys, as transformers 5): missing keys include the heads newly
         initialised, unexpected keys the unused head tensors, mismatched keys ``(key, checkpoint
         shape, model shape)``."""
-        return {"missing_keys": self.missing_keys + self.newly_initialized,
-                "unexpected_keys": self.unexpected_keys + self.unused_head_keys,
-                "mismatched_keys": list(self.mismatched_keys), "error_msgs": []}
+        return {"missing_keys": set(self.missing_keys + self.newly_initialized),
+                "unexpected_keys": set(self.unexpected_keys + self.unused_head_keys),
+                "mismatched_keys": set(self.mismatched_keys), "error_msgs": []}
 
-    def __getitem__(self, key: str) -> List[Any]:
+    def __getitem__(self, key: str) -> Any:
         if key not in self.DICT_KEYS:
             raise KeyError(key)
         return self.as_dict()[key]

@@ -28,7 +28,7 @@ TRANSFORMERS_DEFAULTS: Dict[str, Any] = {
     "add_cross_attention": False, "is_encoder_decoder": False, "tie_word_embeddings": True,
     "chunk_size_feed_forward": 0, "use_cache": True, "dtype": None, "architectures": None,
     "bos_token_id": None, "eos_token_id": None, "_name_or_path": "", "_attn_implementation": None,
-    "torchscript": False, "pruned_heads": {}, "tie_encoder_decoder": False,
+    "torchscript": False, "pruned_heads": {}, "tie_encoder_decoder": False, "gradient_checkpointing": False,
 }
 # set at run time (attention implementation, ...), never written to config.json (as transformers)
 RUNTIME_KEYS = ("_attn_implementation", "_attn_implementation_autoset", "_commit_hash",
