@@ -141,6 +141,10 @@ class TransformersMethods:
             self._require_grads_hook = None
 
     # --------------------------------------------------------------- vocabulary
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
     def get_output_embeddings(self) -> Optional[nn.Linear]:
         """The masked-LM decoder (weight tied to the word embeddings), None without one."""
         if self.decoder_bias_path is None:
