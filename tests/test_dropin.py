@@ -213,6 +213,10 @@ def test_gradient_checkpointing_gives_the_same_gradients(reentrant):
     model.gradient_checkpointing_disable()
     assert not model.is_gradient_checkpointing
     assert all(max_difference(plain[n], checkpointed[n]) <= 1e-6 for n in plain)
+    model.activation_checkpointing_enable({"use_reentrant": reentrant}, every_n_layers=2)  # layer 0 only
+    every_other = gradients()
+    assert model.is_activation_checkpointing and model.bert.gradient_checkpointing
+    assert all(max_difference(plain[n], every_other[n]) <= 1e-6 for n in plain)
     assert any(float(g.abs().max()) > 0 for n, g in checkpointed.items() if "encoder.layer.0" in n)
 
 
@@ -356,3 +360,9 @@ def test_a_lora_adapter_trains_on_our_model_and_merges_for_attribution():
     assert max_difference(merged(**inputs).logits, trained) <= TOLERANCE
     explanation = explain(merged, inputs, methods=["lrp"], rule="cp-lrp")
     assert max_difference(explanation.logits, trained) <= TOLERANCE
+
+
+def test_from_pretrained_under_a_meta_device_context_is_refused(tmp_path):
+    bert_lrp.BertModel(hf_config()).save_pretrained(tmp_path)
+    with torch.device("meta"), pytest.raises(BertLrpError, match="meta device context manager"):
+        bert_lrp.BertModel.from_pretrained(tmp_path)

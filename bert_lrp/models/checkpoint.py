@@ -205,6 +205,9 @@ class PretrainedMixin:
         if init_lrp and not getattr(cls, "supports_init_lrp", False):
             raise ValueError(f"init_lrp=True is the original BERT-LRP's flag for BertForSequenceClassification, "
                              f"not {cls.__name__}")
+        if torch.empty(0).device.type == "meta":
+            raise CheckpointError("You are using `from_pretrained` with a meta device context manager: weights cannot "
+                                  "be loaded into meta tensors; call it outside `with torch.device('meta')`")
         directory = resolve_pretrained(pretrained_model_name_or_path)
         if os.path.isfile(directory):
             weights, folder = directory, os.path.dirname(directory) or "."
