@@ -34,7 +34,7 @@ def linear(x: torch.Tensor, layer: nn.Linear, rules: Optional[RuleSet]) -> torch
     """``x @ W^T + b``; under rules, each copy's rule for this layer (by its site: kind and layer)."""
     if rules is None or rules.runs_plain("linear"):
         return F.linear(x, layer.weight, layer.bias)
-    return LinearRule.apply(x, layer.weight, layer.bias, rules.linear_choices(layer))
+    return LinearRule.apply(x, layer.weight, layer.bias, rules.linear_rules(layer))
 
 
 def layer_norm(x: torch.Tensor, layer: nn.LayerNorm, rules: Optional[RuleSet]) -> torch.Tensor:
