@@ -23,7 +23,7 @@ from bert_lrp.evaluation import tuning as T
 from bert_lrp.models.auto import AutoModelForSequenceClassification
 from bert_lrp.models.loading import load_model
 from bert_lrp.models.tuned import COMPOSITE_FILE, TunedComposite, read_tuned_composite, write_tuned_composite
-from bert_lrp.rules.composites import ATTNLRP, BERT_LRP, Composite, LinearOverride, RuleSet
+from bert_lrp.rules.composites import ATTNLRP, BERT_LRP, LinearOverride, RuleSet
 from bert_lrp.rules.functions import LinearRule
 from bert_lrp.rules.linear import (ContributionAlphaBeta, Epsilon, Gamma, LinearLayerRule, ZPlus, linear_rule,
                                    register_rule, rule_class, rule_names, unregister_rule)

@@ -27,7 +27,7 @@ import dataclasses
 import math
 import types
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
