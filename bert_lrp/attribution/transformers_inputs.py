@@ -46,6 +46,7 @@ import torch
 
 from ..errors import RequestError
 from ..models.tokenization import BertTokenizer, Encoding, TokenizerError
+from .words import piece_bytes
 
 WORDPIECE, BYTE_LEVEL = "wordpiece", "byte_level"
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -202,39 +203,6 @@ def piece_scheme(tokenizer: Any) -> str:
 
 
 # ------------------------------------------------------------------ byte-level pieces
-def _byte_table() -> Dict[str, int]:
-    """Byte-level BPE's printable stand-in for each byte -> the byte: printable Latin-1 bytes stand
-    for themselves, the others (controls, space, ...) for the characters from U+0100 up, in order."""
-    printable = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF]
-    table = {chr(b): b for b in printable}
-    others = [b for b in range(256) if b not in table.values()]
-    table.update({chr(0x100 + n): b for n, b in enumerate(others)})
-    return table
-
-
-BYTES = _byte_table()  # read-only after import
-
-
-def piece_bytes(piece: str) -> Optional[bytes]:
-    """The bytes a byte-level BPE piece stands for; None if it holds a character outside the table."""
-    if not all(c in BYTES for c in piece):
-        return None
-    return bytes(BYTES[c] for c in piece)
-
-
-def piece_text(pieces: Sequence[str]) -> str:
-    """The text of one word's pieces: WordPiece ``##`` marks dropped; byte-level pieces decoded
-    (the leading space left out); otherwise the pieces joined."""
-    joined = "".join(p[2:] if p.startswith("##") else p for p in pieces)
-    raw = piece_bytes(joined)
-    if raw is None:
-        return joined
-    try:
-        return raw.decode("utf-8").strip() or joined
-    except UnicodeDecodeError:  # e.g. a WordPiece word with Latin-1 letters, which are no UTF-8
-        return joined
-
-
 # GPT-2's (and RoBERTa's) split of a text before BPE: contractions; letters, digits or other
 # characters, each run with the space before it; white space (a run before a word leaves its last
 # space to the word). Python's re has no \p{L}: a letter is a word character that is no digit or "_".
@@ -467,5 +435,5 @@ def road_tokenizer(tokenizer: Any, model: Any = None) -> Any:
 
 
 __all__ = ["TransformersTokenizer", "as_encoding", "road_tokenizer", "is_transformers_batch",
-           "is_transformers_tokenizer", "word_ids_from_pieces", "sequence_ids_from_specials", "piece_text",
+           "is_transformers_tokenizer", "word_ids_from_pieces", "sequence_ids_from_specials", "byte_level_layout",
            "align_offsets"]
