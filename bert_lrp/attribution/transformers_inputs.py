@@ -420,9 +420,16 @@ def _wrapped(tokenizer: Any) -> Any:
     return tokenizer.wrapped if isinstance(tokenizer, TransformersTokenizer) else tokenizer
 
 
+NO_TOKEN_TYPES = ("roberta", "distilbert")  # families whose inputs carry no token types (all 0)
+
+
 def model_reads_token_types(model: Any) -> bool:
-    """Whether ``model`` has more than one token type (BERT, ELECTRA; not RoBERTa, DistilBERT)."""
-    return int(getattr(getattr(model, "config", None), "type_vocab_size", 0) or 0) > 1
+    """Whether ``model`` reads token type ids, as bert-lrp's tokenizers give them: BERT and
+    ELECTRA with more than one type do; RoBERTa and DistilBERT get zeros."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) in NO_TOKEN_TYPES:
+        return False
+    return int(getattr(config, "type_vocab_size", 0) or 0) > 1
 
 
 def road_tokenizer(tokenizer: Any, model: Any = None) -> Any:
