@@ -14,7 +14,7 @@ argument and the text (numbered from 1), wrong values a ``RequestError`` naming 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import pytest
 import torch
@@ -26,8 +26,7 @@ from bert_lrp.attribution.transformers_inputs import (TransformersTokenizer, as_
 from bert_lrp.errors import RequestError, UsageError
 from bert_lrp.models.loading import load_model
 
-from test_explain_cli import VOCAB  # noqa: E402  (tests/ is on sys.path under pytest)
-from test_one_road import make_distilbert_dir  # noqa: E402
+from test_one_road import make_distilbert_dir  # noqa: E402  (tests/ is on sys.path under pytest)
 
 transformers = pytest.importorskip("transformers")
 
@@ -253,6 +252,19 @@ def test_the_road_wraps_a_transformers_tokenizer_once_and_leaves_ours(families):
     assert wrapped.pad_token_id == fast.pad_token_id and wrapped.mask_token == fast.mask_token
     roberta, _, roberta_fast, _, _, _ = families["roberta"]
     assert not road_tokenizer(roberta_fast, roberta).token_types
+
+
+def test_the_explorer_answers_alike_with_a_transformers_tokenizer(families, tmp_path):
+    from bert_lrp.views.explorer.explorer import Explorer
+
+    model, ours, fast, _, texts, pairs = families["roberta"]
+    body = {"text": texts[0], "pair": pairs[1], "methods": ["gi", "occlusion"]}
+    expected = Explorer([(tmp_path, model, ours)]).explain(dict(body))["examples"][0]
+    result = Explorer([(tmp_path, model, fast)]).explain(dict(body))["examples"][0]
+    assert result["tokens"] == expected["tokens"] and result["words"] == expected["words"]
+    for method in ("gradient_x_input", "occlusion"):
+        assert_close(torch.tensor(expected["scores"][method]["tokens"]), torch.tensor(result["scores"][method]["tokens"]),
+                     "explorer", method)
 
 
 # ------------------------------------------------------------------ the rule of slow tokenizers

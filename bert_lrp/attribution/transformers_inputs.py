@@ -24,16 +24,15 @@ special-token mask by this rule:
   ones after it text 1 (with token type ids, a token's type is its text);
 * WordPiece (BERT, DistilBERT, ELECTRA): a piece starting with ``##`` continues the word before
   it, any other piece starts a word;
-* byte-level BPE (RoBERTa): a piece starts a word when its first character is white space
-  (``Ġ``, ``Ċ``, ...), or when the kind of character changes between the previous piece's last
-  character and its first (letter, digit, other), unless the previous piece ends in a single
-  space (``Ġ`` alone: the space belongs to the word after it) or the piece begins inside a
-  character of several bytes. This is GPT-2's pre-tokenisation read back from the pieces; it can
-  differ from a fast tokenizer's words only inside a split contraction (``'`` + ``s``).
+* byte-level BPE (RoBERTa): the pieces of a text are decoded back to the text, which is split as
+  GPT-2 and RoBERTa split a text before BPE (:data:`PRE_TOKENS`: contractions; runs of letters,
+  of digits or of other characters, each with the space before it; white space); a piece starts
+  a word where a split falls (BPE never merges across a split).
 
 Word numbers restart at 0 in the second text, as in fast tokenizers and bert-lrp's own. A slow
-tokenizer gives no character offsets either: :class:`TransformersTokenizer` finds each piece in
-the text (ignoring case and accents), so that words are spans of the original text.
+tokenizer gives no character offsets either: :class:`TransformersTokenizer` finds each WordPiece
+piece in the text (ignoring case and accents) and places byte-level pieces by their bytes, so that
+words are spans of the original text.
 """
 from __future__ import annotations
 
