@@ -1,7 +1,8 @@
 """Any tokenizer works everywhere, and a string is one text.
 
 transformers' tokenizers (a test peer) — BERT fast and slow on the MiniLM SST-2 checkpoint's
-vocabulary, RoBERTa's byte-level BPE and DistilBERT on tiny random models — give the same scores
+vocabulary, RoBERTa's byte-level BPE, DistilBERT and ELECTRA on tiny random models (slow: a fast
+tokenizer seen without its encodings where transformers has no slow one) — give the same scores
 as bert-lrp's own tokenizer on the same vocabulary (1e-5 of the largest score), through
 ``explain()`` on the batch transformers returns and through ``explain_texts()`` given the
 transformers tokenizer itself: the shared-pass methods, a word-level method (occlusion, SHAP) and
@@ -21,12 +22,13 @@ import torch
 
 from bert_lrp import explain, explain_texts
 from bert_lrp.attribution import registry
-from bert_lrp.attribution.transformers_inputs import (TransformersTokenizer, as_encoding, road_tokenizer,
+from bert_lrp.attribution.transformers_inputs import (TransformersTokenizer, as_encoding, tokenizer_for_road,
                                                       word_ids_from_pieces)
 from bert_lrp.errors import RequestError, UsageError
 from bert_lrp.models.loading import load_model
 
-from test_one_road import make_distilbert_dir  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_explain_cli import VOCAB  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_one_road import make_distilbert_dir  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 
@@ -97,9 +99,25 @@ def _roberta_dir(folder: Path) -> Path:
     return folder
 
 
+def _electra_dir(folder: Path) -> Path:
+    """A tiny random ELECTRA classifier (token types) on the tiny WordPiece vocabulary."""
+    torch.manual_seed(0)
+    config = transformers.ElectraConfig(vocab_size=len(VOCAB), embedding_size=24, hidden_size=32,
+                                        num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                                        max_position_embeddings=64, num_labels=2)
+    model = transformers.ElectraForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0, 0.3)
+    model.save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def families(tmp_path_factory):
-    """name -> (model, bert-lrp's tokenizer, transformers' fast tokenizer, slow tokenizer, texts, pairs)."""
+    """family -> (model, bert-lrp's tokenizer, transformers' fast tokenizer, slow tokenizer, texts, pairs)."""
     out = {}
     model, ours = load_model(MINILM)
     fast = transformers.AutoTokenizer.from_pretrained(MINILM)
@@ -119,6 +137,11 @@ def families(tmp_path_factory):
     model, ours = load_model(folder)
     fast = transformers.DistilBertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
     out["distilbert"] = (model, ours, fast, SlowView(fast), TINY_TEXTS, TINY_PAIRS)
+
+    folder = _electra_dir(tmp_path_factory.mktemp("electra"))
+    model, ours = load_model(folder)
+    fast = transformers.ElectraTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    out["electra"] = (model, ours, fast, SlowView(fast), TINY_TEXTS, TINY_PAIRS)
     return out
 
 
@@ -134,14 +157,14 @@ def canonical(methods: List[str]) -> List[str]:
 
 
 # ------------------------------------------------------------------ explain() on transformers' batch
-@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "electra"])
 @pytest.mark.parametrize("with_pairs", [False, True], ids=["single", "pairs"])
 @pytest.mark.parametrize("kind", ["fast", "slow"])
 def test_explain_on_a_transformers_batch_equals_ours(families, family, with_pairs, kind):
     model, ours, fast, slow, texts, pairs = families[family]
     theirs = fast if kind == "fast" else slow
     pairs = pairs if with_pairs else None
-    types = family == "bert"  # bert-lrp gives RoBERTa and DistilBERT no token types (zeros)
+    types = family in ("bert", "electra")  # bert-lrp gives RoBERTa and DistilBERT no token types (zeros)
     batch = theirs(texts, pairs, padding=True, return_tensors="pt", return_token_type_ids=types)
     if kind == "slow":  # a slow batch has ids only: its tokens come from the tokenizer
         assert batch.encodings is None
@@ -156,7 +179,7 @@ def test_explain_on_a_transformers_batch_equals_ours(families, family, with_pair
         for row in range(len(texts)):
             mine, wanted = result.word_scores(method, row), expected.word_scores(method, row)
             # no texts in a batch: WordPiece words are spelled from their (lower-cased) pieces
-            spell = (lambda word: word.lower()) if family == "bert" else (lambda word: word)  # noqa: E731
+            spell = (lambda word: word.lower()) if family != "roberta" else (lambda word: word)  # noqa: E731
             assert [w["word"] for w in mine] == [spell(w["word"]) for w in wanted]
             assert [w["positions"] for w in mine] == [w["positions"] for w in wanted]
             assert_close(torch.tensor([w["score"] for w in wanted]), torch.tensor([w["score"] for w in mine]),
@@ -200,7 +223,7 @@ def test_an_encoding_and_a_dict_of_tensors_pass_unchanged(families):
 
 
 # ------------------------------------------------------------------ explain_texts() with a transformers tokenizer
-@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "electra"])
 @pytest.mark.parametrize("kind", ["fast", "slow"])
 def test_explain_texts_with_a_transformers_tokenizer_equals_ours(families, family, kind):
     model, ours, fast, slow, texts, pairs = families[family]
@@ -246,12 +269,12 @@ def test_a_text_too_long_for_a_token_classifier_is_cut_alike(tmp_path):
 
 def test_the_road_wraps_a_transformers_tokenizer_once_and_leaves_ours(families):
     model, ours, fast, _, _, _ = families["bert"]
-    wrapped = road_tokenizer(fast, model)
+    wrapped = tokenizer_for_road(fast, model)
     assert isinstance(wrapped, TransformersTokenizer) and wrapped.token_types
-    assert road_tokenizer(wrapped, model) is wrapped and road_tokenizer(ours, model) is ours
+    assert tokenizer_for_road(wrapped, model) is wrapped and tokenizer_for_road(ours, model) is ours
     assert wrapped.pad_token_id == fast.pad_token_id and wrapped.mask_token == fast.mask_token
     roberta, _, roberta_fast, _, _, _ = families["roberta"]
-    assert not road_tokenizer(roberta_fast, roberta).token_types
+    assert not tokenizer_for_road(roberta_fast, roberta).token_types
 
 
 def test_the_explorer_answers_alike_with_a_transformers_tokenizer(families, tmp_path):

@@ -36,7 +36,7 @@ from . import registry
 from .explain import Explanation, explain
 from .records import ALL, FailedText, LabelScores, TextExplanation
 from .targets import task_of
-from .transformers_inputs import road_tokenizer
+from .transformers_inputs import tokenizer_for_road
 from .windows import window_positions
 from .words import merge_word_pieces
 
@@ -314,7 +314,7 @@ def explain_texts(model, tokenizer, texts: Iterable[Union[str, Tuple[str, Option
     request = request or _request_from(settings)
     _check_target(request.target)
     inputs = as_inputs(texts, pairs)
-    tokenizer = road_tokenizer(tokenizer, model)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     return [explained for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn)]
 
 
@@ -356,7 +356,7 @@ def stream_texts(model, tokenizer, inputs: Sequence[TextInput], request: Request
     be explained becomes a :class:`FailedText` saying why (with a warning) and the others go on;
     otherwise its error is raised. ``tokenizer``: bert-lrp's or a transformers tokenizer."""
     _check_target(request.target)
-    tokenizer = road_tokenizer(tokenizer, model)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     for chunk in stream_chunks(model, tokenizer, inputs, request, skip, warn, only, go_on):
         yield from chunk
 
@@ -365,7 +365,7 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Reques
                   warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None, go_on: bool = False
                   ) -> Iterator[List[Tuple[int, Union[TextExplanation, FailedText]]]]:
     """As :func:`stream_texts`, one list per chunk of inputs (a writer flushes after each)."""
-    tokenizer = road_tokenizer(tokenizer, model)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     prepared = prepare(model, tokenizer, request)
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     skip = set(skip)
@@ -471,14 +471,14 @@ def _encode(tokenizer, item: TextInput):
 def encode_whole(tokenizer, item: TextInput):
     """The one-row Encoding of the whole of ``item`` (and its pair), not cut to any length: to
     see what a cut would lose."""
-    return _encode(road_tokenizer(tokenizer), item)
+    return _encode(tokenizer_for_road(tokenizer), item)
 
 
 def encode_text(tokenizer, prepared: Prepared, item: TextInput, index: int, warn: Warn):
     """``(row, dropped)``: the one-row Encoding of ``item`` the model reads without windows (the
     whole text if it fits, else cut to the model's positions, with a warning) and how many
     tokens were cut."""
-    tokenizer = road_tokenizer(tokenizer)
+    tokenizer = tokenizer_for_road(tokenizer)
     return _fitted(tokenizer, prepared.limit, item, index, _encode(tokenizer, item), warn)
 
 
@@ -497,7 +497,7 @@ def encoded_batches(model, tokenizer, texts: Sequence[Union[str, Tuple[str, Opti
     index of ``texts`` comes exactly once. ``tokenizer``: bert-lrp's or a transformers tokenizer."""
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     inputs = as_inputs(texts)
-    tokenizer = road_tokenizer(tokenizer, model)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     limit = model_limit(model, tokenizer)
     pad_id, pad_token = int(tokenizer.pad_token_id), str(tokenizer.pad_token)
     rows = [_fitted(tokenizer, limit, item, i, _encode(tokenizer, item), warn)[0] for i, item in enumerate(inputs)]

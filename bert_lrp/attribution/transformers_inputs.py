@@ -8,7 +8,7 @@ Two doors:
   :class:`~bert_lrp.models.tokenization.Encoding`, whose ``tokens`` / ``offsets`` / ``word_ids`` /
   ``sequence_ids`` are per-row lists. Anything else (an Encoding, a dict of tensors) is returned
   as it is.
-* :func:`road_tokenizer` (the road's entries call it once): a transformers tokenizer (fast or slow;
+* :func:`tokenizer_for_road` (the road's entries call it once): a transformers tokenizer (fast or slow;
   BERT, RoBERTa, DistilBERT, ELECTRA) -> a :class:`TransformersTokenizer`, which the road calls as
   it calls bert-lrp's own tokenizer (``tokenizer([text], [pair], truncation=..., max_length=...)``
   gives a one-row Encoding with offsets, word ids, sequence ids and the texts). bert-lrp's own
@@ -431,7 +431,7 @@ def model_reads_token_types(model: Any) -> bool:
     return int(getattr(config, "type_vocab_size", 0) or 0) > 1
 
 
-def road_tokenizer(tokenizer: Any, model: Any = None) -> Any:
+def tokenizer_for_road(tokenizer: Any, model: Any = None) -> Any:
     """The tokenizer the road calls: a transformers tokenizer wrapped in a
     :class:`TransformersTokenizer` (token types when ``model`` reads them; without ``model``, as the
     tokenizer says); bert-lrp's own tokenizers, and anything already wrapped, as they are."""
@@ -440,6 +440,6 @@ def road_tokenizer(tokenizer: Any, model: Any = None) -> Any:
     return TransformersTokenizer(tokenizer, None if model is None else model_reads_token_types(model))
 
 
-__all__ = ["TransformersTokenizer", "as_encoding", "road_tokenizer", "is_transformers_batch",
+__all__ = ["TransformersTokenizer", "as_encoding", "tokenizer_for_road", "is_transformers_batch",
            "is_transformers_tokenizer", "word_ids_from_pieces", "sequence_ids_from_specials", "byte_level_layout",
            "align_offsets"]

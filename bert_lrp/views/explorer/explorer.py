@@ -28,7 +28,7 @@ from ...attribution.records import ALL, FailedText, label_views
 from ...attribution.road import (DEFAULT_METHODS, Request, TextInput, encode_whole, encoded_batches, explain_texts,
                                  json_payload, model_limit, parse_texts, stream_texts)
 from ...attribution.targets import task_of
-from ...attribution.transformers_inputs import road_tokenizer
+from ...attribution.transformers_inputs import tokenizer_for_road
 from ...errors import BertLrpError, UsageError
 from ...models.loading import load_model
 from ..html_report import render_html
@@ -114,7 +114,7 @@ class Explorer:
         if not models:
             raise UsageError("the explorer needs at least one model")
         names = model_names([folder for folder, _, _ in models])
-        self.models = {name: LoadedModel(name, Path(folder), model, road_tokenizer(tokenizer, model))
+        self.models = {name: LoadedModel(name, Path(folder), model, tokenizer_for_road(tokenizer, model))
                        for name, (folder, model, tokenizer) in zip(names, models)}  # any tokenizer, adapted once
         self.default = names[0]
         self.datasets: Dict[str, DataSet] = {}
