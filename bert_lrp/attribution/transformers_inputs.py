@@ -316,13 +316,15 @@ class TransformersTokenizer:
     (``pad_token_id``, ``mask_token``, ``convert_ids_to_tokens``, ``model_max_length``, ...) is the
     wrapped tokenizer's. ``token_types``: whether the model reads token type ids (else they are
     all 0, as bert-lrp's tokenizers give them to RoBERTa and DistilBERT); None: as the tokenizer
-    says (``model_input_names``)."""
+    says (``model_input_names``). ``positions``: the most tokens the model reads, when fewer than
+    the tokenizer's ``model_max_length`` (RoBERTa's positions start after its padding index)."""
 
-    def __init__(self, tokenizer: Any, token_types: Optional[bool] = None) -> None:
+    def __init__(self, tokenizer: Any, token_types: Optional[bool] = None, positions: Optional[int] = None) -> None:
         self.wrapped = tokenizer
         names = getattr(tokenizer, "model_input_names", ()) or ()
         self.token_types = "token_type_ids" in names if token_types is None else bool(token_types)
         self.scheme = None if tokenizer.is_fast else piece_scheme(tokenizer)
+        self.model_max_length = int(min(tokenizer.model_max_length, positions or NO_LIMIT))
 
     def __getattr__(self, name: str) -> Any:
         if name == "wrapped":  # not set yet (copying, unpickling): no recursion
@@ -347,7 +349,7 @@ class TransformersTokenizer:
         options: Dict[str, Any] = dict(padding=padding, return_tensors="pt", return_attention_mask=True,
                                        return_special_tokens_mask=True, return_token_type_ids=self.token_types,
                                        verbose=False)
-        limit = max_length or wrapped.model_max_length
+        limit = max_length or self.model_max_length
         if truncation and limit < NO_LIMIT:
             options.update(truncation=True, max_length=limit)
         else:  # transformers' "no limit" (10**30) is too large for its own truncation
@@ -431,13 +433,25 @@ def model_reads_token_types(model: Any) -> bool:
     return int(getattr(config, "type_vocab_size", 0) or 0) > 1
 
 
+def model_positions(model: Any) -> Optional[int]:
+    """The most tokens ``model`` reads: RoBERTa's positions start after its padding index (514
+    positions read 512 tokens, as bert-lrp's RoBERTa tokenizer counts); None: as many as it has."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) != "roberta" or not getattr(config, "max_position_embeddings", None):
+        return None
+    return int(config.max_position_embeddings) - int(getattr(config, "pad_token_id", 1) or 1) - 1
+
+
 def tokenizer_for_road(tokenizer: Any, model: Any = None) -> Any:
     """The tokenizer the road calls: a transformers tokenizer wrapped in a
-    :class:`TransformersTokenizer` (token types when ``model`` reads them; without ``model``, as the
-    tokenizer says); bert-lrp's own tokenizers, and anything already wrapped, as they are."""
+    :class:`TransformersTokenizer` (token types when ``model`` reads them, at most the tokens it
+    reads; without ``model``, as the tokenizer says); bert-lrp's own tokenizers, and anything
+    already wrapped, as they are."""
     if isinstance(tokenizer, (BertTokenizer, TransformersTokenizer)) or not is_transformers_tokenizer(tokenizer):
         return tokenizer
-    return TransformersTokenizer(tokenizer, None if model is None else model_reads_token_types(model))
+    if model is None:
+        return TransformersTokenizer(tokenizer)
+    return TransformersTokenizer(tokenizer, model_reads_token_types(model), model_positions(model))
 
 
 __all__ = ["TransformersTokenizer", "as_encoding", "tokenizer_for_road", "is_transformers_batch",
