@@ -187,6 +187,19 @@ def test_explain_on_a_transformers_batch_equals_ours(families, family, with_pair
     assert "<" in result._repr_html_()
 
 
+def test_a_slow_batch_alone_is_read_as_a_dict_of_tensors(families):
+    """Without its tokenizer a slow batch has no tokens: the shared-pass scores are the same, and
+    each token is its own word (as for any dict of tensors)."""
+    model, ours, _, slow, texts, pairs = families["bert"]
+    batch = slow(texts, pairs, padding=True, return_tensors="pt", return_token_type_ids=True)
+    plain = as_encoding(batch)
+    assert type(plain) is dict and sorted(plain) == ["attention_mask", "input_ids", "token_type_ids"]
+    expected = explain(model, ours(texts, pairs), ["lrp"])
+    result = explain(model, batch, ["lrp"])
+    assert_close(expected.scores["lrp"], result.scores["lrp"], "slow batch alone", "lrp")
+    assert result.encoding is None
+
+
 def test_a_fast_batch_without_texts_spells_words_from_its_pieces(families):
     """explain() sees no texts in a BatchEncoding: WordPiece words lose their case and accents,
     byte-level BPE words come back exactly."""

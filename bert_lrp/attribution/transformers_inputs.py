@@ -439,7 +439,8 @@ def model_positions(model: Any) -> Optional[int]:
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) != "roberta" or not getattr(config, "max_position_embeddings", None):
         return None
-    return int(config.max_position_embeddings) - int(getattr(config, "pad_token_id", 1) or 1) - 1
+    padding = getattr(config, "pad_token_id", None)
+    return int(config.max_position_embeddings) - (1 if padding is None else int(padding)) - 1
 
 
 def tokenizer_for_road(tokenizer: Any, model: Any = None) -> Any:
