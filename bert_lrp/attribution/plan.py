@@ -26,6 +26,7 @@ from .records import ALL
 from .targets import task_of
 
 DEFAULT_METHODS: Tuple[str, ...] = ("lrp", "gradient_x_input", "gradient")
+NEEDS_TOKEN_MODEL = "need a token-classification model"  # a word or token index given to another model
 
 
 @dataclass
@@ -154,7 +155,7 @@ def _check_task(task: str, request: Request) -> None:
         raise RequestError("word", "this is a token-classification model: choose the word to explain (word, or "
                            "token_index: a piece position)")
     if task != "token" and chosen:
-        raise RequestError(chosen[0], "choosing a word needs a token-classification model")
+        raise RequestError(chosen[0], NEEDS_TOKEN_MODEL)
     if len(chosen) == 2:
         raise RequestError("token_index", "give either word or token_index, not both")
     if request.token_index is not None and (isinstance(request.token_index, bool)

@@ -22,11 +22,12 @@ from typing import List, Optional, Tuple
 
 from ..attribution import registry
 from ..attribution.records import TextExplanation, label_views
-from ..attribution.plan import Plan, plan_request
+from ..attribution.plan import Plan
 from ..attribution.road import Request, TextInput, json_payload, read_inputs, stream_texts
 from ..errors import ArgumentParser, UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..views.terminal import colour_mode, printable, render_terminal
+from .planning import plan_for_command
 from .arguments import add_method_options, check_outputs, method_options, positive_int
 
 DEFAULT_METHODS = "lrp,gi,gs"
@@ -133,7 +134,7 @@ def planned_run(args: argparse.Namespace, directory: Optional[Path] = None
     inputs: List[TextInput] = read_inputs(args.texts, args.file, args.pair)  # input errors first: no model needed
     model, tokenizer = load_model(directory)
     layer = _attention_choice(args, model)
-    plan = plan_request(model, tokenizer, request)
+    plan = plan_for_command(model, tokenizer, request)
     records = []
     for _, explained in stream_texts(model, tokenizer, inputs, plan, warn=warn):
         record = explained.record(hidden_relevance=args.hidden_relevance, layers=request.layers)
