@@ -18,10 +18,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from ..attribution import registry
-from ..attribution.records import TextExplanation, label_views
+from ..attribution.records import label_views
 from ..attribution.plan import Plan
 from ..attribution.road import Request, TextInput, json_payload, read_inputs, stream_texts
 from ..errors import ArgumentParser, UsageError
@@ -118,15 +118,16 @@ def _attention_choice(args: argparse.Namespace, model) -> Optional[int]:
     return layer
 
 
-def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[Tuple[TextExplanation, dict]]:
+class Explained(list):
+    """:func:`run`'s ``(explanation, record)`` pairs, and the ``plan`` they were explained with
+    (checked once; ``--json`` writes its settings)."""
+
+    plan: Plan
+
+
+def run(args: argparse.Namespace, directory: Optional[Path] = None) -> Explained:
     """Every input's explanation and the record the views draw (per-layer scores and the chosen
     attention added for ``--html``), in input order (``--target all``: one record with ``labels``)."""
-    return planned_run(args, directory)[1]
-
-
-def planned_run(args: argparse.Namespace, directory: Optional[Path] = None
-                ) -> Tuple[Plan, List[Tuple[TextExplanation, dict]]]:
-    """:func:`run` and the request's plan (checked once; ``--json`` writes its settings)."""
     from ..attribution.heatmaps import MAX_ATTENTION_TOKENS
 
     request = request_from(args, html=bool(args.html))
@@ -134,8 +135,8 @@ def planned_run(args: argparse.Namespace, directory: Optional[Path] = None
     inputs: List[TextInput] = read_inputs(args.texts, args.file, args.pair)  # input errors first: no model needed
     model, tokenizer = load_model(directory)
     layer = _attention_choice(args, model)
-    plan = plan_for_command(model, tokenizer, request)
-    records = []
+    records = Explained()
+    records.plan = plan = plan_for_command(model, tokenizer, request)
     for _, explained in stream_texts(model, tokenizer, inputs, plan, warn=warn):
         record = explained.record(hidden_relevance=args.hidden_relevance, layers=request.layers)
         if explained.attentions is not None and layer is not None:
@@ -143,7 +144,7 @@ def planned_run(args: argparse.Namespace, directory: Optional[Path] = None
             matrix = explained.attentions[layer - 1, args.head - 1, :shown, :shown]
             record["attention"] = {"layer": layer, "head": args.head, "matrix": matrix.tolist()}
         records.append((explained, record))
-    return plan, records
+    return records
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -162,7 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_jsonl(args, directory, request_from(args), warn)
     if args.resume:
         raise UsageError("--resume goes with --jsonl FILE")
-    plan, explained = planned_run(args, directory)
+    explained = run(args, directory)
     records = [record for _, record in explained]
     model_name = str(directory)
     outputs = {}
@@ -171,7 +172,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         outputs[args.html] = render_html([view for r in records for view in label_views(r)], model=model_name)
     if args.json:
-        payload = json_payload(model_name, plan, [item for item, _ in explained])
+        payload = json_payload(model_name, explained.plan, [item for item, _ in explained])
         outputs[args.json] = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
     if not args.quiet:
         mode = colour_mode(sys.stdout, None if args.color == "auto" else args.color)
