@@ -277,7 +277,10 @@ def check(methods: Iterable[str], options: Optional[Dict[str, Any]] = None) -> M
     names = None if isinstance(methods, str) else list(methods)
     if names is None or not all(isinstance(m, str) for m in names):
         raise RequestError(METHODS_FIELD, f"expected a list of method names, got {methods!r}")
-    chosen = tuple(get(name) for name in canonical(names))
+    chosen: Tuple[Method, ...] = ()
+    for name in names:  # aliases resolved, repeats dropped, order kept
+        method = get(name)
+        chosen += () if any(m.name == method.name for m in chosen) else (method,)
     if not chosen:
         raise RequestError(METHODS_FIELD, f"no attribution method requested; choose from {describe()}")
     return MethodChoice(chosen, MappingProxyType(check_options(dict(options or {}))))

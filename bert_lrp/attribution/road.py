@@ -7,9 +7,11 @@ runs the model itself (predictions, hidden states) gets the road's tokens and ba
 
 1. **Inputs**: :class:`TextInput` (a text, an optional second text of a pair, where it came from);
    :func:`read_inputs` reads ``--file`` lines, ``-`` (stdin) and arguments, strictly as UTF-8.
-2. **Request**: :class:`Request` holds the methods, the target, every method option (checked by
-   the registry), the word of a token classifier, batching and windows; :func:`prepare` checks it
-   against the model once.
+2. **Plan**: :class:`~bert_lrp.attribution.plan.Request` holds the methods, the target, every
+   method option, the word of a token classifier, batching and windows;
+   :func:`~bert_lrp.attribution.plan.plan_request` checks it ONCE against the model (the
+   registry's check included) into an immutable :class:`~bert_lrp.attribution.plan.Plan`, which
+   every later stage reads as it is (a Plan given to :func:`stream_chunks` is not checked again).
 3. **Tokens**: each text is tokenised once, whole (word ids and sequence ids included).
 4. **Batches**: inputs are taken in chunks of ``chunk_batches x batch_size`` (in input order);
    inside a chunk they are sorted by length into batches of at most ``batch_size`` texts and,
@@ -19,8 +21,11 @@ runs the model itself (predictions, hidden states) gets the road's tokens and ba
    overlapping windows over its first text (:mod:`bert_lrp.attribution.windows`); the second
    text of a pair and the special tokens are in every window. Word ids and every option go
    through. A text that fits is never windowed; a token classifier's text is cut, with a warning.
-6. **Records**: :meth:`~bert_lrp.attribution.records.TextExplanation.record` is the one JSON
-   record of an explanation (:mod:`bert_lrp.attribution.records`).
+6. **Assembly**: each text's :class:`~bert_lrp.attribution.records.TextExplanation` is built in
+   one place (``_assemble``), its per-method fields cut and merged by
+   :mod:`bert_lrp.attribution.method_scores`;
+   :meth:`~bert_lrp.attribution.records.TextExplanation.record` is the one JSON record of an
+   explanation (:mod:`bert_lrp.attribution.records`).
 """
 from __future__ import annotations
 
