@@ -212,9 +212,12 @@ def stream_texts(model, tokenizer, inputs: Sequence[TextInput], request: Union[R
 
 def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Union[Request, Plan],
                   skip: Iterable[int] = (), warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None,
-                  go_on: bool = False) -> Iterator[List[Tuple[int, Union[TextExplanation, FailedText]]]]:
+                  go_on: bool = False, describe: Optional[Callable[[BaseException], str]] = None
+                  ) -> Iterator[List[Tuple[int, Union[TextExplanation, FailedText]]]]:
     """As :func:`stream_texts`, one list per chunk of inputs (a writer flushes after each). A
-    Request is planned (checked) here, once; a Plan is used as it is."""
+    Request is planned (checked) here, once; a Plan is used as it is. ``describe``: the one line
+    of a text's error in its FailedText (default: the error as the library words it; a command
+    line shows a request error's field as its flag)."""
     plan = plan_request(model, tokenizer, request)
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     skip = set(skip)
@@ -242,7 +245,7 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Union[
                         if i not in skip:
                             attempt([i], lambda i=i: solo[i]())
                     return
-                done[indices[0]] = _failed(inputs[indices[0]], indices[0], error, warn)
+                done[indices[0]] = _failed(inputs[indices[0]], indices[0], error, warn, describe)
 
         whole: Dict[int, Any] = {}  # every input of the chunk, skipped ones too: batches depend on the input only
         for i in chunk:
@@ -252,7 +255,7 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Union[
                 if not go_on:
                     raise
                 if i not in skip:
-                    done[i] = _failed(inputs[i], i, error, warn)
+                    done[i] = _failed(inputs[i], i, error, warn, describe)
         short: List[int] = []
         for i in whole:
             length = len(whole[i].tokens[0])
@@ -275,11 +278,15 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Union[
         yield [(i, done[i]) for i in chunk if i not in skip]
 
 
-def _failed(item: TextInput, index: int, error: BaseException, warn: Warn) -> FailedText:
+def _failed(item: TextInput, index: int, error: BaseException, warn: Warn,
+            describe: Optional[Callable[[BaseException], str]] = None) -> FailedText:
     """The one-line record of a text that could not be explained (and its warning)."""
     from .._text import printable, shorten
 
-    message = str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
+    if describe is not None:
+        message = describe(error)
+    else:
+        message = str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
     message = shorten(printable(" ".join(message.split())), 300) or type(error).__name__
     warn(f"input {index + 1} ({item.source}): not explained: {message}")
     return FailedText(index, item.source, item.text, item.pair, message, item.label)
