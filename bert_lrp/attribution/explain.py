@@ -76,7 +76,10 @@ def relevance_at(tensor: torch.Tensor, signal: torch.Tensor, composite: Composit
 
 @dataclass
 class Explanation:
-    """The result of :func:`explain` (see the module docstring for shapes and conventions)."""
+    """The result of :func:`explain` (see the module docstring for shapes and conventions). Its
+    per-method fields (``scores`` ... ``extras``) are declared once in
+    :data:`bert_lrp.attribution.method_scores.FIELDS`, which for_label, label stacking and the
+    merge of separate passes go through."""
 
     methods: List[str]
     scores: Dict[str, torch.Tensor]
