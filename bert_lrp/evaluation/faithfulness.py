@@ -534,15 +534,19 @@ def build_examples(model, tokenizer, prepared, data, indices: Sequence[int], com
 
 
 def method_scores(model, prepared, rows: Dict[int, object], group: Sequence[Example], predicted: Sequence[int],
-                  method: str, options: Dict[str, object], ranking_mode: str = "signed") -> List[torch.Tensor]:
+                  method: str, options: Optional[Dict[str, object]] = None, ranking_mode: str = "signed"
+                  ) -> List[torch.Tensor]:
     """``method``'s token scores ``[length]`` (float64) for each example of ``group``, explaining
-    its ``predicted`` class, in one ``explain`` call on the road's collated batch."""
-    from ..attribution.explain import explain
+    its ``predicted`` class, in one pass of the road's collated batch: the plan's ``method``
+    alone (checked once for the run), or ``method`` with other ``options`` (``tune-lrp``'s
+    candidate composites, checked per call)."""
+    from ..attribution.explain import plan_methods, run_methods
     from ..attribution.road import collate
 
     batch = collate([rows[x.index] for x in group], prepared.pad_id, prepared.pad_token)
     target = [label if x.target_position is None else (x.target_position, label) for x, label in zip(group, predicted)]
-    values = explain(model, batch, [method], target=target, options=options).scores[method].detach().double()
+    plan = prepared.method_plan.only(method) if options is None else plan_methods(model, [method], options)
+    values = run_methods(model, batch, plan, target).scores[method].detach().double()
     if ranking_mode == "abs":
         values = values.abs()
     return [values[row, :len(x.input_ids)] for row, x in enumerate(group)]
@@ -581,7 +585,7 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
         results = {}
         for m in model_methods:  # one call per method: its cost is measured alone
             with measured(model, costs[m], len(group)):
-                results[m] = method_scores(model, prepared, rows, group, predicted, m, prepared.options, ranking_mode)
+                results[m] = method_scores(model, prepared, rows, group, predicted, m, None, ranking_mode)
         return results
 
     writer = JsonlWriter(out / f"examples.part{rank}.jsonl")
