@@ -11,10 +11,10 @@ and the standard library):
 * :mod:`~bert_lrp.data.conll`: CoNLL-2003 style word/tag files;
 * :mod:`~bert_lrp.data.records`: the explanation records ``explain --jsonl`` writes, checked
   field by field;
-* :mod:`~bert_lrp.data.documents`: one JSON document (a run's ``results.json``).
+* :mod:`~bert_lrp.data.documents`: a run's own JSON files read back (``results.json``, JSON lines).
 """
 from .conll import parse_conll, read_conll
-from .documents import read_json
+from .documents import read_json, read_json_lines
 from .inputs import parse_texts, read_file_inputs, read_inputs
 from .lines import TextInput, text_lines
 from .records import check_record, read_explanations
@@ -25,4 +25,4 @@ from .tables import (KNOWN_COLUMNS, LABEL_COLUMN, PAIR_COLUMNS, TEXT_COLUMNS, Ex
 __all__ = ["DataError", "Example", "KNOWN_COLUMNS", "LABEL_COLUMN", "PAIR_COLUMNS", "STDIN", "TEXT_COLUMNS",
            "TextInput", "check_record", "column_key", "decode_utf8", "parse_conll", "parse_table", "parse_texts",
            "read_conll", "read_explanations", "read_file", "read_file_inputs", "read_inputs", "read_json",
-           "read_stdin", "read_table", "split_lines", "table_format", "text_lines"]
+           "read_json_lines", "read_stdin", "read_table", "split_lines", "table_format", "text_lines"]

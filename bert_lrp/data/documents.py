@@ -1,12 +1,13 @@
-"""One JSON document in a file (a run's ``results.json`` read back by ``evaluate``'s paired
-tables and the frontier plot), strictly UTF-8; invalid JSON is one
-:class:`~bert_lrp.data.source.DataError` naming the file and the line."""
+"""A run's own JSON files read back (``evaluate``'s ``results.json`` and ``examples.jsonl`` for
+the paired tables and the frontier plot): one JSON document, or JSON objects one per line;
+strictly UTF-8; invalid JSON is one :class:`~bert_lrp.data.source.DataError` naming the file
+and the line."""
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
-from .source import DataError, read_file
+from .source import DataError, parse_json_line, read_file, split_lines
 
 
 def read_json(path, field: Optional[str] = None) -> Any:
@@ -18,3 +19,17 @@ def read_json(path, field: Optional[str] = None) -> Any:
         raise DataError(f"{path}, line {error.lineno}: not valid JSON ({error.msg})") from None
     except RecursionError:
         raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
+
+
+def read_json_lines(path, field: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The JSON objects of the file ``path``, one per non-blank line (a run's own records read
+    back, e.g. ``evaluate``'s ``examples.jsonl``); a line that is not a JSON object is a
+    :class:`DataError` naming the file and the line."""
+    objects = []
+    for number, line in enumerate(split_lines(read_file(path, field)), 1):
+        if line.strip():
+            value = parse_json_line(line, f"{path}, line {number}")
+            if not isinstance(value, dict):
+                raise DataError(f"{path}, line {number}: expected a JSON object, got {type(value).__name__}")
+            objects.append(value)
+    return objects
