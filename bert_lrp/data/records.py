@@ -155,7 +155,8 @@ class _Record:
             labels = self.mapping(self.value(record, "labels", "labels"), "labels")
             for name, entry in labels.items():
                 self.label(name, f"labels.{_short(name)}")
-                self.entry(self.mapping(entry, f"labels.{name}", ENTRY_FIELDS), f"labels.{name}.", name)
+                field = f"labels.{_short(name)}"
+                self.entry(self.mapping(entry, field, ENTRY_FIELDS), field + ".", name)
             extra = sorted(set(record) & (ENTRY_FIELDS - {"target"}))
             if extra:
                 self.fail(extra[0], 'not a field of a record with target "all" (see its labels)')
@@ -254,7 +255,10 @@ def _kind(value: Any) -> str:
 
 
 def _short(name: Any, limit: int = 40) -> str:
+    """A name inside a field path: as it is when it looks like a name, else quoted and cut."""
     text = str(name)
+    if len(text) <= limit and METHOD_NAME.fullmatch(text):
+        return text
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
