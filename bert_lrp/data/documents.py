@@ -4,32 +4,22 @@ strictly UTF-8; invalid JSON is one :class:`~bert_lrp.data.source.DataError` nam
 and the line."""
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional
 
-from .source import DataError, parse_json_line, read_file, split_lines
+from .source import parse_json, parse_json_object, read_file, split_lines
 
 
 def read_json(path, field: Optional[str] = None) -> Any:
     """The JSON value of the file ``path``. ``field``: the request field naming ``path``."""
-    content = read_file(path, field)
-    try:
-        return json.loads(content)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}, line {error.lineno}: not valid JSON ({error.msg})") from None
-    except RecursionError:
-        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
+    return parse_json(read_file(path, field), str(path))
 
 
 def read_json_lines(path, field: Optional[str] = None) -> List[Dict[str, Any]]:
     """The JSON objects of the file ``path``, one per non-blank line (a run's own records read
     back, e.g. ``evaluate``'s ``examples.jsonl``); a line that is not a JSON object is a
-    :class:`DataError` naming the file and the line."""
+    :class:`~bert_lrp.data.source.DataError` naming the file and the line."""
     objects = []
     for number, line in enumerate(split_lines(read_file(path, field)), 1):
         if line.strip():
-            value = parse_json_line(line, f"{path}, line {number}")
-            if not isinstance(value, dict):
-                raise DataError(f"{path}, line {number}: expected a JSON object, got {type(value).__name__}")
-            objects.append(value)
+            objects.append(parse_json_object(line, f"{path}, line {number}"))
     return objects

@@ -17,7 +17,7 @@ import math
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
-from .source import DataError, parse_json_line, read_file, split_lines
+from .source import DataError, parse_json, read_file, split_lines
 
 METHOD_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,100}")
 FAILED_FIELDS = {"index", "source", "text", "pair", "label", "error"}
@@ -38,7 +38,7 @@ def read_explanations(path, field: Optional[str] = None) -> List[Dict[str, Any]]
     records = []
     for number, line in enumerate(split_lines(read_file(path, field)), 1):
         if line.strip():
-            records.append(check_record(parse_json_line(line, f"{name}, line {number}"), f"{name}, line {number}"))
+            records.append(check_record(parse_json(line, f"{name}, line {number}"), f"{name}, line {number}"))
     if not records:
         raise DataError(f"{name}: the file is empty (no records of bert-lrp explain --jsonl)")
     return records

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import IO, Any, List, Optional
+from typing import IO, Any, Dict, List, Optional
 
 from ..errors import InputFileError, RequestError, unicode_message
 
@@ -78,12 +78,22 @@ def split_lines(text: str) -> List[str]:
     return lines
 
 
-def parse_json_line(line: str, where: str) -> Any:
-    """The JSON value of one line; invalid or too deeply nested JSON is a :class:`DataError`
-    naming ``where`` (``"FILE, line N"``)."""
+def parse_json(text: str, where: str) -> Any:
+    """The JSON value of ``text`` (one line of a file, or a whole file); invalid or too deeply
+    nested JSON is a :class:`DataError` naming ``where`` (``"FILE, line N"``, or ``"FILE"`` and
+    then the line when ``text`` has several) and the column."""
     try:
-        return json.loads(line)
+        return json.loads(text)
     except json.JSONDecodeError as error:
-        raise DataError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+        line = f", line {error.lineno}" if "\n" in text.strip() else ""
+        raise DataError(f"{where}{line}: not valid JSON ({error.msg} at column {error.colno})") from None
     except RecursionError:
         raise DataError(f"{where}: not valid JSON (nested too deeply)") from None
+
+
+def parse_json_object(line: str, where: str) -> Dict[str, Any]:
+    """:func:`parse_json` of one line that must hold a JSON object."""
+    value = parse_json(line, where)
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return value

@@ -25,7 +25,7 @@ import io
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .source import DataError, parse_json_line, read_file, split_lines
+from .source import DataError, parse_json_object, read_file, split_lines
 
 TEXT_COLUMNS = ("sentence", "sentence1", "text")   # a table's text column: the first found
 PAIR_COLUMNS = ("sentence2", "pair")               # its second text, if any
@@ -189,7 +189,7 @@ def _json_rows(content: str, name: str, text_column: Column, label_column: Colum
     for number, line in enumerate(split_lines(content), 1):
         if not line.strip():
             continue
-        fields = _json_object(line, f"{name}, line {number}")
+        fields = parse_json_object(line, f"{name}, line {number}")
         where = f"{name}, line {number}"
         if label_optional and not examples and label_column is not None and \
                 _key(fields, label_column, (LABEL_COLUMN,)) is None:
@@ -210,13 +210,6 @@ def _json_rows(content: str, name: str, text_column: Column, label_column: Colum
     if not examples:
         raise DataError(f"{name}: the file is empty")
     return examples
-
-
-def _json_object(line: str, where: str) -> Dict[str, Any]:
-    value = parse_json_line(line, where)
-    if not isinstance(value, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _key(fields: Dict[str, Any], wanted: Column, known: Sequence[str]) -> Optional[str]:
