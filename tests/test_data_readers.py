@@ -247,6 +247,8 @@ def records_file(tmp_path: Path, *records) -> Path:
 def test_records_written_by_explain_jsonl_are_read_back_as_they_are(record, tmp_path):
     failed = {"index": 1, "source": "x, line 3", "text": "??", "error": "too long"}
     assert read_explanations(records_file(tmp_path, record, failed)) == [record, failed]
+    ratio = changed(record, "conservation.lrp", float("inf"))  # a ratio over a target logit of exactly 0
+    assert read_explanations(records_file(tmp_path, ratio))[0]["conservation"]["lrp"] == float("inf")
 
 
 def changed(record: Dict, path: str, value) -> Dict:

@@ -6,7 +6,8 @@ else that reads them.
 A record is checked field by field when read and never trusted: every field is one this
 project writes, with its type (texts and names are strings; ``index``, positions, pieces,
 ``attention.layer`` / ``attention.head`` are whole numbers in range; every score is a finite
-number; per-token scores have one value per token, per-word scores one per word). The first
+number, except the ratios ``conservation`` and ``extras``, which are infinite or NaN when their
+denominator is 0; per-token scores have one value per token, per-word scores one per word). The first
 record that fails makes reading fail with one :class:`~bert_lrp.data.source.DataError`:
 ``FILE, line N: field F: problem``. Strings are kept as they are (markup included): views
 escape what they show.
@@ -83,10 +84,10 @@ class _Record:
             self.fail(field, f"{value} is outside {low}..{'' if high is None else high}")
         return value
 
-    def number(self, value: Any, field: str) -> float:
+    def number(self, value: Any, field: str, finite: bool = True) -> float:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             self.fail(field, f"must be a number, got {_kind(value)}")
-        if not math.isfinite(value):
+        if finite and not math.isfinite(value):
             self.fail(field, f"must be a finite number, got {value}")
         return value
 
@@ -225,9 +226,9 @@ class _Record:
             self.mapping(scores, field, {"tokens", "words"})
             self.numbers(self.value(scores, "tokens", field + ".tokens"), field + ".tokens", tokens)
             self.numbers(self.value(scores, "words", field + ".words"), field + ".words", words)
-        for key in ("conservation", "extras"):
+        for key in ("conservation", "extras"):  # ratios: infinite or NaN when their denominator is 0
             for method, value in self.mapping(entry.get(key, {}), prefix + key).items():
-                self.number(value, f"{prefix}{key}.{_short(method)}")
+                self.number(value, f"{prefix}{key}.{_short(method)}", finite=False)
         for method, parts in self.mapping(entry.get("embedding_shares", {}), prefix + "embedding_shares").items():
             field = f"{prefix}embedding_shares.{_short(method)}"
             self.method(method, field)
