@@ -17,11 +17,11 @@ def parse_texts(content: str, name: str, pair: Optional[str] = None) -> List[Tex
     the second text of every input that has none. Blank content holds no text: ``[]``."""
     if not content.strip():
         return []
-    format = table_format(name, content)
-    if format is None:
+    layout = table_format(name, content)
+    if layout is None:
         return text_lines(content, name, pair)
     return [TextInput(row.text, pair if row.pair is None else row.pair, f"{name}, line {row.line}", row.label)
-            for row in parse_table(content, name, format, label_optional=True)]
+            for row in parse_table(content, name, layout, label_optional=True)]
 
 
 def read_file_inputs(path, field: Optional[str] = None, pair: Optional[str] = None) -> List[TextInput]:

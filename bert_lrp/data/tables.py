@@ -85,16 +85,16 @@ def read_table(path, text_column: Column = None, label_column: Column = LABEL_CO
                        pair_column, label_optional)
 
 
-def parse_table(content: str, name: str, format: str = "tsv", text_column: Column = None,
+def parse_table(content: str, name: str, layout: str = "tsv", text_column: Column = None,
                 label_column: Column = LABEL_COLUMN, pair_column: Column = None,
                 label_optional: bool = False) -> List[Example]:
-    """The rows of a table's ``content`` (``format``: ``"tsv"``, ``"csv"`` or ``"jsonl"``);
+    """The rows of a table's ``content`` (``layout``: ``"tsv"``, ``"csv"`` or ``"jsonl"``);
     sources are ``name``. See :func:`read_table`."""
     if not content.strip():
         raise DataError(f"{name}: the file is empty")
-    if format == "jsonl":
+    if layout == "jsonl":
         return _json_rows(content, name, text_column, label_column, pair_column, label_optional)
-    rows = _csv_rows(content, name) if format == "csv" else _tsv_rows(content)
+    rows = _csv_rows(content, name) if layout == "csv" else _tsv_rows(content)
     rows = ((number, cells) for number, cells in rows if any(cell.strip() for cell in cells))
     first = next(rows, None)
     if first is None:
