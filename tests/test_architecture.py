@@ -209,6 +209,7 @@ def test_nothing_in_the_package_imports_the_public_ablate_module():
 # and benchmarks that time fixed inputs against peers' tokenizers on purpose.
 TOKENIZING_MODULES = {
     "bert_lrp.attribution.road": "the road",
+    "bert_lrp.attribution.transformers_inputs": "a transformers tokenizer, called as the road calls a tokenizer",
     "bert_lrp.models.tokenization": "the tokenizer",
     "bert_lrp.training.data": "training examples, tags aligned to word pieces",
     "bert_lrp.evaluation.benchmark": "fixed-length timing inputs",

@@ -30,6 +30,7 @@ from . import registry
 from .heatmaps import notebook_html, show_html
 from .registry import Method, MethodContext
 from .targets import Target, logits_of, resolve_target, select, task_of
+from .transformers_inputs import as_encoding
 from .words import word_numbers
 
 REDUCTIONS = ("l2", "squared", "sum", "abs_sum")
@@ -255,6 +256,7 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
             hidden x layers exceeds ``STACK_LIMIT``, where separate passes were measured cheaper.
         progress: progress bars on stderr for the methods that take many passes.
     """
+    batch = as_encoding(batch)  # a transformers BatchEncoding -> the Encoding read below
     if schedule not in ("auto", "stacked", "separate"):
         raise ValueError(f"schedule must be 'auto', 'stacked' or 'separate', got {schedule!r}")
     wanted: List[Method] = [registry.get(name) for name in registry.canonical(methods)]

@@ -26,17 +26,18 @@ runs the model itself (predictions, hidden states) gets the road's tokens and ba
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..data import TextInput, parse_texts, read_inputs  # noqa: F401  (re-exported: the road's inputs)
-from ..errors import UsageError
+from ..errors import RequestError, UsageError
 from . import registry
 from .explain import Explanation, explain
 from .records import ALL, FailedText, LabelScores, TextExplanation
 from .targets import task_of
+from .transformers_inputs import tokenizer_for_road
 from .windows import window_positions
 from .words import merge_word_pieces
 
@@ -46,24 +47,78 @@ Warn = Callable[[str], None]
 
 # ------------------------------------------------------------------ inputs
 # TextInput and the readers of files, stdin and arguments live in bert_lrp.data (re-exported here)
-def as_inputs(texts: Iterable[Union[str, Tuple[str, Optional[str]], TextInput]],
-              pairs: Optional[Sequence[Optional[str]]] = None) -> List[TextInput]:
-    """Strings, ``(text, pair)`` tuples or TextInputs -> TextInputs (``pairs``: one per text)."""
-    items = list(texts)
-    if pairs is not None and len(pairs) != len(items):
-        raise UsageError(f"got {len(items)} texts but {len(pairs)} pair texts")
+TextLike = Union[str, Tuple[str, Optional[str]], TextInput]
+
+
+def as_inputs(texts: Union[TextLike, Iterable[TextLike]],
+              pairs: Union[None, str, Iterable[Optional[str]]] = None) -> List[TextInput]:
+    """The texts of the Python API as TextInputs, numbered from 1 (``"text 2"``) in messages.
+
+    ``texts``: one string or TextInput (one text), or any iterable (list, generator) of strings,
+    ``(text, pair)`` tuples (exactly two items; the pair may be None) and TextInputs. ``pairs``:
+    one string (the pair of the one text) or an iterable with one pair (or None) per text.
+    A value of the wrong kind raises a ``TypeError`` naming the argument and the text; a wrong
+    number of pairs, or a pair given twice, a :class:`RequestError` on field ``pairs``."""
+    items = [texts] if isinstance(texts, TextInput) else _as_list(texts, "texts")
+    given = None if pairs is None else _as_list(pairs, "pairs")
+    if given is not None and len(given) != len(items):
+        raise RequestError("pairs", f"got {len(items)} texts but {len(given)} pair texts; give one pair "
+                                    "(or None) per text")
     out = []
     for number, item in enumerate(items, 1):
         if isinstance(item, TextInput):
-            out.append(item)
+            found = item if item.source else replace(item, source=f"text {number}")
         elif isinstance(item, tuple):
-            out.append(TextInput(item[0], item[1], f"text {number}"))
+            if len(item) != 2:
+                raise TypeError(f"texts: text {number} is a tuple of {len(item)} item{'s' * (len(item) != 1)}; "
+                                "a tuple must be (text, pair)")
+            found = TextInput(item[0], item[1], f"text {number}")
+        elif isinstance(item, str):
+            found = TextInput(item, None, f"text {number}")
         else:
-            out.append(TextInput(item, None if pairs is None else pairs[number - 1], f"text {number}"))
-    for item in out:
-        if not isinstance(item.text, str) or (item.pair is not None and not isinstance(item.pair, str)):
-            raise UsageError(f"{item.source or 'a text'}: texts must be strings")
+            raise TypeError(f"texts: text {number} is {_a(item)}; give a string, a (text, pair) tuple or a TextInput")
+        if not isinstance(found.text, str):
+            raise TypeError(f"texts: text {number} is {_a(found.text)}, not a string")
+        if found.pair is not None and not isinstance(found.pair, str):
+            raise TypeError(f"texts: the pair of text {number} is {_a(found.pair)}, not a string")
+        pair = None if given is None else given[number - 1]
+        if pair is not None:
+            if not isinstance(pair, str):
+                raise TypeError(f"pairs: the pair of text {number} is {_a(pair)}, not a string")
+            if found.pair is not None:
+                raise RequestError("pairs", f"text {number} has a pair already; give each pair once")
+            found = replace(found, pair=pair)
+        out.append(found)
     return out
+
+
+def _as_list(value: Any, name: str) -> list:
+    """One string -> a list of it; any other iterable -> its items; anything else a TypeError."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"{name}: bytes, not text; decode them first (e.g. .decode('utf-8'))")
+    if isinstance(value, Mapping):
+        raise TypeError(f"{name}: {_a(value)} is no list of texts; give a string or an iterable of them")
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected a string or an iterable of texts, got {_a(value)}") from None
+
+
+def _a(value: Any) -> str:
+    """``"an int (3)"``: a value's kind for a message, with the start of its repr."""
+    name = type(value).__name__
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:39] + "…"
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name} ({shown})"
+
+
+def _check_target(target: Any) -> None:
+    """A bool is no label (``True`` would silently mean label 1)."""
+    if isinstance(target, bool):
+        raise TypeError(f"target: {target} is a bool, not a label; give a label name, a label id (0, 1, ...), "
+                        "None (the predicted label) or 'all'")
 
 
 # ------------------------------------------------------------------ the request
@@ -181,10 +236,13 @@ def explain_texts(model, tokenizer, texts: Iterable[Union[str, Tuple[str, Option
                   warn: Optional[Warn] = None, **settings: Any) -> List[TextExplanation]:
     """Explain every text (see the module docstring); ``settings`` are :class:`Request` fields
     (``methods``, ``target``, ``options``, ``word``, ...) when no ``request`` is given, and
-    method options (``ig_steps=20``) otherwise unknown to Request. Returns one
-    :class:`TextExplanation` per text, in input order."""
+    method options (``ig_steps=20``) otherwise unknown to Request. ``texts`` and ``pairs``: see
+    :func:`as_inputs` (one string is one text). ``tokenizer``: bert-lrp's or a transformers
+    tokenizer (fast or slow). Returns one :class:`TextExplanation` per text, in input order."""
     request = request or _request_from(settings)
+    _check_target(request.target)
     inputs = as_inputs(texts, pairs)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     return [explained for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn)]
 
 
@@ -224,7 +282,9 @@ def stream_texts(model, tokenizer, inputs: Sequence[TextInput], request: Request
     """``(index, explanation)`` for every input not in ``skip``, in input order (``only``: the
     indices this process owns, e.g. one rank's share; default all). ``go_on``: a text that cannot
     be explained becomes a :class:`FailedText` saying why (with a warning) and the others go on;
-    otherwise its error is raised."""
+    otherwise its error is raised. ``tokenizer``: bert-lrp's or a transformers tokenizer."""
+    _check_target(request.target)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     for chunk in stream_chunks(model, tokenizer, inputs, request, skip, warn, only, go_on):
         yield from chunk
 
@@ -233,6 +293,7 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Reques
                   warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None, go_on: bool = False
                   ) -> Iterator[List[Tuple[int, Union[TextExplanation, FailedText]]]]:
     """As :func:`stream_texts`, one list per chunk of inputs (a writer flushes after each)."""
+    tokenizer = tokenizer_for_road(tokenizer, model)
     prepared = prepare(model, tokenizer, request)
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     skip = set(skip)
@@ -321,9 +382,13 @@ def length_batches(indices: Sequence[int], lengths: Dict[int, int], batch_size: 
 
 # ------------------------------------------------------------------ tokens
 def _encode(tokenizer, item: TextInput):
-    """The whole text (and pair), one row, no truncation."""
+    """The whole text (and pair), one row, no truncation; an empty text (or pair) is a
+    :class:`UsageError` naming it (``"text 2: ..."``)."""
     from ..models.tokenization import TokenizerError
 
+    for what, value in (("text", item.text), ("pair text", item.pair)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{item.source or 'text'}: the {what} is empty; there is nothing to explain")
     try:
         return tokenizer([item.text], None if item.pair is None else [item.pair], truncation=False,
                          max_length=10 ** 9)
@@ -334,13 +399,14 @@ def _encode(tokenizer, item: TextInput):
 def encode_whole(tokenizer, item: TextInput):
     """The one-row Encoding of the whole of ``item`` (and its pair), not cut to any length: to
     see what a cut would lose."""
-    return _encode(tokenizer, item)
+    return _encode(tokenizer_for_road(tokenizer), item)
 
 
 def encode_text(tokenizer, prepared: Prepared, item: TextInput, index: int, warn: Warn):
     """``(row, dropped)``: the one-row Encoding of ``item`` the model reads without windows (the
     whole text if it fits, else cut to the model's positions, with a warning) and how many
     tokens were cut."""
+    tokenizer = tokenizer_for_road(tokenizer)
     return _fitted(tokenizer, prepared.limit, item, index, _encode(tokenizer, item), warn)
 
 
@@ -356,9 +422,10 @@ def encoded_batches(model, tokenizer, texts: Sequence[Union[str, Tuple[str, Opti
     ``[len(indices), longest]`` with word ids and sequence ids. Each text is tokenised whole and
     cut to the model's positions (with a warning); the texts are sorted by length (ties in input
     order) into batches of at most ``batch_size`` texts and ``batch_tokens`` padded tokens. Every
-    index of ``texts`` comes exactly once."""
+    index of ``texts`` comes exactly once. ``tokenizer``: bert-lrp's or a transformers tokenizer."""
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     inputs = as_inputs(texts)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     limit = model_limit(model, tokenizer)
     pad_id, pad_token = int(tokenizer.pad_token_id), str(tokenizer.pad_token)
     rows = [_fitted(tokenizer, limit, item, i, _encode(tokenizer, item), warn)[0] for i, item in enumerate(inputs)]

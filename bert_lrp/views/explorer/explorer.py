@@ -27,6 +27,7 @@ from ...attribution.records import ALL, FailedText, label_views
 from ...attribution.road import (DEFAULT_METHODS, Request, TextInput, encode_whole, encoded_batches, explain_texts,
                                  json_payload, model_limit, stream_texts)
 from ...attribution.targets import task_of
+from ...attribution.transformers_inputs import tokenizer_for_road
 from ...data import DataError, parse_texts, read_explanations
 from ...errors import BertLrpError, UsageError
 from ...models.loading import load_model
@@ -113,8 +114,8 @@ class Explorer:
         if not models:
             raise UsageError("the explorer needs at least one model")
         names = model_names([folder for folder, _, _ in models])
-        self.models = {name: LoadedModel(name, Path(folder), model, tokenizer)
-                       for name, (folder, model, tokenizer) in zip(names, models)}
+        self.models = {name: LoadedModel(name, Path(folder), model, tokenizer_for_road(tokenizer, model))
+                       for name, (folder, model, tokenizer) in zip(names, models)}  # any tokenizer, adapted once
         self.default = names[0]
         self.datasets: Dict[str, DataSet] = {}
         self.jobs: Dict[str, Job] = {}
