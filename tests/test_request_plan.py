@@ -204,11 +204,10 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 PACKAGE = Path(bert_lrp.__file__).parent
 # modules whose error messages still name flags, each owned by another change of issue 28 (the
 # list may only shrink: a listed module without a flag fails the second test below)
-PENDING = {"attribution/road.py",  # read_inputs' --file, moving to bert_lrp/data/
-           "errors.py",            # ArgumentParser.error: argparse's own usage line ("see ... --help")
+PENDING = {"errors.py",            # ArgumentParser.error: argparse's own usage line ("see ... --help")
            "evaluation/ablation.py", "evaluation/benchmark.py", "evaluation/faithfulness.py", "evaluation/paired.py",
            "inspection/embeddings.py", "inspection/mask.py", "models/loading.py", "tf/convert.py",
-           "training/trainer.py", "views/explorer/explorer.py"}  # explorer: read_dataset's --data
+           "training/trainer.py"}
 
 
 def flags_in_errors(path: Path) -> List[str]:

@@ -6,7 +6,8 @@ runs the model itself (predictions, hidden states) gets the road's tokens and ba
 :func:`encoded_batches`.
 
 1. **Inputs**: :class:`TextInput` (a text, an optional second text of a pair, where it came from);
-   :func:`read_inputs` reads ``--file`` lines, ``-`` (stdin) and arguments, strictly as UTF-8.
+   :func:`bert_lrp.data.read_inputs` reads files (lines or a table's rows), ``-`` (stdin) and
+   arguments, strictly as UTF-8 (re-exported here).
 2. **Plan**: :class:`~bert_lrp.attribution.plan.Request` holds the methods, the target, every
    method option, the word of a token classifier, batching and windows;
    :func:`~bert_lrp.attribution.plan.plan_request` checks it ONCE against the model (the
@@ -29,13 +30,13 @@ runs the model itself (predictions, hidden states) gets the road's tokens and ba
 """
 from __future__ import annotations
 
-import sys
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..data import TextInput, parse_texts, read_inputs  # noqa: F401  (re-exported: the road's inputs)
 from ..errors import RequestError, UsageError
 from . import method_scores
 from .explain import Explanation, run_methods
@@ -51,18 +52,7 @@ __all__ = ["ALL", "DEFAULT_METHODS", "Plan", "Prepared", "Request", "TextInput",
 
 
 # ------------------------------------------------------------------ inputs
-@dataclass(frozen=True)
-class TextInput:
-    """One text to explain: ``text``, the second text of a pair (or None), where it came from
-    (``"data.txt, line 3"``, ``"argument 1"``) for messages and records, and its gold ``label``
-    when the input says it (a table's ``label`` column), kept in the record."""
-
-    text: str
-    pair: Optional[str] = None
-    source: str = ""
-    label: Optional[str] = None
-
-
+# TextInput and the readers of files, stdin and arguments live in bert_lrp.data (re-exported here)
 TextLike = Union[str, Tuple[str, Optional[str]], TextInput]
 
 
@@ -135,68 +125,6 @@ def _check_target(target: Any) -> None:
     if isinstance(target, bool):
         raise TypeError(f"target: {target} is a bool, not a label; give a label name, a label id (0, 1, ...), "
                         "None (the predicted label) or 'all'")
-
-
-def _lines(text: str) -> List[str]:
-    """One text per line (``\\n`` or ``\\r\\n``; other control characters stay inside the text)."""
-    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-
-
-def _read_stdin() -> str:
-    buffer = getattr(sys.stdin, "buffer", None)
-    if buffer is None:  # a text stream without bytes underneath (e.g. io.StringIO)
-        return sys.stdin.read()
-    from .._io import decode_utf8
-
-    return decode_utf8(buffer.read(), "stdin")
-
-
-TEXT_COLUMNS = ("sentence", "sentence1", "text")   # a table's text column, the first found
-PAIR_COLUMNS = ("sentence2", "pair")               # its second text, if any
-LABEL_COLUMN = "label"
-
-
-def parse_texts(content: str, name: str, pair: Optional[str] = None) -> List[TextInput]:
-    """The texts of a file's ``content``: one text per line, or, when the first line is a
-    tab-separated header naming a text column (``sentence``, ``sentence1`` or ``text``; GLUE's
-    layout), one text per row with its pair (``sentence2`` / ``pair``) and gold ``label`` columns.
-    Sources are ``"<name>, line <n>"``; blank lines and rows without text are skipped; ``pair``
-    is the second text of every input that has none."""
-    lines = _lines(content)
-    header = lines[0].split("\t") if lines and "\t" in lines[0] else []
-    text_column = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
-    if text_column is None:
-        return [TextInput(line, pair, f"{name}, line {n}") for n, line in enumerate(lines, 1) if line.strip()]
-    pair_column = next((header.index(c) for c in PAIR_COLUMNS if c in header), None)
-    label_column = header.index(LABEL_COLUMN) if LABEL_COLUMN in header else None
-    found = []
-    for number, line in enumerate(lines[1:], 2):
-        cells = line.split("\t")
-        cell = lambda column: cells[column] if column is not None and column < len(cells) else None  # noqa: E731
-        if (cell(text_column) or "").strip():
-            found.append(TextInput(cell(text_column), cell(pair_column) or pair, f"{name}, line {number}",
-                                   (cell(label_column) or "").strip() or None))
-    return found
-
-
-def read_inputs(texts: Sequence[str] = (), file: Optional[str] = None, pair: Optional[str] = None) -> List[TextInput]:
-    """The texts of ``file`` (strict UTF-8; one per line, or a table's rows: :func:`parse_texts`),
-    then the ``texts``, ``-`` standing for the texts of stdin (strict UTF-8, read the same way);
-    blank lines are skipped; ``pair`` is the second text of every input without one."""
-    from .._io import read_text_file
-
-    found: List[TextInput] = []
-    if file:
-        found += parse_texts(read_text_file(file, "--file"), file, pair)
-    for number, text in enumerate(texts, 1):
-        if text == "-":
-            found += parse_texts(_read_stdin(), "stdin", pair)
-        else:
-            found.append(TextInput(text, pair, f"argument {number}"))
-    found = [item for item in found if item.text.strip()]
-    if not found:
-        raise UsageError("no text to explain: give TEXT arguments, '-' for stdin, or --file FILE")
-    return found
 
 
 # ------------------------------------------------------------------ the request

@@ -98,11 +98,11 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     from ..models.ablation import parse_layers, skip_layers
 
     from ..models.loading import architecture_task, read_config
-    from ..training.data import read_conll
+    from ..data import read_conll
 
     token = architecture_task(read_config(directory)) == "token"
     if token:  # CoNLL sentences (words, tags); structure errors first: no model needed
-        conll = read_conll(args.data)
+        conll = read_conll(args.data, "data")
         data = [(example.text, example.label) for example in conll[:args.limit]]
         model, tokenizer = load_model(directory)
     else:

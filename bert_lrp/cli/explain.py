@@ -23,7 +23,8 @@ from typing import List, Optional
 from ..attribution import registry
 from ..attribution.records import label_views
 from ..attribution.plan import Plan
-from ..attribution.road import Request, TextInput, json_payload, read_inputs, stream_texts
+from ..attribution.road import Request, TextInput, json_payload, stream_texts
+from ..data import read_inputs
 from ..errors import ArgumentParser, UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..views.terminal import colour_mode, printable, render_terminal

@@ -43,7 +43,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .._io import atomic_write_text
 from .._jsonl import JsonlWriter, Scan, barrier, exclusive_lock, rank_and_world, rewrite_in_order, scan_records
 from ..attribution.records import FailedText
-from ..attribution.road import Request, TextInput, read_inputs, stream_chunks
+from ..attribution.road import Request, TextInput, stream_chunks
+from ..data import read_inputs
 from ..errors import InputFileError, UsageError
 from ..models.fingerprint import model_digest
 from ..models.loading import load_model

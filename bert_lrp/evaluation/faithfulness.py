@@ -355,21 +355,21 @@ def finished_records(out: Path) -> Dict[int, dict]:
 
 
 # ------------------------------------------------------------------ data
-def read_data_examples(path: str, limit: Optional[int] = None):
-    """The examples of a data file, read by the strict reader training uses
-    (:func:`bert_lrp.training.data.read_table`): a ``.tsv`` (or ``.csv``/``.jsonl``) with a header naming a
-    ``sentence`` column and optionally a ``label`` column. Every problem is a
-    :class:`bert_lrp.training.data.DataError` naming the file and the line."""
-    from ..training.data import read_table
+def read_data_examples(path: str, limit: Optional[int] = None, field: str = "data"):
+    """The examples of a data file, read by the one table reader of every command
+    (:func:`bert_lrp.data.read_table`): a ``.tsv`` (or ``.csv``/``.jsonl``) with a header naming a
+    text column (``sentence``, ``sentence1``, ``text``) and optionally ``label``. Every problem is a
+    :class:`bert_lrp.data.DataError` naming the file and the line; ``field`` names ``path``."""
+    from ..data import read_table
 
-    examples = read_table(path, text_column="sentence", label_column="label", label_optional=True)
+    examples = read_table(path, label_optional=True, field=field)
     return examples if limit is None else examples[:limit]
 
 
 def data_labels(examples, label2id: Dict[str, int]) -> List[Optional[int]]:
     """Each example's label as a class id: a label name of the model (``positive``) or an id
-    (``1``); anything else is a :class:`bert_lrp.training.data.DataError` naming file and line."""
-    from ..training.data import DataError
+    (``1``); anything else is a :class:`bert_lrp.data.DataError` naming file and line."""
+    from ..data import DataError
 
     ids: List[Optional[int]] = []
     count = len(label2id)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import json
 import threading
 import uuid
 from dataclasses import dataclass
@@ -28,9 +27,10 @@ from ...attribution.heatmaps import example_html
 from ...attribution.records import FailedText, label_views
 from ...attribution.plan import Plan, plan_request
 from ...attribution.road import (DEFAULT_METHODS, Request, TextInput, encode_whole, encoded_batches, explain_texts,
-                                 json_payload, model_limit, parse_texts, stream_texts)
+                                 json_payload, model_limit, stream_texts)
 from ...attribution.targets import task_of
 from ...attribution.transformers_inputs import tokenizer_for_road
+from ...data import DataError, parse_texts, read_explanations
 from ...errors import BertLrpError, RequestError, UsageError
 from ...models.loading import load_model
 from ..html_report import render_html
@@ -336,7 +336,10 @@ class Explorer:
         if len(body["text"].encode("utf-8")) > MAX_UPLOAD_BYTES:
             raise ApiError(413, f"the file is larger than {MAX_UPLOAD_BYTES:,} bytes", "text")
         name = body.get("name") or "upload"
-        items = parse_texts(body["text"], name)  # the road's reading of a file: lines, or a table's rows
+        try:
+            items = parse_texts(body["text"], name)  # every command's reading of a file: lines, or a table's rows
+        except DataError as error:
+            raise ApiError(400, str(error), "text") from None
         if not items:
             raise ApiError(400, "the file holds no text", "text")
         if len(items) > MAX_UPLOAD_LINES:
@@ -477,24 +480,11 @@ def agreement(record: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
 
 def read_dataset(dataset_id: str, path: Path) -> DataSet:
-    """A JSONL file of ``bert-lrp explain --jsonl`` records (a line that is not a record is an error)."""
-    records = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    raise UsageError(f"--data {path}, line {number}: not JSON") from None
-                if not isinstance(record, dict) or "text" not in record:
-                    raise UsageError(f"--data {path}, line {number}: not a record of bert-lrp explain --jsonl")
-                records.append(record)
-    except FileNotFoundError:
-        raise UsageError(f"--data {path}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise UsageError(f"--data {path}: not UTF-8 ({error.reason} at byte {error.start})") from None
+    """A JSONL file of ``bert-lrp explain --jsonl`` records, every record checked field by field
+    (:func:`bert_lrp.data.read_explanations`): the first bad record refuses the whole file with one
+    :class:`~bert_lrp.data.DataError` naming file, line and field (the explorer does not start);
+    a path that does not exist is a :class:`~bert_lrp.errors.RequestError` of the field ``data``."""
+    records = read_explanations(path, "data")
     methods = next((list(r["methods"]) for r in records if "methods" in r), [])
     return DataSet(dataset_id, path.name, records, methods)
 
