@@ -1,13 +1,12 @@
-"""File I/O for the commands: atomic output (temporary name in the same folder, then rename;
-nothing half-written or empty is left on failure) and strict UTF-8 input whose errors name the
-file and line."""
+"""File output for the commands: atomic output (temporary name in the same folder, then rename;
+nothing half-written or empty is left on failure). Input files are read by :mod:`bert_lrp.data`."""
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
 import tempfile
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List
 
 
 def _umask() -> int:
@@ -94,35 +93,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_texts(outputs: Dict[str | os.PathLike, str]) -> None:
     """:func:`atomic_write_many` for texts (UTF-8)."""
     atomic_write_many({path: _text_writer(text) for path, text in outputs.items()})
-
-
-# ------------------------------------------------------------------ input
-def decode_utf8(data: bytes, source: str) -> str:
-    """``data`` decoded as UTF-8 (a leading byte order mark is dropped); invalid bytes raise
-    :class:`bert_lrp.errors.InputFileError` naming ``source``, the line and the byte."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        from .errors import InputFileError, unicode_message
-
-        raise InputFileError(unicode_message(error, source)) from None
-
-
-def read_text_file(path: str | os.PathLike, option: Optional[str] = None) -> str:
-    """The text of ``path``, strictly UTF-8. A path that does not exist or is a folder is a
-    :class:`bert_lrp.errors.UsageError` (naming ``option``, e.g. ``--file``, when given); invalid
-    UTF-8 an :class:`bert_lrp.errors.InputFileError` naming file and line."""
-    from .errors import UsageError
-
-    path = os.fspath(path)
-    label = f"{option} {path}" if option else path
-    if os.path.isdir(path):
-        raise UsageError(f"{label}: is a folder, expected a text file")
-    if not os.path.exists(path):
-        raise UsageError(f"{label}: no such file")
-    with open(path, "rb") as handle:
-        data = handle.read()
-    return decode_utf8(data, path)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import torch
 
 from .._jsonl import rank_and_world
 from ..attribution import registry
-from ..attribution.road import Request
+from ..attribution.road import Request, plan_request
 from ..errors import ArgumentParser, UsageError
 from ..evaluation import faithfulness as F
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
@@ -98,11 +98,11 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     from ..models.ablation import parse_layers, skip_layers
 
     from ..models.loading import architecture_task, read_config
-    from ..training.data import read_conll
+    from ..data import read_conll
 
     token = architecture_task(read_config(directory)) == "token"
     if token:  # CoNLL sentences (words, tags); structure errors first: no model needed
-        conll = read_conll(args.data)
+        conll = read_conll(args.data, "data")
         data = [(example.text, example.label) for example in conll[:args.limit]]
         model, tokenizer = load_model(directory)
     else:
@@ -113,8 +113,9 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     refuse_tuning_texts(model, methods, method_options(args), data, args.data)
     skip = parse_layers(args.skip_layers, "--skip-layers", model.config.num_hidden_layers) if args.skip_layers else []
     model_methods = [m for m in methods if m != F.RANDOM]
-    request = Request(methods=model_methods, options=method_options(args), batch_size=args.batch_size,
-                      batch_tokens=args.batch_tokens, targets_per_example=token)
+    request = plan_request(model, tokenizer, Request(methods=model_methods, options=method_options(args),
+                                                     batch_size=args.batch_size, batch_tokens=args.batch_tokens,
+                                                     targets_per_example=token))
     out = Path(args.out)
     used = request.settings()["options"] if model_methods else {}
     settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),

@@ -43,10 +43,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .._io import atomic_write_text
 from .._jsonl import JsonlWriter, Scan, barrier, exclusive_lock, rank_and_world, rewrite_in_order, scan_records
 from ..attribution.records import FailedText
-from ..attribution.road import Request, TextInput, prepare, read_inputs, stream_chunks
+from ..attribution.road import Request, TextInput, stream_chunks
+from ..data import read_inputs
 from ..errors import InputFileError, UsageError
 from ..models.fingerprint import model_digest
 from ..models.loading import load_model
+from .planning import plan_for_command
 
 FORMAT = "bert-lrp explain --jsonl"
 FORMAT_VERSION = 2
@@ -183,9 +185,9 @@ def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn:
         raise UsageError(f"--jsonl {out}: is the input file (--file {args.file}); choose another output file")
     inputs = read_inputs(args.texts, args.file, args.pair)
     model, tokenizer = load_model(directory)
-    prepare(model, tokenizer, request)  # request errors before anything is written
+    plan = plan_for_command(model, tokenizer, request)  # request errors before anything is written
     rank, world = rank_and_world()
-    settings = run_settings(args, directory, request, inputs, model, tokenizer)
+    settings = run_settings(args, directory, plan, inputs, model, tokenizer)
     with exclusive_lock(out.with_name(out.name + ".lock"), rank):
         if rank == 0:
             start_run(out, settings, args.resume, len(inputs), warn)
@@ -201,7 +203,7 @@ def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn:
                         file=sys.stderr, disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
         started, written, failed = time.perf_counter(), 0, 0
         try:
-            for chunk in stream_chunks(model, tokenizer, inputs, request, skip=done, warn=warn, only=ours, go_on=True):
+            for chunk in stream_chunks(model, tokenizer, inputs, plan, skip=done, warn=warn, only=ours, go_on=True):
                 for _, explained in chunk:  # input order
                     writer.write(explained.record(hidden_relevance=args.hidden_relevance))
                     failed += isinstance(explained, FailedText)

@@ -91,7 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
 
     from ..models.loading import architecture_task, read_config
-    from ..training.data import read_conll
+    from ..data import read_conll
 
     token = architecture_task(read_config(directory)) == "token"
     read = read_conll if token else F.read_data_examples  # CoNLL sentences for a token classifier

@@ -41,7 +41,7 @@ def linear(x: torch.Tensor, layer: nn.Linear, rules: Optional[RuleSet]) -> torch
     if adapted:
         raise TypeError(f"{type(layer).__name__} wraps a linear layer (an adapter): attribution rules need plain "
                         "nn.Linear layers; merge the adapter into the weights first (PEFT: merge_and_unload())")
-    return LinearRule.apply(x, layer.weight, layer.bias, rules.linear_choices(layer))
+    return LinearRule.apply(x, layer.weight, layer.bias, rules.linear_rules(layer))
 
 
 def layer_norm(x: torch.Tensor, layer: nn.LayerNorm, rules: Optional[RuleSet]) -> torch.Tensor:
