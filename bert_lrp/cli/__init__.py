@@ -12,11 +12,12 @@ exits with 130.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
-from ..errors import USAGE, debug_requested, run_command
+from ..errors import USAGE, RequestError, debug_requested, run_command
 
 COMMANDS = {
     "explain": ("bert_lrp.cli.explain", "main", "explain a prediction (terminal, HTML, JSON)"),
@@ -30,10 +31,56 @@ COMMANDS = {
     "serve": ("bert_lrp.cli.serve", "main", "the explorer: a local web page to explain, compare and browse"),
 }
 
+# the function that builds a command's argparse parser, where it is not ``build_parser``
+PARSERS = {"convert": "build_convert_parser", "inspect-checkpoint": "build_inspect_parser"}
+
 GLOBAL_OPTIONS = """global options (before COMMAND):
   -h, --help           show this help and exit
   --version            show the version and exit
   --debug              show the traceback of an error instead of one line (also: BERT_LRP_DEBUG=1)"""
+
+
+def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every action of ``parser`` and of its sub-commands' parsers."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _actions(sub)
+
+
+def flag_of(parser: argparse.ArgumentParser, field: str) -> Optional[str]:
+    """The command-line flag of a request ``field``: the option whose argparse ``dest`` is the
+    field (``"json"`` -> ``--json``, ``"batch_size"`` -> ``--batch-size``); for a method option
+    ``"options.NAME"``, the option of that dest or else the registry option's flag; None if the
+    command has no such option (the field is then shown as it is)."""
+    dest = field.split(".", 1)[1] if field.startswith("options.") else field
+    for action in _actions(parser):
+        if action.dest == dest and action.option_strings:
+            return max(action.option_strings, key=len)
+    if field.startswith("options."):
+        from ..attribution import registry
+
+        option = registry.all_options().get(dest)
+        return option.flag if option is not None else None
+    return None
+
+
+def request_line(parser: argparse.ArgumentParser, argv: List[str], error: RequestError) -> str:
+    """``error`` as the command line shows it: its field as the flag, followed by the value given
+    when the message starts with it (``--json in.txt: is the input file of this run``), else by a
+    colon (``--stride: must be positive``)."""
+    flag = flag_of(parser, error.field)
+    if flag is None:
+        return str(error)
+    try:
+        given, _ = parser.parse_known_args(argv)
+    except Exception:  # noqa: BLE001  (a command line the command itself already accepted)
+        given = argparse.Namespace()
+    value = getattr(given, error.field.split(".")[-1], None)
+    if value is not None and not isinstance(value, bool) and str(value) and error.message.startswith(str(value)):
+        return f"{flag} {error.message}"
+    return f"{flag}: {error.message}"
 
 
 def usage() -> str:
@@ -95,7 +142,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         function = getattr(importlib.import_module(module_name), function_name)
         return function(arguments)
 
-    return run_command(f"bert-lrp {name}", command, rest, debug=debug)
+    def show_request(error: RequestError) -> str:
+        try:
+            parser = getattr(importlib.import_module(module_name), PARSERS.get(name, "build_parser"))()
+        except Exception:  # noqa: BLE001  (no parser to read the flag from: the field as it is)
+            return str(error)
+        return request_line(parser, rest, error)
+
+    return run_command(f"bert-lrp {name}", command, rest, debug=debug, show_request=show_request)
 
 
 if __name__ == "__main__":
