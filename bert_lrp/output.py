@@ -203,11 +203,13 @@ def file_kind(path: str | os.PathLike) -> str:
 
 
 def _json_kind(text: str) -> str:
+    """``json`` (one document: indented, or one line that is not a record) or ``jsonl`` (records
+    one per line; a first record torn by an interruption counts)."""
     first, _, rest = text.partition("\n")
     try:
         record = json.loads(first)
     except json.JSONDecodeError:
-        return "json"  # an indented document (its first line is not whole)
+        return "json" if first.strip() in ("{", "[") else "jsonl"
     if rest.strip() or (isinstance(record, dict) and isinstance(record.get("index"), int)):
         return "jsonl"
     return "json"

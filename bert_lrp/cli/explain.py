@@ -26,7 +26,7 @@ from ..attribution.road import Request, TextInput, json_payload, read_inputs, st
 from ..errors import ArgumentParser, UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..views.terminal import colour_mode, printable, render_terminal
-from .arguments import add_method_options, check_outputs, method_options, positive_int
+from .arguments import add_method_options, add_overwrite, check_outputs, method_options, output_guard, positive_int
 
 DEFAULT_METHODS = "lrp,gi,gs"
 
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_set.add_argument("--jsonl", metavar="FILE", help="stream one JSON record per input line to FILE, in input "
                           "order, as they are computed (length-bucketed batches; resumable; sharded under torchrun)")
     data_set.add_argument("--resume", action="store_true", help="with --jsonl: skip the lines already in FILE")
+    add_overwrite(parser, "an existing --html/--json/--jsonl file of another kind, or (--jsonl) an earlier run")
     data_set.add_argument("--hidden-relevance", action="store_true",
                           help="also write relevance per hidden unit (large)")
     data_set.add_argument("--stride", type=positive_int, metavar="N", help="texts longer than the model's positions "
@@ -146,17 +147,18 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[Tupl
 def main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp explain``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
-    from .._io import atomic_write_texts
+    from ..output import atomic_write_texts
 
     args = build_parser().parse_args(argv)
-    check_outputs(args)
     directory = resolve_model_dir(args.model)
+    guard = output_guard(args, directory)
+    check_outputs(args, guard)
     if args.jsonl:
         from .stream import run_jsonl
 
         if args.html or args.json:
             raise UsageError("--jsonl streams records; give --html/--json in a separate run")
-        return run_jsonl(args, directory, request_from(args), warn)
+        return run_jsonl(args, directory, request_from(args), warn, guard)
     if args.resume:
         raise UsageError("--resume goes with --jsonl FILE")
     explained = run(args, directory)
