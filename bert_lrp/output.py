@@ -260,6 +260,12 @@ class Guard:
         if found is not None and os.path.isfile(path):
             self.protected.append(Protected(what, os.fspath(path), found))
 
+    def allow(self, path: str | os.PathLike) -> None:
+        """Stop protecting ``path`` (a file of the model folder the command is meant to write:
+        ``tune-lrp``'s ``lrp_composite.json``)."""
+        found = identity(path)
+        self.protected = [p for p in self.protected if p.identity != found]
+
     def clash(self, path: str | os.PathLike) -> Optional[Protected]:
         """The protected file ``path`` is (by identity), if any."""
         found = identity(path)
@@ -457,12 +463,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:40] + "..." + text[-12:]
 
 
-def check_resume(field_name: str, run_file: str | os.PathLike, now: Mapping[str, Any], overwrite: bool,
-                 ignore: Sequence[str] = ()) -> Optional[Dict[str, Any]]:
-    """The earlier run recorded in ``run_file`` if it equals ``now`` (the run may resume it);
-    None if there is none, or ``overwrite`` discards it (then the caller starts afresh). An earlier
-    run with other inputs, weights or settings is a :class:`RequestError` on ``field_name``
-    naming every difference."""
+def check_resume(field_name: str, output: str | os.PathLike, run_file: str | os.PathLike, now: Mapping[str, Any],
+                 overwrite: bool, ignore: Sequence[str] = ()) -> Optional[Dict[str, Any]]:
+    """The earlier run recorded in ``run_file`` (of the ``output`` given as ``field_name``) if it
+    equals ``now`` (the run may resume it); None if there is none, or ``overwrite`` discards it
+    (then the caller starts afresh). An earlier run with other inputs, weights or settings is a
+    :class:`RequestError` on ``field_name`` naming every difference."""
     try:
         earlier = read_run(run_file, "use --overwrite to discard it, or another output")
     except InputFileError:
@@ -476,6 +482,6 @@ def check_resume(field_name: str, run_file: str | os.PathLike, now: Mapping[str,
         return earlier
     if overwrite:
         return None
-    raise RequestError(field_name, f"{os.path.dirname(os.fspath(run_file)) or '.'}: holds an earlier run with other "
+    raise RequestError(field_name, f"{os.fspath(output)}: holds a run with other "
                                    f"{', '.join(changed)} ({run_file}); use --overwrite to discard it, or another "
                                    "output")

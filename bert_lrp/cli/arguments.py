@@ -12,8 +12,19 @@ import os
 from typing import Any, Dict, Iterable, Optional
 
 from ..attribution import registry
-from ..errors import RequestError, UsageError
+from ..errors import ArgumentParser, RequestError, UsageError
 from ..output import Guard
+
+
+def data_command_parser(prog: str, description: str, epilog: str, data_metavar: str, data_help: str) -> ArgumentParser:
+    """The parser of a command that reads a model and a data file (``evaluate``, ``tune-lrp``):
+    ``--model`` and the required ``--data``."""
+    from ..models.loading import DEFAULT_MODEL
+
+    parser = ArgumentParser(prog=prog, description=description, epilog=epilog)
+    parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
+    parser.add_argument("--data", required=True, metavar=data_metavar, help=data_help)
+    return parser
 
 
 def positive_int(text: str) -> int:
