@@ -152,11 +152,31 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
+def write_tensors(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Optional[Dict[str, str]] = None) -> None:
+    """``tensors`` (name -> torch tensor) as a ``.safetensors`` file, atomically."""
+    from safetensors.torch import save_file
+
+    atomic_write(path, lambda temporary: save_file(dict(tensors), temporary, metadata=metadata))
+
+
+def write_torch(path: str | os.PathLike, value: Any) -> None:
+    """``value`` with ``torch.save`` (a ``.bin`` of tensors), atomically."""
+    import torch
+
+    atomic_write(path, lambda temporary: torch.save(value, temporary))
+
+
 def open_for_append(path: str | os.PathLike):
     """An append-mode text handle on ``path`` (UTF-8): the one door for logs and JSON-lines records
     that grow line by line (each line whole or, after an interruption, a torn last line that the
     readers of :mod:`bert_lrp._jsonl` drop)."""
     return open(path, "a", encoding="utf-8")
+
+
+def open_log(path: str | os.PathLike):
+    """A new progress log at ``path`` (UTF-8 text, written as the run goes so that it can be
+    followed; not atomic: a log of an interrupted run shows how far it came)."""
+    return open(path, "w", encoding="utf-8")
 
 
 def truncate(path: str | os.PathLike, size: int = 0) -> None:
@@ -288,21 +308,22 @@ class Guard:
                                                "(choose another file, or add --overwrite to replace it)")
 
     def check_folder(self, field_name: str, folder: str | os.PathLike, replaced: bool = False) -> None:
-        """Refuse an output folder that is a file, the model folder, or holds a protected file
-        (``replaced``: the whole folder is replaced, so every protected file under it counts;
-        otherwise only the model folder and the folders holding it)."""
+        """Refuse an output folder that is a file or the model folder; ``replaced`` (the whole
+        folder is replaced): also one that holds the model folder or a protected file."""
         folder = os.fspath(folder)
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise RequestError(field_name, f"{folder}: is a file, expected a folder")
         if not os.path.isdir(folder):
             return
-        if self.model_dir is not None and os.path.isdir(self.model_dir) and \
-                _inside(os.path.realpath(self.model_dir), os.path.realpath(folder)):
+        real = os.path.realpath(folder)
+        model = os.path.realpath(self.model_dir) if self.model_dir is not None and os.path.isdir(self.model_dir) \
+            else None
+        if model is not None and (model == real or (replaced and _inside(model, real))):
             raise RequestError(field_name, f"{folder}: is the model folder {self.model_dir} or holds it; writing "
                                            "there would replace the model: choose another folder")
         if replaced:
             for protected in self.protected:
-                if _inside(os.path.realpath(protected.path), os.path.realpath(folder)):
+                if _inside(os.path.realpath(protected.path), real):
                     raise RequestError(field_name, f"{folder}: holds {protected.path} ({protected.what} of this run), "
                                                    "which replacing the folder would delete: choose another folder")
 
@@ -464,13 +485,14 @@ def _short(value: Any) -> str:
 
 
 def check_resume(field_name: str, output: str | os.PathLike, run_file: str | os.PathLike, now: Mapping[str, Any],
-                 overwrite: bool, ignore: Sequence[str] = ()) -> Optional[Dict[str, Any]]:
+                 overwrite: bool, ignore: Sequence[str] = (),
+                 advice: str = "use --overwrite to discard it, or another output") -> Optional[Dict[str, Any]]:
     """The earlier run recorded in ``run_file`` (of the ``output`` given as ``field_name``) if it
     equals ``now`` (the run may resume it); None if there is none, or ``overwrite`` discards it
     (then the caller starts afresh). An earlier run with other inputs, weights or settings is a
     :class:`RequestError` on ``field_name`` naming every difference."""
     try:
-        earlier = read_run(run_file, "use --overwrite to discard it, or another output")
+        earlier = read_run(run_file, advice)
     except InputFileError:
         if overwrite:
             return None
@@ -483,5 +505,4 @@ def check_resume(field_name: str, output: str | os.PathLike, run_file: str | os.
     if overwrite:
         return None
     raise RequestError(field_name, f"{os.fspath(output)}: holds a run with other "
-                                   f"{', '.join(changed)} ({run_file}); use --overwrite to discard it, or another "
-                                   "output")
+                                   f"{', '.join(changed)} ({run_file}); {advice}")

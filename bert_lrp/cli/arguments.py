@@ -27,6 +27,21 @@ def data_command_parser(prog: str, description: str, epilog: str, data_metavar: 
     return parser
 
 
+def add_switches(parser, switches: Iterable[tuple]) -> None:
+    """``store_true`` options from ``(flag, help)`` pairs."""
+    for flag, help_text in switches:
+        parser.add_argument(flag, action="store_true", help=help_text)
+
+
+def add_page_outputs(parser, json_help: str) -> None:
+    """``--json FILE``, ``--html FILE``, ``--quiet`` and ``--overwrite``: the outputs of a command
+    that draws a page (``inspect``'s sub-commands)."""
+    parser.add_argument("--json", metavar="FILE", help=json_help)
+    parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML page here")
+    add_switches(parser, (("--quiet", "no terminal output"),))
+    add_overwrite(parser, "an existing --json/--html file of another kind")
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
