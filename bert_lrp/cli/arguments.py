@@ -27,6 +27,16 @@ def data_command_parser(prog: str, description: str, epilog: str, data_metavar: 
     return parser
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; a given ``--threads`` sets torch's threads at once."""
+    args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
+
+
 def add_switches(parser, switches: Iterable[tuple]) -> None:
     """``store_true`` options from ``(flag, help)`` pairs."""
     for flag, help_text in switches:

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import torch
 
 from .._jsonl import rank_and_world
 from ..attribution import registry
@@ -21,7 +20,8 @@ from ..errors import UsageError
 from ..evaluation import faithfulness as F
 from ..models.loading import load_model, resolve_model_dir
 from ..output import RunRecord, check_resume, file_fingerprint, output_lock
-from .arguments import add_method_options, add_overwrite, data_command_parser, method_options, output_guard, positive_int
+from .arguments import (add_method_options, add_overwrite, data_command_parser, method_options, output_guard,
+                        parse_command_line, positive_int)
 
 DEFAULT_METHODS = "lrp,gi,gs,lat,rollout,ig"
 # evaluate's own defaults: IG with 20 steps (the published tables), more perturbed rows per pass
@@ -61,9 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp evaluate``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_command_line(build_parser(), argv)
     given = [m.strip() for m in args.methods.split(",") if m.strip()]
     names = [m for m in given if m != F.RANDOM]
     if given and not names:

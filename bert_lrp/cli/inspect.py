@@ -19,7 +19,7 @@ import sys
 from typing import List, Optional
 
 from ..errors import ArgumentParser, UsageError
-from .arguments import add_page_outputs, check_outputs, output_guard, positive_int, seed_number
+from .arguments import add_page_outputs, check_outputs, output_guard, parse_command_line, positive_int, seed_number
 
 __all__ = ["main", "build_parser"]
 
@@ -145,11 +145,7 @@ def _model_dir_if_any(model: Optional[str]):
 def main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp inspect``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
-    import torch
-
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_command_line(build_parser(), argv)
     check_outputs(args, output_guard(args, _model_dir_if_any(args.model)))
     return _mask(args) if args.command == "mask" else _embeddings(args)
 

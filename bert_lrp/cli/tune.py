@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import torch
 
 from .._jsonl import JsonlWriter, read_records
 from ..output import RunRecord, atomic_write_text, check_resume, file_fingerprint, output_lock, write_run
@@ -28,7 +27,7 @@ from ..evaluation import tuning as T
 from ..evaluation.paired import paired
 from ..models.loading import load_model, resolve_model_dir
 from ..models.tuned import COMPOSITE_FILE, TunedComposite, text_key, write_tuned_composite
-from .arguments import add_overwrite, data_command_parser, output_guard, positive_int
+from .arguments import add_overwrite, data_command_parser, output_guard, parse_command_line, positive_int
 
 DEFAULT_BUDGET = 48
 DEFAULT_EXAMPLES = 400
@@ -71,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(build_parser(), argv)
     _check_arguments(args)
     directory = resolve_model_dir(args.model)
     out = Path(args.out) if args.out else Path(directory) / COMPOSITE_FILE
@@ -103,8 +102,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """The options' values and the data files, before anything is read."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if not 0 <= args.min_gain < 1:
         raise UsageError(f"--min-gain must be in 0..1, got {args.min_gain}")
     if not 0 <= args.seed <= 2 ** 31 - 1:
