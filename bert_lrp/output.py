@@ -263,8 +263,9 @@ class Guard:
     def for_run(cls, inputs: Iterable[Tuple[str, Optional[str | os.PathLike]]] = (),
                 model_dir: Optional[str | os.PathLike] = None) -> "Guard":
         """``inputs``: ``(what, path)`` pairs (``("the input file", "in.txt")``; a None path is
-        skipped); ``model_dir``: the model folder, all of whose files (top level and one level
-        below, e.g. a tokenizer folder) are protected."""
+        skipped); ``model_dir``: the model folder, whose model files (config, weights, tokenizer
+        files, ``lrp_composite.json``...: :data:`MODEL_FILE_PATTERNS`, top level and one level
+        below) are protected."""
         guard = cls(model_dir=os.fspath(model_dir) if model_dir is not None else None)
         for what, path in inputs:
             if path is not None:
@@ -346,13 +347,24 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+# the files that make a model folder (what Guard protects there; a run's own outputs placed in the
+# folder, e.g. an --jsonl file, are not among them and may be resumed)
+MODEL_FILE_PATTERNS = ("config.json", "bert_config.json", "generation_config.json", "*.safetensors", "*.bin", "*.pt",
+                       "*.pth", "*.ckpt*", "*.index", "*.h5", "vocab.txt", "vocab.json", "merges.txt", "*.model",
+                       "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                       "lrp_composite.json", "checkpoint")
+
+
 def _files_of(folder: str) -> List[str]:
+    """The model files (:data:`MODEL_FILE_PATTERNS`) of ``folder`` and of its sub-folders one level down."""
+    import fnmatch
+
     found = []
     for entry in os.scandir(folder):
-        if entry.is_file():
-            found.append(entry.path)
-        elif entry.is_dir() and not entry.name.startswith("."):
-            found += [inner.path for inner in os.scandir(entry.path) if inner.is_file()]
+        entries = [entry] if entry.is_file() else \
+            list(os.scandir(entry.path)) if entry.is_dir() and not entry.name.startswith(".") else []
+        found += [e.path for e in entries
+                  if e.is_file() and any(fnmatch.fnmatch(e.name, pattern) for pattern in MODEL_FILE_PATTERNS)]
     return found
 
 

@@ -154,6 +154,16 @@ def test_files_a_folder_writer_writes_are_checked_by_identity(tmp_path):
     guard.check_files_in("out", tmp_path / "out", ("run.json", "results.md"))
 
 
+def test_the_model_folders_model_files_are_protected_and_a_runs_own_files_there_are_not(files):
+    model = files["model"]
+    (model / "explained.jsonl").write_text('{"index":0}\n')
+    guard = Guard.for_run(model_dir=model)
+    for name in MODEL_FILES:
+        with pytest.raises(RequestError, match=f"is a file of the model folder {model}"):
+            guard.check_file("jsonl", model / name)
+    guard.check_file("jsonl", model / "explained.jsonl")  # an earlier run's output placed there: resumable
+
+
 def test_train_refuses_an_output_dir_where_its_export_would_replace_the_train_file(files, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

@@ -123,7 +123,9 @@ def _check_out(args: argparse.Namespace, directory: Path, out: Path) -> None:
     """``--out`` (and its search log) is never an input of the run nor a file of the model folder
     other than its ``lrp_composite.json``, nor an existing file other than JSON (``--overwrite``)."""
     guard = output_guard(args, directory)
-    guard.allow(Path(directory) / COMPOSITE_FILE)  # where --rule tuned finds the composite: written on purpose
+    composite = Path(directory) / COMPOSITE_FILE
+    for path in (composite, _log_path(composite), _run_path(composite)):  # where --rule tuned finds it, and its log
+        guard.allow(path)
     guard.check_file("out", out, "json", args.overwrite)
     guard.check_file("out", _log_path(out))
     guard.check_file("out", _run_path(out))
