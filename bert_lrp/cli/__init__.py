@@ -8,7 +8,9 @@ TFCheckpointError, UsageError, ...), ``OSError`` and ``UnicodeDecodeError`` beco
 stderr, ``bert-lrp COMMAND: error: MESSAGE``, with exit code 2 for a wrong command line (bad
 option value, missing input, a path that does not exist) and 1 for a failure; never a traceback.
 ``bert-lrp --debug COMMAND ...`` or ``BERT_LRP_DEBUG=1`` shows the traceback instead. Ctrl-C
-exits with 130.
+exits with 130. A :class:`bert_lrp.errors.RequestError` raised anywhere below names its field as
+the library knows it (``"json"``, ``"out"``, ``"options.ig_steps"``); the line shows the command's
+flag for it (:func:`request_line`: ``--json in.txt: is the input file (--file) of this run``).
 """
 from __future__ import annotations
 
