@@ -426,6 +426,16 @@ def output_lock(output: str | os.PathLike, slot: int = 0) -> Iterator[None]:
         remove_empty_folders(created)
 
 
+@contextlib.contextmanager
+def output_locks(outputs: Iterable[Optional[str | os.PathLike]]) -> Iterator[None]:
+    """:func:`output_lock` on each given output (None: skipped) for the ``with`` block."""
+    with contextlib.ExitStack() as stack:
+        for output in outputs:
+            if output is not None:
+                stack.enter_context(output_lock(output))
+        yield
+
+
 # ================================================================== runs
 def file_fingerprint(path: str | os.PathLike) -> str:
     """The first 16 hex digits of the SHA-256 of the file's bytes."""

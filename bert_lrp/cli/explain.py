@@ -25,6 +25,7 @@ from ..attribution.records import TextExplanation, label_views
 from ..attribution.road import Request, TextInput, json_payload, read_inputs, stream_texts
 from ..errors import ArgumentParser, UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
+from ..output import atomic_write_texts, output_locks
 from ..views.terminal import colour_mode, printable, render_terminal
 from .arguments import add_method_options, add_overwrite, check_outputs, method_options, output_guard, positive_int
 
@@ -147,8 +148,6 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[Tupl
 def main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp explain``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
-    from ..output import atomic_write_texts
-
     args = build_parser().parse_args(argv)
     directory = resolve_model_dir(args.model)
     guard = output_guard(args, directory)
@@ -161,7 +160,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_jsonl(args, directory, request_from(args), warn, guard)
     if args.resume:
         raise UsageError("--resume goes with --jsonl FILE")
-    explained = run(args, directory)
+    with output_locks([args.html, args.json]):  # one writer per output, from the first step
+        explained = run(args, directory)
+        _show_and_write(args, directory, explained)
+    return 0
+
+
+def _show_and_write(args: argparse.Namespace, directory: Path, explained: List[Tuple[TextExplanation, dict]]) -> None:
+    """The terminal view, then ``--html`` and ``--json``, all or nothing, after everything else succeeded."""
     records = [record for _, record in explained]
     model_name = str(directory)
     outputs = {}
@@ -175,12 +181,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.quiet:
         mode = colour_mode(sys.stdout, None if args.color == "auto" else args.color)
         print("\n\n".join(render_terminal(view, mode) for r in records for view in label_views(r)))
-    atomic_write_texts(outputs)  # all or nothing, after everything else succeeded
+    atomic_write_texts(outputs)
     if not args.quiet:
         for label, path in (("HTML report", args.html), ("JSON", args.json)):
             if path:
                 print(f"{label}: {printable(os.path.abspath(path))}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import sys
 from typing import List, Optional
 
 from ..errors import ArgumentParser, UsageError
+from ..output import output_locks
 from .arguments import add_page_outputs, check_outputs, output_guard, parse_command_line, positive_int, seed_number
 
 __all__ = ["main", "build_parser"]
@@ -147,7 +148,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     turns that into one line on stderr and an exit code."""
     args = parse_command_line(build_parser(), argv)
     check_outputs(args, output_guard(args, _model_dir_if_any(args.model)))
-    return _mask(args) if args.command == "mask" else _embeddings(args)
+    with output_locks([args.json, args.html]):
+        return _mask(args) if args.command == "mask" else _embeddings(args)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..output import Guard, atomic_directory, atomic_write, write_tensors, write_torch
+from ..output import Guard, atomic_directory, atomic_write, output_lock, write_tensors, write_torch
 from .bundle import (
     CheckpointFormatError,
     ChecksumError,
@@ -402,15 +402,21 @@ def convert_tf_checkpoint(prefix: str | os.PathLike, config_path: str | os.PathL
     _prepare_output(out_dir, overwrite)
     if vocab_path is not None and not os.path.isfile(vocab_path):
         raise ConversionError(f"{vocab_path}: vocabulary file not found")
-    model, _ = convert_tf_to_model(prefix, config_path, head, accept_damaged_skipped)
-    if vocab_path is not None:
-        _check_vocab(os.fspath(vocab_path), model.config.vocab_size)
+    with output_lock(out_dir):  # one writer per output folder, from the first step
+        model, _ = convert_tf_to_model(prefix, config_path, head, accept_damaged_skipped)
+        if vocab_path is not None:
+            _check_vocab(os.fspath(vocab_path), model.config.vocab_size)
+        _write_model_folder(model, vocab_path, out_dir)
+    return out_dir
+
+
+def _write_model_folder(model: torch.nn.Module, vocab_path: Optional[str | os.PathLike], out_dir: str) -> None:
+    """The converted model (and the vocabulary) as a Hugging Face folder, replacing ``out_dir`` atomically."""
     with atomic_directory(out_dir) as temporary:
         model.save_pretrained(temporary)
         if vocab_path is not None:
             atomic_write(os.path.join(temporary, "vocab.txt"), lambda copy: shutil.copyfile(vocab_path, copy))
         _make_readable(temporary)
-    return out_dir
 
 
 def save_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> str:
