@@ -235,15 +235,16 @@ RESUMABLE = {
                                 "--min-words", "1", "--budget", "1", "--no-progress", "--out", out],
     "train": FOLDER_WRITERS["train --output-dir"],
 }
+LOCKED = {**RESUMABLE, "explain --json": FILE_WRITERS["explain --json"][1], "convert": FOLDER_WRITERS["convert --out"]}
 OUTPUT_NAME = {"explain --jsonl": "out.jsonl", "evaluate": "evaluation", "tune-lrp": "composite.json",
-               "train": "trained"}
+               "train": "trained", "explain --json": "out.json", "convert": "converted"}
 
 
-@pytest.mark.parametrize("command", RESUMABLE)
+@pytest.mark.parametrize("command", LOCKED)
 def test_a_second_run_on_the_same_output_refuses_at_once(files, tmp_path, capsys, held_lock, command):
     out = tmp_path / OUTPUT_NAME[command]
     held_lock(out)
-    assert cli.main(RESUMABLE[command](files, str(out))) == 1
+    assert cli.main(LOCKED[command](files, str(out))) == 1
     line = one_error_line(capsys)
     assert str(lock_path(out)) in line and "another bert-lrp process is writing this output" in line
     assert not out.exists()
