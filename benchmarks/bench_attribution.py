@@ -6,7 +6,7 @@ MiniLM (all-MiniLM-L6-v2 weights, seeded 2-class head), 2 threads, batch 1 and 8
 Saliency, InputXGradient, LayerIntegratedGradients with 50 steps, transformers forward+backward,
 LXT AttnLRP). Then batch 8 x 512 tokens once per method of ours, for peak memory.
 
-Targets checked (written to ``<out>/issue3_targets.{json,md}``):
+Targets checked (written to ``<out>/attribution_targets.{json,md}``):
 
 1. lrp / reference <= 1.15 in every cell (reference: our plain forward+backward, input gradients),
 2. gs+gi+lrp <= 1.5 x lrp alone in every cell,
@@ -35,10 +35,10 @@ def run(out: Path, repeats: int, threads: int, ig_repeats: int = 2) -> None:
 
     model = default_model_dir()
     common = ["--model", model, "--threads", str(threads), "--out", str(out)]
-    main(common + ["--name", "issue3", "--methods", ",".join(OURS), "--peers", "--batch-sizes", "1,8",
+    main(common + ["--name", "attribution_grid", "--methods", ",".join(OURS), "--peers", "--batch-sizes", "1,8",
                    "--seq-lens", "16,64,128,256", "--repeats", str(repeats), "--ig-repeats", str(ig_repeats),
                    "--ig-max-tokens", "1024"])
-    main(common + ["--name", "issue3_512", "--methods", ",".join(OURS), "--batch-sizes", "8", "--seq-lens", "512",
+    main(common + ["--name", "attribution_grid_512", "--methods", ",".join(OURS), "--batch-sizes", "8", "--seq-lens", "512",
                    "--memory-only", "--ig-max-tokens", "4096"])
 
 
@@ -50,7 +50,7 @@ def _cell(cells, method, batch, seq_len):
 
 
 def evaluate(out: Path) -> dict:
-    grid = json.loads((out / "issue3.json").read_text())
+    grid = json.loads((out / "attribution_grid.json").read_text())
     cells = grid["cells"]
     keys = sorted({(c["batch"], c["seq_len"]) for c in cells})
     checks = []
@@ -83,7 +83,7 @@ def evaluate(out: Path) -> dict:
         add("captum LayerIG(50) / lrp", ">= 40", value, value >= 40, "B=8 L=128")
     else:
         add("captum LayerIG(50) / lrp", ">= 40", None, False, "B=8 L=128 (not measured)")
-    path512 = out / "issue3_512.json"
+    path512 = out / "attribution_grid_512.json"
     if path512.exists():
         big = json.loads(path512.read_text())
         for method in ("reference",) + OURS:
@@ -93,14 +93,14 @@ def evaluate(out: Path) -> dict:
                 peak is not None, "B=8 L=512 (value: peak MB)")
     report = {"machine": grid["machine"], "checks": checks,
               "passed": sum(c["passed"] for c in checks), "total": len(checks)}
-    (out / "issue3_targets.json").write_text(json.dumps(report, indent=1))
+    (out / "attribution_targets.json").write_text(json.dumps(report, indent=1))
     lines = ["# Issue 3 targets", "", f"{grid['machine']['cpu_model']}, {grid['machine']['threads']} threads, "
              f"torch {grid['machine']['torch']}; {report['passed']} of {report['total']} checks pass.", "",
              "| target | limit | cell | value | pass |", "|---|---|---|---:|---|"]
     for c in checks:
         value = "n/a" if c["value"] is None else f"{c['value']:.2f}"
         lines.append(f"| {c['target']} | {c['limit']} | {c['cell']} | {value} | {'yes' if c['passed'] else 'NO'} |")
-    (out / "issue3_targets.md").write_text("\n".join(lines) + "\n")
+    (out / "attribution_targets.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return report
 

@@ -1,6 +1,6 @@
 """The package's layers hold (docs/architecture.md, "Layers"), read from the source, not imported:
 
-    base (_io, _text, _jsonl, errors) <- rules <- models <- attribution
+    base (_io, _text, _jsonl, errors, data/) <- rules <- models <- attribution
         <- evaluation, training, tf, inspection <- views <- cli
 
 A module imports only modules of its own layer or lower; there is no import circle. Every
@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bert_lrp"
 
 # layer rank: a module may import modules of its own rank or lower
 LAYERS = ("base", "rules", "models", "attribution", "work", "views", "cli")
-SUBPACKAGES = {"rules": "rules", "models": "models", "attribution": "attribution", "evaluation": "work",
+SUBPACKAGES = {"data": "base", "rules": "rules", "models": "models", "attribution": "attribution", "evaluation": "work",
                "training": "work", "tf": "work", "inspection": "work", "views": "views", "cli": "cli"}
 TOP_LEVEL = {"_io": "base", "_text": "base", "_jsonl": "base", "errors": "base", "output": "base",
              "ablate": "work"}  # ablate: the public re-export of models.ablation and evaluation.ablation
@@ -209,6 +209,7 @@ def test_nothing_in_the_package_imports_the_public_ablate_module():
 # and benchmarks that time fixed inputs against peers' tokenizers on purpose.
 TOKENIZING_MODULES = {
     "bert_lrp.attribution.road": "the road",
+    "bert_lrp.attribution.transformers_inputs": "a transformers tokenizer, called as the road calls a tokenizer",
     "bert_lrp.models.tokenization": "the tokenizer",
     "bert_lrp.training.data": "training examples, tags aligned to word pieces",
     "bert_lrp.evaluation.benchmark": "fixed-length timing inputs",

@@ -332,7 +332,7 @@ BAD_DATA = {
                    ["banana.tsv, line 3", "unknown label 'banana'", "negative (0)"]),
     "field.tsv": ("sentence\tlabel\na good film\t1\nthe bad movie\n", 1,
                   ["field.tsv, line 3", "expected 2 fields", "got 1"]),
-    "header.tsv": ("text\tlabel\na good film\t1\n", 1, ["header.tsv, line 1", "'sentence'"]),
+    "header.tsv": ("review\tlabel\na good film\t1\n", 1, ["header.tsv, line 1", "no text column", "review, label"]),
     "utf8.tsv": (b"sentence\tlabel\na good film\t1\nthe \xff film\t0\n", 1, ["utf8.tsv, line 3", "not valid UTF-8"]),
     "only-header.tsv": ("sentence\tlabel\n", 1, ["only-header.tsv", "no examples"]),
 }

@@ -52,8 +52,13 @@ def test_conll_skips_docstart_and_aligns_labels_to_first_pieces(tmp_path, tokeni
 
 def test_missing_column_is_named(tmp_path):
     (tmp_path / "m.tsv").write_text("text\tlabel\nfine\t1\n")
+    assert [(e.text, e.label) for e in read_table(tmp_path / "m.tsv")] == [("fine", "1")]  # `text` is a text column
     with pytest.raises(DataError, match=r"m\.tsv, line 1: missing text column 'sentence'; the header has: text, label"):
-        read_table(tmp_path / "m.tsv")
+        read_table(tmp_path / "m.tsv", text_column="sentence")
+    (tmp_path / "r.tsv").write_text("review\tlabel\nfine\t1\n")
+    with pytest.raises(DataError, match=r"r\.tsv, line 1: no text column \(a table needs one named sentence, "
+                                        r"sentence1 or text\); the header has: review, label"):
+        read_table(tmp_path / "r.tsv")
     (tmp_path / "m.jsonl").write_text('{"sentence": "fine", "label": 1}\n{"sentence": "bad"}\n')
     with pytest.raises(DataError, match=r"m\.jsonl, line 2: missing label field 'label'"):
         read_table(tmp_path / "m.jsonl")
@@ -72,7 +77,7 @@ def test_empty_file_is_reported(tmp_path):
     (tmp_path / "h.tsv").write_text("sentence\tlabel\n")
     with pytest.raises(DataError, match=r"h\.tsv: the file has a header but no examples"):
         read_table(tmp_path / "h.tsv")
-    with pytest.raises(DataError, match="data file not found"):
+    with pytest.raises(DataError, match=r"nothing\.tsv: no such file"):
         read_table(tmp_path / "nothing.tsv")
 
 

@@ -232,7 +232,7 @@ def test_sentence_pairs_keep_both_separators_and_give_word_scores(tmp_path):
 
 def test_bad_baseline_and_remove_with_a_token_target_are_usage_errors():
     model, batch = model_with_signal(), sentence(4)
-    with pytest.raises(UsageError, match="occlusion_baseline .*'zeros'"):
+    with pytest.raises(UsageError, match="options.occlusion_baseline: .*'zeros'"):
         explain(model, batch, ["occlusion"], options={"occlusion_baseline": "zeros"})
     with pytest.raises(UsageError, match="remove"):
         explain(model_with_signal(token=True), batch, ["shap"], target=(2, None), options={"shap_baseline": "remove"})
@@ -382,5 +382,5 @@ def test_frontier_plot_shows_every_costed_method_and_the_pareto_front_starts_che
 
 
 def test_an_exact_shap_limit_beyond_20_words_is_a_usage_error_naming_the_option():
-    with pytest.raises(UsageError, match="shap_exact_words .*outside 0..20"):
+    with pytest.raises(UsageError, match="options.shap_exact_words: .*outside 0..20"):
         explain(model_with_signal(), sentence(3), ["shap"], options={"shap_exact_words": 30})

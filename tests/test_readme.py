@@ -221,3 +221,12 @@ def test_the_parser_reads_continuations_and_needs_comments(tmp_path) -> None:
     assert rewrite(["x", "--out", "o", "--html=h.html", "--model", "runs/m", "runs"], tmp_path) == [
         "x", "--out", str(tmp_path / "o"), f"--html={tmp_path / 'h.html'}", "--model", str(tmp_path / "runs/m"),
         str(tmp_path / "runs")]
+
+
+def test_the_readme_is_a_five_minute_read() -> None:
+    """What it is, the two commands, install, classify, explain, command line, models, links: at most
+    1,300 words and 250 lines; measurements and protocols live in docs/."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.split()) <= 1300, f"README.md has {len(text.split())} words"
+    assert len(text.splitlines()) <= 250
+    assert text.splitlines()[0] == "# bert-lrp" and "make explain" in text[:1200] and "make test" in text[:1200]

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from starlette.testclient import TestClient
 
 from bert_lrp import cli
 from bert_lrp.attribution.road import TextInput, parse_texts
+from bert_lrp.data import DataError
 from bert_lrp.models.loading import load_model
 from bert_lrp.views.explorer.app import create_app
 from bert_lrp.views.explorer.explorer import Explorer, row_summary
@@ -19,18 +21,22 @@ from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.pat
 
 
 def test_a_table_gives_texts_pairs_and_labels_with_their_lines():
-    content = "sentence1\tsentence2\tlabel\na film\tvery good\t1\n\n\t\t0\nthe movie\t\tpositive\n"
+    content = "sentence1\tsentence2\tlabel\na film\tvery good\t1\n\nthe movie\tis fine\tpositive\n"
     assert parse_texts(content, "pairs.tsv") == [
         TextInput("a film", "very good", "pairs.tsv, line 2", "1"),
-        TextInput("the movie", None, "pairs.tsv, line 5", "positive")]
+        TextInput("the movie", "is fine", "pairs.tsv, line 4", "positive")]
     assert parse_texts("sentence\tlabel\r\nit is good \t1\r\n", "sst2.tsv") == [
-        TextInput("it is good ", None, "sst2.tsv, line 2", "1")]
+        TextInput("it is good", None, "sst2.tsv, line 2", "1")]  # cells are stripped, as every command reads them
+    for row in ("\t\t0", "the movie\t\tpositive"):  # a row without its text or pair is refused, naming its line
+        with pytest.raises(DataError, match=r"pairs\.tsv, line 2: the (pair )?text is empty"):
+            parse_texts("sentence1\tsentence2\tlabel\n" + row + "\n", "pairs.tsv")
 
 
 def test_other_files_are_one_text_per_line_tabs_included():
     assert parse_texts("a film\tvery good\nthe movie\n", "plain.txt", pair="p") == [
         TextInput("a film\tvery good", "p", "plain.txt, line 1"), TextInput("the movie", "p", "plain.txt, line 2")]
-    assert parse_texts("label\tsentence_id\n1\t2\n", "x.tsv")[0].text == "label\tsentence_id"  # no text column
+    with pytest.raises(DataError, match=r"x\.tsv, line 1: no text column .*; the header has: label, sentence_id"):
+        parse_texts("label\tsentence_id\n1\t2\n", "x.tsv")  # a .tsv naming no text column is refused
 
 
 def test_explain_jsonl_keeps_the_gold_label_and_the_explorer_scores_correctness(tmp_path):

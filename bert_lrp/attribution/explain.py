@@ -16,20 +16,22 @@ the same composite read the same slice (GS and GI; ``lrp`` and ``lrp:attnlrp``).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import RequestError
 from ..models.sites import linear_sites
 from ..rules.composites import Composite, RuleSet, get_composite
 from ..rules.functions import stack_copies
-from . import registry
+from . import method_scores, registry
 from .heatmaps import notebook_html, show_html
 from .registry import Method, MethodContext
 from .targets import Target, logits_of, resolve_target, select, task_of
+from .transformers_inputs import as_encoding
 from .words import word_numbers
 
 REDUCTIONS = ("l2", "squared", "sum", "abs_sum")
@@ -75,7 +77,10 @@ def relevance_at(tensor: torch.Tensor, signal: torch.Tensor, composite: Composit
 
 @dataclass
 class Explanation:
-    """The result of :func:`explain` (see the module docstring for shapes and conventions)."""
+    """The result of :func:`explain` (see the module docstring for shapes and conventions). Its
+    per-method fields (``scores`` ... ``extras``) are declared once in
+    :data:`bert_lrp.attribution.method_scores.FIELDS`, which for_label, label stacking and the
+    merge of separate passes go through."""
 
     methods: List[str]
     scores: Dict[str, torch.Tensor]
@@ -111,19 +116,10 @@ class Explanation:
         """With ``target="all"``: the explanation of one label, shaped as for a single target."""
         if not self.all_labels:
             raise ValueError("for_label needs an explanation made with target='all'")
-        pick = lambda t: t[:, label]  # noqa: E731
-        return Explanation(
-            methods=list(self.methods), scores={m: pick(v) for m, v in self.scores.items()},
-            relevance={m: pick(v) for m, v in self.relevance.items()}, logits=self.logits, target=pick(self.target),
-            target_position=self.target_position, target_logit=pick(self.target_logit),
-            attention_mask=self.attention_mask,
-            embedding_shares={m: {k: pick(v) for k, v in d.items()} for m, d in self.embedding_shares.items()},
-            conservation={m: pick(v) for m, v in self.conservation.items()},
-            layer_scores={m: [pick(v) for v in vs] for m, vs in self.layer_scores.items()},
-            head_scores={m: [pick(v) for v in vs] for m, vs in self.head_scores.items()},
-            completeness_gap=None if self.completeness_gap is None else pick(self.completeness_gap),
-            extras={k: pick(v) for k, v in self.extras.items()}, attentions=self.attentions, tokens=self.tokens,
-            encoding=self.encoding, forward_passes=self.forward_passes, backward_passes=self.backward_passes)
+        gap = None if self.completeness_gap is None else self.completeness_gap[:, label]
+        return replace(self, methods=list(self.methods), target=self.target[:, label],
+                       target_logit=self.target_logit[:, label], completeness_gap=gap, all_labels=False,
+                       **method_scores.for_label(self, label))
 
     def word_scores(self, method: str, index: int = 0) -> List[dict]:
         """Scores of example ``index`` merged over word pieces: a list of
@@ -202,7 +198,7 @@ def reduce_tokens(relevance: torch.Tensor, reduction: str) -> torch.Tensor:
         return relevance.sum(-1)
     if reduction == "abs_sum":
         return relevance.abs().sum(-1)
-    raise ValueError(f"unknown reduction {reduction!r}; choose from {', '.join(REDUCTIONS)}")
+    raise RequestError("reduction", f"unknown reduction {reduction!r}; choose from {', '.join(REDUCTIONS)}")
 
 
 def _model_inputs(batch: dict) -> Dict[str, torch.Tensor]:
@@ -255,36 +251,85 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
             hidden x layers exceeds ``STACK_LIMIT``, where separate passes were measured cheaper.
         progress: progress bars on stderr for the methods that take many passes.
     """
+    batch = as_encoding(batch)  # a transformers BatchEncoding -> the Encoding read below
     if schedule not in ("auto", "stacked", "separate"):
-        raise ValueError(f"schedule must be 'auto', 'stacked' or 'separate', got {schedule!r}")
-    wanted: List[Method] = [registry.get(name) for name in registry.canonical(methods)]
-    if not wanted:
-        raise ValueError("no attribution method requested")
+        raise RequestError("schedule", f"must be 'auto', 'stacked' or 'separate', got {schedule!r}")
     given = {**(options or {}), **method_options, **({} if rule is None else {"rule": rule})}
-    given = registry.check_options(given)
+    plan = plan_methods(model, methods, given, reduction)
+    return run_methods(model, batch, plan, target, layers=layers, schedule=schedule, progress=progress)
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """The methods of one request, checked once (:func:`registry.check`) and resolved against a
+    model: ``jobs`` the distinct composites of the shared-pass methods, each with the methods
+    that read its copy; ``reductions`` hidden -> token reduction per method. Immutable: every
+    batch of the request runs it as it is (:func:`run_methods`)."""
+
+    choice: registry.MethodChoice
+    jobs: Tuple[Tuple[Composite, Tuple[Method, ...]], ...]
+    reductions: Mapping[str, str]
+
+    @property
+    def methods(self) -> Tuple[Method, ...]:
+        return self.choice.methods
+
+    def only(self, name: str) -> "MethodPlan":
+        """The plan of one of its methods alone (``evaluate`` measures each method's cost alone)."""
+        kept = tuple(m for m in self.methods if m.name == name)
+        jobs = tuple((c, tuple(m for m in ms if m.name == name)) for c, ms in self.jobs)
+        return MethodPlan(replace(self.choice, methods=kept), tuple((c, ms) for c, ms in jobs if ms), self.reductions)
+
+    def forward_rows(self, words: int, labels: int = 1) -> int:
+        """Rows one text sends through the model (``labels``: how many labels are explained, e.g.
+        every label for ``target="all"``): the stacked copies of the shared pass (one per distinct
+        composite and label, two for a composite with a Jacobian path), or one plain forward
+        without shared-pass methods, plus each other method's own rows per label
+        (:meth:`~bert_lrp.attribution.registry.Method.forward_rows`)."""
+        shared = sum(len(c.copies) for c, _ in self.jobs) or 1
+        own = sum(m.forward_rows(self.choice.options_of(m), words) for m in self.methods if not m.shared_pass)
+        return labels * (shared + own)
+
+
+def plan_methods(model: nn.Module, methods: Sequence[str], options: Optional[Dict[str, Any]] = None,
+                 reduction: Union[None, str, Dict[str, str]] = None) -> MethodPlan:
+    """Check ``methods`` and their ``options`` (once, by the registry) and resolve each shared-pass
+    method's composite on ``model`` (``rule="tuned"``: the model's tuned composite). Raises
+    :class:`~bert_lrp.errors.RequestError` naming the field (``methods``, ``options.<name>``,
+    ``reduction``)."""
+    choice = registry.check(methods, options)
     reductions = {m.name: m.reduction for m in registry.all_methods() if m.reduction}
     if isinstance(reduction, str):
         reductions = {name: reduction for name in reductions}
     elif reduction:
-        reductions.update({_canonical(k): v for k, v in reduction.items()})
+        reductions.update({registry.get(k).name: v for k, v in reduction.items()})
+    bad = sorted(v for v in reductions.values() if v not in REDUCTIONS)
+    if bad:
+        raise RequestError("reduction", f"unknown reduction {bad[0]!r}; choose from {', '.join(REDUCTIONS)}")
+    jobs: Dict[Composite, List[Method]] = {}  # distinct composites, each with the methods that read it
+    for method in choice.methods:
+        if method.shared_pass:
+            field_name = "options.rule" if any(o.name == "rule" for o in method.options) else "methods"
+            composite = model_composite(model, method.composite(choice.options_of(method)), field_name)
+            jobs.setdefault(composite, []).append(method)
+    return MethodPlan(choice, tuple((c, tuple(ms)) for c, ms in jobs.items()), MappingProxyType(reductions))
+
+
+def run_methods(model: nn.Module, batch: dict, plan: MethodPlan, target: Target = None, layers: bool = False,
+                schedule: str = "auto", progress: bool = False) -> Explanation:
+    """:func:`explain` of an already checked :class:`MethodPlan` (the road runs one per batch)."""
     task = task_of(model)
     inputs = _model_inputs(batch)
     mask = inputs["attention_mask"]
-    jobs: Dict[Composite, List[Method]] = {}  # distinct composites, each with the methods that read it
-    for method in wanted:
-        if method.shared_pass:
-            composite = model_composite(model, method.composite(registry.method_options(method, given)))
-            jobs.setdefault(composite, []).append(method)
-    need_attention = any(m.needs_attentions for m in wanted)
-    word_ids = word_numbers(batch)
-    special_ids = dict(getattr(batch, "special_token_ids", None) or {})
-
+    jobs = {c: list(ms) for c, ms in plan.jobs}
+    reductions = dict(plan.reductions)
+    need_attention = any(m.needs_attentions for m in plan.methods)
+    separate = [m for m in plan.methods if not m.shared_pass]
     was_training = model.training
     if was_training:
         model.eval()
     try:
         with frozen_parameters(model):
-            separate = [m for m in wanted if not m.shared_pass]
             if jobs and _stacking_pays(schedule, list(jobs), inputs["input_ids"], model):
                 result = _one_pass(model, task, inputs, target, jobs, need_attention, layers, reductions)
             elif jobs:  # one pass per composite: cheaper than stacking for large batch x length
@@ -296,40 +341,46 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
                                         for label in range(model.config.num_labels)])
             else:
                 result = _forward_only(model, task, inputs, target, need_attention)
-            attentions = [a[: mask.shape[0]].detach() for a in result.attentions] if need_attention else None
-            views = [result.for_label(l) for l in range(result.target.shape[1])] if result.all_labels else [result]
-            for view in views if separate else []:
-                for method in separate:
-                    context = MethodContext(model, inputs, view.target, view.target_position, attentions,
-                                            registry.method_options(method, given), word_ids, special_ids, progress)
-                    _store(view, method, method.run(context), reductions, mask)
-            if result.all_labels and separate:
-                merged = _stack_labels(views)
-                merged.extras = {k: torch.stack([v.extras[k] for v in views], 1) for k in views[0].extras}
-                merged.completeness_gap = merged.extras.get("integrated_gradients.completeness_gap")
-                result = merged
+            if separate:
+                result = _run_separate(model, result, separate, plan, inputs, batch, need_attention, progress)
     finally:
         if was_training:
             model.train()
-    result.methods = [m.name for m in wanted]
+    result.methods = [m.name for m in plan.methods]
     result.encoding = batch if hasattr(batch, "word_ids") else None
     result.tokens = getattr(batch, "tokens", None)
     return result
 
 
+def _run_separate(model, result: "Explanation", separate: List[Method], plan: MethodPlan, inputs, batch,
+                  need_attention: bool, progress: bool) -> "Explanation":
+    """The methods with a ``run()`` on every explained label of ``result`` (their scores added)."""
+    mask = inputs["attention_mask"]
+    attentions = [a[: mask.shape[0]].detach() for a in result.attentions] if need_attention else None
+    word_ids = word_numbers(batch)
+    special_ids = dict(getattr(batch, "special_token_ids", None) or {})
+    views = [result.for_label(l) for l in range(result.target.shape[1])] if result.all_labels else [result]
+    for view in views:
+        for method in separate:
+            context = MethodContext(model, inputs, view.target, view.target_position, attentions,
+                                    plan.choice.options_of(method), word_ids, special_ids, progress)
+            _store(view, method, method.run(context), dict(plan.reductions), mask)
+    return _stack_labels(views) if result.all_labels else result
+
+
 TUNED = "tuned"
 
 
-def model_composite(model: nn.Module, rule: Union[str, Composite]) -> Composite:
+def model_composite(model: nn.Module, rule: Union[str, Composite], field_name: str = "options.rule") -> Composite:
     """The composite ``rule`` names: a preset, a :class:`Composite`, or ``"tuned"``: the model's
     tuned composite (``lrp_composite.json`` beside its weights, read by ``from_pretrained``;
-    written by ``bert-lrp tune-lrp``)."""
+    written by ``bert-lrp tune-lrp``). A model without one raises a RequestError of ``field_name``."""
     if rule != TUNED:
         return get_composite(rule)
     tuned = getattr(model, "tuned_composite", None)
     if tuned is None:
-        raise UsageError("--rule tuned: this model has no tuned LRP composite (lrp_composite.json beside its "
-                         "weights); write one with: bert-lrp tune-lrp --model DIR --data TRAIN")
+        raise RequestError(field_name, "tuned: this model has no tuned LRP composite (lrp_composite.json beside its "
+                           "weights); the tune-lrp command writes one")
     return tuned.composite
 
 
@@ -365,13 +416,8 @@ def _stacking_pays(schedule: str, composites: List[Composite], input_ids: torch.
 
 def _merge_passes(parts: List[Explanation]) -> Explanation:
     """Explanations of the same inputs by separate passes -> one (their methods side by side)."""
-    result = parts[0]
-    for part in parts[1:]:
-        for field_name in ("scores", "relevance", "embedding_shares", "conservation", "layer_scores", "head_scores"):
-            getattr(result, field_name).update(getattr(part, field_name))
-        result.forward_passes += part.forward_passes
-        result.backward_passes += part.backward_passes
-    return result
+    return replace(parts[0], forward_passes=sum(p.forward_passes for p in parts),
+                   backward_passes=sum(p.backward_passes for p in parts), **method_scores.merge_passes(parts))
 
 
 def _label_target(target: Target, label: Optional[int]) -> Target:
@@ -484,22 +530,13 @@ def _read_method(result, method: Method, composite: Composite, rows: slice, embe
 def _stack_labels(per_label: List[Explanation]) -> Explanation:
     """One Explanation per label -> one with a label axis after the batch axis (``[batch, labels, ...]``)."""
     first = per_label[0]
-    stack = lambda tensors: torch.stack(list(tensors), 1)  # noqa: E731
-    result = Explanation(
-        methods=[], scores={m: stack(e.scores[m] for e in per_label) for m in first.scores},
-        relevance={m: stack(e.relevance[m] for e in per_label) for m in first.relevance},
-        logits=first.logits, target=stack(e.target for e in per_label), target_position=first.target_position,
-        target_logit=stack(e.target_logit for e in per_label), attention_mask=first.attention_mask,
-        embedding_shares={m: {k: stack(e.embedding_shares[m][k] for e in per_label) for k in shares}
-                          for m, shares in first.embedding_shares.items()},
-        conservation={m: stack(e.conservation[m] for e in per_label) for m in first.conservation},
-        layer_scores={m: [stack(e.layer_scores[m][i] for e in per_label) for i in range(len(layers))]
-                      for m, layers in first.layer_scores.items()},
-        head_scores={m: [stack(e.head_scores[m][i] for e in per_label) for i in range(len(layers))]
-                     for m, layers in first.head_scores.items()},
-        attentions=first.attentions, forward_passes=first.forward_passes, backward_passes=first.backward_passes)
-    result.all_labels = True
-    return result
+    fields = method_scores.stack_labels(per_label)
+    return Explanation(
+        methods=[], logits=first.logits, target=torch.stack([e.target for e in per_label], 1),
+        target_position=first.target_position, target_logit=torch.stack([e.target_logit for e in per_label], 1),
+        attention_mask=first.attention_mask, attentions=first.attentions, forward_passes=first.forward_passes,
+        backward_passes=first.backward_passes, all_labels=True,
+        completeness_gap=fields["extras"].get("integrated_gradients.completeness_gap"), **fields)
 
 
 def _layer_relevance(result, method: str, composite: Composite, rows: slice, hidden, heads, grads, mask) -> None:

@@ -119,5 +119,5 @@ def _run(context: MethodContext) -> MethodResult:
 
 
 register(Method("integrated_gradients", "IG", aliases=("ig",), reduction="sum", passes="steps (default 50)",
-                options=(STEPS, BASELINE, BATCH, QUADRATURE), run=_run,
+                options=(STEPS, BASELINE, BATCH, QUADRATURE), run=_run, rows=lambda options, words: options["ig_steps"] + 2,
                 color="#ff7f0e", summary="Integrated Gradients at the embedding output (Sundararajan et al. 2017)"))

@@ -94,5 +94,6 @@ def _run(context: MethodContext) -> MethodResult:
 
 register(Method("lime", "LIME", passes="at most lime_samples forwards (default 1000; repeated rows run once)",
                 options=(baseline_option("lime"), SAMPLES, SEED, ROWS_PER_FORWARD), run=_run, color="#e377c2",
+                rows=lambda options, words: 1 if words == 0 else 2 if words == 1 else options["lime_samples"],
                 summary="LIME over words: seeded word removal, cosine kernel 0.25, weighted ridge "
                         "(--lime-samples, --lime-baseline)"))

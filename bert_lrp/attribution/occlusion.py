@@ -34,5 +34,6 @@ def _run(context: MethodContext) -> MethodResult:
 
 register(Method("occlusion", "Occlusion", aliases=("loo", "leave_one_out"), passes="words + 1 forwards",
                 options=(baseline_option("occlusion"), ROWS_PER_FORWARD), run=_run, color="#17becf",
+                rows=lambda options, words: words + 1,  # the text, then each word left out
                 summary="leave one word out: target logit drop when the word's pieces become [PAD] "
                         "(--occlusion-baseline)"))

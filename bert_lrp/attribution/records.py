@@ -31,7 +31,8 @@ ALL = "all"
 @dataclass
 class LabelScores:
     """The explanation of one label of one text; per-token tensors are ``[seq]`` over
-    :attr:`TextExplanation.tokens`."""
+    :attr:`TextExplanation.tokens`. Its per-method fields are an Explanation row's
+    (:data:`bert_lrp.attribution.method_scores.FIELDS`: cut to the text, merged over windows)."""
 
     target: int
     target_logit: float

@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from types import MappingProxyType
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from ..errors import UsageError
+from ..errors import RequestError
 
 READOUTS = ("gradient", "gradient_x_input", "relevance")
+METHODS_FIELD = "methods"
 
 
-class OptionError(UsageError, ValueError):
-    """A method option with a wrong name or value; the message names the option (on the command
-    line: exit code 2)."""
+class OptionError(RequestError):
+    """A method option with a wrong name or value: a :class:`~bert_lrp.errors.RequestError` whose
+    field is ``options.<name>`` (the command line shows the option's flag; exit code 2)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        self.option = option
+        super().__init__(f"options.{option}", message)
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,11 @@ class Option:
             else:
                 converted = self.kind(value)
         except (TypeError, ValueError):
-            raise OptionError(f"option {self.name} ({self.flag}): expected {self._describe()}, got {value!r}") from None
+            raise OptionError(self.name, f"expected {self._describe()}, got {value!r}") from None
         if self.choices and converted not in self.choices:
-            raise OptionError(f"option {self.name} ({self.flag}): {value!r} is not one of {', '.join(self.choices)}")
+            raise OptionError(self.name, f"{value!r} is not one of {', '.join(self.choices)}")
         if self.minimum is not None and converted < self.minimum or self.maximum is not None and converted > self.maximum:
-            raise OptionError(f"option {self.name} ({self.flag}): {value!r} is outside {self._range()}")
+            raise OptionError(self.name, f"{value!r} is outside {self._range()}")
         return converted
 
     def _describe(self) -> str:
@@ -144,12 +150,20 @@ class Method:
     run: Optional[Callable[[MethodContext], MethodResult]] = None
     composite: Optional[Callable[[Dict[str, Any]], Any]] = None  # shared pass: options -> Composite
     readout: str = "relevance"           # shared pass: see the class docstring
+    rows: Optional[Callable[[Dict[str, Any], int], int]] = None  # run(): see forward_rows
     color: str = "#000000"               # in plots
     summary: str = ""                    # one line for --help
 
     @property
     def shared_pass(self) -> bool:
         return self.composite is not None
+
+    def forward_rows(self, options: Dict[str, Any], words: int) -> int:
+        """Rows this method's ``run`` sends through the model for one text of ``words`` words, with
+        its ``options`` (defaults filled): the method's own ``rows`` estimate (e.g. IG: steps + 2;
+        SHAP: its coalitions), 0 for a method that gives none (it runs no forward of its own).
+        Shared-pass methods cost their composite's stacked copies (:mod:`.explain`), not rows here."""
+        return 0 if self.rows is None else int(self.rows(options, words))
 
 
 _METHODS: Dict[str, Method] = {}
@@ -191,8 +205,8 @@ def get(name: str) -> Method:
     """A method by name or alias (case-insensitive)."""
     try:
         return _lookup()[name.strip().lower()]
-    except KeyError:
-        raise ValueError(f"unknown attribution method {name!r}; choose from {describe()}") from None
+    except (KeyError, AttributeError):
+        raise RequestError(METHODS_FIELD, f"unknown method {name!r}; choose from {describe()}") from None
 
 
 def canonical(names: Iterable[str]) -> List[str]:
@@ -225,9 +239,51 @@ def check_options(given: Dict[str, Any]) -> Dict[str, Any]:
     known = all_options()
     unknown = sorted(k for k in given if k not in known)
     if unknown:
-        raise OptionError(f"unknown method option {unknown[0]!r}; the registered methods' options are "
-                          f"{', '.join(sorted(known))}")
+        raise OptionError(str(unknown[0]), f"unknown method option {unknown[0]!r}; the registered methods' options "
+                          f"are {', '.join(sorted(known))}")
     return {k: known[k].check(v) for k, v in given.items()}
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """The methods of one request and their options, checked once by :func:`check`: ``methods``
+    the registered entries (canonical, no repeats, in the order asked), ``options`` every option
+    given, converted and range-checked (read-only)."""
+
+    methods: Tuple[Method, ...]
+    options: Mapping[str, Any]
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        return tuple(m.name for m in self.methods)
+
+    def options_of(self, method: Method) -> Dict[str, Any]:
+        """``method``'s options: the given values, defaults for the others."""
+        return method_options(method, dict(self.options))
+
+    def settings(self) -> Dict[str, Any]:
+        """Every option the methods read (defaults filled), JSON-ready (objects as text)."""
+        found: Dict[str, Any] = {}
+        for method in self.methods:
+            for key, value in self.options_of(method).items():
+                found[key] = value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+        return found
+
+
+def check(methods: Iterable[str], options: Optional[Dict[str, Any]] = None) -> MethodChoice:
+    """THE check of a request's methods and options (every road calls it once per request):
+    names or aliases -> registered methods, options by name, kind and range. Raises
+    :class:`~bert_lrp.errors.RequestError` with field ``methods`` or ``options.<name>``."""
+    names = None if isinstance(methods, str) else list(methods)
+    if names is None or not all(isinstance(m, str) for m in names):
+        raise RequestError(METHODS_FIELD, f"expected a list of method names, got {methods!r}")
+    chosen: Tuple[Method, ...] = ()
+    for name in names:  # aliases resolved, repeats dropped, order kept
+        method = get(name)
+        chosen += () if any(m.name == method.name for m in chosen) else (method,)
+    if not chosen:
+        raise RequestError(METHODS_FIELD, f"no attribution method requested; choose from {describe()}")
+    return MethodChoice(chosen, MappingProxyType(check_options(dict(options or {}))))
 
 
 def method_options(method: Method, given: Dict[str, Any]) -> Dict[str, Any]:

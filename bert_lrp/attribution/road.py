@@ -6,10 +6,13 @@ runs the model itself (predictions, hidden states) gets the road's tokens and ba
 :func:`encoded_batches`.
 
 1. **Inputs**: :class:`TextInput` (a text, an optional second text of a pair, where it came from);
-   :func:`read_inputs` reads ``--file`` lines, ``-`` (stdin) and arguments, strictly as UTF-8.
-2. **Request**: :class:`Request` holds the methods, the target, every method option (checked by
-   the registry), the word of a token classifier, batching and windows; :func:`prepare` checks it
-   against the model once.
+   :func:`bert_lrp.data.read_inputs` reads files (lines or a table's rows), ``-`` (stdin) and
+   arguments, strictly as UTF-8 (re-exported here).
+2. **Plan**: :class:`~bert_lrp.attribution.plan.Request` holds the methods, the target, every
+   method option, the word of a token classifier, batching and windows;
+   :func:`~bert_lrp.attribution.plan.plan_request` checks it ONCE against the model (the
+   registry's check included) into an immutable :class:`~bert_lrp.attribution.plan.Plan`, which
+   every later stage reads as it is (a Plan given to :func:`stream_chunks` is not checked again).
 3. **Tokens**: each text is tokenised once, whole (word ids and sequence ids included).
 4. **Batches**: inputs are taken in chunks of ``chunk_batches x batch_size`` (in input order);
    inside a chunk they are sorted by length into batches of at most ``batch_size`` texts and,
@@ -19,232 +22,119 @@ runs the model itself (predictions, hidden states) gets the road's tokens and ba
    overlapping windows over its first text (:mod:`bert_lrp.attribution.windows`); the second
    text of a pair and the special tokens are in every window. Word ids and every option go
    through. A text that fits is never windowed; a token classifier's text is cut, with a warning.
-6. **Records**: :meth:`~bert_lrp.attribution.records.TextExplanation.record` is the one JSON
-   record of an explanation (:mod:`bert_lrp.attribution.records`).
+6. **Assembly**: each text's :class:`~bert_lrp.attribution.records.TextExplanation` is built in
+   one place (``_assemble``), its per-method fields cut and merged by
+   :mod:`bert_lrp.attribution.method_scores`;
+   :meth:`~bert_lrp.attribution.records.TextExplanation.record` is the one JSON record of an
+   explanation (:mod:`bert_lrp.attribution.records`).
 """
 from __future__ import annotations
 
-import sys
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from dataclasses import replace
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..errors import UsageError
-from . import registry
-from .explain import Explanation, explain
+from ..data import TextInput, parse_texts, read_inputs  # noqa: F401  (re-exported: the road's inputs)
+from ..errors import RequestError, UsageError
+from . import method_scores
+from .explain import Explanation, run_methods
+from .plan import DEFAULT_METHODS, Plan, Request, model_limit, parse_target, plan_request
 from .records import ALL, FailedText, LabelScores, TextExplanation
-from .targets import task_of
+from .transformers_inputs import tokenizer_for_road
 from .windows import window_positions
 from .words import merge_word_pieces
 
-DEFAULT_METHODS: Tuple[str, ...] = ("lrp", "gradient_x_input", "gradient")
 Warn = Callable[[str], None]
+__all__ = ["ALL", "DEFAULT_METHODS", "Plan", "Prepared", "Request", "TextInput", "explain_texts", "explain_windows",
+           "json_payload", "parse_target", "plan_request", "prepare", "stream_chunks", "stream_texts"]
 
 
 # ------------------------------------------------------------------ inputs
-@dataclass(frozen=True)
-class TextInput:
-    """One text to explain: ``text``, the second text of a pair (or None), where it came from
-    (``"data.txt, line 3"``, ``"argument 1"``) for messages and records, and its gold ``label``
-    when the input says it (a table's ``label`` column), kept in the record."""
-
-    text: str
-    pair: Optional[str] = None
-    source: str = ""
-    label: Optional[str] = None
+# TextInput and the readers of files, stdin and arguments live in bert_lrp.data (re-exported here)
+TextLike = Union[str, Tuple[str, Optional[str]], TextInput]
 
 
-def as_inputs(texts: Iterable[Union[str, Tuple[str, Optional[str]], TextInput]],
-              pairs: Optional[Sequence[Optional[str]]] = None) -> List[TextInput]:
-    """Strings, ``(text, pair)`` tuples or TextInputs -> TextInputs (``pairs``: one per text)."""
-    items = list(texts)
-    if pairs is not None and len(pairs) != len(items):
-        raise UsageError(f"got {len(items)} texts but {len(pairs)} pair texts")
+def as_inputs(texts: Union[TextLike, Iterable[TextLike]],
+              pairs: Union[None, str, Iterable[Optional[str]]] = None) -> List[TextInput]:
+    """The texts of the Python API as TextInputs, numbered from 1 (``"text 2"``) in messages.
+
+    ``texts``: one string or TextInput (one text), or any iterable (list, generator) of strings,
+    ``(text, pair)`` tuples (exactly two items; the pair may be None) and TextInputs. ``pairs``:
+    one string (the pair of the one text) or an iterable with one pair (or None) per text.
+    A value of the wrong kind raises a ``TypeError`` naming the argument and the text; a wrong
+    number of pairs, or a pair given twice, a :class:`RequestError` on field ``pairs``."""
+    items = [texts] if isinstance(texts, TextInput) else _as_list(texts, "texts")
+    given = None if pairs is None else _as_list(pairs, "pairs")
+    if given is not None and len(given) != len(items):
+        raise RequestError("pairs", f"got {len(items)} texts but {len(given)} pair texts; give one pair "
+                                    "(or None) per text")
     out = []
     for number, item in enumerate(items, 1):
         if isinstance(item, TextInput):
-            out.append(item)
+            found = item if item.source else replace(item, source=f"text {number}")
         elif isinstance(item, tuple):
-            out.append(TextInput(item[0], item[1], f"text {number}"))
+            if len(item) != 2:
+                raise TypeError(f"texts: text {number} is a tuple of {len(item)} item{'s' * (len(item) != 1)}; "
+                                "a tuple must be (text, pair)")
+            found = TextInput(item[0], item[1], f"text {number}")
+        elif isinstance(item, str):
+            found = TextInput(item, None, f"text {number}")
         else:
-            out.append(TextInput(item, None if pairs is None else pairs[number - 1], f"text {number}"))
-    for item in out:
-        if not isinstance(item.text, str) or (item.pair is not None and not isinstance(item.pair, str)):
-            raise UsageError(f"{item.source or 'a text'}: texts must be strings")
+            raise TypeError(f"texts: text {number} is {_a(item)}; give a string, a (text, pair) tuple or a TextInput")
+        if not isinstance(found.text, str):
+            raise TypeError(f"texts: text {number} is {_a(found.text)}, not a string")
+        if found.pair is not None and not isinstance(found.pair, str):
+            raise TypeError(f"texts: the pair of text {number} is {_a(found.pair)}, not a string")
+        pair = None if given is None else given[number - 1]
+        if pair is not None:
+            if not isinstance(pair, str):
+                raise TypeError(f"pairs: the pair of text {number} is {_a(pair)}, not a string")
+            if found.pair is not None:
+                raise RequestError("pairs", f"text {number} has a pair already; give each pair once")
+            found = replace(found, pair=pair)
+        out.append(found)
     return out
 
 
-def _lines(text: str) -> List[str]:
-    """One text per line (``\\n`` or ``\\r\\n``; other control characters stay inside the text)."""
-    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+def _as_list(value: Any, name: str) -> list:
+    """One string -> a list of it; any other iterable -> its items; anything else a TypeError."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"{name}: bytes, not text; decode them first (e.g. .decode('utf-8'))")
+    if isinstance(value, Mapping):
+        raise TypeError(f"{name}: {_a(value)} is no list of texts; give a string or an iterable of them")
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected a string or an iterable of texts, got {_a(value)}") from None
 
 
-def _read_stdin() -> str:
-    buffer = getattr(sys.stdin, "buffer", None)
-    if buffer is None:  # a text stream without bytes underneath (e.g. io.StringIO)
-        return sys.stdin.read()
-    from .._io import decode_utf8
-
-    return decode_utf8(buffer.read(), "stdin")
-
-
-TEXT_COLUMNS = ("sentence", "sentence1", "text")   # a table's text column, the first found
-PAIR_COLUMNS = ("sentence2", "pair")               # its second text, if any
-LABEL_COLUMN = "label"
+def _a(value: Any) -> str:
+    """``"an int (3)"``: a value's kind for a message, with the start of its repr."""
+    name = type(value).__name__
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:39] + "…"
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name} ({shown})"
 
 
-def parse_texts(content: str, name: str, pair: Optional[str] = None) -> List[TextInput]:
-    """The texts of a file's ``content``: one text per line, or, when the first line is a
-    tab-separated header naming a text column (``sentence``, ``sentence1`` or ``text``; GLUE's
-    layout), one text per row with its pair (``sentence2`` / ``pair``) and gold ``label`` columns.
-    Sources are ``"<name>, line <n>"``; blank lines and rows without text are skipped; ``pair``
-    is the second text of every input that has none."""
-    lines = _lines(content)
-    header = lines[0].split("\t") if lines and "\t" in lines[0] else []
-    text_column = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
-    if text_column is None:
-        return [TextInput(line, pair, f"{name}, line {n}") for n, line in enumerate(lines, 1) if line.strip()]
-    pair_column = next((header.index(c) for c in PAIR_COLUMNS if c in header), None)
-    label_column = header.index(LABEL_COLUMN) if LABEL_COLUMN in header else None
-    found = []
-    for number, line in enumerate(lines[1:], 2):
-        cells = line.split("\t")
-        cell = lambda column: cells[column] if column is not None and column < len(cells) else None  # noqa: E731
-        if (cell(text_column) or "").strip():
-            found.append(TextInput(cell(text_column), cell(pair_column) or pair, f"{name}, line {number}",
-                                   (cell(label_column) or "").strip() or None))
-    return found
-
-
-def read_inputs(texts: Sequence[str] = (), file: Optional[str] = None, pair: Optional[str] = None) -> List[TextInput]:
-    """The texts of ``file`` (strict UTF-8; one per line, or a table's rows: :func:`parse_texts`),
-    then the ``texts``, ``-`` standing for the texts of stdin (strict UTF-8, read the same way);
-    blank lines are skipped; ``pair`` is the second text of every input without one."""
-    from .._io import read_text_file
-
-    found: List[TextInput] = []
-    if file:
-        found += parse_texts(read_text_file(file, "--file"), file, pair)
-    for number, text in enumerate(texts, 1):
-        if text == "-":
-            found += parse_texts(_read_stdin(), "stdin", pair)
-        else:
-            found.append(TextInput(text, pair, f"argument {number}"))
-    found = [item for item in found if item.text.strip()]
-    if not found:
-        raise UsageError("no text to explain: give TEXT arguments, '-' for stdin, or --file FILE")
-    return found
+def _check_target(target: Any) -> None:
+    """A bool is no label (``True`` would silently mean label 1)."""
+    if isinstance(target, bool):
+        raise TypeError(f"target: {target} is a bool, not a label; give a label name, a label id (0, 1, ...), "
+                        "None (the predicted label) or 'all'")
 
 
 # ------------------------------------------------------------------ the request
-@dataclass
-class Request:
-    """How to explain: the same on every road.
-
-    ``target``: None (the predicted label), a label name or id, or ``"all"`` (every label from
-    one pass). ``options``: method options by name (``rule``, ``ig_steps``, ``shap_samples``,
-    ...; see the registry). ``word`` / ``token_index``: which word a token classifier explains.
-    ``windows``: explain long texts in windows (else cut them); ``stride``/``window``: window
-    step and size in pieces (defaults: half a window, the model's positions). ``layers``:
-    per-layer relevance; ``attentions``: each text's attention probabilities;
-    ``hidden_relevance``: relevance per hidden unit in the records."""
-
-    methods: Sequence[str] = DEFAULT_METHODS
-    target: Any = None
-    options: Dict[str, Any] = field(default_factory=dict)
-    word: Optional[str] = None
-    token_index: Optional[int] = None
-    batch_size: int = 8
-    batch_tokens: Optional[int] = None
-    windows: bool = True
-    stride: Optional[int] = None
-    window: Optional[int] = None
-    layers: bool = False
-    attentions: bool = False
-    hidden_relevance: bool = False
-    progress: bool = False
-    chunk_batches: int = 16
-    targets_per_example: bool = False  # the caller gives each text's target (evaluation of a token classifier)
-
-    def settings(self) -> Dict[str, Any]:
-        """What changes the results, JSON-ready: methods, target, the options the methods read
-        (defaults filled), the word, windows."""
-        methods = registry.canonical(self.methods)
-        given = registry.check_options(dict(self.options))
-        options = {}
-        for name in methods:
-            for key, value in registry.method_options(registry.get(name), given).items():
-                options[key] = value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
-        return {"methods": methods, "target": self.target, "options": options, "word": self.word,
-                "token_index": self.token_index, "windows": self.windows, "stride": self.stride,
-                "window": self.window, "hidden_relevance": self.hidden_relevance}
+Prepared = Plan  # the name of a checked request before plan.py (tune-lrp, evaluate)
 
 
-@dataclass
-class Prepared:
-    """A request checked against a model: canonical methods, checked options, the target as the
-    model knows it, the task, the label names and the longest sequence the model reads."""
-
-    request: Request
-    methods: List[str]
-    options: Dict[str, Any]
-    target: Any
-    task: str
-    labels: Dict[int, str]
-    limit: int
-    pad_id: int
-    pad_token: str
-
-
-def prepare(model, tokenizer, request: Request) -> Prepared:
-    """Check ``request`` against ``model`` (one-line :class:`UsageError` naming the option)."""
-    try:
-        methods = registry.canonical(request.methods)
-    except ValueError as error:
-        raise UsageError(f"--methods: {error}") from None
-    if not methods:
-        raise UsageError("--methods is empty")
-    options = registry.check_options(dict(request.options))
-    task = task_of(model)
-    if task == "masked_lm":
-        raise UsageError("explaining texts needs a sequence or token classifier; for a masked LM use "
-                         "explain() with target=(position, token id) or bert-lrp inspect mask")
-    if task == "token" and request.token_index is None and request.word is None and not request.targets_per_example:
-        raise UsageError("this is a token-classification model: choose the word with --word W or --token-index I")
-    if task != "token" and (request.token_index is not None or request.word is not None):
-        raise UsageError("--word/--token-index need a token-classification model")
-    if request.token_index is not None and request.word is not None:
-        raise UsageError("give either --word or --token-index, not both")
-    if request.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {request.batch_size}")
-    for name, value in (("--stride", request.stride), ("window", request.window), ("--batch-tokens", request.batch_tokens)):
-        if value is not None and value < 1:
-            raise UsageError(f"{name} must be at least 1, got {value}")
-    limit = model_limit(model, tokenizer)
-    window = min(request.window or limit, limit - 2)  # [CLS] and [SEP] (<s>, </s>) frame every window
-    if request.stride is not None and request.stride > window:
-        raise UsageError(f"--stride {request.stride} is larger than the window ({window} pieces): pieces between "
-                         "windows would be left out")
-    return Prepared(request, methods, options, parse_target(model, request.target), task,
-                    model.config.labels_by_id(), limit, int(tokenizer.pad_token_id), str(tokenizer.pad_token))
-
-
-def parse_target(model, target: Any) -> Any:
-    """None, ``"all"``, a label name of the model, or a label id (text or int) -> None, ``"all"`` or an id."""
-    if target is None or target == ALL:
-        return target
-    labels = model.config.label2id
-    if isinstance(target, str) and target in labels:
-        return int(labels[target])
-    try:
-        value = int(target)
-    except (TypeError, ValueError):
-        raise UsageError(f"unknown --target {target!r}; the model's labels are {', '.join(labels)}") from None
-    if not 0 <= value < model.config.num_labels:
-        raise UsageError(f"--target {value} is outside 0..{model.config.num_labels - 1}")
-    return value
+def prepare(model, tokenizer, request: Union[Request, Plan]) -> Plan:
+    """``request`` checked once against ``model`` (:func:`~bert_lrp.attribution.plan.plan_request`;
+    a Plan is returned as it is)."""
+    return plan_request(model, tokenizer, request)
 
 
 # ------------------------------------------------------------------ the road
@@ -253,18 +143,23 @@ def explain_texts(model, tokenizer, texts: Iterable[Union[str, Tuple[str, Option
                   warn: Optional[Warn] = None, **settings: Any) -> List[TextExplanation]:
     """Explain every text (see the module docstring); ``settings`` are :class:`Request` fields
     (``methods``, ``target``, ``options``, ``word``, ...) when no ``request`` is given, and
-    method options (``ig_steps=20``) otherwise unknown to Request. Returns one
-    :class:`TextExplanation` per text, in input order."""
+    method options (``ig_steps=20``) otherwise unknown to Request. ``texts`` and ``pairs``: see
+    :func:`as_inputs` (one string is one text). ``tokenizer``: bert-lrp's or a transformers
+    tokenizer (fast or slow). Returns one :class:`TextExplanation` per text, in input order."""
     request = request or _request_from(settings)
+    _check_target(request.target)
     inputs = as_inputs(texts, pairs)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     return [explained for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn)]
 
 
-def json_payload(model_name: str, request: Request, explained: Sequence[TextExplanation]) -> Dict[str, Any]:
+def json_payload(model_name: str, request: Union[Request, Plan], explained: Sequence[TextExplanation]
+                 ) -> Dict[str, Any]:
     """The JSON document of ``bert-lrp explain --json`` (and the explorer's ``/api/explain``):
     ``{"model": model_name, "settings": request.settings(), "examples": [record per text]}``,
     records as :meth:`TextExplanation.record` writes them (``hidden_relevance`` as the request
-    asks; no per-layer scores or attention, which only the HTML views draw)."""
+    asks; no per-layer scores or attention, which only the HTML views draw). Give the Plan the
+    texts were explained with: a Request is checked again for its settings."""
     return {"model": model_name, "settings": request.settings(),
             "examples": [item.record(hidden_relevance=request.hidden_relevance) for item in explained]}
 
@@ -290,26 +185,33 @@ def _request_from(settings: Dict[str, Any]) -> Request:
     return Request(options=options, **settings)
 
 
-def stream_texts(model, tokenizer, inputs: Sequence[TextInput], request: Request, skip: Iterable[int] = (),
+def stream_texts(model, tokenizer, inputs: Sequence[TextInput], request: Union[Request, Plan], skip: Iterable[int] = (),
                  warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None, go_on: bool = False
                  ) -> Iterator[Tuple[int, Union[TextExplanation, FailedText]]]:
     """``(index, explanation)`` for every input not in ``skip``, in input order (``only``: the
     indices this process owns, e.g. one rank's share; default all). ``go_on``: a text that cannot
     be explained becomes a :class:`FailedText` saying why (with a warning) and the others go on;
-    otherwise its error is raised."""
+    otherwise its error is raised. ``tokenizer``: bert-lrp's or a transformers tokenizer."""
+    _check_target(request.target)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     for chunk in stream_chunks(model, tokenizer, inputs, request, skip, warn, only, go_on):
         yield from chunk
 
 
-def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Request, skip: Iterable[int] = (),
-                  warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None, go_on: bool = False
+def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Union[Request, Plan],
+                  skip: Iterable[int] = (), warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None,
+                  go_on: bool = False, describe: Optional[Callable[[BaseException], str]] = None
                   ) -> Iterator[List[Tuple[int, Union[TextExplanation, FailedText]]]]:
-    """As :func:`stream_texts`, one list per chunk of inputs (a writer flushes after each)."""
-    prepared = prepare(model, tokenizer, request)
+    """As :func:`stream_texts`, one list per chunk of inputs (a writer flushes after each). A
+    Request is planned (checked) here, once; a Plan is used as it is. ``describe``: the one line
+    of a text's error in its FailedText (default: the error as the library words it; a command
+    line shows a request error's field as its flag)."""
+    tokenizer = tokenizer_for_road(tokenizer, model)
+    plan = plan_request(model, tokenizer, request)
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     skip = set(skip)
     owned = list(range(len(inputs))) if only is None else list(only)
-    chunk_size = request.batch_size * request.chunk_batches
+    chunk_size = plan.batch_size * plan.chunk_batches
     for first in range(0, len(owned), chunk_size):
         chunk = owned[first:first + chunk_size]
         if all(i in skip for i in chunk):
@@ -332,7 +234,7 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Reques
                         if i not in skip:
                             attempt([i], lambda i=i: solo[i]())
                     return
-                done[indices[0]] = _failed(inputs[indices[0]], indices[0], error, warn)
+                done[indices[0]] = _failed(inputs[indices[0]], indices[0], error, warn, describe)
 
         whole: Dict[int, Any] = {}  # every input of the chunk, skipped ones too: batches depend on the input only
         for i in chunk:
@@ -342,34 +244,38 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Reques
                 if not go_on:
                     raise
                 if i not in skip:
-                    done[i] = _failed(inputs[i], i, error, warn)
+                    done[i] = _failed(inputs[i], i, error, warn, describe)
         short: List[int] = []
         for i in whole:
             length = len(whole[i].tokens[0])
-            if length <= prepared.limit and not _needs_windows(prepared, whole[i]):
+            if length <= plan.limit and not _needs_windows(plan, whole[i]):
                 short.append(i)
-            elif prepared.task == "sequence" and request.windows and _windowable(prepared, whole[i]):
+            elif plan.task == "sequence" and plan.windows and _windowable(plan, whole[i]):
                 if i not in skip:
-                    attempt([i], lambda i=i: [_explain_windowed(model, prepared, inputs[i], i, whole[i], warn)])
+                    attempt([i], lambda i=i: [_explain_windowed(model, plan, inputs[i], i, whole[i], warn)])
             else:
                 short.append(i)
         short.sort(key=lambda i: len(whole[i].tokens[0]))
-        lengths = {i: min(len(whole[i].tokens[0]), prepared.limit) for i in short}
+        lengths = {i: min(len(whole[i].tokens[0]), plan.limit) for i in short}
         rows: Dict[int, Any] = {}
-        solo = {i: (lambda i=i: _explain_batch(model, prepared, inputs, [i], [rows[i]])) for i in short}
-        for batch in length_batches(short, lengths, request.batch_size, request.batch_tokens):
+        solo = {i: (lambda i=i: _explain_batch(model, plan, inputs, [i], [rows[i]])) for i in short}
+        for batch in length_batches(short, lengths, plan.batch_size, plan.batch_tokens):
             if all(i in skip for i in batch):
                 continue
-            rows.update({i: _fitted(tokenizer, prepared.limit, inputs[i], i, whole[i], warn) for i in batch})
-            attempt(batch, lambda batch=batch: _explain_batch(model, prepared, inputs, batch, [rows[i] for i in batch]))
+            rows.update({i: _fitted(tokenizer, plan.limit, inputs[i], i, whole[i], warn) for i in batch})
+            attempt(batch, lambda batch=batch: _explain_batch(model, plan, inputs, batch, [rows[i] for i in batch]))
         yield [(i, done[i]) for i in chunk if i not in skip]
 
 
-def _failed(item: TextInput, index: int, error: BaseException, warn: Warn) -> FailedText:
+def _failed(item: TextInput, index: int, error: BaseException, warn: Warn,
+            describe: Optional[Callable[[BaseException], str]] = None) -> FailedText:
     """The one-line record of a text that could not be explained (and its warning)."""
     from .._text import printable, shorten
 
-    message = str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
+    if describe is not None:
+        message = describe(error)
+    else:
+        message = str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
     message = shorten(printable(" ".join(message.split())), 300) or type(error).__name__
     warn(f"input {index + 1} ({item.source}): not explained: {message}")
     return FailedText(index, item.source, item.text, item.pair, message, item.label)
@@ -393,9 +299,13 @@ def length_batches(indices: Sequence[int], lengths: Dict[int, int], batch_size: 
 
 # ------------------------------------------------------------------ tokens
 def _encode(tokenizer, item: TextInput):
-    """The whole text (and pair), one row, no truncation."""
+    """The whole text (and pair), one row, no truncation; an empty text (or pair) is a
+    :class:`UsageError` naming it (``"text 2: ..."``)."""
     from ..models.tokenization import TokenizerError
 
+    for what, value in (("text", item.text), ("pair text", item.pair)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{item.source or 'text'}: the {what} is empty; there is nothing to explain")
     try:
         return tokenizer([item.text], None if item.pair is None else [item.pair], truncation=False,
                          max_length=10 ** 9)
@@ -406,19 +316,15 @@ def _encode(tokenizer, item: TextInput):
 def encode_whole(tokenizer, item: TextInput):
     """The one-row Encoding of the whole of ``item`` (and its pair), not cut to any length: to
     see what a cut would lose."""
-    return _encode(tokenizer, item)
+    return _encode(tokenizer_for_road(tokenizer), item)
 
 
 def encode_text(tokenizer, prepared: Prepared, item: TextInput, index: int, warn: Warn):
     """``(row, dropped)``: the one-row Encoding of ``item`` the model reads without windows (the
     whole text if it fits, else cut to the model's positions, with a warning) and how many
     tokens were cut."""
+    tokenizer = tokenizer_for_road(tokenizer)
     return _fitted(tokenizer, prepared.limit, item, index, _encode(tokenizer, item), warn)
-
-
-def model_limit(model, tokenizer) -> int:
-    """The longest sequence (in tokens, specials included) ``model`` reads with ``tokenizer``."""
-    return min(tokenizer.model_max_length, model.config.max_position_embeddings)
 
 
 def encoded_batches(model, tokenizer, texts: Sequence[Union[str, Tuple[str, Optional[str]], TextInput]],
@@ -428,9 +334,10 @@ def encoded_batches(model, tokenizer, texts: Sequence[Union[str, Tuple[str, Opti
     ``[len(indices), longest]`` with word ids and sequence ids. Each text is tokenised whole and
     cut to the model's positions (with a warning); the texts are sorted by length (ties in input
     order) into batches of at most ``batch_size`` texts and ``batch_tokens`` padded tokens. Every
-    index of ``texts`` comes exactly once."""
+    index of ``texts`` comes exactly once. ``tokenizer``: bert-lrp's or a transformers tokenizer."""
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     inputs = as_inputs(texts)
+    tokenizer = tokenizer_for_road(tokenizer, model)
     limit = model_limit(model, tokenizer)
     pad_id, pad_token = int(tokenizer.pad_token_id), str(tokenizer.pad_token)
     rows = [_fitted(tokenizer, limit, item, i, _encode(tokenizer, item), warn)[0] for i, item in enumerate(inputs)]
@@ -497,134 +404,133 @@ def _select(whole, positions: List[int]):
 
 
 # ------------------------------------------------------------------ one batch
-def _targets(model, prepared: Prepared, rows) -> Any:
+def _targets(model, plan: Plan, rows) -> Any:
     """explain()'s target for a batch: the label (or None / "all"); for a token classifier one
-    ``(position, label)`` per row, the position from ``--word`` / ``--token-index``."""
-    if prepared.task != "token":
-        return prepared.target
-    request = prepared.request
-    label = prepared.target
-    return [(word_position(row, request.token_index, request.word), label) for row, _ in rows]
+    ``(position, label)`` per row, the position from the plan's word or token index."""
+    if plan.task != "token":
+        return plan.target
+    return [(word_position(row, plan.token_index, plan.word), plan.target) for row, _ in rows]
 
 
 def word_position(encoding, token_index: Optional[int], word: Optional[str], index: int = 0) -> int:
     """Position of the first piece of the word chosen by ``token_index`` (a piece position,
-    negative from the end) or ``word`` (its first occurrence, exact case first)."""
+    negative from the end) or ``word`` (its first occurrence, exact case first); a
+    RequestError of field ``token_index`` or ``word`` when the text has no such piece or word."""
     word_ids, sequence_ids = encoding.word_ids[index], encoding.sequence_ids[index]
     length = int(encoding["attention_mask"][index].sum())
     if token_index is not None:
         position = token_index if token_index >= 0 else length + token_index
         if not 0 <= position < length:
-            raise UsageError(f"--token-index {token_index} is outside the {length} tokens of the text")
+            raise RequestError("token_index", f"{token_index} is outside the {length} tokens of the text")
         if word_ids[position] is None:
-            raise UsageError(f"--token-index {token_index} is a special token ({encoding.tokens[index][position]})")
+            raise RequestError("token_index", f"{token_index} is a special token ({encoding.tokens[index][position]})")
     else:
         words = merge_word_pieces([0.0] * len(word_ids), encoding, index)
         matches = [w for w in words if w["word"] == word] or [w for w in words if w["word"].lower() == word.lower()]
         if not matches:
-            raise UsageError(f"--word {word!r} is not a word of the text (words: {', '.join(w['word'] for w in words)})")
+            raise RequestError("word", f"{word!r} is not a word of the text (words: "
+                               f"{', '.join(w['word'] for w in words)})")
         position = matches[0]["positions"][0]
     key = (sequence_ids[position], word_ids[position])
     return next(p for p, k in enumerate(zip(sequence_ids, word_ids)) if k == key)
 
 
-def _run_explain(model, prepared: Prepared, batch, target) -> Explanation:
-    request = prepared.request
-    return explain(model, batch, prepared.methods, target=target, options=prepared.options,
-                   layers=request.layers, progress=request.progress)
+def _run_explain(model, plan: Plan, batch, target) -> Explanation:
+    return run_methods(model, batch, plan.method_plan, target, layers=plan.layers, progress=plan.progress)
 
 
-def _explain_batch(model, prepared: Prepared, inputs: Sequence[TextInput], indices: List[int], rows
-                   ) -> List[TextExplanation]:
-    batch = collate([row for row, _ in rows], prepared.pad_id, prepared.pad_token)
-    result = _run_explain(model, prepared, batch, _targets(model, prepared, rows))
-    attentions = None
-    if prepared.request.attentions:
-        with torch.no_grad():
-            output = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
-                           output_attentions=True)
-        attentions = torch.stack([a.detach() for a in output.attentions], 1)  # [batch, layers, heads, seq, seq]
+def _label_views(result: Explanation) -> List[Explanation]:
+    """One Explanation per explained label (``target="all"``: every label)."""
+    return [result.for_label(k) for k in range(result.target.shape[1])] if result.all_labels else [result]
+
+
+def _label_scores(view: Explanation, b: int, length: int, plan: Plan) -> LabelScores:
+    """Row ``b`` of an explanation (one label), cut to the row's ``length`` tokens."""
+    return LabelScores(target=int(view.target[b]), target_logit=float(view.target_logit[b]),
+                       **method_scores.text_row(view, b, length, plan.hidden_relevance, plan.layers))
+
+
+def _assemble(plan: Plan, item: TextInput, index: int, encoding, logits: torch.Tensor, labels: List[LabelScores],
+              all_labels: bool, **more: Any) -> TextExplanation:
+    """THE one place a text's explanation is built (a batch's row, a window, a windowed text)."""
+    return TextExplanation(index=index, source=item.source, text=item.text, pair=item.pair, gold=item.label,
+                           encoding=encoding, methods=list(plan.methods), label_names=dict(plan.labels),
+                           logits=logits.detach().float(), labels=labels, all_labels=all_labels, **more)
+
+
+def _batch_rows(plan: Plan, result: Explanation, rows) -> List[Tuple[Optional[int], torch.Tensor, List[LabelScores]]]:
+    """``(target position, logits [labels], label scores)`` of every row of a batch's result."""
+    views = _label_views(result)
     out = []
-    for b, (i, (row, dropped)) in enumerate(zip(indices, rows)):
+    for b, (row, _) in enumerate(rows):
         length = len(row.tokens[0])
         position = None if result.target_position is None else int(result.target_position[b])
         logits = result.logits[b] if position is None else result.logits[b, position]
-        views = [(k, result.for_label(k)) for k in range(result.target.shape[1])] if result.all_labels else [(None, result)]
-        labels = [_label_scores(view, b, length, prepared.request) for _, view in views]
-        out.append(TextExplanation(
-            index=i, source=inputs[i].source, text=inputs[i].text, pair=inputs[i].pair, gold=inputs[i].label,
-            encoding=row,
-            methods=list(prepared.methods), label_names=prepared.labels, logits=logits.detach().float(),
-            labels=labels, all_labels=result.all_labels, target_position=position, dropped_tokens=dropped,
-            attentions=None if attentions is None else attentions[b, :, :, :length, :length]))
+        out.append((position, logits, [_label_scores(view, b, length, plan) for view in views]))
     return out
 
 
-def _label_scores(view: Explanation, b: int, length: int, request: Request) -> LabelScores:
-    """Row ``b`` of an explanation (one label), cut to the row's ``length`` tokens."""
-    entry = LabelScores(
-        target=int(view.target[b]), target_logit=float(view.target_logit[b]),
-        scores={m: v[b, :length].detach().float() for m, v in view.scores.items()},
-        conservation={m: float(v[b]) for m, v in view.conservation.items()},
-        shares={m: {part: v[b, :length].sum(-1).detach().float() for part, v in parts.items()}
-                for m, parts in view.embedding_shares.items()},
-        extras={k: float(v[b]) for k, v in view.extras.items() if v.dim() == 1})
-    if request.hidden_relevance:
-        entry.relevance = {m: v[b, :length].detach().float() for m, v in view.relevance.items()}
-    if request.layers:
-        entry.layer_scores = {m: [layer[b, :length].detach().float() for layer in layers]
-                              for m, layers in view.layer_scores.items()}
-    return entry
+def _explain_batch(model, plan: Plan, inputs: Sequence[TextInput], indices: List[int], rows
+                   ) -> List[TextExplanation]:
+    batch = collate([row for row, _ in rows], plan.pad_id, plan.pad_token)
+    result = _run_explain(model, plan, batch, _targets(model, plan, rows))
+    attentions = None
+    if plan.attentions:
+        with torch.no_grad():
+            output = model(**_model_inputs(batch), output_attentions=True)
+        attentions = torch.stack([a.detach() for a in output.attentions], 1)  # [batch, layers, heads, seq, seq]
+    out = []
+    for b, (i, (row, dropped), (position, logits, labels)) in enumerate(zip(indices, rows, _batch_rows(plan, result, rows))):
+        length = len(row.tokens[0])
+        out.append(_assemble(plan, inputs[i], i, row, logits, labels, result.all_labels, target_position=position,
+                             dropped_tokens=dropped,
+                             attentions=None if attentions is None else attentions[b, :, :, :length, :length]))
+    return out
 
 
 # ------------------------------------------------------------------ windows
-def _needs_windows(prepared: Prepared, whole) -> bool:
+def _needs_windows(plan: Plan, whole) -> bool:
     """A window size smaller than the text was asked for explicitly."""
-    window = prepared.request.window
-    return window is not None and sum(1 for s in whole.sequence_ids[0] if s == 0) > window
+    return plan.window is not None and sum(1 for s in whole.sequence_ids[0] if s == 0) > plan.window
 
 
-def _windowable(prepared: Prepared, whole) -> bool:
+def _windowable(plan: Plan, whole) -> bool:
     """The frame (special tokens and the second text) leaves room for at least one piece."""
     frame = sum(1 for s in whole.sequence_ids[0] if s != 0)
-    return frame < prepared.limit
+    return frame < plan.limit
 
 
-def _explain_windowed(model, prepared: Prepared, item: TextInput, index: int, whole, warn: Warn) -> TextExplanation:
-    request = prepared.request
-    spans, positions = window_positions(whole.sequence_ids[0], prepared.limit, request.window, request.stride)
+def _document_target(model, plan: Plan, rows) -> Any:
+    """The plan's target; without one, the document's label: argmax of the mean of the windows' logits."""
+    if plan.target is not None:
+        return plan.target
+    with torch.no_grad():
+        logits = torch.cat([model(**_model_inputs(collate([r for r, _ in rows[f:f + plan.batch_size]],
+                                                          plan.pad_id, plan.pad_token))).logits
+                            for f in range(0, len(rows), plan.batch_size)])
+    return int(logits.mean(0).argmax())
+
+
+def _explain_windowed(model, plan: Plan, item: TextInput, index: int, whole, warn: Warn) -> TextExplanation:
+    spans, positions = window_positions(whole.sequence_ids[0], plan.limit, plan.window, plan.stride)
     rows = [(_select(whole, p), 0) for p in positions]
-    target = prepared.target
-    if target is None:  # the document's label: argmax of the mean of the windows' logits
-        with torch.no_grad():
-            logits = torch.cat([model(**_model_inputs(collate([r for r, _ in rows[f:f + request.batch_size]],
-                                                              prepared.pad_id, prepared.pad_token))).logits
-                                for f in range(0, len(rows), request.batch_size)])
-        target = int(logits.mean(0).argmax())
-    parts: List[TextExplanation] = []
-    for first in range(0, len(rows), request.batch_size):
-        chunk = rows[first:first + request.batch_size]
-        batch = collate([r for r, _ in chunk], prepared.pad_id, prepared.pad_token)
-        result = _run_explain(model, prepared, batch, target)
-        views = [result.for_label(k) for k in range(result.target.shape[1])] if result.all_labels else [result]
-        for b, (row, _) in enumerate(chunk):
-            length = len(row.tokens[0])
-            parts.append(TextExplanation(
-                index=index, source=item.source, text=item.text, pair=item.pair, gold=item.label, encoding=row,
-                methods=list(prepared.methods), label_names=prepared.labels, logits=result.logits[b].detach().float(),
-                labels=[_label_scores(view, b, length, request) for view in views], all_labels=result.all_labels))
+    target = _document_target(model, plan, rows)
+    parts: List[Tuple[Optional[int], torch.Tensor, List[LabelScores]]] = []
+    all_labels = False
+    for first in range(0, len(rows), plan.batch_size):
+        chunk = rows[first:first + plan.batch_size]
+        result = _run_explain(model, plan, collate([r for r, _ in chunk], plan.pad_id, plan.pad_token), target)
+        parts += _batch_rows(plan, result, chunk)
+        all_labels = result.all_labels
     length = len(whole.tokens[0])
-    reason = (f"more than the model's {prepared.limit:,} positions" if length > prepared.limit
-              else f"more than a window of {request.window:,} pieces")
+    reason = (f"more than the model's {plan.limit:,} positions" if length > plan.limit
+              else f"more than a window of {plan.window:,} pieces")
     warn(f"input {index + 1} ({item.source}): {length:,} tokens, {reason}: explained in {len(rows)} overlapping "
          "windows (logits averaged over the windows)")
-    labels = [_merge_labels([part.labels[k] for part in parts], positions, len(whole.tokens[0]))
-              for k in range(len(parts[0].labels))]
-    return TextExplanation(index=index, source=item.source, text=item.text, pair=item.pair, gold=item.label,
-                           encoding=whole,
-                           methods=list(prepared.methods), label_names=prepared.labels,
-                           logits=torch.stack([part.logits for part in parts]).mean(0), labels=labels,
-                           all_labels=parts[0].all_labels, windows=len(rows), spans=spans)
+    labels = [_merge_labels([labels[k] for _, _, labels in parts], positions, length)
+              for k in range(len(parts[0][2]))]
+    logits = torch.stack([logits.detach().float() for _, logits, _ in parts]).mean(0)
+    return _assemble(plan, item, index, whole, logits, labels, all_labels, windows=len(rows), spans=spans)
 
 
 def _model_inputs(batch) -> Dict[str, torch.Tensor]:
@@ -635,25 +541,5 @@ def _merge_labels(entries: List[LabelScores], positions: List[List[int]], length
     """One label's scores of every window -> the whole text's: a position's value is the mean over
     the windows that contain it (special tokens and the second text are in every window);
     target logit, conservation and extras are means over the windows."""
-    counts = torch.zeros(length)
-    for p in positions:
-        counts[p] += 1
-
-    def merge(values: List[torch.Tensor]) -> torch.Tensor:
-        total = torch.zeros((length, *values[0].shape[1:]), dtype=values[0].dtype)
-        for value, p in zip(values, positions):
-            total[p] += value
-        return total / counts.view(-1, *([1] * (total.dim() - 1))).to(total.dtype)
-
-    first = entries[0]
-    mean = lambda values: sum(values) / len(values)  # noqa: E731
-    return LabelScores(
-        target=first.target, target_logit=mean([e.target_logit for e in entries]),
-        scores={m: merge([e.scores[m] for e in entries]) for m in first.scores},
-        conservation={m: mean([e.conservation[m] for e in entries]) for m in first.conservation},
-        shares={m: {part: merge([e.shares[m][part] for e in entries]) for part in parts}
-                for m, parts in first.shares.items()},
-        relevance={m: merge([e.relevance[m] for e in entries]) for m in first.relevance},
-        layer_scores={m: [merge([e.layer_scores[m][k] for e in entries]) for k in range(len(layers))]
-                      for m, layers in first.layer_scores.items()},
-        extras={k: mean([e.extras[k] for e in entries]) for k in first.extras})
+    return LabelScores(target=entries[0].target, target_logit=sum(e.target_logit for e in entries) / len(entries),
+                       **method_scores.merge_windows(entries, positions, length))

@@ -112,8 +112,16 @@ def _run(context: MethodContext) -> MethodResult:
     return MethodResult(scores.to(torch.get_default_dtype()), extras={"efficiency_gap": gap})
 
 
+def _rows(options: dict, words: int) -> int:
+    """Forward rows for a text of ``words`` words: every coalition when exact, else the two ends
+    and the samples (at most: repeated coalitions run once)."""
+    if words <= max(options["shap_exact_words"], 2):
+        return 2 ** words
+    return options["shap_samples"] + 2
+
+
 register(Method("shap", "SHAP", aliases=("kernel_shap", "shapley"),
                 passes="2^words forwards (<= 12 words), else at most shap_samples + 2 (default 2050; repeats run once)",
-                options=(baseline_option("shap"), SAMPLES, EXACT_WORDS, SEED, ROWS_PER_FORWARD), run=_run,
+                options=(baseline_option("shap"), SAMPLES, EXACT_WORDS, SEED, ROWS_PER_FORWARD), run=_run, rows=_rows,
                 color="#bcbd22", summary="Shapley values of the words: exact up to 12 words, else seeded KernelSHAP "
                                          "(--shap-samples, --shap-baseline)"))

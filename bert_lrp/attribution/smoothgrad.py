@@ -133,10 +133,16 @@ SIGMA = Option("smoothgrad_sigma", float, DEFAULT_SIGMA, "SmoothGrad: noise stan
                "standard deviation of the text's embedding-output values over its real tokens", minimum=0.0,
                maximum=100.0)
 OPTIONS = (SAMPLES, SIGMA, SEED, ROWS_PER_FORWARD)
+
+
+def _rows(options: dict, words: int) -> int:
+    return options["smoothgrad_samples"]  # one noisy copy of the text per sample
+
+
 register(Method("smoothgrad", "SmoothGrad (GS)", aliases=("sg", "smoothgrad_gs"), reduction="l2",
-                passes="smoothgrad_samples (default 25)", options=OPTIONS, run=_run_gradient, color="#98df8a",
+                passes="smoothgrad_samples (default 25)", options=OPTIONS, run=_run_gradient, rows=_rows, color="#98df8a",
                 summary="SmoothGrad: GS averaged over Gaussian noise on the embedding output "
                         "(--smoothgrad-samples, --smoothgrad-sigma)"))
 register(Method("smoothgrad_x_input", "SmoothGrad (GI)", aliases=("sg_gi", "smoothgrad_gi"), reduction="sum",
-                passes="smoothgrad_samples (default 25)", options=OPTIONS, run=_run_product, color="#aec7e8",
+                passes="smoothgrad_samples (default 25)", options=OPTIONS, run=_run_product, rows=_rows, color="#aec7e8",
                 summary="SmoothGrad over GI: (x + noise) x gradient averaged over the noise"))

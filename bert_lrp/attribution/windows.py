@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-from ..errors import UsageError
+from ..errors import RequestError, UsageError
 
 
 def window_spans(length: int, window: int, stride: int) -> List[Tuple[int, int]]:
@@ -50,8 +50,8 @@ def window_positions(sequence_ids: Sequence[Optional[int]], limit: int, window: 
     window = min(window or room, room)
     stride = stride or max(1, window // 2)
     if stride > window:
-        raise UsageError(f"--stride {stride} is larger than the window ({window} pieces): pieces between windows "
-                         "would never be explained")
+        raise RequestError("stride", f"{stride} is larger than the window ({window} pieces): pieces between "
+                           "windows would never be explained")
     spans = window_spans(len(content), window, stride)
     positions = [before + content[start:end] + after for start, end in spans]
     return [(content[start], content[end - 1] + 1) for start, end in spans], positions

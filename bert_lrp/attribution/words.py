@@ -1,7 +1,12 @@
-"""Word-level views: merge word-piece scores into the words of the original text."""
+"""Word-level views: merge word-piece scores into the words of the original text.
+
+A word's text is its span of the original text (the Encoding's ``texts`` and ``offsets``); an
+Encoding without texts (a transformers batch given to ``explain()``), or a word whose span is
+empty, is spelled from its pieces: WordPiece's ``##`` dropped, byte-level BPE pieces (RoBERTa's
+``Ġ`` for a space) decoded to their bytes' UTF-8 text."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -37,11 +42,45 @@ def merge_word_pieces(scores: Union[torch.Tensor, Sequence[float]], encoding, in
         entry["positions"].append(position)
     for entry in words:
         text = texts[entry["sequence"] or 0] if texts and texts[entry["sequence"] or 0] is not None else None
-        if isinstance(text, str):
+        if isinstance(text, str) and entry["start"] < entry["end"]:
             entry["word"] = text[entry["start"]:entry["end"]]
         else:
-            entry["word"] = "".join(p[2:] if p.startswith("##") else p for p in entry["pieces"])
+            entry["word"] = piece_text(entry["pieces"])
     return words
+
+
+def _byte_table() -> Dict[str, int]:
+    """Byte-level BPE's printable stand-in for each byte -> the byte: printable Latin-1 bytes stand
+    for themselves, the other bytes (controls, space, ...) in order for the characters from U+0100."""
+    printable = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF]
+    table = {chr(b): b for b in printable}
+    others = [b for b in range(256) if b not in table.values()]
+    table.update({chr(0x100 + n): b for n, b in enumerate(others)})
+    return table
+
+
+BYTES = _byte_table()  # a constant table, never changed
+
+
+def piece_bytes(piece: str) -> Optional[bytes]:
+    """The bytes a byte-level BPE piece stands for; None if it holds a character outside the table."""
+    if not all(c in BYTES for c in piece):
+        return None
+    return bytes(BYTES[c] for c in piece)
+
+
+def piece_text(pieces: Sequence[str]) -> str:
+    """The text of one word's pieces: WordPiece ``##`` marks dropped; byte-level pieces decoded
+    (white space at the ends left out); pieces that decode to no UTF-8 text (a WordPiece word with
+    Latin-1 letters) joined as they are."""
+    joined = "".join(p[2:] if p.startswith("##") else p for p in pieces)
+    raw = piece_bytes(joined)
+    if raw is None:
+        return joined
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return joined
 
 
 def word_numbers(encoding) -> Optional[List[List[Optional[int]]]]:

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from .._jsonl import rank_and_world
 from ..attribution import registry
-from ..attribution.road import Request
+from ..attribution.road import Request, plan_request
 from ..errors import UsageError
 from ..evaluation import faithfulness as F
 from ..models.loading import load_model, resolve_model_dir
@@ -96,11 +96,11 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     from ..models.ablation import parse_layers, skip_layers
 
     from ..models.loading import architecture_task, read_config
-    from ..training.data import read_conll
+    from ..data import read_conll
 
     token = architecture_task(read_config(directory)) == "token"
     if token:  # CoNLL sentences (words, tags); structure errors first: no model needed
-        conll = read_conll(args.data)
+        conll = read_conll(args.data, "data")
         data = [(example.text, example.label) for example in conll[:args.limit]]
         model, tokenizer = load_model(directory)
     else:
@@ -111,8 +111,9 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     refuse_tuning_texts(model, methods, method_options(args), data, args.data)
     skip = parse_layers(args.skip_layers, "--skip-layers", model.config.num_hidden_layers) if args.skip_layers else []
     model_methods = [m for m in methods if m != F.RANDOM]
-    request = Request(methods=model_methods, options=method_options(args), batch_size=args.batch_size,
-                      batch_tokens=args.batch_tokens, targets_per_example=token)
+    request = plan_request(model, tokenizer, Request(methods=model_methods, options=method_options(args),
+                                                     batch_size=args.batch_size, batch_tokens=args.batch_tokens,
+                                                     targets_per_example=token))
     out = Path(args.out)
     place = F.RunPlace(out, run_record(args, directory, methods, request, skip), rank, world)
     created = make_folders(out)
@@ -134,7 +135,7 @@ def run_record(args, directory: Path, methods: List[str], request: Request, skip
     weights' fingerprints and every setting that changes a result."""
     from ..models.checkpoint import find_weights
 
-    used = request.settings()["options"] if request.methods else {}
+    used = request.settings()["options"] if any(m != F.RANDOM for m in methods) else {}
     settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),
                 "data_sha256": F.data_fingerprint(args.data), "methods": methods, "ranking": args.ranking,
                 "seed": args.seed, "rows_per_forward": args.rows_per_forward, **used}

@@ -18,16 +18,19 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from ..attribution import registry
-from ..attribution.records import TextExplanation, label_views
-from ..attribution.road import Request, TextInput, json_payload, read_inputs, stream_texts
+from ..attribution.records import label_views
+from ..attribution.plan import Plan
+from ..attribution.road import Request, TextInput, json_payload, stream_texts
+from ..data import read_inputs
 from ..errors import ArgumentParser, UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..output import atomic_write_texts, output_locks
 from ..views.terminal import colour_mode, printable, render_terminal
 from .arguments import add_method_options, add_overwrite, check_outputs, method_options, output_guard, positive_int
+from .planning import plan_for_command
 
 DEFAULT_METHODS = "lrp,gi,gs"
 
@@ -89,15 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def request_from(args: argparse.Namespace, html: bool = False) -> Request:
-    """The road's :class:`Request` from a parsed command line (every road reads it the same way)."""
+    """The road's :class:`Request` from a parsed command line (every road reads it the same way;
+    it is checked once, against the model, by :func:`~bert_lrp.attribution.plan.plan_request`)."""
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if not methods:
-        raise UsageError("--methods is empty")
-    for name in methods:
-        try:
-            registry.get(name)
-        except ValueError:
-            raise UsageError(f"--methods: unknown method {name!r}; choose from {registry.describe()}") from None
     return Request(methods=methods, target=args.target, options=method_options(args), word=args.word,
                    token_index=args.token_index, batch_size=args.batch_size, batch_tokens=args.batch_tokens,
                    windows=not args.no_windows, stride=args.stride, layers=html, attentions=html,
@@ -124,7 +121,14 @@ def _attention_choice(args: argparse.Namespace, model) -> Optional[int]:
     return layer
 
 
-def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[Tuple[TextExplanation, dict]]:
+class Explained(list):
+    """:func:`run`'s ``(explanation, record)`` pairs, and the ``plan`` they were explained with
+    (checked once; ``--json`` writes its settings)."""
+
+    plan: Plan
+
+
+def run(args: argparse.Namespace, directory: Optional[Path] = None) -> Explained:
     """Every input's explanation and the record the views draw (per-layer scores and the chosen
     attention added for ``--html``), in input order (``--target all``: one record with ``labels``)."""
     from ..attribution.heatmaps import MAX_ATTENTION_TOKENS
@@ -134,8 +138,9 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> List[Tupl
     inputs: List[TextInput] = read_inputs(args.texts, args.file, args.pair)  # input errors first: no model needed
     model, tokenizer = load_model(directory)
     layer = _attention_choice(args, model)
-    records = []
-    for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn):
+    records = Explained()
+    records.plan = plan = plan_for_command(model, tokenizer, request)
+    for _, explained in stream_texts(model, tokenizer, inputs, plan, warn=warn):
         record = explained.record(hidden_relevance=args.hidden_relevance, layers=request.layers)
         if explained.attentions is not None and layer is not None:
             shown = min(len(explained.tokens), MAX_ATTENTION_TOKENS)  # the HTML shows at most this many
@@ -166,7 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def _show_and_write(args: argparse.Namespace, directory: Path, explained: List[Tuple[TextExplanation, dict]]) -> None:
+def _show_and_write(args: argparse.Namespace, directory: Path, explained: Explained) -> None:
     """The terminal view, then ``--html`` and ``--json``, all or nothing, after everything else succeeded."""
     records = [record for _, record in explained]
     model_name = str(directory)
@@ -176,7 +181,7 @@ def _show_and_write(args: argparse.Namespace, directory: Path, explained: List[T
 
         outputs[args.html] = render_html([view for r in records for view in label_views(r)], model=model_name)
     if args.json:
-        payload = json_payload(model_name, request_from(args), [item for item, _ in explained])
+        payload = json_payload(model_name, explained.plan, [item for item, _ in explained])
         outputs[args.json] = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
     if not args.quiet:
         mode = colour_mode(sys.stdout, None if args.color == "auto" else args.color)

@@ -44,11 +44,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .._jsonl import JsonlWriter, Scan, barrier, rank_and_world, rewrite_in_order, scan_records
 from ..attribution.records import FailedText
-from ..attribution.road import Request, TextInput, prepare, read_inputs, stream_chunks
+from ..attribution.road import Request, TextInput, stream_chunks
+from ..data import read_inputs
 from ..errors import InputFileError, RequestError, UsageError
 from ..models.fingerprint import model_digest
 from ..models.loading import load_model
 from ..output import Guard, differences, exclusive_lock, lock_path, read_run, truncate, write_run
+from .planning import plan_for_command
 
 FORMAT = "bert-lrp explain --jsonl"
 FORMAT_VERSION = 2
@@ -153,9 +155,9 @@ def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn:
     guard.check_file("jsonl", out.with_name(out.name + ".run.json"))  # its settings file: never an input either
     inputs = read_inputs(args.texts, args.file, args.pair)
     model, tokenizer = load_model(directory)
-    prepare(model, tokenizer, request)  # request errors before anything is written
+    plan = plan_for_command(model, tokenizer, request)  # request errors before anything is written
     rank, world = rank_and_world()
-    settings = run_settings(args, directory, request, inputs, model, tokenizer)
+    settings = run_settings(args, directory, plan, inputs, model, tokenizer)
     with exclusive_lock(lock_path(out), rank):
         if rank == 0:
             start_run(out, settings, args.resume, len(inputs), warn, overwrite)
@@ -171,7 +173,7 @@ def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn:
                         file=sys.stderr, disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
         started, written, failed = time.perf_counter(), 0, 0
         try:
-            for chunk in stream_chunks(model, tokenizer, inputs, request, skip=done, warn=warn, only=ours, go_on=True):
+            for chunk in stream_chunks(model, tokenizer, inputs, plan, skip=done, warn=warn, only=ours, go_on=True):
                 for _, explained in chunk:  # input order
                     writer.write(explained.record(hidden_relevance=args.hidden_relevance))
                     failed += isinstance(explained, FailedText)

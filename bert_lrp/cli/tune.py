@@ -138,7 +138,7 @@ def _tuning_texts(args: argparse.Namespace, directory: Path):
     for a token classifier), the texts shared with ``--eval-data`` refused or left out, the sample
     drawn."""
     from ..models.loading import architecture_task, read_config
-    from ..training.data import read_conll
+    from ..data import read_conll
 
     token = architecture_task(read_config(directory)) == "token"
     read = read_conll if token else F.read_data_examples  # CoNLL sentences for a token classifier

@@ -292,16 +292,15 @@ def text_source(path: Optional[str], option: str = "--data") -> Tuple[Optional[P
 
 
 def read_text(path: Optional[str], option: str = "--data") -> str:
-    """The benchmark text (see :func:`text_source`): the first column of a TSV with a 'sentence'
-    header, or any text file, as one string."""
+    """The benchmark text (see :func:`text_source`): the texts of a table (its text column) or
+    of a text file (one per line), as one string."""
     source, _ = text_source(path, option)
     if source is None:
         return ("it 's a charming and often affecting journey . unflinchingly bleak and desperate . "
                 "the acting , costumes , music , cinematography and sound are all astounding . ") * 200
-    lines = source.read_text(encoding="utf-8").splitlines()
-    if lines and lines[0].split("\t")[0].strip() == "sentence":
-        lines = [line.split("\t")[0] for line in lines[1:]]
-    return " ".join(line.strip() for line in lines if line.strip())
+    from ..data import read_file_inputs  # every command's reading of a file of texts: a table's texts, or lines
+
+    return " ".join(item.text.strip() for item in read_file_inputs(source, "text"))
 
 
 class TextWindows:

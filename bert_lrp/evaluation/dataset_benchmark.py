@@ -36,10 +36,11 @@ FIVE = "lrp,gi,gs,lat,rollout"
 
 
 def read_sentences(path: Path, limit: int = 0) -> List[str]:
-    """Sentences of a TSV with a ``sentence`` header column, or of a plain text file (one per line)."""
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    if lines and "\t" in lines[0] and lines[0].split("\t")[0] == "sentence":
-        lines = [line.split("\t")[0] for line in lines[1:]]
+    """The texts of a table (its text column) or of a plain text file (one per line), as every
+    command reads a file of texts (:func:`bert_lrp.data.read_file_inputs`); the first ``limit``."""
+    from ..data import read_file_inputs
+
+    lines = [item.text for item in read_file_inputs(path, "dataset")]
     return lines[:limit] if limit else lines
 
 

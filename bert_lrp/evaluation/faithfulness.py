@@ -395,21 +395,21 @@ def finished_records(out: Path) -> Dict[int, dict]:
 
 
 # ------------------------------------------------------------------ data
-def read_data_examples(path: str, limit: Optional[int] = None):
-    """The examples of a data file, read by the strict reader training uses
-    (:func:`bert_lrp.training.data.read_table`): a ``.tsv`` (or ``.csv``/``.jsonl``) with a header naming a
-    ``sentence`` column and optionally a ``label`` column. Every problem is a
-    :class:`bert_lrp.training.data.DataError` naming the file and the line."""
-    from ..training.data import read_table
+def read_data_examples(path: str, limit: Optional[int] = None, field: str = "data"):
+    """The examples of a data file, read by the one table reader of every command
+    (:func:`bert_lrp.data.read_table`): a ``.tsv`` (or ``.csv``/``.jsonl``) with a header naming a
+    text column (``sentence``, ``sentence1``, ``text``) and optionally ``label``. Every problem is a
+    :class:`bert_lrp.data.DataError` naming the file and the line; ``field`` names ``path``."""
+    from ..data import read_table
 
-    examples = read_table(path, text_column="sentence", label_column="label", label_optional=True)
+    examples = read_table(path, label_optional=True, field=field)
     return examples if limit is None else examples[:limit]
 
 
 def data_labels(examples, label2id: Dict[str, int]) -> List[Optional[int]]:
     """Each example's label as a class id: a label name of the model (``positive``) or an id
-    (``1``); anything else is a :class:`bert_lrp.training.data.DataError` naming file and line."""
-    from ..training.data import DataError
+    (``1``); anything else is a :class:`bert_lrp.data.DataError` naming file and line."""
+    from ..data import DataError
 
     ids: List[Optional[int]] = []
     count = len(label2id)
@@ -550,15 +550,19 @@ def build_examples(model, tokenizer, prepared, data, indices: Sequence[int], com
 
 
 def method_scores(model, prepared, rows: Dict[int, object], group: Sequence[Example], predicted: Sequence[int],
-                  method: str, options: Dict[str, object], ranking_mode: str = "signed") -> List[torch.Tensor]:
+                  method: str, options: Optional[Dict[str, object]] = None, ranking_mode: str = "signed"
+                  ) -> List[torch.Tensor]:
     """``method``'s token scores ``[length]`` (float64) for each example of ``group``, explaining
-    its ``predicted`` class, in one ``explain`` call on the road's collated batch."""
-    from ..attribution.explain import explain
+    its ``predicted`` class, in one pass of the road's collated batch: the plan's ``method``
+    alone (checked once for the run), or ``method`` with other ``options`` (``tune-lrp``'s
+    candidate composites, checked per call)."""
+    from ..attribution.explain import plan_methods, run_methods
     from ..attribution.road import collate
 
     batch = collate([rows[x.index] for x in group], prepared.pad_id, prepared.pad_token)
     target = [label if x.target_position is None else (x.target_position, label) for x, label in zip(group, predicted)]
-    values = explain(model, batch, [method], target=target, options=options).scores[method].detach().double()
+    plan = prepared.method_plan.only(method) if options is None else plan_methods(model, [method], options)
+    values = run_methods(model, batch, plan, target).scores[method].detach().double()
     if ranking_mode == "abs":
         values = values.abs()
     return [values[row, :len(x.input_ids)] for row, x in enumerate(group)]
@@ -589,7 +593,7 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
         results = {}
         for m in model_methods:  # one call per method: its cost is measured alone
             with measured(model, costs[m], len(group)):
-                results[m] = method_scores(model, prepared, rows, group, predicted, m, prepared.options, scoring.ranking)
+                results[m] = method_scores(model, prepared, rows, group, predicted, m, None, scoring.ranking)
         return results
 
     writer = JsonlWriter(out / f"examples.part{rank}.jsonl")

@@ -7,7 +7,6 @@ The SVG is written by this module (no plotting library), atomically.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from html import escape
@@ -111,15 +110,15 @@ def frontier_svg(summary: dict, metric: str = "abpc_p", random_level: Optional[f
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m bert_lrp.evaluation.frontier RESULTS.json OUT.svg [METRIC]``."""
-    from .._io import atomic_write_text, read_text_file
+    from .._io import atomic_write_text
+    from ..data import read_json
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) not in (2, 3):
         raise UsageError("usage: python -m bert_lrp.evaluation.frontier RESULTS.json OUT.svg [abpc_p|abpc_logit]")
-    try:
-        summary = json.loads(read_text_file(args[0]))
-    except ValueError as error:
-        raise InputFileError(f"{args[0]}: not the results.json of bert-lrp evaluate ({error})") from None
+    summary = read_json(args[0])
+    if not isinstance(summary, dict) or "methods" not in summary:
+        raise InputFileError(f"{args[0]}: not the results.json of bert-lrp evaluate (no methods)")
     metric = args[2] if len(args) == 3 else "abpc_p"
     if metric not in ("abpc_p", "abpc_logit", "comprehensiveness_aopc"):
         raise UsageError(f"metric {metric!r}: choose abpc_p, abpc_logit or comprehensiveness_aopc")

@@ -11,12 +11,12 @@ examples; a method evaluated by two runs is taken from the first.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..data import read_json, read_json_lines
 from ..errors import InputFileError, UsageError
 from .faithfulness import cost_text
 
@@ -46,9 +46,8 @@ def load_runs(folders: Sequence[str], renames: Optional[Dict[Tuple[str, str], st
     for folder in folders:
         path = Path(folder)
         try:
-            summary = json.loads((path / "results.json").read_text(encoding="utf-8"))
-            records = [json.loads(line) for line in (path / "examples.jsonl").read_text(encoding="utf-8").splitlines()
-                       if line.strip()]
+            summary = read_json(path / "results.json")
+            records = read_json_lines(path / "examples.jsonl")
         except (OSError, ValueError) as error:
             raise InputFileError(f"{path}: not a finished bert-lrp evaluate run ({error})") from None
         sha = summary.get("settings", {}).get("data_sha256")

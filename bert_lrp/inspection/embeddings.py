@@ -48,23 +48,12 @@ class Occurrence:
 
 
 def read_sentences(path: str) -> List[str]:
-    """The sentences of ``path``: a ``.tsv``/``.csv``/``.jsonl`` table is read with the strict data
-    reader (its ``sentence`` column, e.g. SST-2's ``dev.tsv``); any other file is UTF-8 text with one
-    sentence per line. Blank lines are skipped."""
-    from .._io import read_text_file
+    """The sentences of ``path`` as every command reads a file of texts
+    (:func:`bert_lrp.data.read_file_inputs`): a table's text column (e.g. SST-2's ``dev.tsv``), or
+    one sentence per line. Blank lines are skipped; ``path`` is the request field ``file``."""
+    from ..data import read_file_inputs
 
-    lower = path.lower()
-    if lower.endswith((".tsv", ".csv", ".jsonl")):
-        import os
-
-        if not os.path.isfile(path):
-            read_text_file(path, "--file")  # the same error as for a text file (no such file / a folder)
-        from ..training.data import read_table
-
-        return [e.text for e in read_table(path, text_column="sentence", label_column="label", label_optional=True)
-                if e.text.strip()]
-    lines = read_text_file(path, "--file").split("\n")
-    return [line.rstrip("\r") for line in lines if line.strip()]
+    return [item.text for item in read_file_inputs(path, "file")]
 
 
 def word_occurrences(encoding, row: int, sentence: int, text: str) -> List[Occurrence]:

@@ -61,7 +61,7 @@ class TrainConfig:
     eval_file: Optional[str] = None
     test_file: Optional[str] = None
     task: str = "sequence"
-    text_column: str = "sentence"
+    text_column: Optional[str] = None  # None: the known names (bert_lrp.data.tables)
     pair_column: Optional[str] = None
     label_column: str = "label"
     labels: Optional[List[str]] = None   # label values in id order (default: sorted labels of train_file)

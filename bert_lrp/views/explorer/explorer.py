@@ -13,22 +13,25 @@ requests raise :class:`ApiError` (HTTP status, one line, the field at fault).
 from __future__ import annotations
 
 import concurrent.futures
-import json
+import contextlib
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
 from ...attribution import registry
 from ...attribution.heatmaps import example_html
-from ...attribution.records import ALL, FailedText, label_views
+from ...attribution.records import FailedText, label_views
+from ...attribution.plan import Plan, plan_request
 from ...attribution.road import (DEFAULT_METHODS, Request, TextInput, encode_whole, encoded_batches, explain_texts,
-                                 json_payload, model_limit, parse_texts, stream_texts)
+                                 json_payload, model_limit, stream_texts)
 from ...attribution.targets import task_of
-from ...errors import BertLrpError, UsageError
+from ...attribution.transformers_inputs import tokenizer_for_road
+from ...data import DataError, parse_texts, read_explanations
+from ...errors import BertLrpError, RequestError, UsageError
 from ...models.loading import load_model
 from ..html_report import render_html
 
@@ -113,8 +116,8 @@ class Explorer:
         if not models:
             raise UsageError("the explorer needs at least one model")
         names = model_names([folder for folder, _, _ in models])
-        self.models = {name: LoadedModel(name, Path(folder), model, tokenizer)
-                       for name, (folder, model, tokenizer) in zip(names, models)}
+        self.models = {name: LoadedModel(name, Path(folder), model, tokenizer_for_road(tokenizer, model))
+                       for name, (folder, model, tokenizer) in zip(names, models)}  # any tokenizer, adapted once
         self.default = names[0]
         self.datasets: Dict[str, DataSet] = {}
         self.jobs: Dict[str, Job] = {}
@@ -176,27 +179,13 @@ class Explorer:
         return self.models[name]
 
     # ------------------------------------------------------------------ explain
-    def request(self, body: Dict[str, Any], entry: LoadedModel) -> Request:
-        """The road's Request of an explain body (methods and options checked by the registry)."""
-        methods = body.get("methods") or list(DEFAULT_METHODS)
-        if not all(isinstance(m, str) for m in methods):
-            raise ApiError(400, "methods must be a list of method names", "methods")
-        try:
-            methods = registry.canonical(methods)
-        except ValueError as error:
-            raise ApiError(400, str(error), "methods") from None
-        options = dict(body.get("options") or {})
-        try:
-            options = registry.check_options(options)
-        except registry.OptionError as error:
-            name = next((n for n in options if n in str(error)), None)
-            raise ApiError(400, str(error), f"options.{name}" if name else "options") from None
-        target = body.get("target")
-        labels = entry.model.config.label2id
-        if target not in (None, ALL) and target not in labels:
-            raise ApiError(400, f"target {target!r} is not a label of the model ({', '.join(labels)}) nor 'all'",
-                           "target")
-        return Request(methods=methods, target=target, options=options, word=body.get("word"), layers=True)
+    def request(self, body: Dict[str, Any], entry: LoadedModel, layers: bool = True) -> Plan:
+        """The road's Plan of an explain body: checked once (methods and options by the registry,
+        target and word against the model); a wrong field is an :class:`ApiError` 400 naming it."""
+        request = Request(methods=body.get("methods") or list(DEFAULT_METHODS), target=body.get("target"),
+                          options=dict(body.get("options") or {}), word=body.get("word"), layers=layers)
+        with api_errors():
+            return plan_request(entry.model, entry.tokenizer, request)
 
     def explain(self, body: Any) -> Dict[str, Any]:
         """``POST /api/explain``: the ``explain --json`` document of one text, plus ``views``."""
@@ -205,14 +194,12 @@ class Explorer:
         if task_of(entry.model) not in ("sequence", "token"):
             raise ApiError(400, f"model {entry.name} is a {task_of(entry.model)} model: explain needs a sequence or "
                            "token classifier (use the masked-word view)", "model")
-        request = self.request(body, entry)
+        plan = self.request(body, entry)
         item = TextInput(body["text"], body.get("pair"), "text")
         self._check_length(entry, item)
-        try:
-            explained = self.on_worker(lambda: explain_texts(entry.model, entry.tokenizer, [item], request))
-        except UsageError as error:
-            raise ApiError(400, str(error), _field_of(str(error))) from None
-        payload = json_payload(entry.name, Request(**{**request.__dict__, "layers": False}), explained)
+        with api_errors():
+            explained = self.on_worker(lambda: explain_texts(entry.model, entry.tokenizer, [item], plan))
+        payload = json_payload(entry.name, plan, explained)
         record = explained[0].record(layers=True)
         payload["views"] = {"html": "\n".join(example_html(view, 1) for view in label_views(record)),
                             "layers": {m: v for m, v in record.get("layer_scores", {}).items()},
@@ -349,14 +336,16 @@ class Explorer:
         if len(body["text"].encode("utf-8")) > MAX_UPLOAD_BYTES:
             raise ApiError(413, f"the file is larger than {MAX_UPLOAD_BYTES:,} bytes", "text")
         name = body.get("name") or "upload"
-        items = parse_texts(body["text"], name)  # the road's reading of a file: lines, or a table's rows
+        try:
+            items = parse_texts(body["text"], name)  # every command's reading of a file: lines, or a table's rows
+        except DataError as error:
+            raise ApiError(400, str(error), "text") from None
         if not items:
             raise ApiError(400, "the file holds no text", "text")
         if len(items) > MAX_UPLOAD_LINES:
             raise ApiError(413, f"the file holds {len(items):,} texts; at most {MAX_UPLOAD_LINES:,}", "text")
         entry = self._model(body.get("model"))
-        request = self.request({**body, "text": None}, entry)
-        request = Request(**{**request.__dict__, "layers": False})
+        request = self.request({**body, "text": None}, entry, layers=False)
         job = Job(uuid.uuid4().hex[:12], len(items))
         with self._state:
             if any(not j.finished for j in self.jobs.values()):
@@ -366,7 +355,7 @@ class Explorer:
         thread.start()
         return job.info()
 
-    def _run_job(self, job: Job, entry: LoadedModel, request: Request, items: List[TextInput],
+    def _run_job(self, job: Job, entry: LoadedModel, request: Plan, items: List[TextInput],
                  name: str) -> None:
         records: List[Dict[str, Any]] = []
         try:
@@ -425,11 +414,25 @@ def _checked(body: Any, fields: Dict[str, Any], required: Sequence[str] = ()) ->
     return body
 
 
-def _field_of(message: str) -> Optional[str]:
-    for name in ("--word", "--stride", "--methods", "--target"):
-        if name in message:
-            return name[2:]
+def json_field(field: str) -> Optional[str]:
+    """The JSON field of an explain body that a request's ``field`` names (``options.<name>`` as
+    it is), or None when the body has no such field (e.g. ``stride``: the explorer sets none)."""
+    if field in EXPLAIN_FIELDS or field.startswith("options."):
+        return field
     return None
+
+
+@contextlib.contextmanager
+def api_errors() -> Iterator[None]:
+    """A :class:`RequestError` -> :class:`ApiError` 400 naming its JSON field (from
+    ``error.field``, never from the message); another usage error -> 400 without a field."""
+    try:
+        yield
+    except RequestError as error:
+        name = json_field(error.field)
+        raise ApiError(400, error.message if name else str(error), name) from None
+    except UsageError as error:
+        raise ApiError(400, str(error)) from None
 
 
 def _int(query: Dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -477,24 +480,11 @@ def agreement(record: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
 
 def read_dataset(dataset_id: str, path: Path) -> DataSet:
-    """A JSONL file of ``bert-lrp explain --jsonl`` records (a line that is not a record is an error)."""
-    records = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    raise UsageError(f"--data {path}, line {number}: not JSON") from None
-                if not isinstance(record, dict) or "text" not in record:
-                    raise UsageError(f"--data {path}, line {number}: not a record of bert-lrp explain --jsonl")
-                records.append(record)
-    except FileNotFoundError:
-        raise UsageError(f"--data {path}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise UsageError(f"--data {path}: not UTF-8 ({error.reason} at byte {error.start})") from None
+    """A JSONL file of ``bert-lrp explain --jsonl`` records, every record checked field by field
+    (:func:`bert_lrp.data.read_explanations`): the first bad record refuses the whole file with one
+    :class:`~bert_lrp.data.DataError` naming file, line and field (the explorer does not start);
+    a path that does not exist is a :class:`~bert_lrp.errors.RequestError` of the field ``data``."""
+    records = read_explanations(path, "data")
     methods = next((list(r["methods"]) for r in records if "methods" in r), [])
     return DataSet(dataset_id, path.name, records, methods)
 
