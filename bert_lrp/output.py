@@ -258,6 +258,7 @@ class Guard:
 
     protected: List[Protected] = field(default_factory=list)
     model_dir: Optional[str] = None
+    overwrite_hint: str = "pass overwrite=True"  # how the caller's user replaces a file of another kind
 
     @classmethod
     def for_run(cls, inputs: Iterable[Tuple[str, Optional[str | os.PathLike]]] = (),
@@ -306,7 +307,7 @@ class Guard:
             found = file_kind(path)
             if found != "empty" and found not in REPLACEABLE.get(kind, {kind}):
                 raise RequestError(field_name, f"{path}: exists and holds {found}, not {kind}; it is left as it is "
-                                               "(choose another file, or add --overwrite to replace it)")
+                                               f"(choose another file, or {self.overwrite_hint} to replace it)")
 
     def check_folder(self, field_name: str, folder: str | os.PathLike, replaced: bool = False) -> None:
         """Refuse an output folder that is a file or the model folder; ``replaced`` (the whole
@@ -508,7 +509,8 @@ def _short(value: Any) -> str:
 
 def check_resume(field_name: str, output: str | os.PathLike, run_file: str | os.PathLike, now: Mapping[str, Any],
                  overwrite: bool, ignore: Sequence[str] = (),
-                 advice: str = "use --overwrite to discard it, or another output") -> Optional[Dict[str, Any]]:
+                 advice: str = "pass overwrite=True to discard it, or choose another output"
+                 ) -> Optional[Dict[str, Any]]:
     """The earlier run recorded in ``run_file`` (of the ``output`` given as ``field_name``) if it
     equals ``now`` (the run may resume it); None if there is none, or ``overwrite`` discards it
     (then the caller starts afresh). An earlier run with other inputs, weights or settings is a

@@ -307,7 +307,7 @@ def test_a_run_record_names_every_difference(tmp_path):
 
 # ------------------------------------------------------------------ the CLI shows fields as flags
 def test_a_request_field_is_shown_as_the_commands_flag():
-    from bert_lrp.cli import flag_of, request_line
+    from bert_lrp.cli import flag_of, parsed_or_none, request_line
     from bert_lrp.cli.explain import build_parser
 
     parser = build_parser()
@@ -315,11 +315,12 @@ def test_a_request_field_is_shown_as_the_commands_flag():
     assert flag_of(parser, "batch_size") == "--batch-size"
     assert flag_of(parser, "options.ig_steps") == "--ig-steps"
     assert flag_of(parser, "no_such_field") is None
-    argv = ["--json", "in.txt", "a text"]
-    assert request_line(parser, argv, RequestError("json", "in.txt: is the input file")) == \
+    given = parsed_or_none(parser, ["--json", "in.txt", "--word", "paris", "a text"])
+    assert request_line(parser, RequestError("json", "in.txt: is the input file"), given) == \
         "--json in.txt: is the input file"
-    assert request_line(parser, argv, RequestError("stride", "must be positive")) == "--stride: must be positive"
-    assert request_line(parser, argv, RequestError("no_such_field", "x")) == "no_such_field: x"
+    assert request_line(parser, RequestError("word", "'paris' is not a word"), given) == "--word 'paris' is not a word"
+    assert request_line(parser, RequestError("stride", "must be positive"), given) == "--stride: must be positive"
+    assert request_line(parser, RequestError("no_such_field", "x"), given) == "no_such_field: x"
 
 
 # ------------------------------------------------------------------ nothing writes outside the writer

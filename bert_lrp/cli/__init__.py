@@ -68,21 +68,28 @@ def flag_of(parser: argparse.ArgumentParser, field: str) -> Optional[str]:
     return None
 
 
-def request_line(parser: argparse.ArgumentParser, argv: List[str], error: RequestError) -> str:
-    """``error`` as the command line shows it: its field as the flag, followed by the value given
-    when the message starts with it (``--json in.txt: is the input file of this run``), else by a
-    colon (``--stride: must be positive``)."""
+def request_line(parser: argparse.ArgumentParser, error: RequestError,
+                 given: Optional[argparse.Namespace] = None) -> str:
+    """``error`` as the command line shows it: its field as the flag, followed by the message;
+    directly when the message starts with the value given (as it is or quoted: ``--json in.txt:
+    is the input file``, ``--word 'paris' is not a word``), else after a colon (``--stride: must
+    be positive``). ``given``: the parsed command line (its values)."""
     flag = flag_of(parser, error.field)
     if flag is None:
         return str(error)
-    try:
-        given, _ = parser.parse_known_args(argv)
-    except Exception:  # noqa: BLE001  (a command line the command itself already accepted)
-        given = argparse.Namespace()
-    value = getattr(given, error.field.split(".")[-1], None)
-    if value is not None and not isinstance(value, bool) and str(value) and error.message.startswith(str(value)):
+    value = getattr(given, error.field.split(".")[-1], None) if given is not None else None
+    if value is not None and not isinstance(value, bool) and str(value) and \
+            error.message.startswith((str(value), repr(str(value)))):
         return f"{flag} {error.message}"
     return f"{flag}: {error.message}"
+
+
+def parsed_or_none(parser: argparse.ArgumentParser, argv: List[str]) -> Optional[argparse.Namespace]:
+    """``argv`` parsed by ``parser`` (unknown arguments ignored), None if it does not parse."""
+    try:
+        return parser.parse_known_args(argv)[0]
+    except Exception:  # noqa: BLE001  (a command line the command itself already accepted)
+        return None
 
 
 def usage() -> str:
@@ -149,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser = getattr(importlib.import_module(module_name), PARSERS.get(name, "build_parser"))()
         except Exception:  # noqa: BLE001  (no parser to read the flag from: the field as it is)
             return str(error)
-        return request_line(parser, rest, error)
+        return request_line(parser, error, parsed_or_none(parser, rest))
 
     return run_command(f"bert-lrp {name}", command, rest, debug=debug, show_request=show_request)
 

@@ -117,7 +117,13 @@ def output_guard(args: argparse.Namespace, model_dir=None) -> Guard:
     """The :class:`~bert_lrp.output.Guard` of a run: the files it reads (``--file``, ``--data``,
     ``--eval-data``, ``--config``, ``--vocab``, ... when the command has them) and the model folder."""
     inputs = [(f"the input file (--{dest.replace('_', '-')})", getattr(args, dest, None)) for dest in INPUT_DESTS]
-    return Guard.for_run([(what, path) for what, path in inputs if isinstance(path, str)], model_dir)
+    guard = Guard.for_run([(what, path) for what, path in inputs if isinstance(path, str)], model_dir)
+    guard.overwrite_hint = "add --overwrite"
+    return guard
+
+
+# what a command line says to discard an earlier run with other inputs, weights or settings
+DISCARD_ADVICE = "use --overwrite to discard it, or another output"
 
 
 # the argparse dests of the commands' input files

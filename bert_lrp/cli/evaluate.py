@@ -20,8 +20,8 @@ from ..errors import UsageError
 from ..evaluation import faithfulness as F
 from ..models.loading import load_model, resolve_model_dir
 from ..output import RunRecord, check_resume, file_fingerprint, output_lock
-from .arguments import (add_method_options, add_overwrite, data_command_parser, method_options, output_guard,
-                        parse_command_line, positive_int)
+from .arguments import (DISCARD_ADVICE, add_method_options, add_overwrite, data_command_parser, method_options,
+                        output_guard, parse_command_line, positive_int)
 
 DEFAULT_METHODS = "lrp,gi,gs,lat,rollout,ig"
 # evaluate's own defaults: IG with 20 steps (the published tables), more perturbed rows per pass
@@ -119,7 +119,8 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     created = make_folders(out)
     try:
         with output_lock(out, rank), skip_layers(model, skip, "--skip-layers"):
-            check_resume("out", args.out, out / F.RUN_FILE, place.record, args.overwrite, ignore=("settings.data_sha256",))
+            check_resume("out", args.out, out / F.RUN_FILE, place.record, args.overwrite,
+                         ignore=("settings.data_sha256",), advice=DISCARD_ADVICE)
             return F.run_evaluation(model, tokenizer, data, methods, request, place,
                                     F.Scoring(args.ranking, args.seed, args.rows_per_forward),
                                     progress=not args.no_progress, limit=args.limit)

@@ -151,6 +151,7 @@ def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn:
     out = Path(args.jsonl)
     guard = guard or Guard()
     overwrite = getattr(args, "overwrite", False)
+    describe = _describer(args)
     guard.check_file("jsonl", out)  # its kind: start_run appends only to this command's own run file
     guard.check_file("jsonl", out.with_name(out.name + ".run.json"))  # its settings file: never an input either
     inputs = read_inputs(args.texts, args.file, args.pair)
@@ -173,7 +174,8 @@ def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn:
                         file=sys.stderr, disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
         started, written, failed = time.perf_counter(), 0, 0
         try:
-            for chunk in stream_chunks(model, tokenizer, inputs, plan, skip=done, warn=warn, only=ours, go_on=True):
+            for chunk in stream_chunks(model, tokenizer, inputs, plan, skip=done, warn=warn, only=ours, go_on=True,
+                                       describe=describe):
                 for _, explained in chunk:  # input order
                     writer.write(explained.record(hidden_relevance=args.hidden_relevance))
                     failed += isinstance(explained, FailedText)
@@ -194,6 +196,21 @@ def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn:
         print(f"{written} explanations in {seconds:.1f} s ({written / max(seconds, 1e-9):.1f}/s) -> {out}",
               file=sys.stderr)
     return 0
+
+
+def _describer(args: argparse.Namespace) -> Callable[[BaseException], str]:
+    """How a record's ``error`` words why its text was not explained: a request error with its
+    field as ``explain``'s flag (as the error line of the command would)."""
+    from . import request_line
+    from .explain import build_parser
+
+    parser = build_parser()
+
+    def describe(error: BaseException) -> str:
+        if isinstance(error, RequestError):
+            return request_line(parser, error, args)
+        return str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
+    return describe
 
 
 def _finish(out: Path, present: Scan, total: int, in_place: bool) -> None:

@@ -27,7 +27,7 @@ from ..evaluation import tuning as T
 from ..evaluation.paired import paired
 from ..models.loading import load_model, resolve_model_dir
 from ..models.tuned import COMPOSITE_FILE, TunedComposite, text_key, write_tuned_composite
-from .arguments import add_overwrite, data_command_parser, output_guard, parse_command_line, positive_int
+from .arguments import DISCARD_ADVICE, add_overwrite, data_command_parser, output_guard, parse_command_line, positive_int
 
 DEFAULT_BUDGET = 48
 DEFAULT_EXAMPLES = 400
@@ -214,7 +214,7 @@ def _previous_search(out: Path, settings: dict, overwrite: bool) -> dict:
     record = RunRecord({"data": settings["data_sha256"]}, settings["model_sha256"], settings).to_json()
     run_path, log_path = _run_path(out), _log_path(out)
     earlier = check_resume("out", out, run_path, record, overwrite,
-                           ignore=("settings.data_sha256", "settings.model_sha256"))
+                           ignore=("settings.data_sha256", "settings.model_sha256"), advice=DISCARD_ADVICE)
     if earlier is None:
         for path in (run_path, log_path):
             if path.is_file():
