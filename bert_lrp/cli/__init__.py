@@ -84,6 +84,19 @@ def request_line(parser: argparse.ArgumentParser, error: RequestError,
     return f"{flag}: {error.message}"
 
 
+def request_describer(parser: argparse.ArgumentParser, given: argparse.Namespace):
+    """A function wording an error of one input as the command's error line would: a request
+    error with its field as the flag (:func:`request_line`), a usage error as it is, any other
+    with its type (``explain --jsonl``'s records)."""
+    from ..errors import UsageError
+
+    def describe(error: BaseException) -> str:
+        if isinstance(error, RequestError):
+            return request_line(parser, error, given)
+        return str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
+    return describe
+
+
 def parsed_or_none(parser: argparse.ArgumentParser, argv: List[str]) -> Optional[argparse.Namespace]:
     """``argv`` parsed by ``parser`` (unknown arguments ignored), None if it does not parse."""
     try:

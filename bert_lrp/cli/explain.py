@@ -162,7 +162,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         if args.html or args.json:
             raise UsageError("--jsonl streams records; give --html/--json in a separate run")
-        return run_jsonl(args, directory, request_from(args), warn, guard)
+        from . import request_describer
+
+        return run_jsonl(args, directory, request_from(args), warn, guard, request_describer(build_parser(), args))
     if args.resume:
         raise UsageError("--resume goes with --jsonl FILE")
     with output_locks([args.html, args.json]):  # one writer per output, from the first step

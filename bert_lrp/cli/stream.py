@@ -142,16 +142,16 @@ def _line_of(path: Path, offset: int) -> int:
 
 
 def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn: Callable[[str], None],
-              guard: Optional[Guard] = None) -> int:
+              guard: Optional[Guard] = None, describe: Optional[Callable[[BaseException], str]] = None) -> int:
     """Explain every input line into ``args.jsonl`` with ``request`` (the road's, from the same
     command line as the terminal path's; see the module docstring). ``guard``: the files of the
-    run that ``--jsonl`` (and its settings file) must not be."""
+    run that ``--jsonl`` (and its settings file) must not be; ``describe``: how a record's
+    ``error`` words why its text was not explained (the command's flags for request fields)."""
     from tqdm import tqdm
 
     out = Path(args.jsonl)
     guard = guard or Guard()
     overwrite = getattr(args, "overwrite", False)
-    describe = _describer(args)
     guard.check_file("jsonl", out)  # its kind: start_run appends only to this command's own run file
     guard.check_file("jsonl", out.with_name(out.name + ".run.json"))  # its settings file: never an input either
     inputs = read_inputs(args.texts, args.file, args.pair)
@@ -196,21 +196,6 @@ def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn:
         print(f"{written} explanations in {seconds:.1f} s ({written / max(seconds, 1e-9):.1f}/s) -> {out}",
               file=sys.stderr)
     return 0
-
-
-def _describer(args: argparse.Namespace) -> Callable[[BaseException], str]:
-    """How a record's ``error`` words why its text was not explained: a request error with its
-    field as ``explain``'s flag (as the error line of the command would)."""
-    from . import request_line
-    from .explain import build_parser
-
-    parser = build_parser()
-
-    def describe(error: BaseException) -> str:
-        if isinstance(error, RequestError):
-            return request_line(parser, error, args)
-        return str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
-    return describe
 
 
 def _finish(out: Path, present: Scan, total: int, in_place: bool) -> None:
