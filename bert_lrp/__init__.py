@@ -3,7 +3,11 @@ from .attribution.explain import Explanation, explain
 from .attribution.road import Request, TextExplanation, explain_texts
 from .models.bert import (
                        BertForMaskedLM,
+                       BertForMultipleChoice,
+                       BertForNextSentencePrediction,
                        BertForPreTraining,
+                       BertForQuestionAnswering,
+                       BertLMHeadModel,
                        BertForSequenceClassification,
                        BertForTokenClassification,
                        BertModel,
@@ -13,10 +17,12 @@ from .models.auto import (
                        AutoConfig,
                        AutoModel,
                        AutoModelForMaskedLM,
+                       AutoModelForQuestionAnswering,
                        AutoModelForSequenceClassification,
                        AutoModelForTokenClassification,
                        AutoTokenizer,
 )
+from .models.bridge import from_transformers, to_transformers
 from .models.checkpoint import CheckpointError, LoadingInfo
 from .models.config import BertConfig, ConfigError, DistilBertConfig, ElectraConfig, RobertaConfig
 from .models.distilbert import (
@@ -25,9 +31,15 @@ from .models.distilbert import (
                        DistilBertForTokenClassification,
                        DistilBertModel,
 )
-from .models.electra import ElectraForSequenceClassification, ElectraForTokenClassification, ElectraModel
+from .models.electra import (
+                       ElectraForQuestionAnswering,
+                       ElectraForSequenceClassification,
+                       ElectraForTokenClassification,
+                       ElectraModel,
+)
 from .models.roberta import (
                        RobertaForMaskedLM,
+                       RobertaForQuestionAnswering,
                        RobertaForSequenceClassification,
                        RobertaForTokenClassification,
                        RobertaModel,
@@ -46,5 +58,7 @@ __all__ = [
     "DistilBertForTokenClassification", "DistilBertForMaskedLM", "ElectraConfig", "ElectraModel",
     "ElectraForSequenceClassification", "ElectraForTokenClassification", "RobertaTokenizer", "HubError",
     "AutoConfig", "AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
-    "AutoModelForMaskedLM", "AutoTokenizer",
+    "AutoModelForMaskedLM", "AutoTokenizer", "BertForQuestionAnswering", "BertForMultipleChoice",
+    "BertForNextSentencePrediction", "BertLMHeadModel", "RobertaForQuestionAnswering", "ElectraForQuestionAnswering",
+    "AutoModelForQuestionAnswering", "from_transformers", "to_transformers",
 ]

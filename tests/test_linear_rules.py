@@ -23,8 +23,9 @@ import torch
 from bert_lrp import (BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification,
                       RobertaConfig, RobertaForSequenceClassification, explain)
 from bert_lrp.models.sites import linear_sites, site_of
-from bert_lrp.rules.composites import ATTNLRP, Composite, LinearChoice, LinearOverride, RuleSet, Site
+from bert_lrp.rules.composites import ATTNLRP, Composite, LinearOverride, RuleSet, Site
 from bert_lrp.rules.functions import LinearRule, linear_signal
+from bert_lrp.rules.linear import ContributionAlphaBeta, Epsilon, Gamma, Jacobian, ZPlus
 
 # Most parameters are exact in float32 (2^-20 ~ 1e-6, epsilon 0.25, ...);
 # test_epsilon_and_stabilizer_keep_the_inputs_precision checks ones that are not (0.3, 1e-6): epsilon and
@@ -159,7 +160,7 @@ def test_epsilon_rule_is_bach_2015_formula(case, path, epsilon):
     """Epsilon-LRP (Bach et al. 2015, PLOS ONE): R_i = sum_j x_i w_ji R_j / (z_j + eps sign(z_j)),
     sign(0) = +1; the bias keeps its share of R_j."""
     x, w, b, r = layer_case(case, seed=1)
-    choice = LinearChoice("epsilon", epsilon=epsilon)
+    choice = Epsilon(epsilon=epsilon)
     assert_float64_close(PATHS[path](x, w, b, r, choice), epsilon_by_hand(x, w, b, r, epsilon))
 
 
@@ -170,7 +171,7 @@ def test_gamma_rule_is_the_generalised_gamma_of_montavon_2019_and_andeol_2021(ca
     generalised to inputs of both signs (Andeol et al. 2021; zennit's Gamma): the contributions
     that agree with y_j's sign get gamma times their like-signed weight added."""
     x, w, b, r = layer_case(case, seed=2)
-    choice = LinearChoice("gamma", gamma=0.4, stabilizer=STABILIZER)
+    choice = Gamma(gamma=0.4, stabilizer=STABILIZER)
     assert_float64_close(PATHS[path](x, w, b, r, choice), gamma_by_hand(x, w, b, r, 0.4, STABILIZER))
 
 
@@ -181,7 +182,7 @@ def test_zplus_rule_is_montavon_2017_formula(case, path):
     decomposition"), alpha = 1, beta = 0 by the sign of each contribution x_i w_ji:
     R_i = sum_j (x_i w_ji)+ R_j / (sum_i (x_i w_ji)+ + b_j+)."""
     x, w, b, r = layer_case(case, seed=3)
-    choice = LinearChoice("zplus", stabilizer=STABILIZER)
+    choice = ZPlus(stabilizer=STABILIZER)
     assert_float64_close(PATHS[path](x, w, b, r, choice),
                          contribution_alpha_beta_by_hand(x, w, b, r, 1.0, 0.0, STABILIZER))
 
@@ -193,7 +194,7 @@ def test_contribution_alpha_beta_rule_is_bach_2015_formula(case, path, beta):
     """Alpha-beta (Bach et al. 2015), alpha = 1 + beta, split by the sign of each contribution:
     R_i = alpha sum_j c+_ij R_j / z+_j - beta sum_j c-_ij R_j / z-_j (b+ in z+, b- in z-)."""
     x, w, b, r = layer_case(case, seed=4)
-    choice = LinearChoice("contribution_alpha_beta", beta=beta, stabilizer=STABILIZER)
+    choice = ContributionAlphaBeta(beta=beta, stabilizer=STABILIZER)
     assert_float64_close(PATHS[path](x, w, b, r, choice),
                          contribution_alpha_beta_by_hand(x, w, b, r, 1.0 + beta, beta, STABILIZER))
 
@@ -216,7 +217,7 @@ def test_gamma_rule_sends_nothing_from_an_output_at_zero():
     """Gamma (Montavon et al. 2019; zennit's Gamma): an output with y_j = 0 sends no relevance,
     and nothing becomes NaN (its modified denominator need not be 0)."""
     x, w, b, y, signal = with_an_output_at_zero()
-    got = x * linear_signal(x, w, b, signal, LinearChoice("gamma", gamma=0.5, stabilizer=STABILIZER))
+    got = x * linear_signal(x, w, b, signal, Gamma(gamma=0.5, stabilizer=STABILIZER))
     assert torch.isfinite(got).all()
     assert_float64_close(got, gamma_by_hand(x, w, b, y * signal, 0.5, STABILIZER))
 
@@ -226,7 +227,7 @@ def test_gamma_zero_is_lrp_0_the_gradient_where_the_output_is_not_zero():
     is the plain gradient g W, for every output with y_j != 0; an output at y_j = 0 sends nothing
     under gamma, while the gradient still sends g_j w_j."""
     x, w, b, y, signal = with_an_output_at_zero()
-    gamma_zero = linear_signal(x, w, b, signal, LinearChoice("gamma", gamma=0.0, stabilizer=0.0))
+    gamma_zero = linear_signal(x, w, b, signal, Gamma(gamma=0.0, stabilizer=0.0))
     assert_float64_close(gamma_zero, (signal * (y != 0)) @ w)
     gradient = signal @ w
     at_zero = torch.zeros(y.shape[:-1], dtype=torch.bool)  # the two positions where an output is 0
@@ -246,14 +247,15 @@ def both_signs_per_output(seed: int):
     return x, w, r, contributions
 
 
-@pytest.mark.parametrize("rule, alpha, beta", [("zplus", 1.0, 0.0), ("contribution_alpha_beta", 2.0, 1.0),
-                                               ("contribution_alpha_beta", 1.5, 0.5)])
-def test_contribution_rules_conserve_relevance_without_bias(rule, alpha, beta):
+@pytest.mark.parametrize("choice, alpha, beta", [(ZPlus(stabilizer=STABILIZER), 1.0, 0.0),
+                                                 (ContributionAlphaBeta(beta=1.0, stabilizer=STABILIZER), 2.0, 1.0),
+                                                 (ContributionAlphaBeta(beta=0.5, stabilizer=STABILIZER), 1.5, 0.5)],
+                         ids=["zplus", "alpha2beta1", "alpha1.5beta0.5"])
+def test_contribution_rules_conserve_relevance_without_bias(choice, alpha, beta):
     """z+ (Montavon et al. 2017) and alpha-beta with alpha - beta = 1 (Bach et al. 2015) conserve
     relevance at a bias-free layer: sum_i R_i = sum_j R_j at every position, up to the stabilizer
     (each output loses R_j times alpha s / (z+_j + s) and beta s / (|z-_j| + s))."""
     x, w, r, contributions = both_signs_per_output(seed=6)
-    choice = LinearChoice(rule, beta=beta, stabilizer=STABILIZER)
     for path in PATHS.values():
         r_in = path(x, w, None, r, choice)
         z_pos, z_neg = contributions.clamp(min=0).sum(-1), contributions.clamp(max=0).sum(-1)
@@ -271,16 +273,16 @@ def test_zplus_keeps_the_positive_bias_share_out_of_the_inputs():
     x, w, b, r = layer_case("mixed", seed=7)
     b = b.abs() + 0.5
     z_pos = (x[..., None, :] * w).clamp(min=0).sum(-1) + b
-    r_in = through_linear_signal(x, w, b, r, LinearChoice("zplus", stabilizer=1e-300))
+    r_in = through_linear_signal(x, w, b, r, ZPlus(stabilizer=1e-300))
     assert_float64_close(r_in.sum(-1), (r * (z_pos - b) / z_pos).sum(-1))
     assert float((r_in.sum(-1) - r.sum(-1)).abs().max()) > 1e-2
 
 
 @pytest.mark.parametrize("choices", [
-    (LinearChoice("gamma", gamma=0.5, stabilizer=STABILIZER),
-     LinearChoice("contribution_alpha_beta", beta=1.0, stabilizer=STABILIZER)),
-    (LinearChoice("jacobian"), LinearChoice("epsilon", epsilon=0.25)),
-    (LinearChoice("zplus", stabilizer=STABILIZER), LinearChoice("gamma", gamma=0.1, stabilizer=STABILIZER)),
+    (Gamma(gamma=0.5, stabilizer=STABILIZER),
+     ContributionAlphaBeta(beta=1.0, stabilizer=STABILIZER)),
+    (Jacobian(), Epsilon(epsilon=0.25)),
+    (ZPlus(stabilizer=STABILIZER), Gamma(gamma=0.1, stabilizer=STABILIZER)),
 ], ids=["gamma|alpha2beta1", "gradient|epsilon", "zplus|gamma"])
 def test_stacked_copies_each_get_their_own_rule(choices):
     """Stacked batches (one copy of the inputs per method, along dim 0): one LinearRule, two
@@ -299,7 +301,7 @@ def test_stacked_copies_each_get_their_own_rule(choices):
     assert_float64_close(y.detach(), torch.nn.functional.linear(torch.cat([x, x]), w, b))
     (signal,) = torch.autograd.grad(y, stacked, grad_outputs=torch.cat([r, r]) / y.detach())
     for part, choice in zip((stacked.detach() * signal).chunk(2), choices):
-        assert_float64_close(part, by_hand[choice.rule](choice))
+        assert_float64_close(part, by_hand[choice.name](choice))
     first, second = (stacked.detach() * signal).chunk(2)
     assert float((first - second).abs().max()) > 1e-3  # the two rules do differ here
 
@@ -332,17 +334,17 @@ def zennit_rules(monkeypatch):
 
 
 PEER_RULES = {
-    "epsilon": (lambda z: z.Epsilon(epsilon=0.125), LinearChoice("epsilon", epsilon=0.125)),
-    "epsilon_small": (lambda z: z.Epsilon(epsilon=2.0 ** -20), LinearChoice("epsilon", epsilon=2.0 ** -20)),
+    "epsilon": (lambda z: z.Epsilon(epsilon=0.125), Epsilon(epsilon=0.125)),
+    "epsilon_small": (lambda z: z.Epsilon(epsilon=2.0 ** -20), Epsilon(epsilon=2.0 ** -20)),
     "gamma": (lambda z: z.Gamma(gamma=0.25, stabilizer=STABILIZER),
-              LinearChoice("gamma", gamma=0.25, stabilizer=STABILIZER)),
+              Gamma(gamma=0.25, stabilizer=STABILIZER)),
     "gamma_large": (lambda z: z.Gamma(gamma=2.0, stabilizer=STABILIZER),
-                    LinearChoice("gamma", gamma=2.0, stabilizer=STABILIZER)),
-    "zplus": (lambda z: z.ZPlus(stabilizer=STABILIZER), LinearChoice("zplus", stabilizer=STABILIZER)),
+                    Gamma(gamma=2.0, stabilizer=STABILIZER)),
+    "zplus": (lambda z: z.ZPlus(stabilizer=STABILIZER), ZPlus(stabilizer=STABILIZER)),
     "alpha2_beta1": (lambda z: z.AlphaBeta(alpha=2.0, beta=1.0, stabilizer=STABILIZER),
-                     LinearChoice("contribution_alpha_beta", beta=1.0, stabilizer=STABILIZER)),
+                     ContributionAlphaBeta(beta=1.0, stabilizer=STABILIZER)),
     "alpha1.5_beta0.5": (lambda z: z.AlphaBeta(alpha=1.5, beta=0.5, stabilizer=STABILIZER),
-                         LinearChoice("contribution_alpha_beta", beta=0.5, stabilizer=STABILIZER)),
+                         ContributionAlphaBeta(beta=0.5, stabilizer=STABILIZER)),
 }
 
 
@@ -384,10 +386,10 @@ def test_the_zennit_comparison_can_tell_rules_apart(zennit_rules):
     """The peer comparison is sharp: zennit's AlphaBeta(2, 1) is not our z+, nor Gamma(0.25) our gamma 0.3."""
     x, w, b, r = layer_case("mixed", seed=9)
     peer = zennit_relevance(zennit_rules.AlphaBeta(alpha=2.0, beta=1.0, stabilizer=STABILIZER), x, w, b, r)
-    ours = through_linear_signal(x, w, b, r, LinearChoice("zplus", stabilizer=STABILIZER))
+    ours = through_linear_signal(x, w, b, r, ZPlus(stabilizer=STABILIZER))
     assert float((ours - peer).abs().max()) > 1e-3
     peer = zennit_relevance(zennit_rules.Gamma(gamma=0.25, stabilizer=STABILIZER), x, w, b, r)
-    ours = through_linear_signal(x, w, b, r, LinearChoice("gamma", gamma=0.3, stabilizer=STABILIZER))
+    ours = through_linear_signal(x, w, b, r, Gamma(gamma=0.3, stabilizer=STABILIZER))
     assert float((ours - peer).abs().max()) > 1e-3
 
 
@@ -403,10 +405,10 @@ def test_epsilon_and_stabilizer_keep_the_inputs_precision(zennit_rules, name):
     float32 cannot hold (0.3, 1e-6) equal zennit's (which adds them in float64) to 1e-10."""
     if name == "epsilon_0.3":
         x, w, b, r = layer_case("mixed", seed=9)
-        peer_rule, choice = zennit_rules.Epsilon(epsilon=0.3), LinearChoice("epsilon", epsilon=0.3)
+        peer_rule, choice = zennit_rules.Epsilon(epsilon=0.3), Epsilon(epsilon=0.3)
     else:  # zennit: R_1 = 1e-6 / (1e-6 + 1e-6) = 0.5 exactly
         x, w, b, r = one_output_at_the_stabilizer()
-        peer_rule, choice = zennit_rules.ZPlus(stabilizer=1e-6), LinearChoice("zplus", stabilizer=1e-6)
+        peer_rule, choice = zennit_rules.ZPlus(stabilizer=1e-6), ZPlus(stabilizer=1e-6)
     assert_float64_close(through_linear_signal(x, w, b, r, choice), zennit_relevance(peer_rule, x, w, b, r))
 
 
@@ -456,34 +458,33 @@ def test_sites_of_bert_roberta_and_distilbert():
     assert site_of("bert.encoder.layer.11.attention.output.dense") == Site("attention", 11)
 
 
-BRIEF_OVERRIDES = (LinearOverride("gamma", layers=(0, 1), gamma=0.5),
+BRIEF_OVERRIDES = (LinearOverride("gamma", layers=(0, 1), gamma=0.5, stabilizer=1e-5),
                    LinearOverride("epsilon", kinds=("classifier",), epsilon=0.1))
 
 
 def test_overrides_resolve_per_site():
     """LinearOverride: a rule for the linear layers of some kinds (none = all) in encoder layers
     [first, last) (a layer range selects encoder layers only: never the pooler or a head); the
-    rest keep the composite's rule; parameters come from the override, alpha and the stabilizer
-    from the composite."""
-    composite = replace(ATTNLRP, name="mixed", stabilizer=1e-5, linear_overrides=BRIEF_OVERRIDES)
-    default = LinearChoice("epsilon", epsilon=0.0, gamma=0.25, beta=1.0, alpha=0.5, stabilizer=1e-5)
-    gamma = LinearChoice("gamma", epsilon=0.0, gamma=0.5, beta=1.0, alpha=0.5, stabilizer=1e-5)
-    epsilon = LinearChoice("epsilon", epsilon=0.1, gamma=0.25, beta=1.0, alpha=0.5, stabilizer=1e-5)
+    rest keep the composite's rule; an override's rule object carries all its parameters."""
+    composite = replace(ATTNLRP, name="mixed", linear_overrides=BRIEF_OVERRIDES)
+    default = Epsilon(epsilon=0.0)
+    gamma = Gamma(gamma=0.5, stabilizer=1e-5)
+    epsilon = Epsilon(epsilon=0.1)
     expected = {Site("attention", 0): gamma, Site("ffn", 0): gamma, Site("attention", 1): default,
                 Site("ffn", 1): default, Site("attention", 7): default, Site("pooler"): default,
                 Site("embeddings"): default, Site("classifier"): epsilon, None: default}
     for site, choice in expected.items():
-        assert composite.linear_choice(site) == choice, site
+        assert composite.linear_rule_at(site) == choice, site
     # per module, through a RuleSet of two copies (this composite and plain AttnLRP)
     model = BertForSequenceClassification(BertConfig(**tiny_values()), num_labels=3)
     rules = RuleSet.of([composite, ATTNLRP], sites=linear_sites(model))
     modules = dict(model.named_modules())
-    plain = ATTNLRP.linear_choice()
-    assert rules.linear_choices(modules["bert.encoder.layer.0.attention.self.key"]) == (gamma, plain)
-    assert rules.linear_choices(modules["bert.encoder.layer.0.output.dense"]) == (gamma, plain)
-    assert rules.linear_choices(modules["bert.encoder.layer.1.intermediate.dense"]) == (default, plain)
-    assert rules.linear_choices(modules["bert.pooler.dense"]) == (default, plain)
-    assert rules.linear_choices(modules["classifier"]) == (epsilon, plain)
+    plain = ATTNLRP.linear_rule_at()
+    assert rules.linear_rules(modules["bert.encoder.layer.0.attention.self.key"]) == (gamma, plain)
+    assert rules.linear_rules(modules["bert.encoder.layer.0.output.dense"]) == (gamma, plain)
+    assert rules.linear_rules(modules["bert.encoder.layer.1.intermediate.dense"]) == (default, plain)
+    assert rules.linear_rules(modules["bert.pooler.dense"]) == (default, plain)
+    assert rules.linear_rules(modules["classifier"]) == (epsilon, plain)
 
 
 def test_later_overrides_win():
@@ -492,40 +493,66 @@ def test_later_overrides_win():
     narrow = LinearOverride("zplus", kinds=("ffn",), layers=(1, 2))
     everywhere = LinearOverride("contribution_alpha_beta", beta=0.5)
     composite = replace(ATTNLRP, name="order", linear_overrides=(wide, narrow))
-    assert composite.linear_choice(Site("ffn", 1)).rule == "zplus"
-    assert composite.linear_choice(Site("attention", 1)).rule == "gamma"
-    assert composite.linear_choice(Site("ffn", 0)).rule == "gamma"
+    assert composite.linear_rule_at(Site("ffn", 1)).name == "zplus"
+    assert composite.linear_rule_at(Site("attention", 1)).name == "gamma"
+    assert composite.linear_rule_at(Site("ffn", 0)).name == "gamma"
     reversed_order = replace(composite, linear_overrides=(narrow, wide))
-    assert reversed_order.linear_choice(Site("ffn", 1)).rule == "gamma"
+    assert reversed_order.linear_rule_at(Site("ffn", 1)).name == "gamma"
     last = replace(composite, linear_overrides=(wide, narrow, everywhere))
     for site in (Site("ffn", 1), Site("attention", 0), Site("pooler"), Site("classifier"), None):
-        assert last.linear_choice(site) == LinearChoice("contribution_alpha_beta", beta=0.5, stabilizer=1e-7)
+        assert last.linear_rule_at(site) == ContributionAlphaBeta(beta=0.5, stabilizer=1e-7)
 
 
 def test_composite_round_trips_through_to_dict_and_json():
     """Composite.to_dict is JSON-ready and Composite.from_dict reads it back to an equal composite."""
-    composite = replace(ATTNLRP, name="tuned", stabilizer=1e-6, token_parts="word", linear_overrides=BRIEF_OVERRIDES + (
-        LinearOverride("contribution_alpha_beta", kinds=("attention", "ffn"), layers=(1, 3), beta=0.5),))
+    composite = replace(ATTNLRP, name="tuned", linear=Epsilon(1e-3), token_parts="word", linear_overrides=BRIEF_OVERRIDES + (
+        LinearOverride(ContributionAlphaBeta(beta=0.5, stabilizer=1e-6), kinds=("attention", "ffn"), layers=(1, 3)),))
     values = composite.to_dict()
     assert Composite.from_dict(values) == composite
     assert Composite.from_dict(json.loads(json.dumps(values))) == composite
     assert Composite.from_dict(ATTNLRP.to_dict()) == ATTNLRP
 
 
+# lrp_composite.json's first form (version 1): the linear rule by name beside every parameter, flat
+VERSION_1_ATTNLRP = {"name": "attnlrp", "linear": "epsilon", "layer_norm": "detach_std", "activation": "identity",
+                     "softmax": "taylor", "bilinear": "uniform", "residual": "jacobian", "signal": "gradient",
+                     "epsilon": 0.0, "alpha": 0.5, "stabilizer": 1e-07, "gamma": 0.25, "beta": 1.0,
+                     "linear_overrides": [], "token_parts": "all"}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"colour": "red"}, "unknown field 'colour'"),
+    ({"linear": {"name": "zminus"}}, "linear: unknown linear rule 'zminus'"),
+    ({"linear": {"name": "gamma", "gamma": -0.5}}, "linear: gamma rule: gamma must be a finite number >= 0"),
+    ({"linear": {"name": "zplus", "gamma": 0.5}}, "linear: zplus rule: unknown parameter 'gamma'"),
+    ({"gamma": 0.5}, "unknown field 'gamma'"),
+    ({"linear_overrides": [{"rule": "zminus"}]}, r"linear_overrides\[0\]: unknown linear rule 'zminus'"),
+    ({"linear_overrides": [{"rule": {"name": "gamma", "gamma": -0.5}}]}, r"linear_overrides\[0\]: gamma rule: gamma must be"),
+    ({"linear_overrides": [{"rule": "gamma", "layers": [2, 1]}]}, r"linear_overrides\[0\]: layers must be"),
+    ({"linear_overrides": [{"rule": "gamma", "shade": 1}]}, r"linear_overrides\[0\]: unknown field 'shade'"),
+], ids=["unknown-field", "unknown-rule", "negative-gamma", "parameter-of-another-rule", "flat-parameter",
+        "unknown-override-rule", "negative-override-gamma", "layer-range-2-1", "unknown-override-field"])
+def test_from_dict_refuses_a_bad_field_and_names_it(change, field):
+    """Composite.from_dict raises a ValueError that names where (the caller's label) and the field."""
+    with pytest.raises(ValueError, match=rf"^field 'composite': .*{field}"):
+        Composite.from_dict({**ATTNLRP.to_dict(), **change}, "field 'composite'")
+
+
 @pytest.mark.parametrize("change, field", [
     ({"colour": "red"}, "unknown field 'colour'"),
     ({"linear": "zminus"}, "unknown linear rule 'zminus'"),
     ({"gamma": -0.5}, "gamma must be a finite number >= 0"),
-    ({"linear_overrides": [{"rule": "zminus"}]}, r"linear_overrides\[0\]: rule must be one of .*'zminus'"),
+    ({"linear_overrides": [{"rule": "zminus"}]}, r"linear_overrides\[0\]: unknown linear rule 'zminus'"),
     ({"linear_overrides": [{"rule": "gamma", "gamma": -0.5}]}, r"linear_overrides\[0\]: gamma must be"),
     ({"linear_overrides": [{"rule": "gamma", "layers": [2, 1]}]}, r"linear_overrides\[0\]: layers must be"),
     ({"linear_overrides": [{"rule": "gamma", "shade": 1}]}, r"linear_overrides\[0\]: unknown field 'shade'"),
 ], ids=["unknown-field", "unknown-rule", "negative-gamma", "unknown-override-rule", "negative-override-gamma",
         "layer-range-2-1", "unknown-override-field"])
-def test_from_dict_refuses_a_bad_field_and_names_it(change, field):
-    """Composite.from_dict raises a ValueError that names where (the caller's label) and the field."""
+def test_from_dict_refuses_a_bad_field_of_the_version_1_form_and_names_it(change, field):
+    """The version-1 form (flat parameters) is read as strictly, with the same one-line errors."""
+    assert Composite.from_dict(VERSION_1_ATTNLRP) == replace(ATTNLRP, name="attnlrp")
     with pytest.raises(ValueError, match=rf"^field 'composite': .*{field}"):
-        Composite.from_dict({**ATTNLRP.to_dict(), **change}, "field 'composite'")
+        Composite.from_dict({**VERSION_1_ATTNLRP, **change}, "field 'composite'")
 
 
 # ---------------------------------------------------------------------------------- end to end

@@ -5,6 +5,7 @@ import torch
 from bert_lrp import BertForSequenceClassification, BertTokenizer, explain
 from bert_lrp.rules.composites import ATTNLRP, BERT_LRP, CP_LRP, PRESETS, Composite
 from bert_lrp.rules.functions import LayerNormRule
+from bert_lrp.rules.linear import AlphaBeta, Epsilon
 
 from conftest import FIXTURES
 
@@ -27,10 +28,10 @@ def _bias_free_shipped():
 
 def test_presets_choose_the_rules_of_their_papers():
     assert (ATTNLRP.linear, ATTNLRP.layer_norm, ATTNLRP.activation, ATTNLRP.softmax, ATTNLRP.bilinear) == \
-        ("epsilon", "detach_std", "identity", "taylor", "uniform")
+        (Epsilon(epsilon=0.0), "detach_std", "identity", "taylor", "uniform")
     assert (CP_LRP.softmax, CP_LRP.bilinear, CP_LRP.layer_norm) == ("detach", "jacobian", "detach_std")
-    assert (BERT_LRP.signal, BERT_LRP.linear, BERT_LRP.layer_norm, BERT_LRP.residual, BERT_LRP.alpha) == \
-        ("relevance", "alpha_beta", "jacobian", "block_jacobian", 0.5)
+    assert (BERT_LRP.signal, BERT_LRP.linear, BERT_LRP.layer_norm, BERT_LRP.residual) == \
+        ("relevance", AlphaBeta(alpha=0.5, stabilizer=1e-7), "jacobian", "block_jacobian")
     assert set(PRESETS) == {"attnlrp", "cp-lrp", "bert-lrp", "gradient"}
 
 

@@ -23,6 +23,7 @@ from bert_lrp.models.auto import AutoModelForSequenceClassification
 from bert_lrp.models.loading import load_model
 from bert_lrp.models.tuned import COMPOSITE_FILE, TunedComposite, read_tuned_composite, text_key, write_tuned_composite
 from bert_lrp.rules.composites import ATTNLRP
+from bert_lrp.rules.linear import Gamma
 
 from conftest import FIXTURES
 
@@ -148,7 +149,7 @@ def test_an_interrupted_search_resumes_from_its_log(model_dir, split, tmp_path):
 # ------------------------------------------------------------------ --rule tuned
 def test_rule_tuned_explains_with_the_composite_written_beside_the_model(model_dir):
     """``--rule tuned``, ``rule="tuned"``, ``lrp:tuned`` and the road all use lrp_composite.json."""
-    composite = T.Point(softmax="detach", lower="gamma", lower_layers=2, gamma=0.3).composite()
+    composite = T.Point(softmax="detach", lower=Gamma(gamma=0.3), lower_layers=2).composite()
     write_tuned_composite(model_dir, TunedComposite(composite, frozenset({text_key("a tuning text")})))
     tuned = read_tuned_composite(model_dir)
     assert tuned.composite == composite and tuned.tuning_texts == {text_key("a tuning text")}
@@ -199,14 +200,15 @@ def test_the_search_finds_the_best_point_of_a_known_objective_and_keeps_its_budg
     """A synthetic objective (best: gamma in the first 2 layers, gamma 0.3, detached softmax):
     the grid and the coordinate descent reach it; no candidate is scored twice; the budget holds."""
     def objective(point: T.Point):
-        value = 0.5 + 0.1 * (point.softmax == "detach") + 0.05 * (point.lower == "gamma") \
-            - 0.02 * abs(point.lower_layers - 2) - 0.03 * abs(__import__("math").log10(point.gamma / 0.3))
+        gamma = point.lower.gamma if isinstance(point.lower, Gamma) else 0.1
+        value = 0.5 + 0.1 * (point.softmax == "detach") + 0.05 * isinstance(point.lower, Gamma) \
+            - 0.02 * abs(point.lower_layers - 2) - 0.03 * abs(__import__("math").log10(gamma / 0.3))
         return {"abpc_p": value, "comprehensiveness_aopc": 0.0, "sufficiency_aopc": 0.0}, [value, value]
 
     seen = []
     result = T.search(lambda p: (seen.append(p.key()), objective(p))[1], layers=6, budget=100, min_gain=0.0)
-    assert (result.best.point.softmax, result.best.point.lower, result.best.point.lower_layers,
-            result.best.point.gamma) == ("detach", "gamma", 2, 0.3)
+    assert (result.best.point.softmax, result.best.point.lower, result.best.point.lower_layers) == \
+        ("detach", Gamma(gamma=0.3), 2)
     assert len(seen) == len(set(seen)) and result.stopped == "converged"
     small = T.search(lambda p: objective(p), layers=6, budget=5)
     assert len(small.log) == 5 and small.stopped == "budget"

@@ -3,10 +3,12 @@
 A *point* of the search space fixes a few rules on top of AttnLRP (the default preset):
 
 * ``softmax``: AttnLRP's Taylor rule or CP-LRP's detached attention;
-* ``lower``: a rule for every linear layer of the first ``k`` encoder layers (none, gamma with
-  ``gamma``, z+, or contribution alpha-beta with ``beta``), as zennit's composites give the lower
-  layers of a CNN other rules than the upper ones;
-* ``epsilon``: the epsilon of the epsilon rule on the other linear layers;
+* ``lower``: a linear rule object for every linear layer of the first ``lower_layers`` encoder
+  layers (None: no such rule), as zennit's composites give the lower layers of a CNN other rules
+  than the upper ones. The candidates are the registered rules that declare a ``search_grid``
+  (:mod:`bert_lrp.rules.linear`; built in: gamma, z+, contribution alpha-beta), their parameters
+  moved along that grid;
+* ``linear``: the rule of the other linear layers (epsilon, its ``epsilon`` on its grid);
 * ``layer_norm`` (identity on 1/sigma, or the full Jacobian), ``bilinear`` (half to each factor,
   or the whole), ``activation`` (identity, or the Jacobian) and ``token_parts`` (a token's score:
   its word, position and type shares, or its word share alone).
@@ -23,66 +25,93 @@ interrupted search resumes where it stopped.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
 
 import torch
 
 from ..rules.composites import ATTNLRP, Composite, LinearOverride
+from ..rules.linear import Epsilon, Gamma, LinearLayerRule, ZPlus, as_linear_rule, rule_from_dict, searchable_rules
 from . import faithfulness as F
 
-LOWER_RULES = ("none", "gamma", "zplus", "contribution_alpha_beta")
-GAMMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-BETAS = (0.25, 0.5, 1.0, 2.0)
-EPSILONS = (0.0, 0.01, 0.1, 1.0)
 METRICS = ("abpc_p", "comprehensiveness_aopc", "sufficiency_aopc")
+NAMED_AXES: Dict[str, Tuple[str, ...]] = {  # the other operations' choices, the first one AttnLRP's
+    "softmax": ("taylor", "detach"), "layer_norm": ("detach_std", "jacobian"), "bilinear": ("uniform", "jacobian"),
+    "activation": ("identity", "jacobian"), "token_parts": ("all", "word")}
 
 
 @dataclass(frozen=True)
 class Point:
-    """One candidate of the search space (see the module docstring)."""
+    """One candidate of the search space (see the module docstring). ``lower`` and ``linear`` take
+    rule objects or rule names (then with their default parameters)."""
 
     softmax: str = "taylor"
-    lower: str = "none"
+    lower: Optional[LinearLayerRule] = None
     lower_layers: int = 0
-    gamma: float = 0.1
-    beta: float = 1.0
-    epsilon: float = 0.0
+    linear: LinearLayerRule = Epsilon(0.0)
     layer_norm: str = "detach_std"
     bilinear: str = "uniform"
     activation: str = "identity"
     token_parts: str = "all"
 
+    def __post_init__(self) -> None:
+        if self.lower is not None:
+            object.__setattr__(self, "lower", as_linear_rule(self.lower))
+        object.__setattr__(self, "linear", as_linear_rule(self.linear))
+
     def normalised(self) -> "Point":
-        """The same composite with the unused parameters at their defaults (one key per composite)."""
-        point = self
-        if point.lower == "none" or point.lower_layers == 0:
-            point = replace(point, lower="none", lower_layers=0)
-        if point.lower != "gamma":
-            point = replace(point, gamma=Point.gamma)
-        if point.lower != "contribution_alpha_beta":
-            point = replace(point, beta=Point.beta)
-        return point
+        """The same composite written one way only: no lower rule unless it covers a layer."""
+        if self.lower is None or self.lower_layers == 0:
+            return replace(self, lower=None, lower_layers=0)
+        return self
 
     def composite(self, name: str = "tuned") -> Composite:
         overrides: Tuple[LinearOverride, ...] = ()
-        if self.lower != "none" and self.lower_layers > 0:
-            overrides = (LinearOverride(self.lower, layers=(0, self.lower_layers), gamma=self.gamma, beta=self.beta),)
+        if self.lower is not None and self.lower_layers > 0:
+            overrides = (LinearOverride(self.lower, layers=(0, self.lower_layers)),)
         return replace(ATTNLRP, name=name, softmax=self.softmax, layer_norm=self.layer_norm, bilinear=self.bilinear,
-                       activation=self.activation, epsilon=self.epsilon, token_parts=self.token_parts,
+                       activation=self.activation, linear=self.linear, token_parts=self.token_parts,
                        linear_overrides=overrides)
 
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready, the rules as ``{"name": ..., parameter: value}`` (read back by :meth:`from_dict`)."""
+        values = asdict(self)
+        values["lower"] = None if self.lower is None else self.lower.to_dict()
+        values["linear"] = self.linear.to_dict()
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "Point":
+        """:meth:`to_dict`'s form, or the first search version's (``lower`` a rule name or
+        ``"none"``, flat ``gamma``, ``beta`` and ``epsilon``): a log of an earlier search resumes."""
+        values = dict(values)
+        if "epsilon" in values:  # the first version
+            gamma, beta, epsilon = values.pop("gamma", 0.1), values.pop("beta", 1.0), values.pop("epsilon")
+            lower = values.get("lower", "none")
+            values["lower"] = None if lower == "none" else {"name": lower, **(
+                {"gamma": gamma} if lower == "gamma" else {"beta": beta} if lower == "contribution_alpha_beta" else {})}
+            values["linear"] = {"name": "epsilon", "epsilon": epsilon}
+        lower = values.get("lower")
+        values["lower"] = None if lower is None else rule_from_dict(lower)
+        values["linear"] = rule_from_dict(values.get("linear", Epsilon(0.0).to_dict()))
+        return cls(**values)
+
     def key(self) -> str:
-        point = asdict(self.normalised())
-        return ",".join(f"{k}={v}" for k, v in point.items())
+        """One text per composite (the normalised point, exact parameters)."""
+        return json.dumps(self.normalised().to_dict(), sort_keys=True)
 
     def describe(self) -> str:
         """Short text: only what differs from AttnLRP."""
-        point, base = asdict(self.normalised()), asdict(Point())
-        changed = [f"{k}={v}" for k, v in point.items() if v != base[k]]
+        point, base = self.normalised(), Point()
+        changed = []
+        for name in point.__dataclass_fields__:
+            value = getattr(point, name)
+            if value != getattr(base, name):
+                changed.append(f"{name}={value.describe() if isinstance(value, LinearLayerRule) else value}")
         return ", ".join(changed) or "attnlrp"
 
 
@@ -97,12 +126,12 @@ class Scored:
     seconds: float
 
     def record(self, step: int) -> dict:
-        return {"step": step, "stage": self.stage, "point": asdict(self.point), "describe": self.point.describe(),
+        return {"step": step, "stage": self.stage, "point": self.point.to_dict(), "describe": self.point.describe(),
                 "means": self.means, "abpc": [round(v, 6) for v in self.abpc], "seconds": round(self.seconds, 2)}
 
     @classmethod
     def from_record(cls, record: dict) -> "Scored":
-        return cls(Point(**record["point"]), dict(record["means"]), list(record["abpc"]), record["stage"],
+        return cls(Point.from_dict(record["point"]), dict(record["means"]), list(record["abpc"]), record["stage"],
                    float(record["seconds"]))
 
 
@@ -169,44 +198,60 @@ class TuningSet:
 def _values_around(values: Sequence[float], current: float) -> List[float]:
     """The values next to ``current`` in ``values`` (both neighbours; the nearest when not in it)."""
     if current not in values:
-        nearest = min(range(len(values)), key=lambda i: abs(math.log10(values[i] + 1e-3) - math.log10(current + 1e-3)))
-        return [values[nearest]]
+        return [values[_nearest(values, current)]]
     i = list(values).index(current)
     return [values[j] for j in (i - 1, i + 1) if 0 <= j < len(values)]
 
 
+def _nearest(values: Sequence[float], value: float) -> int:
+    """Index of the value of ``values`` nearest ``value`` on a log scale."""
+    return min(range(len(values)), key=lambda i: abs(math.log10(values[i] + 1e-3) - math.log10(value + 1e-3)))
+
+
+def search_start(cls: Type[LinearLayerRule]) -> LinearLayerRule:
+    """The rule ``cls`` as the search first proposes it: each parameter of its ``search_grid`` at
+    the grid value nearest its default, the others at their defaults."""
+    default = cls()
+    grid = cls.search_grid or {}
+    return replace(default, **{name: values[_nearest(values, getattr(default, name))]
+                               for name, values in grid.items()})
+
+
 def grid(layers: int) -> List[Point]:
-    """Stage one: softmax rule x lower-layer rule (in the lower half of the encoder)."""
+    """Stage one: softmax rule x lower-layer rule (in the lower half of the encoder): none, gamma
+    0.1, gamma 1, z+."""
     half = max(1, layers // 2)
-    lowers = [Point(), Point(lower="gamma", lower_layers=half, gamma=0.1), Point(lower="gamma", lower_layers=half, gamma=1.0),
-              Point(lower="zplus", lower_layers=half)]
-    return [replace(p, softmax=s) for s in ("taylor", "detach") for p in lowers]
+    lowers = [Point(), Point(lower=Gamma(0.1), lower_layers=half), Point(lower=Gamma(1.0), lower_layers=half),
+              Point(lower=ZPlus(), lower_layers=half)]
+    return [replace(p, softmax=s) for s in NAMED_AXES["softmax"] for p in lowers]
 
 
 def neighbours(point: Point, axis: str, layers: int) -> List[Point]:
     """Stage two: the candidates that change ``axis`` of ``point``."""
-    if axis == "lower":
+    if axis == "lower":  # no lower rule, or another registered rule (not the other layers' own)
         k = point.lower_layers or max(1, layers // 2)
-        return [replace(point, lower=rule, lower_layers=0 if rule == "none" else k)
-                for rule in LOWER_RULES if rule != point.lower]
+        candidates = [None] + [search_start(cls) for cls in searchable_rules("gradient")
+                               if cls is not type(point.linear)]
+        return [replace(point, lower=rule, lower_layers=0 if rule is None else k) for rule in candidates
+                if (rule is None) != (point.lower is None) or (rule is not None and type(rule) is not type(point.lower))]
     if axis == "lower_layers":
-        if point.lower == "none":
+        if point.lower is None:
             return []
         return [replace(point, lower_layers=k) for k in range(1, layers + 1) if k != point.lower_layers]
-    if axis == "gamma":
-        return [replace(point, gamma=g) for g in _values_around(GAMMAS, point.gamma)] if point.lower == "gamma" else []
-    if axis == "beta":
-        return ([replace(point, beta=b) for b in _values_around(BETAS, point.beta)]
-                if point.lower == "contribution_alpha_beta" else [])
-    if axis == "epsilon":
-        return [replace(point, epsilon=e) for e in EPSILONS if e != point.epsilon]
-    choices = {"softmax": ("taylor", "detach"), "layer_norm": ("detach_std", "jacobian"),
-               "bilinear": ("uniform", "jacobian"), "activation": ("identity", "jacobian"),
-               "token_parts": ("all", "word")}[axis]
-    return [replace(point, **{axis: value}) for value in choices if value != getattr(point, axis)]
+    if axis == "lower_parameters":  # each parameter of the lower rule: its neighbours on the rule's grid
+        if point.lower is None:
+            return []
+        return [replace(point, lower=replace(point.lower, **{name: value}))
+                for name, values in (type(point.lower).search_grid or {}).items()
+                for value in _values_around(values, getattr(point.lower, name))]
+    if axis == "linear":  # each parameter of the other layers' rule: every other value of its grid
+        return [replace(point, linear=replace(point.linear, **{name: value}))
+                for name, values in (type(point.linear).search_grid or {}).items()
+                for value in values if value != getattr(point.linear, name)]
+    return [replace(point, **{axis: value}) for value in NAMED_AXES[axis] if value != getattr(point, axis)]
 
 
-AXES = ("lower", "lower_layers", "gamma", "beta", "epsilon", "softmax", "layer_norm", "bilinear", "activation",
+AXES = ("lower", "lower_layers", "lower_parameters", "linear", "softmax", "layer_norm", "bilinear", "activation",
         "token_parts")
 
 

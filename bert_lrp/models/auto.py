@@ -10,7 +10,13 @@ from __future__ import annotations
 import os
 from typing import Any, Dict
 
-from .bert import BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification, BertModel
+from .bert import (
+    BertForMaskedLM,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
 from .checkpoint import resolve_pretrained
 from .config import BertConfig, ConfigError, read_model_type
 from .distilbert import (
@@ -19,20 +25,32 @@ from .distilbert import (
     DistilBertForTokenClassification,
     DistilBertModel,
 )
-from .electra import ElectraForSequenceClassification, ElectraForTokenClassification, ElectraModel
-from .roberta import RobertaForMaskedLM, RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel
+from .electra import (
+    ElectraForQuestionAnswering,
+    ElectraForSequenceClassification,
+    ElectraForTokenClassification,
+    ElectraModel,
+)
+from .roberta import (
+    RobertaForMaskedLM,
+    RobertaForQuestionAnswering,
+    RobertaForSequenceClassification,
+    RobertaForTokenClassification,
+    RobertaModel,
+)
 from .tokenization import BertTokenizer, RobertaTokenizer
 
 # model_type -> task -> class
 MODELS: Dict[str, Dict[str, type]] = {
     "bert": {"base": BertModel, "sequence": BertForSequenceClassification, "token": BertForTokenClassification,
-             "masked_lm": BertForMaskedLM},
+             "masked_lm": BertForMaskedLM, "question_answering": BertForQuestionAnswering},
     "roberta": {"base": RobertaModel, "sequence": RobertaForSequenceClassification,
-                "token": RobertaForTokenClassification, "masked_lm": RobertaForMaskedLM},
+                "token": RobertaForTokenClassification, "masked_lm": RobertaForMaskedLM,
+                "question_answering": RobertaForQuestionAnswering},
     "distilbert": {"base": DistilBertModel, "sequence": DistilBertForSequenceClassification,
                    "token": DistilBertForTokenClassification, "masked_lm": DistilBertForMaskedLM},
     "electra": {"base": ElectraModel, "sequence": ElectraForSequenceClassification,
-                "token": ElectraForTokenClassification},
+                "token": ElectraForTokenClassification, "question_answering": ElectraForQuestionAnswering},
 }
 TOKENIZERS: Dict[str, type] = {"bert": BertTokenizer, "roberta": RobertaTokenizer, "distilbert": BertTokenizer,
                                "electra": BertTokenizer}
@@ -74,8 +92,9 @@ class _AutoModel:
 
     @classmethod
     def from_config(cls, config: BertConfig, *args: Any, **kwargs: Any):
-        """A freshly initialised model of ``config``'s family."""
-        return model_class(config.model_type, cls.task, type(config).__name__)(config, *args, **kwargs)
+        """A freshly initialised model of ``config``'s family (ours or transformers' config;
+        ``attn_implementation=`` / ``dtype=`` as ``_from_config`` takes them)."""
+        return model_class(config.model_type, cls.task, type(config).__name__)._from_config(config, *args, **kwargs)
 
 
 class AutoModel(_AutoModel):
@@ -94,6 +113,10 @@ class AutoModelForTokenClassification(_AutoModel):
 
 class AutoModelForMaskedLM(_AutoModel):
     task = "masked_lm"
+
+
+class AutoModelForQuestionAnswering(_AutoModel):
+    task = "question_answering"
 
 
 class AutoConfig:

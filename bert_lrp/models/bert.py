@@ -14,18 +14,23 @@ from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from ..errors import BertLrpError
 from ..rules import ops
 from ..rules.composites import RuleSet
+from .base_methods import TransformersMethods, check_attention_implementation
 from .checkpoint import PretrainedMixin
-from .config import BertConfig
+from .config import BertConfig, ConfigError, as_config
 from .legacy import LegacyLRPCalls
 from .outputs import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    NextSentencePredictorOutput,
     PreTrainingOutput,
+    QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
@@ -261,16 +266,37 @@ def additive_mask(attention_mask: Optional[torch.Tensor], shape: Tuple[int, int]
 
 
 # ------------------------------------------------------------------------------ models
-class BertPreTrainedModel(PretrainedMixin, nn.Module):
-    """Weight initialisation as transformers does it, plus checkpoint I/O (see :mod:`checkpoint`)."""
+class BertPreTrainedModel(TransformersMethods, PretrainedMixin, nn.Module):
+    """Weight initialisation as transformers does it, checkpoint I/O (see :mod:`checkpoint`) and
+    transformers' base-class methods (see :mod:`base_methods`)."""
 
     base_model_prefix = "bert"
     config_class = BertConfig
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
+        config = as_config(config)
         config.validate()
+        _refuse_decoder(config)
+        config._attn_implementation = check_attention_implementation(config.extra.get("_attn_implementation"))
+        if self.decoder_bias_path is not None and not config.tie_word_embeddings:
+            raise ConfigError(f"config field tie_word_embeddings=False is not supported by {type(self).__name__}: "
+                              "its decoder always reads the word embeddings (set it to True)")
         self.config = config
+
+    def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
+                output_hidden_states, embedding_output, rules: Optional[RuleSet], unused: dict
+                ) -> BaseModelOutputWithPooling:
+        """What every head does first: refuse unknown keywords, run ``self.base_model`` (the
+        encoder) and return its output record (``last_hidden_state [batch, seq, hidden]``, ...)."""
+        _reject_unknown(unused)
+        return self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output=embedding_output,
+                               rules=rules, return_dict=True)
+
+    def _finish(self, output, return_dict: Optional[bool]):
+        """The output record, or its tuple when ``return_dict`` (default: the config's) is False."""
+        return output if _flag(return_dict, self.config.return_dict) else output.to_tuple()
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -333,6 +359,18 @@ class BertPreTrainedModel(PretrainedMixin, nn.Module):
         return False
 
 
+def _flag(value: Optional[bool], default: bool) -> bool:
+    return bool(default) if value is None else bool(value)
+
+
+def _refuse_decoder(config: BertConfig) -> None:
+    """bert-lrp's models are encoders: decoder use (causal attention, cross-attention, caches) is refused."""
+    for key in ("is_decoder", "add_cross_attention"):
+        if getattr(config, key):
+            raise ConfigError(f"config field {key}=True is not supported: bert-lrp's models are encoders "
+                              "(no causal self-attention, cross-attention or key/value cache); set it to False")
+
+
 class BertModel(BertPreTrainedModel):
     """The encoder: embeddings, ``num_hidden_layers`` transformer layers, optional pooler."""
 
@@ -340,7 +378,11 @@ class BertModel(BertPreTrainedModel):
     embeddings_class = BertEmbeddings
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        config = as_config(config)
         super().__init__(config)
+        # activation checkpointing (activation_checkpointing_enable; an old config's gradient_checkpointing=True)
+        self.checkpoint_options: Optional[dict] = {"use_reentrant": True} if config.gradient_checkpointing else None
+        self.checkpoint_every = 1
         self.embeddings = self.embeddings_class(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer and config.add_pooling_layer else None
@@ -366,14 +408,24 @@ class BertModel(BertPreTrainedModel):
         return self.combine_embeddings(*self.embedding_parts(input_ids, token_type_ids, position_ids, inputs_embeds),
                                        rules=rules)
 
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether encoder layers are recomputed in the backward pass (transformers' module flag;
+        setting it True checkpoints every layer re-entrantly, False stops)."""
+        return self.checkpoint_options is not None
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, value: bool) -> None:
+        self.checkpoint_options = {"use_reentrant": True} if value else None
+
     def encoder_layers(self) -> nn.ModuleList:
         """The transformer layers in order (``encoder.layer``; DistilBERT's ``transformer.layer``)."""
         return self.encoder.layer
 
     def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
                 token_type_ids: Optional[torch.Tensor] = None, position_ids: Optional[torch.Tensor] = None,
-                inputs_embeds: Optional[torch.Tensor] = None, output_attentions: bool = False,
-                output_hidden_states: bool = False, return_dict: bool = True, *,
+                inputs_embeds: Optional[torch.Tensor] = None, output_attentions: Optional[bool] = None,
+                output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None, *,
                 embedding_output: Optional[torch.Tensor] = None, rules: Optional[RuleSet] = None,
                 **unused: Any) -> BaseModelOutputWithPooling | tuple:
         """Run the encoder.
@@ -382,6 +434,9 @@ class BertModel(BertPreTrainedModel):
         methods use it to read relevance at, or interpolate, the embedding output.
         """
         _reject_unknown(unused)
+        config = self.config
+        output_attentions = _flag(output_attentions, config.output_attentions)
+        output_hidden_states = _flag(output_hidden_states, config.output_hidden_states)
         if rules is not None and rules.copies > 1:
             _check_identical_copies(rules.copies, input_ids=input_ids, token_type_ids=token_type_ids,
                                     position_ids=position_ids, inputs_embeds=inputs_embeds,
@@ -390,11 +445,18 @@ class BertModel(BertPreTrainedModel):
             embedding_output = self.embed(input_ids, token_type_ids, position_ids, inputs_embeds, rules=rules)
         shape = tuple(embedding_output.shape[:2])
         mask = additive_mask(attention_mask, shape, embedding_output.dtype)
-        need_probabilities = output_attentions
+        # eager: the explicit softmax; sdpa: PyTorch's fused kernel unless the probabilities are
+        # asked for (under rules, ops.attention always takes the explicit path of the rules)
+        need_probabilities = output_attentions or config.attn_implementation == "eager"
+        checkpointing = self.checkpoint_options if self.training and rules is None else None
         hidden = embedding_output
         all_hidden, all_attentions = [hidden], []
-        for layer in self.encoder_layers():
-            hidden, probabilities = layer(hidden, mask, need_probabilities, rules)
+        for index, layer in enumerate(self.encoder_layers()):
+            if checkpointing is not None and index % self.checkpoint_every == 0:
+                hidden, probabilities = torch.utils.checkpoint.checkpoint(
+                    layer, hidden, mask, need_probabilities, None, **checkpointing)
+            else:
+                hidden, probabilities = layer(hidden, mask, need_probabilities, rules)
             all_hidden.append(hidden)
             all_attentions.append(probabilities)
         hidden = ops.encoder_output(hidden, rules)
@@ -403,7 +465,7 @@ class BertModel(BertPreTrainedModel):
             last_hidden_state=hidden, pooler_output=pooled,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
             attentions=tuple(all_attentions) if output_attentions else None)
-        return output if return_dict else output.to_tuple()
+        return self._finish(output, return_dict)
 
 
 def _check_identical_copies(copies: int, **tensors: Optional[torch.Tensor]) -> None:
@@ -424,10 +486,17 @@ def _check_identical_copies(copies: int, **tensors: Optional[torch.Tensor]) -> N
 # keyword arguments transformers' Trainer passes to models whose forward takes **kwargs; the
 # losses here are means, so they need nothing from them (as transformers' own encoder models)
 IGNORED_KWARGS = ("num_items_in_batch",)
+# decoder inputs: refused with what is unsupported (an encoder has no cross-attention or cache)
+DECODER_KWARGS = ("encoder_hidden_states", "encoder_attention_mask", "past_key_values", "use_cache",
+                  "cache_position")
 
 
 def _reject_unknown(unused: dict) -> None:
-    unknown = [k for k in unused if k not in IGNORED_KWARGS]
+    decoder = [k for k in unused if k in DECODER_KWARGS and unused[k] is not None and unused[k] is not False]
+    if decoder:
+        raise InputError(f"{', '.join(sorted(decoder))}: decoder use (cross-attention, key/value cache) is not "
+                         "supported; bert-lrp's models are encoders")
+    unknown = [k for k in unused if k not in IGNORED_KWARGS and k not in DECODER_KWARGS]
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
 
@@ -435,10 +504,6 @@ def _reject_unknown(unused: dict) -> None:
 def _classifier_dropout(config: BertConfig) -> float:
     """``classifier_dropout`` if set, else ``hidden_dropout_prob`` (as transformers)."""
     return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-
-
-def _finish(output, return_dict: bool):
-    return output if return_dict else output.to_tuple()
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -468,15 +533,14 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.init_weights()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         pooled = encoded.pooler_output if encoded.pooler_output is not None else encoded.last_hidden_state[:, 0]
         logits = ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
         loss = None if labels is None else self._loss(logits, labels)
-        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return sequence_loss(self.config.problem_type, logits, labels)
@@ -517,19 +581,19 @@ class TokenClassifier:
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                  output_attentions, output_hidden_states, embedding_output=embedding_output,
-                                  rules=rules)
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
         loss = None if labels is None else token_loss(logits, labels)
-        return _finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
-def with_labels(config: BertConfig, num_labels: Optional[int]) -> BertConfig:
-    """``config`` with ``num_labels`` labels (a copy when it differs)."""
+def with_labels(config: BertConfig, num_labels: Optional[int] = None) -> BertConfig:
+    """Our ``config`` (see :func:`~bert_lrp.models.config.as_config`: transformers' are read as
+    ours) with ``num_labels`` labels (a copy when it differs)."""
+    config = as_config(config)
     if num_labels is not None and num_labels != config.num_labels:
         return config.copy(num_labels=num_labels, id2label=None)
     return config
@@ -589,7 +653,10 @@ class _MLMHeads(nn.Module):
 class _BertWithMLMHead(BertPreTrainedModel):
     """Shared by the masked-LM models: encoder, ``cls`` heads, and the masked-LM loss."""
 
+    decoder_bias_path = "cls.predictions.bias"
+
     def __init__(self, config: BertConfig, pooler: bool, next_sentence: bool) -> None:
+        config = as_config(config)
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=pooler)
         self.cls = _MLMHeads(config, next_sentence=next_sentence)
@@ -616,16 +683,15 @@ class BertForMaskedLM(_BertWithMLMHead):
         super().__init__(config, pooler=False, next_sentence=False)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
         loss = None
         if labels is not None:
             loss = self._masked_lm_loss(logits, labels)
-        return _finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
 class BertForPreTraining(_BertWithMLMHead):
@@ -637,17 +703,147 @@ class BertForPreTraining(_BertWithMLMHead):
         super().__init__(config, pooler=True, next_sentence=True)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=False,
-                output_hidden_states=False, return_dict=True, *, embedding_output=None,
+                inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, *, embedding_output=None,
                 rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         prediction = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
         relationship = ops.linear(encoded.pooler_output, self.cls.seq_relationship, rules)
         loss = None
         if labels is not None and next_sentence_label is not None:
             loss = (self._masked_lm_loss(prediction, labels)
                     + F.cross_entropy(relationship.view(-1, 2), next_sentence_label.view(-1)))
-        return _finish(PreTrainingOutput(loss, prediction, relationship, encoded.hidden_states,
+        return self._finish(PreTrainingOutput(loss, prediction, relationship, encoded.hidden_states,
                                          encoded.attentions), return_dict)
+
+
+# ---------------------------------------------------------------- the other heads of BERT
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor) -> torch.Tensor:
+    """Mean of the cross-entropies of the answer's start and end positions (``[batch]``) over the
+    ``[batch, seq]`` logits; positions outside the sequence are clamped to ``seq`` and ignored."""
+    seq = start_logits.shape[1]
+    start = start_positions.reshape(-1).clamp(0, seq)
+    end = end_positions.reshape(-1).clamp(0, seq)
+    return (F.cross_entropy(start_logits, start, ignore_index=seq)
+            + F.cross_entropy(end_logits, end, ignore_index=seq)) / 2
+
+
+class SpanClassifier:
+    """Linear ``qa_outputs`` on every token of ``self.base_model``'s output: extractive question
+    answering (BERT, RoBERTa, ELECTRA). Logits ``start_logits`` / ``end_logits`` ``[batch, seq]``;
+    the output's ``logits`` ``[batch, seq, 2]`` holds both, so ``explain`` (task ``token``) explains
+    the start logit at a position with ``target=(position, 0)`` and the end logit with ``(position, 1)``."""
+
+    task = "token"  # what explain() explains: see attribution/targets.py
+
+    def _add_span_classifier(self, config: BertConfig) -> None:
+        if config.num_labels != 2:
+            raise ConfigError(f"config field num_labels must be 2 for {type(self).__name__} (start and end "
+                              f"logits), got {config.num_labels}")
+        self.num_labels = 2
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, *, embedding_output=None,
+                rules: Optional[RuleSet] = None, **unused):
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
+        logits = ops.linear(encoded.last_hidden_state, self.qa_outputs, rules)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        return self._finish(QuestionAnsweringModelOutput(loss, start_logits, end_logits, encoded.hidden_states,
+                                                         encoded.attentions), return_dict)
+
+
+class BertForQuestionAnswering(SpanClassifier, BertPreTrainedModel):
+    """BERT + ``qa_outputs`` (start and end logits of the answer span, ``[batch, seq]`` each)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self._add_span_classifier(config)
+        self.init_weights()
+
+
+def _flatten_choices(tensor: Optional[torch.Tensor], width: int) -> Optional[torch.Tensor]:
+    """``[batch, choices, seq(, hidden)]`` -> ``[batch * choices, seq(, hidden)]``."""
+    if tensor is None:
+        return None
+    return tensor.reshape(-1, *tensor.shape[-width:])
+
+
+class BertForMultipleChoice(BertPreTrainedModel):
+    """BERT + dropout + linear scorer on the pooled [CLS] of each choice. Inputs ``[batch, choices,
+    seq]``; logits ``[batch, choices]`` (one score per choice). Not explained by ``explain``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **unused):
+        _reject_unknown(unused)
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is None or reference.dim() < 3:
+            raise InputError("BertForMultipleChoice takes inputs of shape [batch, choices, seq] (input_ids) or "
+                             "[batch, choices, seq, hidden] (inputs_embeds)")
+        choices = reference.shape[1]
+        encoded = self.bert(_flatten_choices(input_ids, 1), _flatten_choices(attention_mask, 1),
+                            _flatten_choices(token_type_ids, 1), _flatten_choices(position_ids, 1),
+                            _flatten_choices(inputs_embeds, 2), output_attentions, output_hidden_states,
+                            return_dict=True)
+        logits = self.classifier(ops.dropout(encoded.pooler_output, self.dropout)).view(-1, choices)
+        loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
+        return self._finish(MultipleChoiceModelOutput(loss, logits, encoded.hidden_states, encoded.attentions),
+                            return_dict)
+
+
+class BertOnlyNSPHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
+class BertForNextSentencePrediction(BertPreTrainedModel):
+    """BERT + the next-sentence head on the pooled [CLS]: logits ``[batch, 2]`` (0: the second
+    text follows the first, 1: it is random); explained as a sequence classifier."""
+
+    task = "sequence"  # what explain() explains: see attribution/targets.py
+
+    def __init__(self, config: BertConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertOnlyNSPHead(config)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
+        logits = ops.linear(encoded.pooler_output, self.cls.seq_relationship, rules)
+        loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
+        return self._finish(NextSentencePredictorOutput(loss, logits, encoded.hidden_states, encoded.attentions),
+                            return_dict)
+
+
+class BertLMHeadModel(BertPreTrainedModel):
+    """Refused: BERT as a causal decoder (causal self-attention, cross-attention to an encoder,
+    key/value cache, ``generate``) is not part of bert-lrp, whose models are encoders."""
+
+    def __init__(self, config: Any = None, *args: Any, **kwargs: Any) -> None:
+        raise ConfigError("BertLMHeadModel is not supported: bert-lrp's models are encoders (no causal "
+                          "self-attention, cross-attention, key/value cache or generate()); use BertForMaskedLM "
+                          "for masked-token prediction, or transformers' BertLMHeadModel for decoding")

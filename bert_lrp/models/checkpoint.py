@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from .._io import atomic_write
 from ..errors import BertLrpError
+from .config import TRANSFORMERS_DEFAULTS, as_config
 from .tuned import read_tuned_composite, write_tuned_composite
 
 logger = logging.getLogger("bert_lrp")
@@ -42,6 +43,25 @@ class LoadingInfo:
     mismatched_keys: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
     newly_initialized: List[str] = field(default_factory=list)
     unused_head_keys: List[str] = field(default_factory=list)
+
+    # transformers' loading-info dict: missing_keys, unexpected_keys, mismatched_keys, error_msgs
+    DICT_KEYS = ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")
+
+    def as_dict(self) -> Dict[str, Any]:
+        """transformers' ``output_loading_info`` dict (sets of keys, as transformers 5): missing keys include the heads newly
+        initialised, unexpected keys the unused head tensors, mismatched keys ``(key, checkpoint
+        shape, model shape)``."""
+        return {"missing_keys": set(self.missing_keys + self.newly_initialized),
+                "unexpected_keys": set(self.unexpected_keys + self.unused_head_keys),
+                "mismatched_keys": set(self.mismatched_keys), "error_msgs": []}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.DICT_KEYS:
+            raise KeyError(key)
+        return self.as_dict()[key]
+
+    def keys(self) -> Tuple[str, ...]:
+        return self.DICT_KEYS
 
     def problems(self) -> List[str]:
         lines = [f"missing tensor {k}" for k in self.missing_keys]
@@ -105,11 +125,14 @@ def normalize_keys(state: Dict[str, torch.Tensor], model_keys: set, prefix: str)
 
 
 def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bool = True,
-              source: str = "checkpoint") -> LoadingInfo:
+              source: str = "checkpoint", ignore_mismatched_sizes: bool = False) -> LoadingInfo:
     """Copy ``state`` into ``model``; heads the checkpoint lacks keep their fresh initialisation.
 
     Strict mode raises :class:`CheckpointError` listing every missing (non-head), unexpected
     (non-head) or mis-shaped tensor; ``strict=False`` logs them and loads the rest.
+    ``ignore_mismatched_sizes=True`` (transformers' option: a new classifier on a checkpoint with
+    another label count) keeps the fresh initialisation of mis-shaped tensors, reported in
+    ``mismatched_keys``, without raising.
     """
     own = model.state_dict()
     state = normalize_keys(state, set(own), getattr(model, "base_model_prefix", ""))
@@ -126,6 +149,11 @@ def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bo
         elif tuple(tensor.shape) != tuple(own[key].shape):
             info.mismatched_keys.append((key, tuple(tensor.shape), tuple(own[key].shape)))
     problems = info.problems()
+    if ignore_mismatched_sizes:
+        problems = [p for p in problems if not p.startswith("tensor ")]
+        for key, got, want in info.mismatched_keys:
+            logger.warning("%s: %s has shape %s in the checkpoint but %s in the model; newly initialised "
+                           "(ignore_mismatched_sizes=True)", source, key, list(got), list(want))
     if problems and strict:
         raise CheckpointError(f"{source} does not fit {type(model).__name__} ({len(problems)} problem(s)):\n  "
                               + "\n  ".join(problems) + "\n(pass strict=False to load what fits)")
@@ -149,23 +177,38 @@ class PretrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for our models."""
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, *args: Any, strict: bool = True,
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, strict: bool = True,
                         output_loading_info: bool = False, config=None, init_lrp: bool = False,
-                        **config_overrides: Any):
+                        ignore_mismatched_sizes: bool = False, dtype: Any = None, torch_dtype: Any = None,
+                        attn_implementation: Optional[str] = None, **config_overrides: Any):
         """Load a Hugging Face-style folder (``config.json`` + ``model.safetensors`` or
         ``pytorch_model.bin``), or a single weights file next to which ``config.json`` lies.
 
-        ``config_overrides`` are config fields (``num_labels=3``, ``id2label=...``); any other
-        keyword raises a TypeError naming it. ``init_lrp=True`` (``BertForSequenceClassification``
-        only) gives the original BERT-LRP calls (``backward_lrp``, ...) on the loaded weights."""
-        unknown = sorted(set(config_overrides) - cls.config_class.override_names())
+        ``config_overrides`` are config fields (``num_labels=3``, ``id2label=...``) or transformers'
+        config keys (``output_hidden_states=True``); any other keyword raises a TypeError naming it.
+        ``config`` may be ours or transformers'. As transformers: ``ignore_mismatched_sizes=True``
+        initialises mis-shaped tensors afresh (a head of another label count);
+        ``dtype`` (or ``torch_dtype``; a ``torch.dtype``, its name, or ``"auto"``: the checkpoint's)
+        casts the model; ``attn_implementation`` is ``"sdpa"`` or ``"eager"``;
+        ``output_loading_info=True`` also returns a :class:`LoadingInfo`, which reads as
+        transformers' dict (``info["missing_keys"]``, ...). ``init_lrp=True``
+        (``BertForSequenceClassification`` only) gives the original BERT-LRP calls
+        (``backward_lrp``, ...) on the loaded weights."""
+        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+            raise TypeError(f"{cls.__name__}.from_pretrained(): dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree")
+        dtype = dtype if dtype is not None else torch_dtype
+        allowed = cls.config_class.override_names() | set(TRANSFORMERS_DEFAULTS)
+        unknown = sorted(set(config_overrides) - allowed)
         if unknown:
             raise TypeError(f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {unknown[0]!r} "
                             f"(not an argument and not a field of {cls.config_class.__name__})")
         if init_lrp and not getattr(cls, "supports_init_lrp", False):
             raise ValueError(f"init_lrp=True is the original BERT-LRP's flag for BertForSequenceClassification, "
                              f"not {cls.__name__}")
-        directory = resolve_pretrained(directory)
+        if torch.empty(0).device.type == "meta":
+            raise CheckpointError("You are using `from_pretrained` with a meta device context manager: weights cannot "
+                                  "be loaded into meta tensors; call it outside `with torch.device('meta')`")
+        directory = resolve_pretrained(pretrained_model_name_or_path)
         if os.path.isfile(directory):
             weights, folder = directory, os.path.dirname(directory) or "."
         elif os.path.isdir(directory):
@@ -174,29 +217,73 @@ class PretrainedMixin:
             raise CheckpointError(f"checkpoint not found: {directory}")
         if config is None:
             config = cls.config_class.from_pretrained(folder, **config_overrides)
-        elif config_overrides:
-            config = config.with_overrides(**config_overrides)
+        else:
+            config = as_config(config)
+            if config_overrides:
+                config = config.with_overrides(**config_overrides)
+        if attn_implementation is not None:
+            config = config.copy(_attn_implementation=attn_implementation)
         model = cls(config, *args, init_lrp=True) if init_lrp else cls(config, *args)
-        info = load_into(model, read_state_dict(weights), strict=strict, source=weights)
+        state = read_state_dict(weights)
+        info = load_into(model, state, strict=strict, source=weights, ignore_mismatched_sizes=ignore_mismatched_sizes)
         model.tuned_composite = read_tuned_composite(folder)  # lrp_composite.json: --rule tuned
+        model.name_or_path = os.fspath(pretrained_model_name_or_path)
+        target = _resolve_dtype(dtype, state, weights)
+        if target is not None:
+            model.to(target)
+            model.config.dtype = target
         model.eval()
         return (model, info) if output_loading_info else model
 
-    def save_pretrained(self, directory: str | os.PathLike, dtype: Optional[torch.dtype] = None) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, dtype: Optional[torch.dtype] = None, *,
+                        safe_serialization: bool = True, state_dict: Optional[Dict[str, torch.Tensor]] = None,
+                        is_main_process: bool = True, max_shard_size: Any = None,
+                        push_to_hub: bool = False) -> None:
         """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``directory``, and
         the tuned LRP composite (``lrp_composite.json``) when the model has one.
 
         ``dtype`` (e.g. ``torch.float16``) stores the weights in a smaller type; loading casts back.
+        transformers' options: ``safe_serialization=False`` writes ``pytorch_model.bin`` instead,
+        ``state_dict`` saves those tensors instead of the model's, ``is_main_process=False``
+        writes nothing (the other ranks of a distributed run); ``max_shard_size`` is accepted
+        and ignored (one file); ``push_to_hub=True`` is refused (no network).
         """
+        if push_to_hub:
+            raise CheckpointError("save_pretrained(push_to_hub=True) is not supported: bert-lrp never uploads; "
+                                  "upload the folder with huggingface_hub")
+        if not is_main_process:
+            return
         os.makedirs(directory, exist_ok=True)
         config = self.config.copy(architectures=[type(self).__name__])
         config.save_pretrained(directory)
+        source = self.state_dict() if state_dict is None else state_dict
         state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
-                 for k, v in self.state_dict().items()}
-        atomic_write(os.path.join(directory, "model.safetensors"),
-                     lambda path: save_file(state, path, metadata={"format": "pt"}))
+                 for k, v in source.items()}
+        if safe_serialization:
+            atomic_write(os.path.join(directory, "model.safetensors"),
+                         lambda path: save_file(state, path, metadata={"format": "pt"}))
+        else:
+            atomic_write(os.path.join(directory, "pytorch_model.bin"), lambda path: torch.save(state, path))
+        stale = os.path.join(directory, "pytorch_model.bin" if safe_serialization else "model.safetensors")
+        if os.path.exists(stale):  # an older save in the other format would be read first / instead
+            os.remove(stale)
         if getattr(self, "tuned_composite", None) is not None:
             write_tuned_composite(directory, self.tuned_composite)
+
+
+def _resolve_dtype(dtype: Any, state: Dict[str, torch.Tensor], source: str) -> Optional[torch.dtype]:
+    """``dtype=`` of ``from_pretrained``: None (keep float32), a ``torch.dtype``, its name
+    (``"float16"``), or ``"auto"`` (the checkpoint's floating type)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        floating = [t.dtype for t in state.values() if t.is_floating_point()]
+        return floating[0] if floating else None
+    resolved = getattr(torch, str(dtype).replace("torch.", ""), None)
+    if not isinstance(resolved, torch.dtype):
+        raise TypeError(f"from_pretrained(): dtype {dtype!r} is not a torch dtype (e.g. torch.float16, "
+                        f"'bfloat16', 'auto') for {source}")
+    return resolved
 
 
 def resolve_pretrained(name_or_path: str | os.PathLike) -> str:

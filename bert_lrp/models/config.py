@@ -2,11 +2,12 @@
 families built from the same layers (RoBERTa, DistilBERT, ELECTRA), keyed by ``model_type``."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from .._io import atomic_write_text
 from ..errors import BertLrpError
@@ -17,6 +18,50 @@ PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label
 
 class ConfigError(BertLrpError, ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
+
+
+# The keys transformers' PretrainedConfig puts on every config, with its defaults. Our configs
+# read them as attributes (``config.output_hidden_states``), keep them in ``extra`` when set and
+# write them back; the models read the output flags and the attention implementation from them.
+TRANSFORMERS_DEFAULTS: Dict[str, Any] = {
+    "output_hidden_states": False, "output_attentions": False, "return_dict": True, "is_decoder": False,
+    "add_cross_attention": False, "is_encoder_decoder": False, "tie_word_embeddings": True,
+    "chunk_size_feed_forward": 0, "use_cache": True, "dtype": None, "architectures": None,
+    "bos_token_id": None, "eos_token_id": None, "_name_or_path": "", "_attn_implementation": None,
+    "torchscript": False, "pruned_heads": {}, "tie_encoder_decoder": False, "gradient_checkpointing": False,
+}
+# set at run time (attention implementation, ...), never written to config.json (as transformers)
+RUNTIME_KEYS = ("_attn_implementation", "_attn_implementation_autoset", "_commit_hash",
+                "_experts_implementation", "_output_attentions")
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+def config_dataclass(cls: type) -> type:
+    """``@dataclass`` whose ``__init__`` also takes any other keyword, as transformers' configs do:
+    a key that is not a field goes to ``extra`` (``attn_implementation=`` to ``_attn_implementation``;
+    a family's own names, ``ALIASES``, to the field they mean)."""
+    cls = dataclass(cls)
+    init = cls.__init__
+    names = {f.name for f in fields(cls)}
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        extra = dict(kwargs.pop("extra", None) or {})
+        for theirs, ours in cls.ALIASES.items():
+            if theirs in kwargs:
+                kwargs.setdefault(ours, kwargs.pop(theirs))
+        if "attn_implementation" in kwargs:
+            kwargs["_attn_implementation"] = kwargs.pop("attn_implementation")
+        if "torch_dtype" in kwargs:
+            kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
+        for key in [k for k in kwargs if k not in names]:
+            extra[key] = kwargs.pop(key)
+        extra.pop("model_type", None)
+        init(self, *args, extra=extra, **kwargs)
+
+    cls.__init__ = __init__
+    cls._field_names = frozenset(names)
+    return cls
 
 
 def _is_int(value: Any) -> bool:
@@ -64,17 +109,23 @@ def _label_names(id2label: Any) -> Dict[int, str]:
     return {number: labels[number] for number in sorted(labels)}
 
 
-@dataclass
+@config_dataclass
 class BertConfig:
     """Hyper-parameters of a BERT encoder and its heads.
 
     Field names follow Hugging Face ``BertConfig``; Google's ``bert_config.json`` uses the same
     names, so both load with :meth:`from_json_file`. Unknown keys are kept in ``extra`` and
     written back, so a round trip through JSON loses nothing. Subclasses (one per family) change
-    defaults and ``model_type``; the models read only the fields declared here.
+    defaults and ``model_type``; the models read only the fields declared here and
+    transformers' common keys (:data:`TRANSFORMERS_DEFAULTS`, read as attributes).
+
+    Like transformers' configs, the constructor takes any other keyword (kept in ``extra``) and an
+    unknown attribute set on a config is kept there too (``config.is_decoder = True``).
     """
 
     model_type = "bert"  # class attribute (not a field): what config.json's model_type says
+    ALIASES: ClassVar[Dict[str, str]] = {}  # a family's own key -> the field it means (DistilBERT: dim -> hidden_size)
+    _field_names: ClassVar[frozenset] = frozenset()
 
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -102,6 +153,45 @@ class BertConfig:
             self.id2label = _label_names(self.id2label)
             self.num_labels = len(self.id2label)
         self.validate()
+
+    # ---------------------------------------------- transformers' keys as attributes
+    def __getattr__(self, name: str) -> Any:
+        """``extra`` keys, a family's own names and transformers' common keys as attributes."""
+        values = self.__dict__
+        if name in type(self).ALIASES:
+            return getattr(self, type(self).ALIASES[name])
+        if "extra" in values and name in values["extra"]:
+            return values["extra"][name]
+        if name in TRANSFORMERS_DEFAULTS:
+            return TRANSFORMERS_DEFAULTS[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        name = type(self).ALIASES.get(name, name)
+        if name == "attn_implementation":
+            name = "_attn_implementation"
+        if name in self._field_names or isinstance(getattr(type(self), name, None), property) \
+                or "extra" not in self.__dict__:
+            if name == "num_labels" and self.__dict__.get("id2label") is not None and len(self.id2label) != value:
+                object.__setattr__(self, "id2label", None)  # label names of another count (as transformers)
+            object.__setattr__(self, name, value)
+        else:
+            self.extra[name] = value
+
+    sub_configs: ClassVar[Dict[str, type]] = {}  # transformers' composite configs; ours have none
+
+    def get_text_config(self, decoder: Optional[bool] = None, encoder: Optional[bool] = None) -> "BertConfig":
+        """transformers' accessor of a composite config's text part: a text model's config is itself."""
+        return self
+
+    @property
+    def use_return_dict(self) -> bool:
+        return bool(self.return_dict)
+
+    @property
+    def attn_implementation(self) -> str:
+        """``"sdpa"`` (PyTorch's fused attention in a plain forward, the default) or ``"eager"``."""
+        return self.extra.get("_attn_implementation") or "sdpa"
 
     # ------------------------------------------------------------------ labels
     @property
@@ -166,15 +256,11 @@ class BertConfig:
         return {f.name for f in fields(cls)} - {"extra"} | {"label2id"}
 
     @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "BertConfig":
-        known = {f.name for f in fields(cls)} - {"extra"}
-        kwargs = {k: v for k, v in values.items() if k in known}
-        extra = dict(values.get("extra", {}))
-        extra.update({k: v for k, v in values.items() if k not in known and k != "extra"})
-        extra.pop("model_type", None)
+    def from_dict(cls, values: Dict[str, Any], **overrides: Any) -> "BertConfig":
+        values = {**values, **overrides}
         if "num_labels" not in values and "_num_labels" in values:
-            kwargs["num_labels"] = values["_num_labels"]
-        return cls(**kwargs, extra=extra)
+            values["num_labels"] = values["_num_labels"]
+        return cls(**values)
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
@@ -209,6 +295,7 @@ class BertConfig:
         ``num_labels`` without ``id2label`` drops label names of another count (else the names
         would set the count back)."""
         values = self.to_dict()
+        values.update({k: v for k, v in self.extra.items() if k in RUNTIME_KEYS})
         if "label2id" not in overrides:
             values.pop("label2id", None)  # derived from id2label again when written
         if "num_labels" in overrides and "id2label" not in overrides:
@@ -220,7 +307,9 @@ class BertConfig:
     def to_dict(self) -> Dict[str, Any]:
         values = asdict(self)
         extra = values.pop("extra")
-        values.update(extra)
+        values.update({k: v for k, v in extra.items() if k not in RUNTIME_KEYS})
+        if values.get("dtype") is not None:  # a torch.dtype set at run time -> its name, as transformers
+            values["dtype"] = str(values["dtype"]).replace("torch.", "")
         values["id2label"] = {str(k): v for k, v in self.labels_by_id().items()}
         values["label2id"] = self.label2id
         values["model_type"] = self.model_type
@@ -235,7 +324,9 @@ class BertConfig:
         atomic_write_text(os.path.join(directory, "config.json"), self.to_json_string())
 
     def copy(self, **changes: Any) -> "BertConfig":
+        """A copy with ``changes`` (run-time keys such as the attention implementation kept)."""
         values = self.to_dict()
+        values.update({k: v for k, v in self.extra.items() if k in RUNTIME_KEYS})
         values.update(changes)
         return type(self).from_dict(values)
 
@@ -244,7 +335,7 @@ class BertConfig:
 
 
 # ------------------------------------------------------------------------ other families
-@dataclass
+@config_dataclass
 class RobertaConfig(BertConfig):
     """RoBERTa: BERT's fields with RoBERTa's defaults (padding id 1, positions offset by it)."""
 
@@ -253,7 +344,7 @@ class RobertaConfig(BertConfig):
     pad_token_id: int = 1
 
 
-@dataclass
+@config_dataclass
 class ElectraConfig(BertConfig):
     """ELECTRA: word/position/type embeddings of ``embedding_size``, projected to ``hidden_size``."""
 
@@ -275,13 +366,14 @@ DISTILBERT_NAMES = {"dim": "hidden_size", "n_layers": "num_hidden_layers", "n_he
                     "attention_dropout": "attention_probs_dropout_prob"}
 
 
-@dataclass
+@config_dataclass
 class DistilBertConfig(BertConfig):
     """DistilBERT: read and written with transformers' names (``dim``, ``n_layers``, ``n_heads``,
     ``hidden_dim``, ``activation``, ``dropout``, ``attention_dropout``), held as BERT's fields.
     No token types, no pooler; LayerNorm epsilon 1e-12 throughout."""
 
     model_type = "distilbert"
+    ALIASES = DISTILBERT_NAMES
     num_hidden_layers: int = 6
     hidden_dropout_prob: float = 0.1
     seq_classif_dropout: float = 0.2
@@ -336,3 +428,21 @@ def read_model_type(directory: str | os.PathLike) -> Optional[str]:
     except json.JSONDecodeError as error:
         raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
     return values.get("model_type") if isinstance(values, dict) else None
+
+
+def as_config(config: Any) -> BertConfig:
+    """Our config of ``config``: ours as is; any other object with ``to_dict()`` and a supported
+    ``model_type`` (transformers' ``BertConfig``, ``RobertaConfig``, ``DistilBertConfig``,
+    ``ElectraConfig``; duck typing, transformers is never imported) read as our family's config,
+    every key kept, its attention implementation too."""
+    if isinstance(config, BertConfig):
+        return config
+    to_dict = getattr(config, "to_dict", None)
+    if not callable(to_dict):
+        raise ConfigError(f"a model needs a config (ours or transformers'), got {type(config).__name__}")
+    values = dict(to_dict())
+    model_type = values.get("model_type") or getattr(config, "model_type", None)
+    implementation = getattr(config, "_attn_implementation", None)
+    if implementation is not None:
+        values["_attn_implementation"] = implementation
+    return config_class_for(model_type, source=type(config).__name__).from_dict(values)

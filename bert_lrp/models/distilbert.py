@@ -18,7 +18,6 @@ from .bert import (
     BertEmbeddings,
     BertModel,
     BertPreTrainedModel,
-    _finish,
     _TiedLinear,
     add_and_norm,
     self_attention,
@@ -97,7 +96,10 @@ class DistilBertModel(BertModel):
     embeddings_class = DistilBertEmbeddings
 
     def __init__(self, config: DistilBertConfig) -> None:
+        config = with_labels(config)
         BertPreTrainedModel.__init__(self, config)
+        self.checkpoint_options = None  # activation checkpointing (activation_checkpointing_enable)
+        self.checkpoint_every = 1
         self.embeddings = DistilBertEmbeddings(config)
         self.transformer = nn.Module()
         self.transformer.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_hidden_layers))
@@ -108,7 +110,7 @@ class DistilBertModel(BertModel):
         return self.transformer.layer
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None,
-                output_attentions: bool = False, output_hidden_states: bool = False, return_dict: bool = True, *,
+                output_attentions: Optional[bool] = None, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None, *,
                 token_type_ids=None, embedding_output=None, rules: Optional[RuleSet] = None,
                 **unused) -> BaseModelOutputWithPooling | tuple:
         return super().forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
@@ -138,15 +140,15 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
         self.init_weights()
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
-                output_attentions=False, output_hidden_states=False, return_dict=True, *, token_type_ids=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,
                 embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
                                   output_hidden_states, token_type_ids=token_type_ids,
-                                  embedding_output=embedding_output, rules=rules, **unused)
+                                  embedding_output=embedding_output, rules=rules, return_dict=True, **unused)
         pooled = ops.activation(ops.linear(encoded.last_hidden_state[:, 0], self.pre_classifier, rules), "relu", rules)
         logits = ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
         loss = None if labels is None else sequence_loss(self.config.problem_type, logits, labels)
-        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
 class DistilBertForTokenClassification(DistilBertPreTrainedModel):
@@ -164,14 +166,14 @@ class DistilBertForTokenClassification(DistilBertPreTrainedModel):
         self.init_weights()
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
-                output_attentions=False, output_hidden_states=False, return_dict=True, *, token_type_ids=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,
                 embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
                                   output_hidden_states, token_type_ids=token_type_ids,
-                                  embedding_output=embedding_output, rules=rules, **unused)
+                                  embedding_output=embedding_output, rules=rules, return_dict=True, **unused)
         logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
         loss = None if labels is None else token_loss(logits, labels)
-        return _finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
 class DistilBertForMaskedLM(DistilBertPreTrainedModel):
@@ -180,7 +182,10 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
 
     task = "masked_lm"  # what explain() explains: see attribution/targets.py
 
+    decoder_bias_path = "vocab_projector.bias"
+
     def __init__(self, config: DistilBertConfig) -> None:
+        config = with_labels(config)
         super().__init__(config)
         self.distilbert = DistilBertModel(config)
         self.vocab_transform = nn.Linear(config.hidden_size, config.hidden_size)
@@ -203,12 +208,12 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         return self._head(hidden, None)
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
-                output_attentions=False, output_hidden_states=False, return_dict=True, *, token_type_ids=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,
                 embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
                                   output_hidden_states, token_type_ids=token_type_ids,
-                                  embedding_output=embedding_output, rules=rules, **unused)
+                                  embedding_output=embedding_output, rules=rules, return_dict=True, **unused)
         logits = self._head(encoded.last_hidden_state, rules)
         loss = None if labels is None else F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1),
                                                             ignore_index=-100)
-        return _finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)

@@ -19,6 +19,7 @@ from .bert import (
     BertEmbeddings,
     BertModel,
     BertPreTrainedModel,
+    SpanClassifier,
     TokenClassifier,
     with_labels,
 )
@@ -40,6 +41,7 @@ class ElectraModel(BertModel):
     embeddings_class = ElectraEmbeddings
 
     def __init__(self, config: ElectraConfig) -> None:
+        config = with_labels(config)
         super().__init__(config, add_pooling_layer=False)
         if config.embedding_size != config.hidden_size:
             self.embeddings_project = nn.Linear(config.embedding_size, config.hidden_size)
@@ -83,4 +85,15 @@ class ElectraForTokenClassification(TokenClassifier, ElectraPreTrainedModel):
         super().__init__(config)
         self.electra = ElectraModel(config)
         self._add_token_classifier(config)
+        self.init_weights()
+
+
+class ElectraForQuestionAnswering(SpanClassifier, ElectraPreTrainedModel):
+    """ELECTRA + ``qa_outputs``: start and end logits of the answer span, ``[batch, seq]`` each."""
+
+    def __init__(self, config: ElectraConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.electra = ElectraModel(config)
+        self._add_span_classifier(config)
         self.init_weights()

@@ -18,9 +18,9 @@ from .bert import (
     BertModel,
     BertPreTrainedModel,
     InputError,
+    SpanClassifier,
     TokenClassifier,
     _classifier_dropout,
-    _finish,
     _reject_unknown,
     _TiedLinear,
     sequence_loss,
@@ -88,15 +88,13 @@ class FirstTokenClassifier:
     classification of RoBERTa and ELECTRA. Logits ``[batch, num_labels]``."""
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                  output_attentions, output_hidden_states, embedding_output=embedding_output,
-                                  rules=rules)
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = self.classifier(encoded.last_hidden_state, rules)
         loss = None if labels is None else sequence_loss(self.config.problem_type, logits, labels)
-        return _finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
 class RobertaForSequenceClassification(FirstTokenClassifier, RobertaPreTrainedModel):
@@ -146,7 +144,10 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
 
     task = "masked_lm"  # what explain() explains: see attribution/targets.py
 
+    decoder_bias_path = "lm_head.bias"
+
     def __init__(self, config: RobertaConfig) -> None:
+        config = with_labels(config)
         super().__init__(config)
         self.roberta = RobertaModel(config, add_pooling_layer=False)
         self.lm_head = RobertaLMHead(config)
@@ -160,12 +161,22 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
         return self.lm_head(hidden, self.roberta.embeddings.word_embeddings.weight, None)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=False, output_hidden_states=False,
-                return_dict=True, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        _reject_unknown(unused)
-        encoded = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                               output_attentions, output_hidden_states, embedding_output=embedding_output, rules=rules)
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_attentions, output_hidden_states, embedding_output, rules, unused)
         logits = self.lm_head(encoded.last_hidden_state, self.roberta.embeddings.word_embeddings.weight, rules)
         loss = None if labels is None else F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1),
                                                             ignore_index=-100)
-        return _finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+        return self._finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+class RobertaForQuestionAnswering(SpanClassifier, RobertaPreTrainedModel):
+    """RoBERTa + ``qa_outputs``: start and end logits of the answer span, ``[batch, seq]`` each."""
+
+    def __init__(self, config: RobertaConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self._add_span_classifier(config)
+        self.init_weights()

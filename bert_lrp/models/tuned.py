@@ -18,7 +18,8 @@ from ..rules.composites import Composite
 
 COMPOSITE_FILE = "lrp_composite.json"
 FORMAT = "bert-lrp tuned composite"
-VERSION = 1
+VERSION = 2  # 2: linear rules as {"name": ..., parameter: value}; 1: a rule name beside flat parameters
+READABLE_VERSIONS = (1, 2)
 
 
 class TunedCompositeError(BertLrpError, ValueError):
@@ -65,9 +66,10 @@ def read_tuned_composite(folder: str | os.PathLike) -> Optional[TunedComposite]:
         raise TunedCompositeError(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise TunedCompositeError(f"{path}: field 'format' must be {FORMAT!r}")
-    if record.get("version") != VERSION:
-        raise TunedCompositeError(f"{path}: field 'version': {record.get('version')!r} is not {VERSION} (written by a "
-                              "newer bert-lrp?)")
+    version = record.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise TunedCompositeError(f"{path}: field 'version': {version!r} is not one of "
+                                  f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer bert-lrp?)")
     try:
         composite = Composite.from_dict(record.get("composite"), "field 'composite'")
     except ValueError as error:

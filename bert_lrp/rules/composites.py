@@ -10,16 +10,15 @@ backward, i.e. its Jacobian transposed times the incoming signal):
 ==============  ==============================================================================
 operation       rules
 ==============  ==============================================================================
-linear          ``epsilon`` (epsilon-LRP, Bach et al. 2015; ``epsilon = 0`` is LRP-0, exactly the
-                gradient), ``gamma`` (generalised gamma rule, Montavon et al. 2019 / Andeol et
-                al. 2021: the contributions that agree with the output's sign get ``gamma``
-                times their weight added), ``zplus`` (z+, Montavon et al. 2017: positive
-                contributions only), ``contribution_alpha_beta`` (Bach et al. 2015: positive
-                contributions times alpha = 1 + beta, negative times beta), ``alpha_beta`` (Wu &
-                Ong 2021, relevance signal: split by the sign of the *weight*, |R| rescaled per
-                example to the incoming total), ``jacobian``. Linear layers may take different
-                rules per kind (attention, ffn, pooler, classifier) and encoder layer:
-                :class:`LinearOverride`.
+linear          a rule *object* (:mod:`bert_lrp.rules.linear`, registered by name): ``Epsilon``
+                (``epsilon``: epsilon-LRP, Bach et al. 2015; ``epsilon = 0`` is LRP-0, exactly
+                the gradient), ``Gamma`` (``gamma``: generalised gamma rule, Montavon et al.
+                2019 / Andeol et al. 2021), ``ZPlus`` (``zplus``, Montavon et al. 2017),
+                ``ContributionAlphaBeta`` (``contribution_alpha_beta``, Bach et al. 2015),
+                ``AlphaBeta`` (``alpha_beta``, Wu & Ong 2021, relevance signal), ``Jacobian``
+                (``jacobian``). A name stands for the rule with its default parameters. Linear
+                layers may take other rules per kind (attention, ffn, pooler, classifier) and
+                encoder layer: :class:`LinearOverride`.
 layer_norm      ``jacobian`` (the full LayerNorm Jacobian), ``detach_std`` (identity rule on
                 1/sigma: the normaliser is a constant, LN is linear)
 activation      ``jacobian``, ``identity`` (relevance passes unchanged through GELU / tanh)
@@ -34,6 +33,10 @@ residual        ``jacobian`` (both summands get the signal: under the gradient s
                 branch gets its own rules; runs as two stacked copies, see below)
 ==============  ==============================================================================
 
+The rules of the other operations stay named choices: each is one branch of its Function's
+backward (no parameters), and an object per operation would add a Python call per slice to the
+attention and LayerNorm backwards for nothing a name does not already say.
+
 ``signal`` says what flows backwards. ``gradient``: a modified gradient g, and the relevance of a
 tensor x is ``x * g`` (zennit's and LXT's convention); the backward starts from 1 at the target
 logit. ``relevance``: the relevance itself (the original BERT-LRP code passes relevance as
@@ -42,23 +45,24 @@ logit. ``relevance``: the relevance itself (the original BERT-LRP code passes re
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-RULES: Dict[str, Tuple[str, ...]] = {
-    "linear": ("jacobian", "epsilon", "gamma", "zplus", "contribution_alpha_beta", "alpha_beta"),
+from .linear import (SIGNALS, AlphaBeta, Epsilon, Jacobian, LinearLayerRule, as_linear_rule, linear_rule,
+                     rule_class, rule_from_dict)
+
+RULES: Dict[str, Tuple[str, ...]] = {  # the named rules of the operations other than linear
     "layer_norm": ("jacobian", "detach_std"),
     "activation": ("jacobian", "identity"),
     "softmax": ("jacobian", "taylor", "detach"),
     "bilinear": ("jacobian", "uniform"),
     "residual": ("jacobian", "block_jacobian"),
 }
-SIGNALS = ("gradient", "relevance")
 SITE_KINDS = ("embeddings", "attention", "ffn", "pooler", "classifier")  # kinds of linear layer a rule can target
 TOKEN_PARTS = ("all", "word")  # a token's score: word + position + type shares, or the word's share alone
-GRADIENT_SIGNAL_LINEAR = ("epsilon", "gamma", "zplus", "contribution_alpha_beta")
+LEGACY_PARAMETERS = ("epsilon", "alpha", "stabilizer", "gamma", "beta")  # the flat parameters of version-1 files
 
 
 @dataclass(frozen=True)
@@ -70,43 +74,38 @@ class Site:
     layer: Optional[int] = None
 
 
-@dataclass(frozen=True)
-class LinearChoice:
-    """The rule one linear layer applies, with its parameters (see the module docstring):
-    ``epsilon`` (epsilon rule), ``gamma`` (gamma rule), ``beta`` (contribution alpha-beta, alpha =
-    1 + beta), ``alpha`` (Wu & Ong's alpha-beta, beta = 1 - alpha) and the ``stabilizer`` the
-    gamma, z+ and alpha-beta rules add to their denominators (with the denominator's sign)."""
-
-    rule: str = "jacobian"
-    epsilon: float = 0.0
-    gamma: float = 0.25
-    beta: float = 1.0
-    alpha: float = 0.5
-    stabilizer: float = 1e-7
-
-    @property
-    def is_gradient(self) -> bool:
-        """LRP-0 and the Jacobian: the plain backward ``g @ W``."""
-        return self.rule == "jacobian" or (self.rule == "epsilon" and self.epsilon == 0)
+def LinearChoice(rule: str = "jacobian", **parameters: float) -> LinearLayerRule:  # noqa: N802 (the former class)
+    """The former bag of every linear parameter, kept for callers of ``LinearChoice(rule, ...)``:
+    the rule object named ``rule`` with the ``parameters`` it takes (the others are ignored, as
+    the former dataclass carried them all). New code: :func:`~bert_lrp.rules.linear.linear_rule`
+    or the classes (``Gamma(gamma=0.3)``)."""
+    taken = {item.name for item in fields(rule_class(rule))}
+    return linear_rule(rule, **{k: v for k, v in parameters.items() if k in taken})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LinearOverride:
     """A linear rule for some linear layers: those of ``kinds`` (empty = every kind) in encoder
     layers ``first <= layer < last`` (``layers=None``: wherever they are, the pooler and the heads
-    included; a layer range selects encoder layers only). Later overrides win."""
+    included; a layer range selects encoder layers only). Later overrides win.
 
-    rule: str
+    ``rule`` is a rule object (``LinearOverride(Gamma(gamma=0.3), layers=(0, 2))``) or a rule name
+    with its parameters as keywords (``LinearOverride("gamma", layers=(0, 2), gamma=0.3)``)."""
+
+    rule: LinearLayerRule
     kinds: Tuple[str, ...] = ()
     layers: Optional[Tuple[int, int]] = None
-    epsilon: float = 0.0
-    gamma: float = 0.25
-    beta: float = 1.0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kinds", tuple(self.kinds))
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(v) for v in self.layers))
+    def __init__(self, rule: LinearLayerRule | str, kinds: Sequence[str] = (),
+                 layers: Optional[Sequence[int]] = None, **parameters: float) -> None:
+        if isinstance(rule, str):
+            rule = linear_rule(rule, **parameters)
+        elif parameters:
+            raise ValueError(f"LinearOverride: parameters {', '.join(sorted(parameters))} go into the rule object, "
+                             f"not beside it (got {rule!r})")
+        object.__setattr__(self, "rule", as_linear_rule(rule))
+        object.__setattr__(self, "kinds", (kinds,) if isinstance(kinds, str) else tuple(kinds))
+        object.__setattr__(self, "layers", None if layers is None else tuple(int(v) for v in layers))
 
     def matches(self, site: Optional[Site]) -> bool:
         if site is None:
@@ -118,15 +117,16 @@ class LinearOverride:
         return site.layer is not None and self.layers[0] <= site.layer < self.layers[1]
 
     def check(self, where: str) -> None:
-        if self.rule not in GRADIENT_SIGNAL_LINEAR + ("jacobian",):
-            raise ValueError(f"{where}: rule must be one of {', '.join(GRADIENT_SIGNAL_LINEAR + ('jacobian',))}, "
-                             f"got {self.rule!r}")
         for kind in self.kinds:
             if kind not in SITE_KINDS:
                 raise ValueError(f"{where}: kinds: unknown kind {kind!r}; choose from {', '.join(SITE_KINDS)}")
         if self.layers is not None and (len(self.layers) != 2 or not 0 <= self.layers[0] < self.layers[1]):
             raise ValueError(f"{where}: layers must be [first, last) with 0 <= first < last, got {list(self.layers)}")
-        _check_parameters(where, epsilon=self.epsilon, gamma=self.gamma, beta=self.beta)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """``{"rule": {...}, "kinds": [...], "layers": [first, last] or None}`` (JSON-ready)."""
+        return {"rule": self.rule.to_dict(), "kinds": list(self.kinds),
+                "layers": None if self.layers is None else list(self.layers)}
 
 
 def _check_parameters(where: str, **values: float) -> None:
@@ -137,108 +137,83 @@ def _check_parameters(where: str, **values: float) -> None:
 
 @dataclass(frozen=True)
 class Composite:
-    """One rule per kind of operation, and the parameters those rules take."""
+    """One rule per kind of operation: a rule object for the linear layers (a name stands for the
+    rule with its default parameters), a named rule for each other operation."""
 
     name: str
-    linear: str = "jacobian"
+    linear: LinearLayerRule = Jacobian()
     layer_norm: str = "jacobian"
     activation: str = "jacobian"
     softmax: str = "jacobian"
     bilinear: str = "jacobian"
     residual: str = "jacobian"
     signal: str = "gradient"
-    epsilon: float = 0.0        # epsilon rule: z -> z + epsilon * sign(z)
-    alpha: float = 0.5          # alpha-beta rule (Wu & Ong): beta = 1 - alpha
-    stabilizer: float = 1e-7    # gamma, z+ and alpha-beta rules: added to their denominators
-    gamma: float = 0.25         # gamma rule: W -> W + gamma * W+ (or W-, by the output's sign)
-    beta: float = 1.0           # contribution alpha-beta rule: alpha = 1 + beta
     linear_overrides: Tuple[LinearOverride, ...] = ()  # other linear rules for some kinds / layers
     token_parts: str = "all"    # a token's score: all embedding shares or the word's alone
 
     def __post_init__(self) -> None:
+        where = f"composite {self.name!r}"
+        try:
+            object.__setattr__(self, "linear", as_linear_rule(self.linear))
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
         for operation, known in RULES.items():
             if getattr(self, operation) not in known:
-                raise ValueError(f"composite {self.name!r}: unknown {operation} rule {getattr(self, operation)!r}; "
+                raise ValueError(f"{where}: unknown {operation} rule {getattr(self, operation)!r}; "
                                  f"choose from {', '.join(known)}")
         if self.signal not in SIGNALS:
-            raise ValueError(f"composite {self.name!r}: signal must be one of {', '.join(SIGNALS)}")
-        relevance_only = {"linear": "alpha_beta", "residual": "block_jacobian"}
-        for operation, rule in relevance_only.items():
-            if getattr(self, operation) == rule and self.signal != "relevance":
-                raise ValueError(f"composite {self.name!r}: the {operation} rule {rule!r} needs signal='relevance'")
-        if self.signal == "relevance" and self.linear == "epsilon" and self.epsilon != 0:
-            raise ValueError(f"composite {self.name!r}: the epsilon rule is written for signal='gradient'")
-        if self.signal == "relevance" and self.linear in GRADIENT_SIGNAL_LINEAR[1:]:
-            raise ValueError(f"composite {self.name!r}: the {self.linear} rule is written for signal='gradient'")
+            raise ValueError(f"{where}: signal must be one of {', '.join(SIGNALS)}")
+        if self.residual == "block_jacobian" and self.signal != "relevance":
+            raise ValueError(f"{where}: the residual rule 'block_jacobian' needs signal='relevance'")
+        _check_signal(where, self.linear, self.signal)
         object.__setattr__(self, "linear_overrides", tuple(self.linear_overrides))
-        if self.linear_overrides and self.signal != "gradient":
-            raise ValueError(f"composite {self.name!r}: linear_overrides are written for signal='gradient'")
         for i, override in enumerate(self.linear_overrides):
             if not isinstance(override, LinearOverride):
-                raise ValueError(f"composite {self.name!r}: linear_overrides[{i}] is not a LinearOverride")
-            override.check(f"composite {self.name!r}: linear_overrides[{i}]")
+                raise ValueError(f"{where}: linear_overrides[{i}] is not a LinearOverride")
+            override.check(f"{where}: linear_overrides[{i}]")
+            _check_signal(f"{where}: linear_overrides[{i}]", override.rule, self.signal)
         if self.token_parts not in TOKEN_PARTS:
-            raise ValueError(f"composite {self.name!r}: token_parts must be one of {', '.join(TOKEN_PARTS)}")
-        _check_parameters(f"composite {self.name!r}", epsilon=self.epsilon, gamma=self.gamma, beta=self.beta,
-                          stabilizer=self.stabilizer)
+            raise ValueError(f"{where}: token_parts must be one of {', '.join(TOKEN_PARTS)}")
 
-    def linear_choice(self, site: Optional[Site] = None) -> LinearChoice:
+    def linear_rule_at(self, site: Optional[Site] = None) -> LinearLayerRule:
         """The rule of the linear layer at ``site`` (None: a layer with no site, or the default)."""
-        choice = LinearChoice(self.linear, self.epsilon, self.gamma, self.beta, self.alpha, self.stabilizer)
+        rule = self.linear
         for override in self.linear_overrides:
             if override.matches(site):
-                choice = LinearChoice(override.rule, override.epsilon, override.gamma, override.beta,
-                                      self.alpha, self.stabilizer)
-        return choice
+                rule = override.rule
+        return rule
 
     def to_dict(self) -> Dict[str, Any]:
-        """A JSON-ready description (read back by :meth:`from_dict`)."""
-        values = asdict(self)
-        values["linear_overrides"] = [
-            {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(o).items()} for o in self.linear_overrides]
+        """A JSON-ready description (read back by :meth:`from_dict`): the linear rule and each
+        override's rule as ``{"name": ..., parameter: value}``."""
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        values["linear"] = self.linear.to_dict()
+        values["linear_overrides"] = [o.to_dict() for o in self.linear_overrides]
         return values
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "composite") -> "Composite":
-        """The composite ``values`` describes; a ValueError names ``where`` and the field."""
+        """The composite ``values`` describes (:meth:`to_dict`'s form, or the version-1 form of
+        ``lrp_composite.json``: the linear rule by name beside flat ``epsilon``, ``gamma``, ``beta``,
+        ``alpha`` and ``stabilizer``); a ValueError names ``where`` and the field."""
         if not isinstance(values, Mapping):
             raise ValueError(f"{where}: expected an object, got {type(values).__name__}")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown field {unknown[0]!r}")
-        fields = dict(values)
-        overrides = fields.pop("linear_overrides", [])
-        if not isinstance(overrides, list):
-            raise ValueError(f"{where}: linear_overrides must be a list")
-        parsed = []
-        for i, override in enumerate(overrides):
-            if not isinstance(override, Mapping):
-                raise ValueError(f"{where}: linear_overrides[{i}] must be an object")
-            allowed = set(LinearOverride.__dataclass_fields__)
-            extra = sorted(set(override) - allowed)
-            if extra:
-                raise ValueError(f"{where}: linear_overrides[{i}]: unknown field {extra[0]!r}")
-            try:
-                parsed.append(LinearOverride(**{k: (tuple(v) if isinstance(v, list) else v)
-                                                for k, v in override.items()}))
-            except TypeError as error:
-                raise ValueError(f"{where}: linear_overrides[{i}]: {error}") from None
-        fields.setdefault("name", "tuned")
         try:
-            return cls(**fields, linear_overrides=tuple(parsed))
+            if isinstance(values.get("linear", "jacobian"), str):
+                return _from_version_1(cls, values, where)
+            return _from_fields(cls, values, where)
         except TypeError as error:
             raise ValueError(f"{where}: {error}") from None
         except ValueError as error:
-            raise ValueError(f"{where}: {error}") from None
+            message = str(error)
+            raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
 
     def is_gradient(self, operation: str) -> bool:
         """Whether this composite's rule for ``operation`` is the operation's plain backward
         (LRP-0 is the gradient; the Taylor softmax rule is the softmax Jacobian)."""
-        rule = getattr(self, operation)
         if operation == "linear":
-            return self.linear_choice().is_gradient and all(o.rule == "jacobian" or (o.rule == "epsilon" and o.epsilon == 0)
-                                                            for o in self.linear_overrides)
+            return self.linear.is_gradient and all(o.rule.is_gradient for o in self.linear_overrides)
+        rule = getattr(self, operation)
         if operation == "softmax":
             return rule in ("jacobian", "taylor")
         return rule == "jacobian"
@@ -255,16 +230,101 @@ class Composite:
         ``residual='block_jacobian'`` (the skip connections' share of every sub-layer)."""
         if self.residual != "block_jacobian":
             return (self,)
-        jacobian_path = replace(self, name=f"{self.name}/jacobian-path", linear="jacobian", layer_norm="jacobian",
-                                activation="jacobian", softmax="jacobian", bilinear="jacobian", residual="jacobian")
+        jacobian_path = replace(self, name=f"{self.name}/jacobian-path", linear=Jacobian(), layer_norm="jacobian",
+                                activation="jacobian", softmax="jacobian", bilinear="jacobian", residual="jacobian",
+                                linear_overrides=())
         return (self, jacobian_path)
+
+
+def _check_signal(where: str, rule: LinearLayerRule, signal: str) -> None:
+    if not rule.works_with(signal):
+        needs = " or ".join(repr(s) for s in rule.signals)
+        raise ValueError(f"{where}: the linear rule {rule.name!r} needs signal={needs}, got {signal!r}")
+
+
+def _fields_of(values: Mapping[str, Any], allowed: Sequence[str], where: str) -> Dict[str, Any]:
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown field {unknown[0]!r}")
+    return dict(values)
+
+
+def _overrides_of(values: Mapping[str, Any], where: str) -> List[Mapping[str, Any]]:
+    overrides = values.get("linear_overrides", [])
+    if not isinstance(overrides, list):
+        raise ValueError(f"{where}: linear_overrides must be a list")
+    for i, override in enumerate(overrides):
+        if not isinstance(override, Mapping):
+            raise ValueError(f"{where}: linear_overrides[{i}] must be an object")
+    return overrides
+
+
+def _from_fields(cls, values: Mapping[str, Any], where: str) -> "Composite":
+    """:meth:`Composite.to_dict`'s form."""
+    known = [item.name for item in fields(cls)]
+    items = _fields_of(values, known, where)
+    try:
+        items["linear"] = rule_from_dict(items["linear"])
+    except ValueError as error:
+        raise ValueError(f"{where}: linear: {error}") from None
+    parsed = []
+    for i, override in enumerate(_overrides_of(values, where)):
+        label = f"{where}: linear_overrides[{i}]"
+        extra = sorted(set(override) - {"rule", "kinds", "layers"})
+        if extra:
+            raise ValueError(f"{label}: unknown field {extra[0]!r}")
+        try:
+            rule = rule_from_dict(override.get("rule"))
+            parsed.append(LinearOverride(rule, override.get("kinds", ()), override.get("layers")))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{label}: {error}") from None
+    items["linear_overrides"] = tuple(parsed)
+    items.setdefault("name", "tuned")
+    return cls(**items)
+
+
+def _from_version_1(cls, values: Mapping[str, Any], where: str) -> "Composite":
+    """The version-1 form: ``linear`` a rule name, its parameters flat beside it (``epsilon``,
+    ``alpha``, ``stabilizer``, ``gamma``, ``beta``); an override's rule a name with its own
+    ``epsilon``, ``gamma`` and ``beta``, alpha and the stabilizer from the composite."""
+    known = [item.name for item in fields(cls)] + list(LEGACY_PARAMETERS)
+    items = _fields_of(values, known, where)
+    defaults = {"epsilon": 0.0, "alpha": 0.5, "stabilizer": 1e-7, "gamma": 0.25, "beta": 1.0}
+    flat = {k: items.pop(k, v) for k, v in defaults.items()}
+    _check_parameters(where, **{k: flat[k] for k in ("epsilon", "gamma", "beta", "stabilizer")})
+    items["linear"] = _version_1_rule(items.get("linear", "jacobian"), flat, where)
+    parsed = []
+    for i, override in enumerate(_overrides_of(values, where)):
+        label = f"{where}: linear_overrides[{i}]"
+        extra = sorted(set(override) - {"rule", "kinds", "layers", "epsilon", "gamma", "beta"})
+        if extra:
+            raise ValueError(f"{label}: unknown field {extra[0]!r}")
+        own = {**flat, **{k: override[k] for k in ("epsilon", "gamma", "beta") if k in override}}
+        _check_parameters(label, **{k: own[k] for k in ("epsilon", "gamma", "beta")})
+        rule = _version_1_rule(override.get("rule"), own, label)
+        layers = override.get("layers")
+        parsed.append(LinearOverride(rule, tuple(override.get("kinds", ())), None if layers is None else tuple(layers)))
+    items["linear_overrides"] = tuple(parsed)
+    items.setdefault("name", "tuned")
+    return cls(**items)
+
+
+def _version_1_rule(name: Any, parameters: Mapping[str, float], where: str) -> LinearLayerRule:
+    """The rule ``name`` with the version-1 ``parameters`` it takes."""
+    if not isinstance(name, str):
+        raise ValueError(f"{where}: rule must be a rule name, got {name!r}")
+    try:
+        taken = {item.name for item in fields(rule_class(name))}
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    return linear_rule(name, **{k: v for k, v in parameters.items() if k in taken})
 
 
 GRADIENT = Composite("gradient")  # every operation's plain Jacobian: GS, and GI = input x GS
 
 ATTNLRP = Composite(
     "attnlrp",                  # Achtibat et al., ICML 2024 (as LXT's efficient mode)
-    linear="epsilon",           # epsilon -> 0: the bias keeps its share, as in LXT
+    linear=Epsilon(0.0),        # epsilon -> 0: the bias keeps its share, as in LXT
     layer_norm="detach_std",    # identity rule on 1/sigma
     activation="identity",      # GELU and tanh pass relevance unchanged
     softmax="taylor",           # first-order Taylor expansion at the scores
@@ -273,7 +333,7 @@ ATTNLRP = Composite(
 
 CP_LRP = Composite(
     "cp-lrp",                   # Ali et al., ICML 2022, "AH+LN"
-    linear="epsilon",
+    linear=Epsilon(0.0),
     layer_norm="detach_std",
     activation="identity",
     softmax="detach",           # attention probabilities are constants: relevance flows only through V
@@ -282,13 +342,12 @@ CP_LRP = Composite(
 BERT_LRP = Composite(
     "bert-lrp",                 # Wu & Ong 2021, the original code's backward_lrp, op by op
     signal="relevance",         # relevance is passed backwards as such (their grad_outputs)
-    linear="alpha_beta",        # every dense layer: weight-sign alpha-beta, alpha 0.5, |R| rescaled
+    linear=AlphaBeta(alpha=0.5, stabilizer=1e-7),  # every dense layer: weight-sign alpha-beta, |R| rescaled
     layer_norm="jacobian",      # relevance times the full LayerNorm Jacobian
     activation="identity",      # GELU and the pooler's tanh: relevance passes unchanged
     softmax="jacobian",         # Q, K, V get the attention core's Jacobian times R ("quick" detour)
     bilinear="jacobian",
     residual="block_jacobian",  # the skip connection gets the whole sub-layer's Jacobian times R
-    alpha=0.5, stabilizer=1e-7,
 )
 
 PRESETS: Dict[str, Composite] = {c.name: c for c in (ATTNLRP, CP_LRP, BERT_LRP, GRADIENT)}
@@ -310,13 +369,22 @@ class RuleSet:
     """The rules of a stacked batch: one composite per equal-sized slice along dim 0.
 
     ``paired`` holds the slice index of each composite whose next slice is its Jacobian path
-    (``residual='block_jacobian'``). All slices hold copies of the same inputs.
+    (``residual='block_jacobian'``). All slices hold copies of the same inputs. Each linear
+    module's rules (one per slice) are resolved once, here, not at every call.
     """
 
     slices: Tuple[Composite, ...]
     paired: Tuple[int, ...] = ()
     head_contexts: Optional[List] = None  # when a list, attention layers append [batch, heads, seq, head_size]
     sites: Mapping[Any, Site] = field(default_factory=dict)  # linear module -> its site (per-site rules)
+
+    def __post_init__(self) -> None:
+        default = tuple(c.linear_rule_at(None) for c in self.slices)  # a module without a site
+        per_site = any(c.linear_overrides for c in self.slices)
+        by_module = {module: tuple(c.linear_rule_at(site) for c in self.slices)
+                     for module, site in self.sites.items()} if per_site else {}
+        object.__setattr__(self, "_default_linear", default)
+        object.__setattr__(self, "_linear_by_module", by_module)
 
     @classmethod
     def of(cls, composites: Sequence[Composite | str], record_head_contexts: bool = False,
@@ -330,10 +398,9 @@ class RuleSet:
             slices.extend(composite.copies)
         return cls(tuple(slices), tuple(paired), [] if record_head_contexts else None, dict(sites or {}))
 
-    def linear_choices(self, layer: Any) -> Tuple[LinearChoice, ...]:
+    def linear_rules(self, layer: Any) -> Tuple[LinearLayerRule, ...]:
         """Each copy's rule for the linear module ``layer`` (by its site when it has one)."""
-        site = self.sites.get(layer)
-        return tuple(c.linear_choice(site) for c in self.slices)
+        return self._linear_by_module.get(layer, self._default_linear)
 
     def runs_plain(self, *operations: str) -> bool:
         """One copy whose rules for ``operations`` are their plain backwards: the native operations

@@ -19,9 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels
+from .linear import alpha_beta_relevance  # noqa: F401 (Wu & Ong's rule, also used on its own)
 
 if TYPE_CHECKING:
-    from .composites import Composite, LinearChoice
+    from .composites import Composite
+    from .linear import LinearLayerRule
 
 Slices = Tuple["Composite", ...]
 
@@ -50,35 +52,36 @@ def _by_slice(grad: torch.Tensor, slices: Slices, rule: Callable[[torch.Tensor, 
 
 # -------------------------------------------------------------------------------- linear
 class LinearRule(torch.autograd.Function):
-    """``y = x @ W.T + b`` for ``x [..., in]``, ``W [out, in]``; ``choices`` holds each stacked
-    copy's :class:`~bert_lrp.rules.composites.LinearChoice` (its rule for this layer)."""
+    """``y = x @ W.T + b`` for ``x [..., in]``, ``W [out, in]``; ``rules`` holds each stacked
+    copy's :class:`~bert_lrp.rules.linear.LinearLayerRule` for this layer."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, choices: Tuple["LinearChoice", ...]):
-        x0 = x if len(choices) == 1 else x[: x.shape[0] // len(choices)]
+    def forward(ctx, x, weight, bias, rules: Tuple["LinearLayerRule", ...]):
+        x0 = x if len(rules) == 1 else x[: x.shape[0] // len(rules)]
         y0 = F.linear(x0, weight, bias)
+        plain = all(r.is_gradient for r in rules)
         # the plain gradient w.r.t. x needs only W: keep x for the other rules or weight gradients,
         # and the output for the rules that divide by it (not recomputed in the backward)
-        keep_input = weight.requires_grad or not all(c.is_gradient for c in choices)
-        keep_output = any(not c.is_gradient and c.rule != "alpha_beta" for c in choices)
+        keep_input = weight.requires_grad or not plain
+        keep_output = not plain and any(r.keeps_output and not r.is_gradient for r in rules)
         ctx.save_for_backward(x0 if keep_input else None, weight, bias, y0 if keep_output else None)
-        ctx.choices = choices
-        return stack_copies(y0, len(choices))
+        ctx.rules, ctx.plain = rules, plain
+        return stack_copies(y0, len(rules))
 
     @staticmethod
     def backward(ctx, grad):
         x0, weight, bias, y0 = ctx.saved_tensors
-        choices = ctx.choices
+        rules = ctx.rules
         grad_x = None
         if ctx.needs_input_grad[0]:
-            if all(c.is_gradient for c in choices):
+            if ctx.plain:
                 grad_x = grad @ weight  # one matmul for all copies
             else:
-                parts = grad.chunk(len(choices)) if len(choices) > 1 else (grad,)
-                grad_x = torch.cat([linear_signal(x0, weight, bias, g, c, y0) for g, c in zip(parts, choices)], 0)
+                parts = grad.chunk(len(rules)) if len(rules) > 1 else (grad,)
+                grad_x = torch.cat([linear_signal(x0, weight, bias, g, r, y0) for g, r in zip(parts, rules)], 0)
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
-            x = stack_copies(x0, len(choices))
+            x = stack_copies(x0, len(rules))
             grad_w = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
         if bias is not None and ctx.needs_input_grad[2]:
             grad_b = grad.reshape(-1, grad.shape[-1]).sum(0)
@@ -86,108 +89,13 @@ class LinearRule(torch.autograd.Function):
 
 
 def linear_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
-                  choice: "LinearChoice", output: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  rule: "LinearLayerRule", output: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The signal ``[..., in]`` a linear layer ``y = x W^T + b`` (``x [..., in]``, ``W [out,
-    in]``) sends back under ``choice`` from the signal ``grad [..., out]`` at its output.
-
-    Gradient-signal rules: the output's relevance is ``R = y * grad`` and the input's is ``x *``
-    the returned signal (zennit's and LXT's reading), so each rule below is written as the signal
-    whose product with ``x`` is that rule's input relevance. ``output``: ``y`` when the forward
-    kept it (else it is recomputed)."""
-    if choice.is_gradient:
+    in]``) sends back under ``rule`` from the signal ``grad [..., out]`` at its output (the plain
+    ``grad @ W`` for a rule that is the gradient). ``output``: ``y`` when the forward kept it."""
+    if rule.is_gradient:
         return grad @ weight
-    if choice.rule == "alpha_beta":
-        return alpha_beta_relevance(x, weight, bias, grad, choice.alpha, choice.stabilizer)
-    y = F.linear(x, weight, bias) if output is None else output
-    if choice.rule == "epsilon":
-        return (grad * y / _stabilized(y, choice.epsilon)) @ weight
-    if choice.rule == "gamma":
-        return gamma_signal(x, weight, bias, grad, choice.gamma, choice.stabilizer, y)
-    if choice.rule == "zplus":
-        return alpha_beta_signal(x, weight, bias, grad, 1.0, 0.0, choice.stabilizer, y)
-    if choice.rule == "contribution_alpha_beta":
-        return alpha_beta_signal(x, weight, bias, grad, 1.0 + choice.beta, choice.beta, choice.stabilizer, y)
-    raise ValueError(f"unknown linear rule {choice.rule!r}")
-
-
-def _stabilized(z: torch.Tensor, stabilizer: float) -> torch.Tensor:
-    """``z + stabilizer * sign(z)`` with sign(0) = +1 (as zennit's stabilizer), in ``z``'s dtype
-    (a Python float in ``torch.where`` would be rounded to float32 first)."""
-    sign = (z >= 0).to(z.dtype).mul_(2).sub_(1)
-    return z + sign.mul_(stabilizer)
-
-
-def _split(weight: torch.Tensor, bias: Optional[torch.Tensor]):
-    positive = (weight.clamp(min=0), None if bias is None else bias.clamp(min=0))
-    negative = (weight.clamp(max=0), None if bias is None else bias.clamp(max=0))
-    return positive, negative
-
-
-def gamma_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
-                 gamma: float, stabilizer: float, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Generalised gamma rule (Montavon et al. 2019; Andeol et al. 2021; zennit's ``Gamma``).
-
-    For an output ``y_j > 0`` the contributions of the same sign are favoured: the weights become
-    ``W + gamma W+`` for positive inputs and ``W + gamma W-`` for negative ones (bias ``b + gamma
-    b+``); for ``y_j < 0`` the other way round (bias ``b + gamma b-``); ``y_j = 0`` sends nothing.
-    ``R_i = x_i sum_j w'_ji R_j / z'_j`` with ``z'_j`` the modified pre-activation. ``gamma = 0``
-    is LRP-0 (the gradient) wherever ``y != 0``. ``y``: the layer's output, if known.
-    """
-    y = F.linear(x, weight, bias) if y is None else y
-    relevance = y * grad
-    (w_pos, b_pos), (w_neg, b_neg) = _split(weight, bias)
-    up = (weight + gamma * w_pos, None if bias is None else bias + gamma * b_pos)     # favours positive z
-    down = (weight + gamma * w_neg, None if bias is None else bias + gamma * b_neg)   # favours negative z
-    x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
-    # y > 0: positive inputs through `up`, negative inputs through `down` (bias with `up`); y < 0: swapped
-    z_pos = F.linear(x_pos, *up) + F.linear(x_neg, down[0])
-    z_neg = F.linear(x_pos, *down) + F.linear(x_neg, up[0])
-    s_pos = torch.where(y > 0, relevance / _stabilized(z_pos, stabilizer), 0.0)
-    s_neg = torch.where(y < 0, relevance / _stabilized(z_neg, stabilizer), 0.0)
-    through_up, through_down = s_pos @ up[0] + s_neg @ down[0], s_pos @ down[0] + s_neg @ up[0]
-    return torch.where(x > 0, through_up, through_down)
-
-
-def alpha_beta_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
-                      alpha: float, beta: float, stabilizer: float, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Alpha-beta rule by the sign of each *contribution* ``x_i w_ji`` (Bach et al. 2015; zennit's
-    ``AlphaBeta``; alpha = 1, beta = 0 is z+, Montavon et al. 2017, zennit's ``ZPlus``).
-
-    ``R_i = alpha sum_j c+_ij R_j / z+_j - beta sum_j c-_ij R_j / z-_j`` where ``c+`` are the
-    positive contributions (``x+ W+``, ``x- W-``; positive bias part in ``z+``) and ``c-`` the
-    negative ones (``x+ W-``, ``x- W+``; negative bias part in ``z-``). ``y``: the layer's output,
-    if known.
-    """
-    relevance = (F.linear(x, weight, bias) if y is None else y) * grad
-    (w_pos, b_pos), (w_neg, b_neg) = _split(weight, bias)
-    x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
-    s_pos = relevance / _stabilized(F.linear(x_pos, w_pos, b_pos) + F.linear(x_neg, w_neg), stabilizer)
-    through_pos = s_pos @ w_pos, s_pos @ w_neg  # for positive inputs, for negative inputs
-    if beta == 0:
-        return torch.where(x > 0, alpha * through_pos[0], alpha * through_pos[1])
-    s_neg = relevance / _stabilized(F.linear(x_pos, w_neg, b_neg) + F.linear(x_neg, w_pos), stabilizer)
-    return torch.where(x > 0, alpha * through_pos[0] - beta * (s_neg @ w_neg),
-                       alpha * through_pos[1] - beta * (s_neg @ w_pos))
-
-
-def alpha_beta_relevance(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                         relevance: torch.Tensor, alpha: float, stabilizer: float) -> torch.Tensor:
-    """Wu & Ong 2021's alpha-beta rule (relevance signal): ``x [batch, ..., in]``, output relevance
-    ``[batch, ..., out]`` -> input relevance ``[batch, ..., in]``.
-
-    Positive and negative parts are split by the sign of the *weight* (and bias), not of
-    ``x * w``; beta = 1 - alpha. The result is made non-negative and rescaled so that, per
-    example, it sums to the output relevance's signed total (their ``rescale_lrp``).
-    """
-    beta = 1.0 - alpha
-    w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
-    b_pos = bias.clamp(min=0) if bias is not None else None
-    b_neg = bias.clamp(max=0) if bias is not None else None
-    c_pos = (relevance / (F.linear(x, w_pos, b_pos) + stabilizer)) @ w_pos
-    c_neg = (relevance / (F.linear(x, w_neg, b_neg) - stabilizer)) @ w_neg
-    input_relevance = (x * (alpha * c_pos + beta * c_neg)).abs()
-    scale = (relevance.sum(-1, keepdim=True) + 1e-7) / (input_relevance.sum(-1, keepdim=True) + 1e-7)
-    return input_relevance * scale
+    return rule.signal(x, weight, bias, grad, output)
 
 
 # ---------------------------------------------------------------------------- layer norm

@@ -31,10 +31,17 @@ def dropout(x: torch.Tensor, layer: nn.Dropout) -> torch.Tensor:
 
 
 def linear(x: torch.Tensor, layer: nn.Linear, rules: Optional[RuleSet]) -> torch.Tensor:
-    """``x @ W^T + b``; under rules, each copy's rule for this layer (by its site: kind and layer)."""
+    """``x @ W^T + b``; under rules, each copy's rule for this layer (by its site: kind and layer).
+
+    A module that wraps the layer (an adapter such as PEFT's LoRA) runs its own forward; under
+    rules it is refused (the rules would see the base weight alone): merge the adapter first."""
+    adapted = isinstance(layer, nn.Module) and type(layer) is not nn.Linear
     if rules is None or rules.runs_plain("linear"):
-        return F.linear(x, layer.weight, layer.bias)
-    return LinearRule.apply(x, layer.weight, layer.bias, rules.linear_choices(layer))
+        return layer(x) if adapted else F.linear(x, layer.weight, layer.bias)
+    if adapted:
+        raise TypeError(f"{type(layer).__name__} wraps a linear layer (an adapter): attribution rules need plain "
+                        "nn.Linear layers; merge the adapter into the weights first (PEFT: merge_and_unload())")
+    return LinearRule.apply(x, layer.weight, layer.bias, rules.linear_rules(layer))
 
 
 def layer_norm(x: torch.Tensor, layer: nn.LayerNorm, rules: Optional[RuleSet]) -> torch.Tensor:
