@@ -1,7 +1,7 @@
 """JSON-lines files that survive interruption: an append-only writer that repairs a torn last
 line, a reader that skips one, a scan that finds every record and every damaged line, an
-in-order rewrite (:func:`rewrite_in_order`), an exclusive lock per writer
-(:func:`exclusive_lock`), and the rank/world of a ``torchrun`` job (gloo) with a barrier.
+in-order rewrite (:func:`rewrite_in_order`, atomic through :mod:`bert_lrp.output`, whose
+lock :func:`exclusive_lock` every writer holds), and the rank/world of a ``torchrun`` job (gloo) with a barrier.
 
 A record is one line holding a JSON object with an integer ``index``; a file of records is in
 input order (ascending ``index``, each once). Its last line may be torn (an interrupted write:
@@ -9,17 +9,14 @@ no newline at the end); any other line that is not a record is *damaged*.
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
-from .errors import BertLrpError
+from .output import OutputBusyError, atomic_write, exclusive_lock, open_for_append, truncate  # noqa: F401  (the lock: the writer's)
 
 
 class JsonlWriter:
@@ -29,11 +26,10 @@ class JsonlWriter:
     def __init__(self, path: Path, sync: bool = True) -> None:
         self.path, self.sync = Path(path), sync
         if self.path.is_file():
-            with open(self.path, "rb+") as handle:
-                data = handle.read()
-                if data and not data.endswith(b"\n"):
-                    handle.truncate(data.rfind(b"\n") + 1)
-        self.handle = open(self.path, "a", encoding="utf-8")
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                truncate(self.path, data.rfind(b"\n") + 1)
+        self.handle = open_for_append(self.path)
 
     def write(self, record: dict) -> None:
         self.handle.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
@@ -85,44 +81,6 @@ def barrier(world: int) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-class OutputBusyError(BertLrpError):
-    """Another process holds the lock of an output file (exit code 1)."""
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: Path, slot: int = 0) -> Iterator[None]:
-    """Hold an exclusive lock on byte ``slot`` of the lock file ``path`` for the ``with`` block,
-    or raise :class:`OutputBusyError` at once if another process holds it. ``slot``: one per
-    writer of a ``torchrun`` job (rank), so that the ranks of one job do not exclude each other.
-
-    The file is created for the block and removed after it by slot 0 (while still locked). The
-    operating system releases the lock when the process ends, however it ends (``kill -9``
-    included), so a lock is never stale; a lock won on a file that another process has removed
-    meanwhile does not count (the path is checked to still name the locked file)."""
-    import fcntl
-
-    path = Path(path)
-    handle = open(path, "a+b")
-    try:
-        try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
-            if not path.exists() or os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino:
-                raise BlockingIOError(errno.EAGAIN, "the lock file was replaced")
-        except OSError as error:
-            if error.errno in (errno.EACCES, errno.EAGAIN):
-                raise OutputBusyError(f"{path}: another bert-lrp process is writing this output "
-                                      "(its lock is held); wait for it or choose another file") from None
-            raise
-        try:
-            yield
-        finally:
-            if slot == 0:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-    finally:
-        handle.close()  # releases the lock
 
 
 @dataclass
@@ -186,12 +144,9 @@ def rewrite_in_order(out: Path, scans: Sequence[Scan]) -> List[int]:
                      for index, offset, length in zip(scan.indices, scan.offsets, scan.lengths))
     handles = {k: open(scan.path, "rb") for k, scan in enumerate(scans) if scan.indices}
     written: List[int] = []
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    mask = os.umask(0)
-    os.umask(mask)
-    try:
-        os.chmod(temporary, 0o666 & ~mask)
-        with os.fdopen(descriptor, "wb") as target:
+
+    def write(temporary: str) -> None:
+        with open(temporary, "r+b") as target:
             for index, k, offset, length in entries:
                 if written and written[-1] == index:
                     continue
@@ -200,11 +155,9 @@ def rewrite_in_order(out: Path, scans: Sequence[Scan]) -> List[int]:
                 written.append(index)
             target.flush()
             os.fsync(target.fileno())
-        os.replace(temporary, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+
+    try:
+        atomic_write(out, write)
     finally:
         for handle in handles.values():
             handle.close()

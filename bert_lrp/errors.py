@@ -127,10 +127,11 @@ def report(command: str, message: str, stream=None) -> None:
 
 
 def run_command(command: str, function: Callable[[List[str]], Optional[int]], argv: List[str],
-                debug: bool = False) -> int:
+                debug: bool = False, show_request: Optional[Callable[[RequestError], str]] = None) -> int:
     """Run ``function(argv)`` (a sub-command's ``main``) and turn every error into one line on stderr
     and an exit code; ``debug`` re-raises. ``command`` is the prefix of messages, e.g.
-    ``bert-lrp explain``."""
+    ``bert-lrp explain``; ``show_request`` words a :class:`RequestError` for this command (its
+    field shown as the command's flag: :func:`bert_lrp.cli.request_line`)."""
     try:
         result = function(argv)
         _flush_stdout()
@@ -152,6 +153,8 @@ def run_command(command: str, function: Callable[[List[str]], Optional[int]], ar
         if debug:
             raise
         message, code = describe(error)
+        if show_request is not None and isinstance(error, RequestError):
+            message = one_line(show_request(error))
         report(command, message)
         return code
 

@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bert_lrp"
 LAYERS = ("base", "rules", "models", "attribution", "work", "views", "cli")
 SUBPACKAGES = {"data": "base", "rules": "rules", "models": "models", "attribution": "attribution", "evaluation": "work",
                "training": "work", "tf": "work", "inspection": "work", "views": "views", "cli": "cli"}
-TOP_LEVEL = {"_io": "base", "_text": "base", "_jsonl": "base", "errors": "base",
+TOP_LEVEL = {"_io": "base", "_text": "base", "_jsonl": "base", "errors": "base", "output": "base",
              "ablate": "work"}  # ablate: the public re-export of models.ablation and evaluation.ablation
 EXEMPT = {"bert_lrp", "bert_lrp.__main__"}
 

@@ -349,17 +349,16 @@ MAY_READ = {
     "bert_lrp.models": "model folders: configs, vocabularies, weights, tuned composites, hub references",
     "bert_lrp.tf": "TensorFlow checkpoints",
     "bert_lrp._jsonl": "the writer's own JSON lines read back to resume a run, and its lock file",
-    "bert_lrp.cli.stream._read_settings": "the writer's resume: the settings next to its own --jsonl output",
+    "bert_lrp.output": "the one writer: an existing output's first bytes (its kind), its lock file, the fingerprints "
+                       "of a run's files and its own run records (resume)",
     "bert_lrp.cli.stream._line_of": "the writer's resume: the line of a record in its own output",
-    "bert_lrp.evaluation.faithfulness._fingerprint": "hashes the data file's bytes (a run's settings name its data)",
-    "bert_lrp.evaluation.faithfulness.previous_settings": "evaluate's resume: its own run.json",
     "bert_lrp.training.trainer": "the trainer's own checkpoints (resume) and its manifest",
     "bert_lrp.evaluation.benchmark._status_kb": "/proc/self/status (memory measurement)",
     "bert_lrp.evaluation.benchmark.machine_info": "/proc/cpuinfo (the machine in the report)",
     "bert_lrp.evaluation.benchmark.run_lxt": "the result its LXT worker process wrote",
     "bert_lrp.evaluation.benchmark.worker_main": "the spec its parent process wrote for the memory worker",
     "bert_lrp.evaluation.peers.lxt_runner": "a separate process reading the files its parent benchmark wrote",
-    "bert_lrp.cli.benchmark.main": "prints the report the benchmark has just written",
+    "bert_lrp.cli.benchmark._run": "prints the report the benchmark has just written",
 }
 PATH_READS = {"read_text", "read_bytes"}                      # path.read_text()
 MODULE_LOADS = {"json", "np", "numpy", "torch", "pickle"}      # json.load(handle), torch.load(path), ...

@@ -102,7 +102,7 @@ def test_unknown_method_and_label(model_dir, capsys):
     assert explain_command("--model", str(model_dir), "--methods", "deeplift", "a film") == 2
     assert explain_command("--model", str(model_dir), "--target", "neutral", "a film") == 2
     err = capsys.readouterr().err
-    assert "unknown method 'deeplift'" in err and "unknown --target 'neutral'" in err
+    assert "--methods: unknown method 'deeplift'" in err and "--target: unknown label 'neutral'" in err
 
 
 def test_pair_input(model_dir, tmp_path):
@@ -138,7 +138,7 @@ def test_token_classification_needs_a_word(tmp_path, capsys):
     assert explain_command("--model", str(model_dir), "she moved to paris") == 2
     assert explain_command("--model", str(model_dir), "--word", "london", "she moved to paris") == 2
     err = capsys.readouterr().err
-    assert "--word W" in err and "'london' is not a word" in err
+    assert "--word: this is a token-classification model" in err and "--word 'london' is not a word" in err
 
 
 def test_token_index_uses_first_piece(tmp_path):

@@ -117,7 +117,7 @@ def test_a_method_declares_its_option_once_and_every_door_takes_it(tilted, tmp_p
     run = tmp_path / "run"
     assert cli.main(["evaluate", "--model", str(folder), "--data", str(data), "--methods", "toy_tilted",
                      "--toy-tilt", "0.5", "--out", str(run), "--no-progress"]) == 0
-    assert json.loads((run / "run.json").read_text())["toy_tilt"] == 0.5
+    assert json.loads((run / "run.json").read_text())["settings"]["toy_tilt"] == 0.5  # the run record (docs/outputs.md)
 
 
 def test_names_are_unique_and_unknown_names_list_the_choices(toy):

@@ -143,7 +143,7 @@ def test_an_interrupted_search_resumes_from_its_log(model_dir, split, tmp_path):
     assert len(log.read_text().splitlines()) == 4
     assert [s["means"] for s in json.loads(out.read_text())["search"]][:3] == [s["means"] for s in complete["search"]]
     changed = tune(model_dir, train, "--out", str(out), "--min-gain", "0.01")
-    assert changed.returncode == 2 and "other settings (min_gain)" in changed.stderr
+    assert changed.returncode == 2 and "other settings.min_gain (0.001 -> 0.01)" in changed.stderr
 
 
 # ------------------------------------------------------------------ --rule tuned

@@ -8,15 +8,18 @@ TFCheckpointError, UsageError, ...), ``OSError`` and ``UnicodeDecodeError`` beco
 stderr, ``bert-lrp COMMAND: error: MESSAGE``, with exit code 2 for a wrong command line (bad
 option value, missing input, a path that does not exist) and 1 for a failure; never a traceback.
 ``bert-lrp --debug COMMAND ...`` or ``BERT_LRP_DEBUG=1`` shows the traceback instead. Ctrl-C
-exits with 130.
+exits with 130. A :class:`bert_lrp.errors.RequestError` raised anywhere below names its field as
+the library knows it (``"json"``, ``"out"``, ``"options.ig_steps"``); the line shows the command's
+flag for it (:func:`request_line`: ``--json in.txt: is the input file (--file) of this run``).
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
-from ..errors import USAGE, debug_requested, run_command
+from ..errors import USAGE, RequestError, debug_requested, run_command
 
 COMMANDS = {
     "explain": ("bert_lrp.cli.explain", "main", "explain a prediction (terminal, HTML, JSON)"),
@@ -30,10 +33,76 @@ COMMANDS = {
     "serve": ("bert_lrp.cli.serve", "main", "the explorer: a local web page to explain, compare and browse"),
 }
 
+# the function that builds a command's argparse parser, where it is not ``build_parser``
+PARSERS = {"convert": "build_convert_parser", "inspect-checkpoint": "build_inspect_parser"}
+
 GLOBAL_OPTIONS = """global options (before COMMAND):
   -h, --help           show this help and exit
   --version            show the version and exit
   --debug              show the traceback of an error instead of one line (also: BERT_LRP_DEBUG=1)"""
+
+
+def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every action of ``parser`` and of its sub-commands' parsers."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _actions(sub)
+
+
+def flag_of(parser: argparse.ArgumentParser, field: str) -> Optional[str]:
+    """The command-line flag of a request ``field``: the option whose argparse ``dest`` is the
+    field (``"json"`` -> ``--json``, ``"batch_size"`` -> ``--batch-size``); for a method option
+    ``"options.NAME"``, the option of that dest or else the registry option's flag; None if the
+    command has no such option (the field is then shown as it is)."""
+    dest = field.split(".", 1)[1] if field.startswith("options.") else field
+    for action in _actions(parser):
+        if action.dest == dest and action.option_strings:
+            return max(action.option_strings, key=len)
+    if field.startswith("options."):
+        from ..attribution import registry
+
+        option = registry.all_options().get(dest)
+        return option.flag if option is not None else None
+    return None
+
+
+def request_line(parser: argparse.ArgumentParser, error: RequestError,
+                 given: Optional[argparse.Namespace] = None) -> str:
+    """``error`` as the command line shows it: its field as the flag, followed by the message;
+    directly when the message starts with the value given (as it is or quoted: ``--json in.txt:
+    is the input file``, ``--word 'paris' is not a word``), else after a colon (``--stride: must
+    be positive``). ``given``: the parsed command line (its values)."""
+    flag = flag_of(parser, error.field)
+    if flag is None:
+        return str(error)
+    value = getattr(given, error.field.split(".")[-1], None) if given is not None else None
+    if value is not None and not isinstance(value, bool) and str(value) and \
+            error.message.startswith((str(value), repr(str(value)))):
+        return f"{flag} {error.message}"
+    return f"{flag}: {error.message}"
+
+
+def request_describer(parser: argparse.ArgumentParser, given: argparse.Namespace):
+    """A function wording an error of one input as the command's error line would: a request
+    error with its field as the flag (:func:`request_line`), a usage error as it is, any other
+    with its type (``explain --jsonl``'s records)."""
+    from ..errors import UsageError
+
+    def describe(error: BaseException) -> str:
+        if isinstance(error, RequestError):
+            return request_line(parser, error, given)
+        return str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
+    return describe
+
+
+def parsed_or_none(parser: argparse.ArgumentParser, argv: List[str]) -> Optional[argparse.Namespace]:
+    """``argv`` parsed by ``parser`` (unknown arguments ignored), None if it does not parse."""
+    try:
+        return parser.parse_known_args(argv)[0]
+    except Exception:  # noqa: BLE001  (a command line the command itself already accepted)
+        return None
 
 
 def usage() -> str:
@@ -95,7 +164,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         function = getattr(importlib.import_module(module_name), function_name)
         return function(arguments)
 
-    return run_command(f"bert-lrp {name}", command, rest, debug=debug)
+    def show_request(error: RequestError) -> str:
+        try:
+            parser = getattr(importlib.import_module(module_name), PARSERS.get(name, "build_parser"))()
+        except Exception:  # noqa: BLE001  (no parser to read the flag from: the field as it is)
+            return str(error)
+        return request_line(parser, error, parsed_or_none(parser, rest))
+
+    return run_command(f"bert-lrp {name}", command, rest, debug=debug, show_request=show_request)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,44 @@ import os
 from typing import Any, Dict, Iterable, Optional
 
 from ..attribution import registry
-from ..errors import UsageError
+from ..errors import ArgumentParser, RequestError, UsageError
+from ..output import Guard
+
+
+def data_command_parser(prog: str, description: str, epilog: str, data_metavar: str, data_help: str) -> ArgumentParser:
+    """The parser of a command that reads a model and a data file (``evaluate``, ``tune-lrp``):
+    ``--model`` and the required ``--data``."""
+    from ..models.loading import DEFAULT_MODEL
+
+    parser = ArgumentParser(prog=prog, description=description, epilog=epilog)
+    parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
+    parser.add_argument("--data", required=True, metavar=data_metavar, help=data_help)
+    return parser
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; a given ``--threads`` sets torch's threads at once."""
+    args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
+
+
+def add_switches(parser, switches: Iterable[tuple]) -> None:
+    """``store_true`` options from ``(flag, help)`` pairs."""
+    for flag, help_text in switches:
+        parser.add_argument(flag, action="store_true", help=help_text)
+
+
+def add_page_outputs(parser, json_help: str) -> None:
+    """``--json FILE``, ``--html FILE``, ``--quiet`` and ``--overwrite``: the outputs of a command
+    that draws a page (``inspect``'s sub-commands)."""
+    parser.add_argument("--json", metavar="FILE", help=json_help)
+    parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML page here")
+    add_switches(parser, (("--quiet", "no terminal output"),))
+    add_overwrite(parser, "an existing --json/--html file of another kind")
 
 
 def positive_int(text: str) -> int:
@@ -71,16 +108,43 @@ def method_options(args: argparse.Namespace) -> Dict[str, Any]:
     return {name: getattr(args, name) for name in registry.all_options() if hasattr(args, name)}
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse ``--html``/``--json`` paths that cannot be written, before any work is done."""
-    given = [(option, path) for option, path in (("--html", args.html), ("--json", args.json)) if path]
-    for option, path in given:
-        if os.path.isdir(path):
-            raise UsageError(f"{option} {path}: is a folder, expected a file name")
+def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite``: replace ``what`` (an existing output of another kind, an earlier run)."""
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what} (docs/outputs.md)")
+
+
+def output_guard(args: argparse.Namespace, model_dir=None) -> Guard:
+    """The :class:`~bert_lrp.output.Guard` of a run: the files it reads (``--file``, ``--data``,
+    ``--eval-data``, ``--config``, ``--vocab``, ... when the command has them) and the model folder."""
+    inputs = [(f"the input file (--{dest.replace('_', '-')})", getattr(args, dest, None)) for dest in INPUT_DESTS]
+    guard = Guard.for_run([(what, path) for what, path in inputs if isinstance(path, str)], model_dir)
+    guard.overwrite_hint = "add --overwrite"
+    return guard
+
+
+# what a command line says to discard an earlier run with other inputs, weights or settings
+DISCARD_ADVICE = "use --overwrite to discard it, or another output"
+
+
+# the argparse dests of the commands' input files
+INPUT_DESTS = ("file", "data", "eval_data", "train_file", "eval_file", "test_file", "text", "dataset", "config",
+               "vocab", "tf_checkpoint")
+# the file outputs of explain/inspect and the kind each writes
+FILE_OUTPUTS = (("html", "html"), ("json", "json"))
+
+
+def check_outputs(args: argparse.Namespace, guard: Optional[Guard] = None) -> None:
+    """Refuse ``--html``/``--json`` paths that cannot be written or must not be (an input of the
+    run, a file of the model folder, an existing file of another kind without ``--overwrite``),
+    before any work is done."""
+    guard = guard or Guard()
+    given = [(dest, kind, getattr(args, dest)) for dest, kind in FILE_OUTPUTS if getattr(args, dest, None)]
+    for dest, kind, path in given:
+        guard.check_file(dest, path, kind, overwrite=getattr(args, "overwrite", False))
         parent = os.path.dirname(os.path.abspath(path))
         while parent and not os.path.exists(parent):
             parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
         if parent and not os.path.isdir(parent):
-            raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
-    if len(given) == 2 and os.path.abspath(args.html) == os.path.abspath(args.json):
+            raise RequestError(dest, f"{path}: {parent} is a file, not a folder")
+    if len(given) == 2 and os.path.abspath(given[0][2]) == os.path.abspath(given[1][2]):
         raise UsageError(f"--html and --json name the same file {args.html}")

@@ -21,7 +21,8 @@ from typing import List, Optional
 
 from ..errors import ArgumentParser, UsageError
 from ..evaluation import benchmark as work
-from .arguments import positive_int
+from ..output import output_lock
+from .arguments import add_switches, output_guard, positive_int
 
 __all__ = ["build_parser", "parse_args", "main"]
 
@@ -42,10 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="IG and captum LayerIG run only where batch x length <= this (default 1024)")
     parser.add_argument("--ig-internal-tokens", type=int, default=8192,
                         help="bounded IG internal batch: rows per pass = min(64, this // length)")
-    parser.add_argument("--peers", action="store_true", help="also captum, transformers and LXT")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory workers")
-    parser.add_argument("--memory-only", action="store_true", help="peak memory only (no timing)")
-    parser.add_argument("--quick", action="store_true", help="a tiny grid (< 1 min), e.g. for tests")
+    add_switches(parser, (("--peers", "also captum, transformers and LXT"),
+                          ("--no-memory", "skip the peak-memory workers"),
+                          ("--memory-only", "peak memory only (no timing)"),
+                          ("--quick", "a tiny grid (< 1 min), e.g. for tests")))
     parser.add_argument("--data", "--text", dest="text", metavar="FILE",
                         help="text to cut inputs from: a TSV with a 'sentence' column or any UTF-8 text (default: "
                              "the SST-2 dev sample built into the package; --text is the older spelling)")
@@ -106,6 +107,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ["_memory"]:  # the memory worker, as `python -m bert_lrp.evaluation.benchmark _memory`
         return work.worker_main(argv)
     args = parse_args(argv)
+    _check_out(args)
+    with output_lock(args.out):
+        return _run(args)
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """``--out`` is a folder; the files written in it are no input of the run nor a model file."""
+    from ..models.loading import resolve_model_dir
+
+    model_dir = resolve_model_dir(args.model) if args.model else None
+    names = ("dataset.json", "dataset.md") if args.dataset else \
+        tuple(f"{args.name}.{suffix}" for suffix in ("json", "md", "png", "log"))
+    output_guard(args, model_dir).check_files_in("out", args.out, names)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.dataset:
         from ..evaluation.dataset_benchmark import run_dataset_benchmark
         from ..models.loading import resolve_model_dir

@@ -12,15 +12,16 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import torch
 
 from .._jsonl import rank_and_world
 from ..attribution import registry
 from ..attribution.road import Request, plan_request
-from ..errors import ArgumentParser, UsageError
+from ..errors import UsageError
 from ..evaluation import faithfulness as F
-from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
-from .arguments import add_method_options, method_options, positive_int
+from ..models.loading import load_model, resolve_model_dir
+from ..output import RunRecord, check_resume, file_fingerprint, output_lock
+from .arguments import (DISCARD_ADVICE, add_method_options, add_overwrite, data_command_parser, method_options,
+                        output_guard, parse_command_line, positive_int)
 
 DEFAULT_METHODS = "lrp,gi,gs,lat,rollout,ig"
 # evaluate's own defaults: IG with 20 steps (the published tables), more perturbed rows per pass
@@ -28,17 +29,15 @@ DEFAULTS = {"ig_steps": 20, "rows_per_forward": 128}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="bert-lrp evaluate", description=F.__doc__.split("\n\n")[0],
-        epilog="Errors in the data file name the file and the line. Nothing is created in --out before the "
-               "model and the data have been read and checked. Errors are one line on stderr (exit code 2: "
-               "bad command line, 1: failure); bert-lrp --debug evaluate ... shows the traceback.")
-    parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
-    parser.add_argument("--data", required=True, metavar="FILE",
-                        help="UTF-8 TSV (or .csv/.jsonl) with a header naming a 'sentence' column and optionally a "
-                             "'label' column (a label name of the model or its id), e.g. SST-2 dev.tsv; for a token "
-                             "classifier, CoNLL-2003 sentences (word first, tag last): each sentence's first word "
-                             "predicted as an entity is explained")
+    parser = data_command_parser(
+        "bert-lrp evaluate", F.__doc__.split("\n\n")[0],
+        "Errors in the data file name the file and the line. Nothing is created in --out before the "
+        "model and the data have been read and checked. Errors are one line on stderr (exit code 2: "
+        "bad command line, 1: failure); bert-lrp --debug evaluate ... shows the traceback.", "FILE",
+        "UTF-8 TSV (or .csv/.jsonl) with a header naming a 'sentence' column and optionally a "
+        "'label' column (a label name of the model or its id), e.g. SST-2 dev.tsv; for a token "
+        "classifier, CoNLL-2003 sentences (word first, tag last): each sentence's first word "
+        "predicted as an entity is explained")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
                         help=f"comma-separated, from: {registry.describe()}; a random baseline is always added")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N examples")
@@ -52,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "random baseline, --rows-per-forward also bounds the metrics' forward passes)")
     parser.add_argument("--threads", type=positive_int, help="torch threads per process")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out with other settings")
+    add_overwrite(parser, "an earlier run in --out with other data, weights or settings")
     parser.add_argument("--skip-layers", metavar="LIST",
                         help="evaluate the model without these encoder layers, 1-based (e.g. 6 or 1,2; "
                              "bert_lrp.ablate.skip_layers); results.md's accuracy line names them")
@@ -62,9 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp evaluate``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_command_line(build_parser(), argv)
     given = [m.strip() for m in args.methods.split(",") if m.strip()]
     names = [m for m in given if m != F.RANDOM]
     if given and not names:
@@ -80,6 +77,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not os.path.exists(args.data):
         raise UsageError(f"--data {args.data}: no such file")
     F.check_out_folder(Path(args.out))
+    output_guard(args, directory).check_files_in("out", args.out, F.OUTPUT_FILES)
     rank, world = rank_and_world()
     try:
         return _evaluate(args, methods + [F.RANDOM], directory, rank, world)
@@ -94,7 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) -> int:
     """Read and check the data and the model, then create ``--out``; a folder this run created is
     removed again if it is still empty when the run fails."""
-    from .._io import make_folders, remove_empty_folders
+    from ..output import make_folders, remove_empty_folders
     from ..models.ablation import parse_layers, skip_layers
 
     from ..models.loading import architecture_task, read_config
@@ -117,27 +115,35 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
                                                      batch_size=args.batch_size, batch_tokens=args.batch_tokens,
                                                      targets_per_example=token))
     out = Path(args.out)
-    used = request.settings()["options"] if model_methods else {}
-    settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),
-                "data_sha256": F.data_fingerprint(args.data), "methods": methods, "ranking": args.ranking,
-                "seed": args.seed, "rows_per_forward": args.rows_per_forward, **used}
-    if skip:  # only when given, so that the settings of earlier runs still match
-        settings["skip_layers"] = skip
-    previous = F.previous_settings(out / "run.json", args.overwrite)
-    if previous is not None and previous != settings and not args.overwrite:
-        raise UsageError(f"--out {out} holds a run with other settings ({out / 'run.json'}); use another --out "
-                         "or --overwrite")
+    place = F.RunPlace(out, run_record(args, directory, methods, request, skip), rank, world)
     created = make_folders(out)
     try:
-        with skip_layers(model, skip, "--skip-layers"):
-            return F.run_evaluation(model, tokenizer, data, methods, request, settings, out, rank, world,
-                                    ranking_mode=args.ranking, seed=args.seed, rows_per_forward=args.rows_per_forward,
-                                    overwrite=args.overwrite, progress=not args.no_progress, limit=args.limit)
+        with output_lock(out, rank), skip_layers(model, skip, "--skip-layers"):
+            check_resume("out", args.out, out / F.RUN_FILE, place.record, args.overwrite,
+                         ignore=("settings.data_sha256",), advice=DISCARD_ADVICE)
+            return F.run_evaluation(model, tokenizer, data, methods, request, place,
+                                    F.Scoring(args.ranking, args.seed, args.rows_per_forward),
+                                    progress=not args.no_progress, limit=args.limit)
     except BaseException:
         if created:
             F.remove_unstarted_run(out)
         remove_empty_folders(created)
         raise
+
+
+def run_record(args, directory: Path, methods: List[str], request: Request, skip: List[int]) -> dict:
+    """What an evaluation in ``--out`` records and resumes only if unchanged: the data's and the
+    weights' fingerprints and every setting that changes a result."""
+    from ..models.checkpoint import find_weights
+
+    used = request.settings()["options"] if any(m != F.RANDOM for m in methods) else {}
+    settings = {"model": str(directory.resolve()), "data": os.path.abspath(args.data),
+                "data_sha256": F.data_fingerprint(args.data), "methods": methods, "ranking": args.ranking,
+                "seed": args.seed, "rows_per_forward": args.rows_per_forward, **used}
+    if skip:  # only when given, so that the settings of earlier runs still match
+        settings["skip_layers"] = skip
+    return RunRecord({"data": settings["data_sha256"]}, file_fingerprint(find_weights(str(directory))),
+                     settings).to_json()
 
 
 def refuse_tuning_texts(model, methods: List[str], options: dict, data, path: str) -> None:

@@ -27,9 +27,10 @@ from ..attribution.road import Request, TextInput, json_payload, stream_texts
 from ..data import read_inputs
 from ..errors import ArgumentParser, UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
+from ..output import atomic_write_texts, output_locks
 from ..views.terminal import colour_mode, printable, render_terminal
+from .arguments import add_method_options, add_overwrite, check_outputs, method_options, output_guard, positive_int
 from .planning import plan_for_command
-from .arguments import add_method_options, check_outputs, method_options, positive_int
 
 DEFAULT_METHODS = "lrp,gi,gs"
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_set.add_argument("--jsonl", metavar="FILE", help="stream one JSON record per input line to FILE, in input "
                           "order, as they are computed (length-bucketed batches; resumable; sharded under torchrun)")
     data_set.add_argument("--resume", action="store_true", help="with --jsonl: skip the lines already in FILE")
+    add_overwrite(parser, "an existing --html/--json/--jsonl file of another kind, or (--jsonl) an earlier run")
     data_set.add_argument("--hidden-relevance", action="store_true",
                           help="also write relevance per hidden unit (large)")
     data_set.add_argument("--stride", type=positive_int, metavar="N", help="texts longer than the model's positions "
@@ -151,20 +153,28 @@ def run(args: argparse.Namespace, directory: Optional[Path] = None) -> Explained
 def main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp explain``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
-    from .._io import atomic_write_texts
-
     args = build_parser().parse_args(argv)
-    check_outputs(args)
     directory = resolve_model_dir(args.model)
+    guard = output_guard(args, directory)
+    check_outputs(args, guard)
     if args.jsonl:
         from .stream import run_jsonl
 
         if args.html or args.json:
             raise UsageError("--jsonl streams records; give --html/--json in a separate run")
-        return run_jsonl(args, directory, request_from(args), warn)
+        from . import request_describer
+
+        return run_jsonl(args, directory, request_from(args), warn, guard, request_describer(build_parser(), args))
     if args.resume:
         raise UsageError("--resume goes with --jsonl FILE")
-    explained = run(args, directory)
+    with output_locks([args.html, args.json]):  # one writer per output, from the first step
+        explained = run(args, directory)
+        _show_and_write(args, directory, explained)
+    return 0
+
+
+def _show_and_write(args: argparse.Namespace, directory: Path, explained: Explained) -> None:
+    """The terminal view, then ``--html`` and ``--json``, all or nothing, after everything else succeeded."""
     records = [record for _, record in explained]
     model_name = str(directory)
     outputs = {}
@@ -178,12 +188,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.quiet:
         mode = colour_mode(sys.stdout, None if args.color == "auto" else args.color)
         print("\n\n".join(render_terminal(view, mode) for r in records for view in label_views(r)))
-    atomic_write_texts(outputs)  # all or nothing, after everything else succeeded
+    atomic_write_texts(outputs)
     if not args.quiet:
         for label, path in (("HTML report", args.html), ("JSON", args.json)):
             if path:
                 print(f"{label}: {printable(os.path.abspath(path))}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import sys
 from typing import List, Optional
 
 from ..errors import ArgumentParser, UsageError
-from .arguments import check_outputs, positive_int, seed_number
+from ..output import output_locks
+from .arguments import add_page_outputs, check_outputs, output_guard, parse_command_line, positive_int, seed_number
 
 __all__ = ["main", "build_parser"]
 
@@ -53,9 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     mask.add_argument("--top-attended", type=positive_int, default=3,
                       help="attended tokens listed per head (default 3)")
     mask.add_argument("--all-heads", action="store_true", help="terminal: list the top tokens of every head")
-    mask.add_argument("--json", metavar="FILE", help="write the view as JSON here")
-    mask.add_argument("--html", metavar="FILE", help="write a self-contained HTML page here")
-    mask.add_argument("--quiet", action="store_true", help="no terminal output")
+    add_page_outputs(mask, "write the view as JSON here")
     emb = commands.add_parser("embeddings", help="self-similarity, anisotropy and PCA of word embeddings per layer",
                               description="Per-layer cosine similarities between the target words' contextual "
                                           "embeddings, the anisotropy baseline (random words of the same file, "
@@ -70,17 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--max-occurrences", type=positive_int, default=50,
                      help="occurrences used per target word, the first in the file (default 50)")
     emb.add_argument("--batch-size", type=positive_int, default=32, help="sentences per forward pass (default 32)")
-    emb.add_argument("--json", metavar="FILE", help="write the numbers as JSON here")
-    emb.add_argument("--html", metavar="FILE", help="write a self-contained HTML page here")
-    emb.add_argument("--quiet", action="store_true", help="no terminal output")
+    add_page_outputs(emb, "write the numbers as JSON here")
     for sub in (mask, emb):
         sub.add_argument("--threads", type=positive_int, help="torch threads")
     return parser
 
 
 def _write(args: argparse.Namespace, payload: dict, html_text) -> None:
-    from .._io import atomic_write_texts
     from .._text import printable
+    from ..output import atomic_write_texts
 
     outputs = {}
     if args.json:
@@ -134,16 +131,25 @@ def _embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_dir_if_any(model: Optional[str]):
+    """The model folder, for the output guard; None when it cannot be resolved (the command
+    reports that at its usual place)."""
+    from ..errors import BertLrpError
+    from ..models.loading import resolve_model_dir
+
+    try:
+        return resolve_model_dir(model)
+    except BertLrpError:
+        return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """``bert-lrp inspect``. Raises on bad input (:mod:`bert_lrp.errors`); :func:`bert_lrp.cli.main`
     turns that into one line on stderr and an exit code."""
-    import torch
-
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    check_outputs(args)
-    return _mask(args) if args.command == "mask" else _embeddings(args)
+    args = parse_command_line(build_parser(), argv)
+    check_outputs(args, output_guard(args, _model_dir_if_any(args.model)))
+    with output_locks([args.json, args.html]):
+        return _mask(args) if args.command == "mask" else _embeddings(args)
 
 
 if __name__ == "__main__":

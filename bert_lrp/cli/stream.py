@@ -23,7 +23,9 @@ The records are the road's (:meth:`bert_lrp.attribution.road.TextExplanation.rec
   process writing the same output; the system releases it when a process ends, however it ends.
 - **Go on**: a text that cannot be explained becomes a record with an ``error`` field saying why
   (and a warning); the run goes on.
-- ``--jsonl`` naming the ``--file`` input is refused.
+- ``--jsonl`` naming an input of the run or a file of the model folder (symlinks and hard links
+  included), or an existing file that is not JSON lines (without ``--overwrite``), is refused
+  (:class:`bert_lrp.output.Guard`); ``--overwrite`` also discards an earlier run in the file.
 - Under ``torchrun`` every rank explains the lines ``index % world == rank`` into ``OUT.part<rank>``;
   rank 0 then merges them into OUT in input order. Parts left by an interrupted job are folded
   into OUT when the run resumes, with any number of processes.
@@ -40,14 +42,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .._io import atomic_write_text
-from .._jsonl import JsonlWriter, Scan, barrier, exclusive_lock, rank_and_world, rewrite_in_order, scan_records
+from .._jsonl import JsonlWriter, Scan, barrier, rank_and_world, rewrite_in_order, scan_records
 from ..attribution.records import FailedText
 from ..attribution.road import Request, TextInput, stream_chunks
 from ..data import read_inputs
-from ..errors import InputFileError, UsageError
+from ..errors import InputFileError, RequestError, UsageError
 from ..models.fingerprint import model_digest
 from ..models.loading import load_model
+from ..output import Guard, differences, exclusive_lock, lock_path, read_run, truncate, write_run
 from .planning import plan_for_command
 
 FORMAT = "bert-lrp explain --jsonl"
@@ -74,60 +76,33 @@ def run_settings(args: argparse.Namespace, directory: Path, request: Request, in
             **request.settings()}
 
 
-def differences(earlier: Dict[str, Any], now: Dict[str, Any], prefix: str = "") -> List[str]:
-    """The settings that differ, as ``name (earlier -> now)``, nested names joined by dots."""
-    found = []
-    for key in sorted(set(earlier) | set(now), key=str):
-        name = f"{prefix}{key}"
-        before, after = earlier.get(key), now.get(key)
-        if isinstance(before, dict) and isinstance(after, dict):
-            found += differences(before, after, name + ".")
-        elif before != after and name not in BY_CONTENT:
-            found.append(f"{name} ({_short(before)} -> {_short(after)})")
-    return found
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:40] + "..." + text[-12:]
-
-
 def _parts(out: Path) -> List[Path]:
     return sorted((p for p in out.parent.glob(out.name + ".part*") if PART.search(p.name)), key=lambda p: p.name)
 
 
 def _read_settings(path: Path) -> Optional[Dict[str, Any]]:
-    if not path.is_file():
-        return None
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputFileError(f"{path}: damaged settings file ({error.__class__.__name__}); the records next to it "
-                             "cannot be checked: choose another --jsonl file") from None
-    if not isinstance(settings, dict):
-        raise InputFileError(f"{path}: not a settings file (a JSON object expected, found {type(settings).__name__}); "
-                             "choose another --jsonl file")
-    return settings
+    return read_run(path, "the records next to it cannot be checked: choose another --jsonl file")
 
 
-def start_run(out: Path, settings: Dict[str, Any], resume: bool, total: int, warn: Callable[[str], None]) -> None:
+def start_run(out: Path, settings: Dict[str, Any], resume: bool, total: int, warn: Callable[[str], None],
+              overwrite: bool = False) -> None:
     """Rank 0, holding the lock: check that ``out`` may be written with ``settings`` (see the
     module docstring), fold parts and damaged lines into an in-order ``out``, or write the
     settings of a new run. Raises a one-line error naming the file, the line or the setting."""
     run_json = out.with_name(out.name + ".run.json")
     parts = _parts(out)
     scans = [scan_records(out)] + [scan_records(part) for part in parts]
-    started = any(scan.lines for scan in scans)
+    started = any(scan.lines for scan in scans) and not overwrite  # --overwrite: the earlier run is discarded
     earlier = _read_settings(run_json) if started else None
     records = sum(len(scan.indices) for scan in scans)
     if started and not records and not any(scan.damaged for scan in scans) and _ours(earlier):
         started = False  # only a torn first record: the earlier run wrote nothing whole
     if not started:
-        atomic_write_text(run_json, json.dumps(settings, indent=1) + "\n")  # before the first record
+        write_run(run_json, settings)  # before the first record
         for part in parts:
             part.unlink()
         if out.is_file():
-            os.truncate(out, 0)
+            truncate(out, 0)
         return
     if not _ours(earlier) or not records:
         what = ("it holds no record of it" if not records and earlier is not None else
@@ -137,10 +112,10 @@ def start_run(out: Path, settings: Dict[str, Any], resume: bool, total: int, war
     if not resume:
         raise UsageError(f"--jsonl {out}: holds {records:,} records of an earlier run; add --resume to continue it "
                          "(or choose another file)")
-    changed = differences(earlier, settings)
+    changed = differences(earlier, settings, ignore=BY_CONTENT)
     if changed:
-        raise UsageError(f"--jsonl {out}: the earlier run had other settings: {', '.join(changed)}; "
-                         "use another file (or the earlier settings)")
+        raise RequestError("jsonl", f"{out}: the earlier run had other settings: {', '.join(changed)}; "
+                                    "use another file (or the earlier settings, or --overwrite to discard it)")
     for scan in scans:
         for index, offset in zip(scan.indices, scan.offsets):
             if not 0 <= index < total:
@@ -166,31 +141,27 @@ def _line_of(path: Path, offset: int) -> int:
         return handle.read(offset).count(b"\n") + 1
 
 
-def _same_file(a: Path, b: Optional[str]) -> bool:
-    try:
-        return b is not None and a.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn: Callable[[str], None]) -> int:
+def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn: Callable[[str], None],
+              guard: Optional[Guard] = None, describe: Optional[Callable[[BaseException], str]] = None) -> int:
     """Explain every input line into ``args.jsonl`` with ``request`` (the road's, from the same
-    command line as the terminal path's; see the module docstring)."""
+    command line as the terminal path's; see the module docstring). ``guard``: the files of the
+    run that ``--jsonl`` (and its settings file) must not be; ``describe``: how a record's
+    ``error`` words why its text was not explained (the command's flags for request fields)."""
     from tqdm import tqdm
 
     out = Path(args.jsonl)
-    if out.is_dir():
-        raise UsageError(f"--jsonl {out}: is a folder, expected a file name")
-    if _same_file(out, args.file):
-        raise UsageError(f"--jsonl {out}: is the input file (--file {args.file}); choose another output file")
+    guard = guard or Guard()
+    overwrite = getattr(args, "overwrite", False)
+    guard.check_file("jsonl", out)  # its kind: start_run appends only to this command's own run file
+    guard.check_file("jsonl", out.with_name(out.name + ".run.json"))  # its settings file: never an input either
     inputs = read_inputs(args.texts, args.file, args.pair)
     model, tokenizer = load_model(directory)
     plan = plan_for_command(model, tokenizer, request)  # request errors before anything is written
     rank, world = rank_and_world()
     settings = run_settings(args, directory, plan, inputs, model, tokenizer)
-    with exclusive_lock(out.with_name(out.name + ".lock"), rank):
+    with exclusive_lock(lock_path(out), rank):
         if rank == 0:
-            start_run(out, settings, args.resume, len(inputs), warn)
+            start_run(out, settings, args.resume, len(inputs), warn, overwrite)
         barrier(world)
         present = scan_records(out)
         done = set(present.indices)
@@ -203,7 +174,8 @@ def run_jsonl(args: argparse.Namespace, directory: Path, request: Request, warn:
                         file=sys.stderr, disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
         started, written, failed = time.perf_counter(), 0, 0
         try:
-            for chunk in stream_chunks(model, tokenizer, inputs, plan, skip=done, warn=warn, only=ours, go_on=True):
+            for chunk in stream_chunks(model, tokenizer, inputs, plan, skip=done, warn=warn, only=ours, go_on=True,
+                                       describe=describe):
                 for _, explained in chunk:  # input order
                     writer.write(explained.record(hidden_relevance=args.hidden_relevance))
                     failed += isinstance(explained, FailedText)

@@ -78,6 +78,36 @@ def _number(kind: type, minimum: float, maximum: Optional[float] = None):
     return parse
 
 
+# numeric options: (flag, metavar, type, help); the default is TrainConfig's
+OPTIMISATION = (
+    ("--batch-size", "N", _number(int, 1), "global batch of one optimizer step, split over processes and --grad-accum "
+                                           "micro-batches"),
+    ("--eval-batch-size", "N", _number(int, 1), "examples per evaluation batch"),
+    ("--grad-accum", "N", _number(int, 1), "gradient-accumulation micro-batches per optimizer step"),
+    ("--learning-rate", "LR", _number(float, 0.0), "peak AdamW learning rate"),
+    ("--weight-decay", "W", _number(float, 0.0), "AdamW weight decay (none on biases and LayerNorm weights)"),
+    ("--warmup-ratio", "R", _number(float, 0.0, 1.0), "fraction of the steps with a linear warm-up"),
+    ("--warmup-steps", "N", _number(int, 0), "warm-up steps (overrides --warmup-ratio)"),
+    ("--max-grad-norm", "NORM", _number(float, 0.0), "gradient clipping norm (0: no clipping)"),
+    ("--epochs", "E", _number(float, 0.0), "passes over the train file"),
+    ("--max-steps", "N", _number(int, 1), "stop after this many optimizer steps"),
+    ("--bucket-size", "N", _number(int, 1), "batches per length-sorted pool"),
+    ("--seed", "N", seed_number, "seed of initialisation, shuffling and dropout"),
+)
+CHECKPOINTS = (
+    ("--eval-every", "N", _number(int, 0), "evaluate every N steps (0: only after each epoch)"),
+    ("--save-every", "N", _number(int, 0), "checkpoint every N steps (0: only after each epoch)"),
+    ("--keep-checkpoints", "N", _number(int, 1), "how many of the latest checkpoints to keep"),
+    ("--patience", "P", _number(int, 0), "stop after this many evaluations without improvement (0: never)"),
+)
+
+
+def _add_numbers(group, defaults: TrainConfig, rows) -> None:
+    for flag, metavar, kind, help_text in rows:
+        group.add_argument(flag, metavar=metavar, type=kind, default=getattr(defaults, flag[2:].replace("-", "_")),
+                           help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _TrainArgumentParser(prog="bert-lrp train", description=trainer.__doc__.split("\n\n")[0],
                                   formatter_class=_HelpFormatter)
@@ -111,39 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not train the word embedding matrix (saves its AdamW update)")
     model.add_argument("--freeze-layers", metavar="LIST",
                        help="do not train these encoder layers, 1-based, e.g. 1,2 or 1-3 (requires_grad False)")
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", metavar="N", type=_number(int, 1), default=d.batch_size,
-                     help="global batch of one optimizer step, split over processes and --grad-accum micro-batches")
-    opt.add_argument("--eval-batch-size", metavar="N", type=_number(int, 1), default=d.eval_batch_size,
-                     help="examples per evaluation batch")
-    opt.add_argument("--grad-accum", metavar="N", type=_number(int, 1), default=d.grad_accum,
-                     help="gradient-accumulation micro-batches per optimizer step")
-    opt.add_argument("--learning-rate", metavar="LR", type=_number(float, 0.0), default=d.learning_rate,
-                     help="peak AdamW learning rate")
-    opt.add_argument("--weight-decay", metavar="W", type=_number(float, 0.0), default=d.weight_decay,
-                     help="AdamW weight decay (none on biases and LayerNorm weights)")
-    opt.add_argument("--warmup-ratio", metavar="R", type=_number(float, 0.0, 1.0), default=d.warmup_ratio,
-                     help="fraction of the steps with a linear warm-up")
-    opt.add_argument("--warmup-steps", metavar="N", type=_number(int, 0), help="warm-up steps (overrides --warmup-ratio)")
-    opt.add_argument("--max-grad-norm", metavar="NORM", type=_number(float, 0.0), default=d.max_grad_norm,
-                     help="gradient clipping norm (0: no clipping)")
-    opt.add_argument("--epochs", metavar="E", type=_number(float, 0.0), default=d.epochs, help="passes over the train file")
-    opt.add_argument("--max-steps", metavar="N", type=_number(int, 1), help="stop after this many optimizer steps")
-    opt.add_argument("--bucket-size", metavar="N", type=_number(int, 1), default=d.bucket_size,
-                     help="batches per length-sorted pool")
-    opt.add_argument("--seed", metavar="N", type=seed_number, default=d.seed, help="seed of initialisation, shuffling and dropout")
+    _add_numbers(parser.add_argument_group("optimisation"), d, OPTIMISATION)
     run = parser.add_argument_group("evaluation, checkpoints and speed")
-    run.add_argument("--eval-every", metavar="N", type=_number(int, 0), default=d.eval_every,
-                     help="evaluate every N steps (0: only after each epoch)")
-    run.add_argument("--save-every", metavar="N", type=_number(int, 0), default=d.save_every,
-                     help="checkpoint every N steps (0: only after each epoch)")
-    run.add_argument("--keep-checkpoints", metavar="N", type=_number(int, 1), default=d.keep_checkpoints,
-                     help="how many of the latest checkpoints to keep")
+    _add_numbers(run, d, CHECKPOINTS)
     run.add_argument("--metric", choices=sorted({m for ms in METRICS.values() for m in ms}),
                      help="score that picks the best model: accuracy or macro_f1 (sequence), f1, precision, "
                           "recall or accuracy (token); default accuracy / f1")
-    run.add_argument("--patience", metavar="P", type=_number(int, 0), default=d.patience,
-                     help="stop after this many evaluations without improvement (0: never)")
     run.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
                      help="continue from the latest checkpoint in WORK_DIR, or from the given checkpoint folder")
     run.add_argument("--export-only", action="store_true",

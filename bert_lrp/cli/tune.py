@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-import torch
 
 from .._jsonl import JsonlWriter, read_records
+from ..output import RunRecord, atomic_write_text, check_resume, file_fingerprint, output_lock, write_run
 from ..attribution.road import Request, prepare
 from ..attribution.targets import task_of
-from ..errors import ArgumentParser, UsageError
+from ..errors import RequestError, UsageError
 from ..evaluation import faithfulness as F
 from ..evaluation import tuning as T
 from ..evaluation.paired import paired
-from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
+from ..models.loading import load_model, resolve_model_dir
 from ..models.tuned import COMPOSITE_FILE, TunedComposite, text_key, write_tuned_composite
-from .arguments import positive_int
+from .arguments import DISCARD_ADVICE, add_overwrite, data_command_parser, output_guard, parse_command_line, positive_int
 
 DEFAULT_BUDGET = 48
 DEFAULT_EXAMPLES = 400
@@ -36,15 +35,13 @@ DEFAULT_MIN_WORDS = 8
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="bert-lrp tune-lrp", description=__doc__.split("\n\n")[0],
-        epilog="The search: a grid over the softmax rule and the lower layers' linear rule, then coordinate "
-               "descent over the other rules (docs/tune_lrp.md). An interrupted search resumes from its log "
-               "(OUT.search.jsonl). Errors are one line on stderr (exit code 2: bad command line, 1: failure).")
-    parser.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEFAULT_MODEL})")
-    parser.add_argument("--data", required=True, metavar="TRAIN",
-                        help="tuning data: a TSV/CSV/JSONL with a 'sentence' column, e.g. SST-2 train.tsv, or CoNLL "
-                             "sentences for a token classifier (never the file you evaluate on)")
+    parser = data_command_parser(
+        "bert-lrp tune-lrp", __doc__.split("\n\n")[0],
+        "The search: a grid over the softmax rule and the lower layers' linear rule, then coordinate "
+        "descent over the other rules (docs/tune_lrp.md). An interrupted search resumes from its log "
+        "(OUT.search.jsonl). Errors are one line on stderr (exit code 2: bad command line, 1: failure).", "TRAIN",
+        "tuning data: a TSV/CSV/JSONL with a 'sentence' column, e.g. SST-2 train.tsv, or CoNLL "
+        "sentences for a token classifier (never the file you evaluate on)")
     parser.add_argument("--eval-data", metavar="FILE",
                         help="the file you will evaluate on: refused if it shares any text with --data")
     parser.add_argument("--drop-shared", action="store_true",
@@ -67,15 +64,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows-per-forward", type=positive_int, default=128,
                         help="perturbed rows per forward pass of the metrics")
     parser.add_argument("--threads", type=positive_int, help="torch threads")
-    parser.add_argument("--overwrite", action="store_true", help="discard an earlier search log with other settings")
+    add_overwrite(parser, "an earlier search log with other data, weights or settings, or an --out of another kind")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_command_line(build_parser(), argv)
+    _check_arguments(args)
+    directory = resolve_model_dir(args.model)
+    out = Path(args.out) if args.out else Path(directory) / COMPOSITE_FILE
+    _check_out(args, directory, out)
+    data, indices, token = _tuning_texts(args, directory)
+    model, tokenizer = load_model(directory)
+    if task_of(model) not in ("sequence", "token"):
+        raise UsageError(f"--model {directory}: tune-lrp needs a sequence or token classifier")
+    # the budget is not a setting: the log only caches scores, so a search resumed with another
+    # --budget replays the same path and stops at its own budget
+    settings = {"model_sha256": _weights_fingerprint(directory), "data": os.path.basename(args.data),
+                "data_sha256": F.data_fingerprint(args.data), "examples": len(indices), "min_words": args.min_words,
+                "seed": args.seed, "min_gain": args.min_gain, "batch_size": args.batch_size,
+                "search": "grid+coordinate descent v1"}
+    request = Request(methods=["lrp"], options={}, batch_size=args.batch_size, targets_per_example=token)
+    tuning_set = T.TuningSet(model, tokenizer, prepare(model, tokenizer, request), data, indices, args.batch_size,
+                             args.rows_per_forward)
+    with output_lock(out):
+        done = _previous_search(out, settings, args.overwrite)
+        result = _search(args, tuning_set, int(model.config.num_hidden_layers), done, _log_path(out))
+        tuned = TunedComposite(result.best.point.composite("tuned"),
+                               frozenset(text_key(F.data_text(data[i][0])) for i in indices),
+                               _record(result, {**settings, "budget": args.budget}))
+        write_tuned_composite_to(out, tuned)
+    print(_summary(result, len(indices)))
+    print(f"bert-lrp tune-lrp: wrote {out} ({len(result.log)} composites scored, {result.stopped})", file=sys.stderr)
+    return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """The options' values and the data files, before anything is read."""
     if not 0 <= args.min_gain < 1:
         raise UsageError(f"--min-gain must be in 0..1, got {args.min_gain}")
     if not 0 <= args.seed <= 2 ** 31 - 1:
@@ -83,13 +109,34 @@ def main(argv: Optional[List[str]] = None) -> int:
     for option, path in (("--data", args.data), ("--eval-data", args.eval_data)):
         if path is not None and not os.path.isfile(path):
             raise UsageError(f"{option} {path}: {'is a folder, expected a data file' if os.path.isdir(path) else 'no such file'}")
-    directory = resolve_model_dir(args.model)
-    out = Path(args.out) if args.out else Path(directory) / COMPOSITE_FILE
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a folder, expected a file name")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
 
+
+def _log_path(out: Path) -> Path:
+    return Path(str(out) + ".search.jsonl")
+
+
+def _run_path(out: Path) -> Path:
+    return Path(str(out) + ".search.json")
+
+
+def _check_out(args: argparse.Namespace, directory: Path, out: Path) -> None:
+    """``--out`` (and its search log) is never an input of the run nor a file of the model folder
+    other than its ``lrp_composite.json``, nor an existing file other than JSON (``--overwrite``)."""
+    guard = output_guard(args, directory)
+    composite = Path(directory) / COMPOSITE_FILE
+    for path in (composite, _log_path(composite), _run_path(composite)):  # where --rule tuned finds it, and its log
+        guard.allow(path)
+    guard.check_file("out", out, "json", args.overwrite)
+    guard.check_file("out", _log_path(out))
+    guard.check_file("out", _run_path(out))
+    if not out.parent.is_dir():
+        raise RequestError("out", f"{out}: the folder {out.parent} does not exist")
+
+
+def _tuning_texts(args: argparse.Namespace, directory: Path):
+    """``(data, indices of the tuning texts, token classifier?)``: ``--data`` read (CoNLL sentences
+    for a token classifier), the texts shared with ``--eval-data`` refused or left out, the sample
+    drawn."""
     from ..models.loading import architecture_task, read_config
     from ..data import read_conll
 
@@ -114,28 +161,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if len(indices) < 2:
         raise UsageError(f"--data {args.data}: only {len(indices)} texts with at least {args.min_words} words "
                          "(--min-words)")
+    return data, indices, token
 
-    model, tokenizer = load_model(directory)
-    if task_of(model) not in ("sequence", "token"):
-        raise UsageError(f"--model {directory}: tune-lrp needs a sequence or token classifier")
-    # the budget is not a setting: the log only caches scores, so a search resumed with another
-    # --budget replays the same path and stops at its own budget
-    settings = {"model_sha256": _weights_fingerprint(directory), "data": os.path.basename(args.data),
-                "data_sha256": F.data_fingerprint(args.data), "examples": len(indices), "min_words": args.min_words,
-                "seed": args.seed, "min_gain": args.min_gain, "batch_size": args.batch_size,
-                "search": "grid+coordinate descent v1"}
-    log_path = Path(str(out) + ".search.jsonl")
-    settings_path = Path(str(out) + ".search.json")
-    done = _previous_search(settings_path, log_path, settings, args.overwrite)
 
-    request = Request(methods=["lrp"], options={}, batch_size=args.batch_size, targets_per_example=token)
-    prepared = prepare(model, tokenizer, request)
-    tuning_set = T.TuningSet(model, tokenizer, prepared, data, indices, args.batch_size, args.rows_per_forward)
-    layers = int(model.config.num_hidden_layers)
-    from .._io import atomic_write_text
-
-    if not settings_path.is_file():
-        atomic_write_text(settings_path, json.dumps(settings, indent=1) + "\n")
+def _search(args: argparse.Namespace, tuning_set, layers: int, done: dict, log_path: Path) -> T.SearchResult:
+    """The search, each scored candidate appended to the log (and shown on the progress bar)."""
     writer = JsonlWriter(log_path)
     bar = None
     if not args.no_progress:
@@ -157,55 +187,42 @@ def main(argv: Optional[List[str]] = None) -> int:
             bar.set_postfix_str(f"best ABPC {best_so_far:.4f}")
 
     try:
-        result = T.search(lambda point: tuning_set.score(point.composite()), layers, args.budget, args.min_gain,
-                          done, scored)
+        return T.search(lambda point: tuning_set.score(point.composite()), layers, args.budget, args.min_gain,
+                        done, scored)
     finally:
         writer.close()
         if bar is not None:
             bar.close()
-    tuned = TunedComposite(result.best.point.composite("tuned"),
-                           frozenset(text_key(F.data_text(data[i][0])) for i in indices),
-                           _record(result, {**settings, "budget": args.budget}))
-    write_tuned_composite_to(out, tuned)
-    print(_summary(result, len(indices)))
-    print(f"bert-lrp tune-lrp: wrote {out} ({len(result.log)} composites scored, {result.stopped})", file=sys.stderr)
-    return 0
 
 
 def write_tuned_composite_to(out: Path, tuned: TunedComposite) -> None:
     if out.name == COMPOSITE_FILE:
         write_tuned_composite(out.parent, tuned)
     else:
-        from .._io import atomic_write_text
-
         atomic_write_text(out, tuned.to_json())
 
 
 def _weights_fingerprint(directory: Path) -> str:
     from ..models.checkpoint import find_weights
 
-    return F.data_fingerprint(find_weights(str(directory)))
+    return file_fingerprint(find_weights(str(directory)))
 
 
-def _previous_search(settings_path: Path, log_path: Path, settings: dict, overwrite: bool) -> dict:
-    """Candidates an earlier, interrupted search with the same settings scored (by key)."""
-    previous = F.previous_settings(settings_path, overwrite)
-    if previous is not None and previous != settings:
-        if not overwrite:
-            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-            raise UsageError(f"{settings_path}: an earlier search with other settings ({', '.join(changed)}); "
-                             "use --overwrite to discard it, or another --out")
-        previous = None
-    if previous is None:
-        for path in (settings_path, log_path):
+def _previous_search(out: Path, settings: dict, overwrite: bool) -> dict:
+    """Candidates an earlier, interrupted search with the same data, weights and settings scored
+    (by key); a search with other ones is refused (``--overwrite``: discarded)."""
+    record = RunRecord({"data": settings["data_sha256"]}, settings["model_sha256"], settings).to_json()
+    run_path, log_path = _run_path(out), _log_path(out)
+    earlier = check_resume("out", out, run_path, record, overwrite,
+                           ignore=("settings.data_sha256", "settings.model_sha256"), advice=DISCARD_ADVICE)
+    if earlier is None:
+        for path in (run_path, log_path):
             if path.is_file():
                 path.unlink()
+        write_run(run_path, record)
         return {}
-    done = {}
-    for record in read_records(log_path):
-        entry = T.Scored.from_record(record)
-        done[entry.point.key()] = entry
-    return done
+    entries = [T.Scored.from_record(record) for record in read_records(log_path)]
+    return {entry.point.key(): entry for entry in entries}
 
 
 def _record(result: T.SearchResult, settings: dict) -> dict:

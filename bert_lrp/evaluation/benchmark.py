@@ -56,6 +56,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import BertLrpError, UsageError
+from ..output import atomic_write, atomic_write_text, open_log
 from ..models.loading import resolve_model_dir
 
 COMBINED = {"gs+gi+lrp": ["gs", "gi", "lrp"]}  # several methods in one explain() call
@@ -457,8 +458,7 @@ def _run_worker(spec: dict, log) -> dict:
     env = _worker_env(spec["threads"])
     with tempfile.TemporaryDirectory() as work:
         path = os.path.join(work, "spec.json")
-        with open(path, "w") as handle:
-            json.dump(spec, handle)
+        atomic_write_text(path, json.dumps(spec))
         proc = subprocess.run([sys.executable, "-m", "bert_lrp.evaluation.benchmark", "_memory", path],
                               capture_output=True, text=True, env=env)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -633,7 +633,7 @@ def run_benchmark(settings: BenchmarkSettings) -> int:
     :class:`PeerFailed` at the end when an installed peer failed (the results are written)."""
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    logfile = open(out / f"{settings.name}.log", "w")
+    logfile = open_log(out / f"{settings.name}.log")
 
     def log(message: str) -> None:
         print(message, flush=True)
@@ -770,13 +770,13 @@ def run_benchmark(settings: BenchmarkSettings) -> int:
     if failures:
         messages.extend(f"peer {name} FAILED: {error}" for name, error in failures.items())
     json_path = out / f"{settings.name}.json"
-    json_path.write_text(json.dumps(result, indent=1))
-    (out / f"{settings.name}.md").write_text(markdown(result))
+    atomic_write_text(json_path, json.dumps(result, indent=1))
+    atomic_write_text(out / f"{settings.name}.md", markdown(result))
     plot_message = plot(result, out / f"{settings.name}.png")
     if plot_message:
         log(plot_message)
         result["messages"].append(plot_message)
-        json_path.write_text(json.dumps(result, indent=1))
+        atomic_write_text(json_path, json.dumps(result, indent=1))
     log(f"wrote {json_path} ({time.time() - started:.0f} s)")
     if saved is not None:
         shutil.rmtree(saved, ignore_errors=True)
@@ -873,7 +873,7 @@ def plot(result: dict, path: Path) -> Optional[str]:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda temporary: fig.savefig(temporary, dpi=110, format="png"))
     plt.close(fig)
     return None
 

@@ -30,7 +30,7 @@ from typing import Callable, Dict, List
 
 import torch
 
-from .._io import atomic_write_text
+from ..output import atomic_write_text
 
 FIVE = "lrp,gi,gs,lat,rollout"
 
@@ -121,7 +121,7 @@ def run_dataset_benchmark(model_dir: Path, data: Path, out: Path, rounds: int = 
     file_batches = _batches(tokenizer, sentences, batch_size, by_length=False)
     with tempfile.TemporaryDirectory() as folder:
         text_file = Path(folder) / "texts.txt"
-        text_file.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+        atomic_write_text(text_file, "\n".join(sentences) + "\n")
         entries: Dict[str, Callable] = {
             "cli-5 (--jsonl, process start included)": _cli_entry(model_dir, text_file, FIVE, batch_size, threads),
             "cli-lrp (--jsonl, process start included)": _cli_entry(model_dir, text_file, "lrp", batch_size, threads),

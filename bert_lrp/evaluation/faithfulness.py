@@ -21,7 +21,6 @@ shards examples by index under ``torchrun`` (gloo) and merges on rank 0.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import sys
 import time
@@ -33,7 +32,8 @@ import torch
 
 from .._jsonl import JsonlWriter, barrier, read_records
 from ..attribution import registry
-from ..errors import BertLrpError, InputFileError, UsageError
+from ..errors import BertLrpError, RequestError
+from ..output import atomic_write_texts, check_resume, file_fingerprint, write_run
 from .cost import Cost, measured
 
 STEPS = 10                       # MoRF/LeRF: fractions 0, 0.1, ..., 1.0
@@ -344,6 +344,46 @@ def curves_svg(summary: dict) -> str:
 
 # ------------------------------------------------------------------ streaming and resuming
 PART_PATTERN = "examples.part*.jsonl"
+RUN_FILE = "run.json"  # the run record (bert_lrp.output.RunRecord): inputs, weights and settings
+OUTPUT_FILES = (RUN_FILE, "examples.jsonl", "results.json", "results.md", "curves.svg")  # besides the parts
+
+
+@dataclass
+class RunPlace:
+    """Where an evaluation writes and what it resumes: the ``out`` folder, the run ``record``
+    (:meth:`bert_lrp.output.RunRecord.to_json`: the data's and the weights' fingerprints, the
+    settings), this process's ``rank`` of ``world`` (``torchrun``)."""
+
+    out: Path
+    record: dict
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def settings(self) -> dict:
+        return self.record["settings"]
+
+    def start(self) -> None:
+        """Rank 0: write the run record before the first result; an earlier run with another
+        record (the front-end let it be discarded: ``--overwrite``) loses its results first.
+        Every rank waits for it."""
+        barrier(self.world)
+        run_file = self.out / RUN_FILE
+        if self.rank == 0 and check_resume("out", self.out, run_file, self.record, overwrite=True) is None:
+            for part in self.out.glob(PART_PATTERN):
+                part.unlink()
+            write_run(run_file, self.record)
+        barrier(self.world)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How the metrics score: ``ranking`` (signed or abs), the ``seed`` of the random baseline,
+    perturbed rows per forward pass."""
+
+    ranking: str = "signed"
+    seed: int = 0
+    rows_per_forward: int = 128
 
 
 def finished_records(out: Path) -> Dict[int, dict]:
@@ -394,45 +434,21 @@ def read_data(path: str, label2id: Dict[str, int], limit: Optional[int] = None) 
     return [(example.text, label) for example, label in zip(examples, data_labels(examples, label2id))]
 
 
-def _fingerprint(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 # ------------------------------------------------------------------ the run
 def check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is a file or lies under one (:class:`RequestError` on ``out``)."""
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file, expected a folder")
+        raise RequestError("out", f"{out}: is a file, expected a folder")
     parent = out.parent.resolve()
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise UsageError(f"--out {out}: {parent} is a file, not a folder")
-
-
-def previous_settings(path: Path, overwrite: bool) -> Optional[dict]:
-    """The settings of an earlier run in ``--out`` (None if there is none, or it is unreadable and
-    ``overwrite`` is set)."""
-    if not path.is_file():
-        return None
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(values, dict):
-            raise ValueError("not a JSON object")
-        return values
-    except (ValueError, UnicodeDecodeError) as error:
-        if overwrite:
-            return None
-        raise InputFileError(f"{path}: unreadable settings of an earlier run ({error}); use another --out or "
-                             "--overwrite") from None
+        raise RequestError("out", f"{out}: {parent} is a file, not a folder")
 
 
 def data_fingerprint(path: str) -> str:
     """The first 16 hex digits of the file's sha256 (a run's settings name the data by content)."""
-    return _fingerprint(path)
+    return file_fingerprint(path)
 
 
 def remove_unstarted_run(out: Path) -> None:
@@ -441,7 +457,7 @@ def remove_unstarted_run(out: Path) -> None:
     parts = list(out.glob(PART_PATTERN))
     if any(part.stat().st_size for part in parts):
         return
-    for path in [*parts, out / "run.json"]:
+    for path in [*parts, out / RUN_FILE]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
@@ -553,30 +569,22 @@ def method_scores(model, prepared, rows: Dict[int, object], group: Sequence[Exam
 
 
 def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], methods: List[str], request,
-                   settings: dict, out: Path, rank: int = 0, world: int = 1, ranking_mode: str = "signed",
-                   seed: int = 0, rows_per_forward: int = 128, overwrite: bool = False, progress: bool = True,
+                   place: RunPlace, scoring: Scoring = Scoring(), progress: bool = True,
                    limit: Optional[int] = None) -> int:
-    """Evaluate ``methods`` (``random`` included) on ``data`` (text, label id or None) into ``out``:
-    examples are tokenised, cut and batched by the road (:mod:`bert_lrp.attribution.road`) and
-    explained with ``request``'s options, one ``explain`` call per method so that its cost is
+    """Evaluate ``methods`` (``random`` included) on ``data`` (text, label id or None) into
+    ``place.out``: examples are tokenised, cut and batched by the road (:mod:`bert_lrp.attribution.road`)
+    and explained with ``request``'s options, one ``explain`` call per method so that its cost is
     measured alone. Resumes from ``out``'s records; rank 0 merges and writes the tables."""
-    from .._io import atomic_write_text
     from ..attribution.road import length_batches, prepare
 
     prepared = prepare(model, tokenizer, request)
-    settings_path = out / "run.json"
-    barrier(world)
-    if rank == 0 and (overwrite or not settings_path.is_file()):
-        if previous_settings(settings_path, True) not in (None, settings):
-            for part in out.glob(PART_PATTERN):
-                part.unlink()
-        atomic_write_text(settings_path, json.dumps(settings, indent=1) + "\n")
-    barrier(world)
-
+    place.start()
+    out, rank, world = place.out, place.rank, place.world
     done = finished_records(out)
     mine = [i for i in range(len(data)) if i % world == rank and i not in done]
     costs = {m: Cost() for m in methods if m != RANDOM}
-    examples, rows = build_examples(model, tokenizer, prepared, data, mine, "bert-lrp evaluate", rows_per_forward)
+    examples, rows = build_examples(model, tokenizer, prepared, data, mine, "bert-lrp evaluate",
+                                    scoring.rows_per_forward)
     skipped = sorted(set(mine) - {x.index for x in examples})  # token classifiers: no predicted entity
     model_methods = [m for m in methods if m != RANDOM]
     pad_id = int(model.config.pad_token_id)
@@ -585,7 +593,7 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
         results = {}
         for m in model_methods:  # one call per method: its cost is measured alone
             with measured(model, costs[m], len(group)):
-                results[m] = method_scores(model, prepared, rows, group, predicted, m, None, ranking_mode)
+                results[m] = method_scores(model, prepared, rows, group, predicted, m, None, scoring.ranking)
         return results
 
     writer = JsonlWriter(out / f"examples.part{rank}.jsonl")
@@ -605,7 +613,7 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
         for indices in length_batches([x.index for x in examples], lengths, request.batch_size, request.batch_tokens):
             group = [by_index[i] for i in indices]
             for record in sorted(evaluate_examples(group, methods, attribute, forward, pad_id,
-                                                   tokenizer.mask_token_id, seed, rows_per_forward),
+                                                   tokenizer.mask_token_id, scoring.seed, scoring.rows_per_forward),
                                  key=lambda r: r["index"]):
                 writer.write(record)
             if bar is not None:
@@ -618,25 +626,28 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
     barrier(world)
     if rank != 0:
         return 0
-    records = finished_records(out)
-    wanted = range(len(data))
-    missing = [i for i in wanted if i not in records]
-    if missing:
-        raise BertLrpError(f"{len(missing)} examples have no result in {out} (first: {missing[0]})")
-    merged = [records[i] for i in wanted]
-    summary = aggregate([r for r in merged if "skipped" not in r], methods)
-    summary["skipped"] = {"count": sum("skipped" in r for r in merged), "reason": SKIPPED_NO_ENTITY}
-    summary["settings"] = settings
-    summary["limit"] = limit
-    summary["world_size"] = world
-    summary["seconds_this_run_rank0"] = round(elapsed, 1)
-    summary["cost"] = {m: c.per_explanation() for m, c in costs.items()}  # this run, rank 0
-    summary["threads"] = torch.get_num_threads()
-    atomic_write_text(out / "examples.jsonl", "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in merged))
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=1) + "\n")
-    table = markdown_table(summary)
-    atomic_write_text(out / "results.md", table)
-    atomic_write_text(out / "curves.svg", curves_svg(summary))
-    print(table)
+    write_results(out, finished_records(out), len(data), methods, {
+        "settings": place.settings, "limit": limit, "world_size": world,
+        "seconds_this_run_rank0": round(elapsed, 1),
+        "cost": {m: c.per_explanation() for m, c in costs.items()},  # this run, rank 0
+        "threads": torch.get_num_threads()})
     print(f"results in {out.resolve()}: results.md, results.json, curves.svg, examples.jsonl", file=sys.stderr)
     return 0
+
+
+def write_results(out: Path, records: Dict[int, dict], total: int, methods: Sequence[str], about: dict) -> None:
+    """Rank 0 at the end: every example's record merged in input order (``examples.jsonl``), the
+    summary (``results.json``, with ``about``: settings, cost, ...), its table (``results.md``,
+    also printed) and curves (``curves.svg``), all or nothing."""
+    missing = [i for i in range(total) if i not in records]
+    if missing:
+        raise BertLrpError(f"{len(missing)} examples have no result in {out} (first: {missing[0]})")
+    merged = [records[i] for i in range(total)]
+    summary = aggregate([r for r in merged if "skipped" not in r], methods)
+    summary["skipped"] = {"count": sum("skipped" in r for r in merged), "reason": SKIPPED_NO_ENTITY}
+    summary.update(about)
+    table = markdown_table(summary)
+    atomic_write_texts({out / "examples.jsonl": "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in merged),
+                        out / "results.json": json.dumps(summary, indent=1) + "\n",
+                        out / "results.md": table, out / "curves.svg": curves_svg(summary)})
+    print(table)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, FrozenSet, Iterable, Optional
 
-from .._io import atomic_write_text
+from ..output import atomic_write_text
 from ..errors import BertLrpError
 from ..rules.composites import Composite
 

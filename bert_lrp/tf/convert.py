@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from .._io import atomic_directory, atomic_write
+from ..output import Guard, atomic_directory, atomic_write, output_lock, write_tensors, write_torch
 from .bundle import (
     CheckpointFormatError,
     ChecksumError,
@@ -365,6 +365,20 @@ def _prepare_output(out_dir: str, overwrite: bool) -> None:
         raise ConversionError(f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)")
 
 
+def _refuse_overwriting_inputs(prefix: str | os.PathLike, config_path: str | os.PathLike,
+                               vocab_path: Optional[str | os.PathLike], out_dir: str | os.PathLike) -> None:
+    """The output folder is replaced as a whole: it must hold none of the files the conversion
+    reads (the checkpoint's files, the config, the vocabulary; by identity)."""
+    import glob
+
+    prefix = os.fspath(prefix)
+    checkpoint = [os.path.join(prefix, name) for name in os.listdir(prefix)] if os.path.isdir(prefix) else \
+        [prefix, *glob.glob(glob.escape(prefix) + ".*")]
+    guard = Guard.for_run([("the config file", config_path), ("the vocabulary", vocab_path),
+                           *(("a file of the TF checkpoint", path) for path in checkpoint)])
+    guard.check_folder("out", out_dir, replaced=True)
+
+
 def _make_readable(path: str) -> None:
     """Give temporary files/folders (created private, mode 0600/0700) the usual 0644/0755 modes."""
     os.chmod(path, 0o755 if os.path.isdir(path) else 0o644)
@@ -383,19 +397,26 @@ def convert_tf_checkpoint(prefix: str | os.PathLike, config_path: str | os.PathL
     complete; on any failure nothing is left at ``out_dir``. Returns ``out_dir``. See
     :func:`convert_tf_to_model` for the integrity checks and ``accept_damaged_skipped``.
     """
+    _refuse_overwriting_inputs(prefix, config_path, vocab_path, out_dir)
     out_dir = os.path.abspath(os.fspath(out_dir))
     _prepare_output(out_dir, overwrite)
     if vocab_path is not None and not os.path.isfile(vocab_path):
         raise ConversionError(f"{vocab_path}: vocabulary file not found")
-    model, _ = convert_tf_to_model(prefix, config_path, head, accept_damaged_skipped)
-    if vocab_path is not None:
-        _check_vocab(os.fspath(vocab_path), model.config.vocab_size)
+    with output_lock(out_dir):  # one writer per output folder, from the first step
+        model, _ = convert_tf_to_model(prefix, config_path, head, accept_damaged_skipped)
+        if vocab_path is not None:
+            _check_vocab(os.fspath(vocab_path), model.config.vocab_size)
+        _write_model_folder(model, vocab_path, out_dir)
+    return out_dir
+
+
+def _write_model_folder(model: torch.nn.Module, vocab_path: Optional[str | os.PathLike], out_dir: str) -> None:
+    """The converted model (and the vocabulary) as a Hugging Face folder, replacing ``out_dir`` atomically."""
     with atomic_directory(out_dir) as temporary:
         model.save_pretrained(temporary)
         if vocab_path is not None:
-            shutil.copyfile(vocab_path, os.path.join(temporary, "vocab.txt"))
+            atomic_write(os.path.join(temporary, "vocab.txt"), lambda copy: shutil.copyfile(vocab_path, copy))
         _make_readable(temporary)
-    return out_dir
 
 
 def save_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> str:
@@ -403,11 +424,9 @@ def save_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> str:
     path = os.fspath(path)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if path.endswith(".safetensors"):
-        from safetensors.torch import save_file
-
-        atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        write_tensors(path, state, metadata={"format": "pt"})
     elif path.endswith(".bin"):
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        write_torch(path, state)
     else:
         raise ConversionError(f"{path}: weights file must end in .safetensors or .bin")
     _make_readable(path)

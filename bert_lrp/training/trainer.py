@@ -30,11 +30,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from .._io import atomic_directory, atomic_write_text
-from ..errors import UsageError
+from ..errors import RequestError, UsageError
+from ..output import (Guard, RunRecord, atomic_directory, atomic_write_text, check_resume, file_fingerprint,
+                      open_for_append, output_lock, write_run, write_tensors)
 from ..models.checkpoint import CheckpointError
 from ..models.config import ConfigError
 from ..models.auto import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
@@ -406,17 +407,43 @@ def _fitted_max_length(asked: Optional[int], model_config, tokenizer) -> int:
     return asked
 
 
+# the files the export writes in output_dir (save_pretrained of the model and the tokenizer, metrics.json)
+EXPORT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "vocab.txt", "vocab.json", "merges.txt",
+                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "metrics.json")
+# the settings a resumed run must share with the run it continues (work_dir/run.json)
+RUN_SETTINGS = ("task", "text_column", "pair_column", "label_column", "labels", "label_names", "max_length",
+                "batch_size", "grad_accum", "learning_rate", "weight_decay", "warmup_ratio", "warmup_steps",
+                "max_grad_norm", "epochs", "max_steps", "bucket_size", "seed",
+                "freeze_word_embeddings", "freeze_layers", "bf16")
+
+
 def _refuse_overwriting_the_source(config: "TrainConfig") -> None:
     """``--output-dir`` and ``--work-dir`` must not be the ``--model`` folder (the export would
-    replace the weights training starts from)."""
-    if config.model is None or not os.path.isdir(config.model):
-        return
-    source = os.path.realpath(config.model)
-    for name, folder in (("output_dir (--output-dir)", config.output_dir), ("work_dir (--work-dir)", config.work_dir)):
-        target = os.path.realpath(folder)
-        if target == source:
-            raise ConfigError(f"{name} {folder} is the folder of --model {config.model}: training "
-                              "would overwrite the model it starts from; choose another folder")
+    replace the weights training starts from), and no file the run writes may be one it reads
+    (the data files, the model's files: by identity, so symlinks and hard links too)."""
+    model_dir = config.model if config.model is not None and os.path.isdir(config.model) else None
+    if model_dir is not None:
+        source = os.path.realpath(model_dir)
+        for field, folder in (("output_dir", config.output_dir), ("work_dir", config.work_dir)):
+            if os.path.realpath(folder) == source:
+                raise RequestError(field, f"{folder}: is the folder of --model {model_dir}: training would "
+                                          "overwrite the model it starts from; choose another folder")
+    guard = Guard.for_run([("the train file", config.train_file), ("the eval file", config.eval_file),
+                           ("the test file", config.test_file)], model_dir)
+    guard.check_files_in("output_dir", config.output_dir, EXPORT_FILES)
+    guard.check_files_in("work_dir", config.work_dir, ("eval_log.jsonl", "run.json"))
+
+
+def run_record(config: "TrainConfig") -> Dict[str, Any]:
+    """What a run records in ``work_dir/run.json`` and a resumed run must share: the data's and
+    the starting weights' fingerprints and the settings that change the training."""
+    from ..models.checkpoint import find_weights
+
+    inputs = {name: file_fingerprint(path) for name, path in (("train_file", config.train_file),
+                                                              ("eval_file", config.eval_file)) if path}
+    weights = file_fingerprint(find_weights(model_path(config.model))) if config.model else None
+    settings = {name: getattr(config, name) for name in RUN_SETTINGS}
+    return RunRecord(inputs, weights, settings).to_json()
 
 
 # --------------------------------------------------------------------------- trainer
@@ -492,9 +519,28 @@ class Trainer:
     # ----------------------------------------------------------------- training
     def train(self) -> Dict[str, Any]:
         """Run (or resume) training; evaluate, checkpoint, export. Returns the final metrics."""
+        with output_lock(self.config.output_dir, self.processes.rank):
+            return self._train()
+
+    def _start_run(self) -> None:
+        """Main process: a resumed run must have the data, weights and settings of the run it
+        continues (``work_dir/run.json``); a new run records them."""
+        c = self.config
+        if not self.processes.main:
+            return
+        record = run_record(c)
+        run_file = os.path.join(c.work_dir, "run.json")
+        if not c.resume:
+            write_run(run_file, record)
+        elif check_resume("resume", c.work_dir, run_file, record, overwrite=False,
+                          advice="start without --resume, or use another --work-dir") is None:
+            write_run(run_file, record)  # a work folder of an older version: recorded from now on
+
+    def _train(self) -> Dict[str, Any]:
         c = self.config
         if self.processes.main:
             remove_stale_temporaries(c.work_dir, c.output_dir)
+        self._start_run()
         if c.resume:
             self._resume(c.resume)
         state = self.state
@@ -597,7 +643,7 @@ class Trainer:
                   "best": improved, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if self.processes.main:
             os.makedirs(self.config.work_dir, exist_ok=True)
-            with open(self.log_path, "a", encoding="utf-8") as handle:
+            with open_for_append(self.log_path) as handle:
                 handle.write(json.dumps(record) + "\n")
             logger.info("eval at step %d: %s", state.step, json.dumps(metrics))
             if self.config.progress:
@@ -670,11 +716,11 @@ class Trainer:
         if self.processes.main:
             with atomic_directory(folder) as temporary:
                 model_state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
-                save_file(model_state, os.path.join(temporary, "model.safetensors"))
+                write_tensors(os.path.join(temporary, "model.safetensors"), model_state)
                 tensors, meta = _optimizer_to_files(self.optimizer)
-                save_file(tensors, os.path.join(temporary, "optimizer.safetensors"))
-                save_file({f"rank{r}": s["torch"] for r, s in enumerate(rng_states)},
-                          os.path.join(temporary, "rng.safetensors"))
+                write_tensors(os.path.join(temporary, "optimizer.safetensors"), tensors)
+                write_tensors(os.path.join(temporary, "rng.safetensors"),
+                              {f"rank{r}": s["torch"] for r, s in enumerate(rng_states)})
                 trainer = {"state": dataclasses.asdict(self.state), "optimizer": meta,
                            "python_rng": [s["python"] for s in rng_states], "world": self.processes.world,
                            "total_steps": self.total_steps, "labels": self.labels,
@@ -793,8 +839,7 @@ class Trainer:
         result["config"] = {k: v for k, v in dataclasses.asdict(c).items() if k not in ("command",)}
         if self.processes.main:
             dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[c.save_dtype]
-            os.makedirs(c.output_dir, exist_ok=True)
-            self.model.save_pretrained(c.output_dir, dtype=dtype)
+            self.model.save_pretrained(c.output_dir, dtype=dtype)  # each file atomically (bert_lrp.output)
             self.tokenizer.save_pretrained(c.output_dir)
             atomic_write_text(os.path.join(c.output_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
         self.processes.barrier()
