@@ -9,7 +9,6 @@ Ctrl-C ends with exit code 130 and one line.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -51,14 +50,6 @@ class RequestError(UsageError, ValueError):
 
 class InputFileError(BertLrpError):
     """A file given on the command line exists but cannot be used (not UTF-8, not the expected kind)."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors (unknown option, bad value, missing required option) are a
-    :class:`UsageError`, reported as one line by :func:`run_command`, instead of the usage text."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 # ------------------------------------------------------------------ messages

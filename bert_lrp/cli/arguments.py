@@ -1,4 +1,5 @@
-"""What every command's parser shares: argument types, and the methods' options as flags.
+"""What every command's parser shares: the parser itself (:class:`ArgumentParser`), argument
+types, and the methods' options as flags.
 
 The flags of the attribution methods are generated from the registry
 (:mod:`bert_lrp.attribution.registry`): each :class:`~bert_lrp.attribution.registry.Option` becomes
@@ -12,8 +13,17 @@ import os
 from typing import Any, Dict, Iterable, Optional
 
 from ..attribution import registry
-from ..errors import ArgumentParser, RequestError, UsageError
+from ..errors import RequestError, UsageError
 from ..output import Guard
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors (unknown option, bad value, missing required option) are a
+    :class:`~bert_lrp.errors.UsageError`, reported as one line by
+    :func:`bert_lrp.errors.run_command`, instead of the usage text."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def data_command_parser(prog: str, description: str, epilog: str, data_metavar: str, data_help: str) -> ArgumentParser:

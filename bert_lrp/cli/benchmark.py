@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import ArgumentParser, UsageError
+from ..errors import UsageError
+from .arguments import ArgumentParser
 from ..evaluation import benchmark as work
 from ..output import output_lock
 from .arguments import add_switches, output_guard, positive_int

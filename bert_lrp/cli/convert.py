@@ -15,7 +15,7 @@ import sys
 import warnings
 from typing import Optional, Sequence
 
-from ..errors import ArgumentParser
+from .arguments import ArgumentParser
 from ..tf.bundle import TFCheckpointError, TFCheckpointReader
 from ..tf.convert import ACCEPT_FLAG, HEADS, convert_tf_checkpoint, format_names
 

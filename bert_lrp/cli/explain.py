@@ -25,11 +25,11 @@ from ..attribution.records import label_views
 from ..attribution.plan import Plan
 from ..attribution.road import Request, TextInput, json_payload, stream_texts
 from ..data import read_inputs
-from ..errors import ArgumentParser, UsageError
+from ..errors import UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..output import atomic_write_texts, output_locks
 from ..views.terminal import colour_mode, printable, render_terminal
-from .arguments import add_method_options, add_overwrite, check_outputs, method_options, output_guard, positive_int
+from .arguments import ArgumentParser, add_method_options, add_overwrite, check_outputs, method_options, output_guard, positive_int
 from .planning import plan_for_command
 
 DEFAULT_METHODS = "lrp,gi,gs"

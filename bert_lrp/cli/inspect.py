@@ -18,9 +18,9 @@ import os
 import sys
 from typing import List, Optional
 
-from ..errors import ArgumentParser, UsageError
+from ..errors import UsageError
 from ..output import output_locks
-from .arguments import add_page_outputs, check_outputs, output_guard, parse_command_line, positive_int, seed_number
+from .arguments import ArgumentParser, add_page_outputs, check_outputs, output_guard, parse_command_line, positive_int, seed_number
 
 __all__ = ["main", "build_parser"]
 

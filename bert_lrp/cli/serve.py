@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import ArgumentParser, BertLrpError, UsageError
+from ..errors import BertLrpError, UsageError
 from ..models.loading import resolve_model_dir
-from .arguments import positive_int
+from .arguments import ArgumentParser, positive_int
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 

@@ -18,11 +18,11 @@ import shlex
 import sys
 from typing import Dict, List, Optional
 
-from ..errors import ArgumentParser, UsageError
+from ..errors import UsageError
 from ..models.config import ConfigError
 from ..training import trainer
 from ..training.trainer import METRICS, SAVE_DTYPES, TASKS, TrainConfig, train
-from .arguments import seed_number
+from .arguments import ArgumentParser, seed_number
 
 __all__ = ["build_parser", "config_from_args", "train_main", "main"]
 
