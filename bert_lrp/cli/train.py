@@ -18,7 +18,7 @@ import shlex
 import sys
 from typing import Dict, List, Optional
 
-from ..errors import UsageError
+from ..errors import RequestError, UsageError
 from ..models.config import ConfigError
 from ..training import trainer
 from ..training.trainer import METRICS, SAVE_DTYPES, TASKS, TrainConfig, train
@@ -183,6 +183,8 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     try:
         config = config_from_args(args, command="bert-lrp train " + shlex.join(argv))
     except ConfigError as error:  # options that do not fit together, e.g. --task token --metric macro_f1
+        if isinstance(error, RequestError):  # shown as its field's flag
+            raise RequestError(error.field, error.message) from None
         raise UsageError(str(error)) from None
     result = train(config)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -12,7 +12,7 @@ from typing import Iterable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import RequestError
 from ..models.ablation import skip_layers
 
 __all__ = ["predict", "accuracy"]
@@ -45,9 +45,9 @@ def accuracy(model: nn.Module, tokenizer, data: str, skip: Iterable[int] = (), b
 
     rows = [(text, label) for text, label in read_data(data, model.config.label2id, limit) if label is not None]
     if not rows:
-        raise UsageError(f"--data {data}: no labelled examples (a 'label' column is needed for accuracy)")
+        raise RequestError("data", f"{data}: no labelled examples (a 'label' column is needed for accuracy)")
     skip = list(skip)
-    with skip_layers(model, skip, "--skip-layers"):
+    with skip_layers(model, skip, "skip"):
         predicted = predict(model, tokenizer, [text for text, _ in rows], batch_size)
     gold = [label for _, label in rows]
     return {"skip_layers": sorted(set(skip)), "examples": len(rows),

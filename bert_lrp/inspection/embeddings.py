@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..attribution.road import TextInput, encoded_batches
-from ..errors import UsageError
+from ..errors import RequestError, UsageError
 
 __all__ = ["Occurrence", "word_occurrences", "embed_occurrences", "cosine_matrix", "mean_pair_cosine",
            "anisotropy", "pca_2d", "embedding_report", "read_sentences"]
@@ -151,16 +151,18 @@ def _snippet(text: str, occurrence_start: int, occurrence_end: int, width: int =
 
 
 def embedding_report(model, tokenizer, sentences: Sequence[str], words: Sequence[str], samples: int = 1000,
-                     seed: int = 0, max_occurrences: int = 50, batch_size: int = 32, source: str = "--file",
+                     seed: int = 0, max_occurrences: int = 50, batch_size: int = 32, source: str = "the sentences",
                      warn: Optional[Callable[[str], None]] = None) -> dict:
     """Self-similarity, anisotropy, corrected self-similarity, between-word similarity and a PCA per
     layer for the target ``words`` in ``sentences`` (see the module docstring); JSON-ready.
 
     At most ``max_occurrences`` occurrences per word are used (the first ones, in file order).
-    A target word that does not occur is a :class:`UsageError` naming ``source``."""
+    Empty ``words``, ``samples`` below 2 and a target word that does not occur (in ``source``: what
+    the sentences are, e.g. their file) are a :class:`~bert_lrp.errors.RequestError` of that
+    argument."""
     targets = [w.strip() for w in words if w.strip()]
     if not targets:
-        raise UsageError("--words is empty; give comma-separated words, e.g. --words bank,film")
+        raise RequestError("words", "none given; give the words to follow, e.g. bank,film")
     all_words: List[Occurrence] = []
     texts: List[str] = list(sentences)
     found: Dict[str, List[Tuple[Occurrence, Tuple[int, int]]]] = {t.lower(): [] for t in targets}
@@ -175,7 +177,7 @@ def embedding_report(model, tokenizer, sentences: Sequence[str], words: Sequence
     if notes and warn is not None:
         warn(f"{len(notes):,} of {len(texts):,} sentences were cut or have no words (first: {notes[0]})")
     if samples < 2:
-        raise UsageError(f"--samples {samples}: the anisotropy baseline needs at least 2 random words")
+        raise RequestError("samples", f"{samples}: the anisotropy baseline needs at least 2 random words")
     for index in range(len(texts)):  # in file order: the first occurrences of each word
         for occurrence, span in encoded[index]:
             all_words.append(occurrence)
@@ -184,8 +186,8 @@ def embedding_report(model, tokenizer, sentences: Sequence[str], words: Sequence
                 found[key].append((occurrence, span))
     missing = [t for t in targets if not found[t.lower()]]
     if missing:
-        raise UsageError(f"--words: {', '.join(repr(m) for m in missing)} does not occur in {source} "
-                         f"({len(texts):,} sentences, {len(all_words):,} words)")
+        raise RequestError("words", f"{', '.join(repr(m) for m in missing)} does not occur in {source} "
+                                    f"({len(texts):,} sentences, {len(all_words):,} words)")
     if len(all_words) < 2:
         raise UsageError(f"{source}: fewer than 2 words; the anisotropy baseline needs at least 2")
     rng = random.Random(seed)

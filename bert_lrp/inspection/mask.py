@@ -27,7 +27,7 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from ..errors import UsageError
+from ..errors import RequestError, UsageError
 
 MLM_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining", "RobertaForMaskedLM", "DistilBertForMaskedLM")
 HOW_TO_GET_AN_MLM = ("convert a Google BERT TensorFlow checkpoint (e.g. uncased_L-12_H-768_A-12) with "
@@ -36,28 +36,29 @@ HOW_TO_GET_AN_MLM = ("convert a Google BERT TensorFlow checkpoint (e.g. uncased_
 __all__ = ["load_masked_lm", "mask_positions", "masked_word_view", "logit_lens", "top_tokens"]
 
 
-def load_masked_lm(directory: Path):
+def load_masked_lm(directory: Path, field: str = "model"):
     """The masked-LM model in ``directory`` (``BertForMaskedLM`` or ``BertForPreTraining``,
     ``RobertaForMaskedLM``, ``DistilBertForMaskedLM``, as ``config.json``'s ``architectures`` says;
     the family's masked LM when it says nothing) and its tokenizer, loaded by
     :func:`bert_lrp.models.loading.load_pretrained`. A model without masked-LM head weights is a
-    :class:`UsageError` naming the class found and how to get a masked LM."""
+    :class:`~bert_lrp.errors.RequestError` of ``field`` (the request's name for the model) naming
+    the class found and how to get a masked LM."""
     from ..models.auto import model_class
     from ..models.bert import BertForPreTraining
     from ..models.loading import load_pretrained, read_config
 
-    config = read_config(directory)
+    config = read_config(directory, field)
     architectures = list(config.extra.get("architectures") or [])
     found = [name for name in architectures if name in MLM_ARCHITECTURES]
     if architectures and not found:
-        raise UsageError(f"--model {directory}: the model is a {architectures[0]} (config.json architectures), "
-                         f"which has no masked-LM head; inspect mask needs one of {', '.join(MLM_ARCHITECTURES)}: "
-                         f"{HOW_TO_GET_AN_MLM}")
+        raise RequestError(field, f"{directory}: the model is a {architectures[0]} (config.json architectures), "
+                                  "which has no masked-LM head; inspect mask needs one of "
+                                  f"{', '.join(MLM_ARCHITECTURES)}: {HOW_TO_GET_AN_MLM}")
     try:
         cls = BertForPreTraining if found == ["BertForPreTraining"] else model_class(config.model_type, "masked_lm")
     except Exception:  # noqa: BLE001 -- a family without a masked LM (ELECTRA's discriminator)
-        raise UsageError(f"--model {directory}: {config.model_type} models have no masked-LM head here; inspect mask "
-                         f"needs one of {', '.join(MLM_ARCHITECTURES)}: {HOW_TO_GET_AN_MLM}") from None
+        raise RequestError(field, f"{directory}: {config.model_type} models have no masked-LM head here; inspect "
+                                  f"mask needs one of {', '.join(MLM_ARCHITECTURES)}: {HOW_TO_GET_AN_MLM}") from None
     logger = logging.getLogger("bert_lrp")
     level = logger.level
     logger.setLevel(logging.ERROR)  # "no weights for the head, newly initialised" becomes our error below
@@ -68,8 +69,9 @@ def load_masked_lm(directory: Path):
     head = ("cls.predictions", "lm_head", "vocab_transform", "vocab_layer_norm", "vocab_projector")
     missing = [key for key in info.newly_initialized if key.startswith(head)]
     if missing:
-        raise UsageError(f"--model {directory}: the checkpoint has no masked-LM head weights ({missing[0]}, ...; "
-                         f"loaded as {cls.__name__}); inspect mask needs a trained masked-LM head: {HOW_TO_GET_AN_MLM}")
+        raise RequestError(field, f"{directory}: the checkpoint has no masked-LM head weights ({missing[0]}, ...; "
+                                  f"loaded as {cls.__name__}); inspect mask needs a trained masked-LM head: "
+                                  f"{HOW_TO_GET_AN_MLM}")
     return model, tokenizer
 
 

