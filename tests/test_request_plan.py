@@ -202,12 +202,6 @@ def test_an_option_error_is_a_request_error_of_options_name():
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 PACKAGE = Path(bert_lrp.__file__).parent
-# modules whose error messages still name flags, each owned by another change of issue 28 (the
-# list may only shrink: a listed module without a flag fails the second test below)
-PENDING = {"errors.py",            # ArgumentParser.error: argparse's own usage line ("see ... --help")
-           "evaluation/ablation.py", "evaluation/benchmark.py", "evaluation/paired.py",
-           "inspection/embeddings.py", "inspection/mask.py", "models/loading.py", "tf/convert.py",
-           "training/trainer.py"}
 
 
 def flags_in_errors(path: Path) -> List[str]:
@@ -227,13 +221,8 @@ def library_modules() -> Dict[str, Path]:
 
 
 def test_no_library_error_names_a_command_line_flag():
-    offenders = {name: flags_in_errors(path) for name, path in library_modules().items() if name not in PENDING}
+    offenders = {name: flags_in_errors(path) for name, path in library_modules().items()}
     assert {name: found for name, found in offenders.items() if found} == {}
-
-
-def test_the_pending_list_only_holds_modules_still_naming_flags():
-    modules = library_modules()
-    assert sorted(name for name in PENDING if name not in modules or not flags_in_errors(modules[name])) == []
 
 
 # ---------------------------------------------------------------------- the explorer's fields

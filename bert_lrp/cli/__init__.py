@@ -73,13 +73,15 @@ def request_line(parser: argparse.ArgumentParser, error: RequestError,
     """``error`` as the command line shows it: its field as the flag, followed by the message;
     directly when the message starts with the value given (as it is or quoted: ``--json in.txt:
     is the input file``, ``--word 'paris' is not a word``), else after a colon (``--stride: must
-    be positive``). ``given``: the parsed command line (its values)."""
+    be positive``). ``given``: the parsed command line (its values; an option given several times,
+    such as ``serve --model``, has a list: any of them)."""
     flag = flag_of(parser, error.field)
     if flag is None:
         return str(error)
     value = getattr(given, error.field.split(".")[-1], None) if given is not None else None
-    if value is not None and not isinstance(value, bool) and str(value) and \
-            error.message.startswith((str(value), repr(str(value)))):
+    values = value if isinstance(value, list) else [value]
+    texts = tuple(str(v) for v in values if v is not None and not isinstance(v, bool) and str(v))
+    if texts and error.message.startswith(texts + tuple(repr(text) for text in texts)):
         return f"{flag} {error.message}"
     return f"{flag}: {error.message}"
 
