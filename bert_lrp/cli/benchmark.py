@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import UsageError
-from .arguments import ArgumentParser
 from ..evaluation import benchmark as work
 from ..output import output_lock
-from .arguments import add_switches, output_guard, positive_int
+from .arguments import ArgumentParser, add_switches, output_guard, positive_int
 
 __all__ = ["build_parser", "parse_args", "main"]
 

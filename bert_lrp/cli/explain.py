@@ -29,7 +29,8 @@ from ..errors import UsageError
 from ..models.loading import DEFAULT_MODEL, load_model, resolve_model_dir
 from ..output import atomic_write_texts, output_locks
 from ..views.terminal import colour_mode, printable, render_terminal
-from .arguments import ArgumentParser, add_method_options, add_overwrite, check_outputs, method_options, output_guard, positive_int
+from .arguments import (ArgumentParser, add_method_options, add_overwrite, check_outputs, method_options, output_guard,
+                        positive_int)
 from .planning import plan_for_command
 
 DEFAULT_METHODS = "lrp,gi,gs"

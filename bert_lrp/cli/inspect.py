@@ -20,7 +20,8 @@ from typing import List, Optional
 
 from ..errors import UsageError
 from ..output import output_locks
-from .arguments import ArgumentParser, add_page_outputs, check_outputs, output_guard, parse_command_line, positive_int, seed_number
+from .arguments import (ArgumentParser, add_page_outputs, check_outputs, output_guard, parse_command_line, positive_int,
+                        seed_number)
 
 __all__ = ["main", "build_parser"]
 

@@ -30,6 +30,7 @@ from .bundle import (
 
 __all__ = [
     "ConversionError",
+    "OutputNotEmptyError",
     "ConversionReport",
     "HEADS",
     "is_training_state",

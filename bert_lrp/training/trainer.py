@@ -52,8 +52,9 @@ METRICS = {"sequence": ("accuracy", "macro_f1"), "token": ("f1", "precision", "r
 
 class TrainConfigError(ConfigError, RequestError):
     """A training setting that is wrong in one :class:`TrainConfig` field (``field``, e.g.
-    ``"metric"``): a :class:`ConfigError` as ever (the run fails, exit code 1), which the command
-    line shows as the field's flag."""
+    ``"metric"``): a :class:`ConfigError` as ever, shown by the command line as the field's flag
+    (exit code 1 when the run finds it, e.g. label names that do not fit the data; ``bert-lrp
+    train`` refuses a setting wrong in itself before the run, with exit code 2)."""
 
     exit_code = FAILURE
 
