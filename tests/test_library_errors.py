@@ -26,7 +26,7 @@ from bert_lrp.inspection import embeddings, mask
 from bert_lrp.models import loading
 from bert_lrp.models.checkpoint import CheckpointError
 from bert_lrp.models.config import ConfigError
-from bert_lrp.tf.convert import ConversionError, convert_tf_checkpoint
+from bert_lrp.tf.convert import ConversionError, OutputNotEmptyError, convert_tf_checkpoint
 from bert_lrp.training import trainer
 
 from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
@@ -157,7 +157,9 @@ def test_a_library_check_raises_a_request_error_of_its_field(call, field, kind, 
 
 def test_a_request_error_keeps_the_exit_code_of_the_error_it_also_is():
     assert loading.ModelPackageError("model", "x").exit_code == 1          # a ConfigError: the command failed
+    assert trainer.TrainConfigError("label_names", "x").exit_code == 1    # a ConfigError
     assert trainer.ResumeFolderError("resume", "x").exit_code == 1        # a CheckpointError
+    assert OutputNotEmptyError("overwrite", "x").exit_code == 1           # a ConversionError
     assert RequestError("model", "x").exit_code == 2                       # a wrong command line
 
 
@@ -209,6 +211,7 @@ CLI_CASES = ["model folder missing", "no model and no default", "model package n
 def test_the_command_line_shows_the_field_as_its_flag(case, tmp_path, model_dir, sentences, train_file,
                                                       no_default_model, capsys):
     cases = {name: rest for name, *rest in command_line(tmp_path, model_dir, sentences, train_file)}
+    assert sorted(cases) == sorted(CLI_CASES)  # every case of the table is run
     argv, code, start = cases[case]
     assert cli.main(argv) == code
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
