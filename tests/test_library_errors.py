@@ -26,12 +26,16 @@ from bert_lrp.inspection import embeddings, mask
 from bert_lrp.models import loading
 from bert_lrp.models.checkpoint import CheckpointError
 from bert_lrp.models.config import ConfigError
-from bert_lrp.tf.convert import ConversionError, OutputNotEmptyError, convert_tf_checkpoint
+from bert_lrp.tf.bundle import CheckpointFormatError
+from bert_lrp.tf.convert import ConversionError, DamagedSkippedError, OutputNotEmptyError, convert_tf_checkpoint
 from bert_lrp.training import trainer
 
 from test_explain_cli import make_model_dir  # noqa: E402  (tests/ is on sys.path under pytest)
 from test_paired_table import write_run  # noqa: E402
 
+TF = Path(__file__).resolve().parent / "fixtures" / "tf_bert"
+TF_CONFIG = TF / "tiny_pretraining" / "bert_config.json"
+TRUNCATED = TF / "corrupted" / "truncated_data"  # an optimizer slot (not converted) is cut off
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
@@ -135,6 +139,9 @@ CHECKS = [
      "resume", CheckpointError, "train", "--resume"),
     ("convert into a non-empty folder", lambda t, m, s, f: convert_tf_checkpoint("ckpt", "config.json", m),
      "overwrite", ConversionError, "convert", "--overwrite"),
+    ("convert a checkpoint with a damaged slot",
+     lambda t, m, s, f: convert_tf_checkpoint(TRUNCATED, TF_CONFIG, t / "converted"),
+     "accept_damaged_skipped", CheckpointFormatError, "convert", "--accept-damaged-skipped"),
     ("accuracy without labels", lambda t, m, s, f: ablation.accuracy(*loading.load_model(m), unlabelled(t)),
      "data", RequestError, "evaluate", "--data"),
     ("benchmark without a model", lambda t, m, s, f: benchmark.default_model_dir(),
@@ -160,6 +167,7 @@ def test_a_request_error_keeps_the_exit_code_of_the_error_it_also_is():
     assert trainer.TrainConfigError("label_names", "x").exit_code == 1    # a ConfigError
     assert trainer.ResumeFolderError("resume", "x").exit_code == 1        # a CheckpointError
     assert OutputNotEmptyError("overwrite", "x").exit_code == 1           # a ConversionError
+    assert DamagedSkippedError("accept_damaged_skipped", "x").exit_code == 1  # a CheckpointFormatError
     assert RequestError("model", "x").exit_code == 2                       # a wrong command line
 
 
@@ -198,13 +206,17 @@ def command_line(tmp_path: Path, model_dir: Path, sentences: Path, train_file: P
         ("convert into a non-empty folder", ["convert", "--tf-checkpoint", "ckpt", "--config", "config.json",
                                              "--out", str(model_dir)], 1,
          f"--overwrite: not set, and the output folder {model_dir} exists"),
+        ("convert a checkpoint with a damaged slot", ["convert", "--tf-checkpoint", str(TRUNCATED), "--config",
+                                                      str(TF_CONFIG), "--out", str(tmp_path / "converted")], 1,
+         f"--accept-damaged-skipped: {TRUNCATED}"),
         ("benchmark without a model", ["benchmark", "--out", str(tmp_path / "bench")], 2, "--model: none given"),
     ]
 
 
 CLI_CASES = ["model folder missing", "no model and no default", "model package name", "folder without config.json",
              "no masked-LM head", "target word absent", "metric of another task", "label names",
-             "resume folder missing", "convert into a non-empty folder", "benchmark without a model"]
+             "resume folder missing", "convert into a non-empty folder", "convert a checkpoint with a damaged slot",
+             "benchmark without a model"]
 
 
 @pytest.mark.parametrize("case", CLI_CASES)

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from .arguments import ArgumentParser
 from ..tf.bundle import TFCheckpointError, TFCheckpointReader
-from ..tf.convert import ACCEPT_FLAG, HEADS, convert_tf_checkpoint, format_names
+from ..tf.convert import HEADS, convert_tf_checkpoint, format_names
 
 __all__ = ["convert_main", "inspect_main", "build_convert_parser", "build_inspect_parser"]
 
@@ -34,7 +34,7 @@ def build_convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head", choices=HEADS, default="auto",
                         help="model head; auto picks it from the checkpoint (default)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument(ACCEPT_FLAG, action="store_true",
+    parser.add_argument("--accept-damaged-skipped", action="store_true",
                         help="convert even if tensors that are not converted (optimizer slots, global_step, "
                              "unused heads) fail their crc32c or are cut off; they are named in a warning. "
                              "Damage in a converted weight is always an error")

@@ -254,8 +254,23 @@ def _fill(model: torch.nn.Module, reader: TFCheckpointReader, loads: List[Tuple[
 # Integrity of the whole checkpoint
 # ------------------------------------------------------------------------------------------
 
-ACCEPT_FLAG = "--accept-damaged-skipped"
+ACCEPT_FIELD = "accept_damaged_skipped"  # the request field (and parameter) that accepts damage in skipped tensors
+ACCEPTED = "damage in tensors that are not converted accepted"  # the warnings' words for it
 _LISTED = 5  # damaged tensors named in one message
+
+
+class DamagedSkippedError(CheckpointFormatError, RequestError):
+    """Tensors that convert skips (optimizer slots, global_step, unused heads) are cut off or
+    damaged and ``accept_damaged_skipped`` is not set: a :class:`CheckpointFormatError` (exit code 1)
+    of that request field."""
+
+    exit_code = FAILURE
+
+
+class DamagedSkippedChecksumError(ChecksumError, RequestError):
+    """As :class:`DamagedSkippedError`, when every damage is a crc32c mismatch: a :class:`ChecksumError`."""
+
+    exit_code = FAILURE
 
 
 def format_names(names: Sequence[str]) -> str:
@@ -265,8 +280,7 @@ def format_names(names: Sequence[str]) -> str:
 
 
 def _accept_hint() -> str:
-    return (f"no weight to convert is affected; pass {ACCEPT_FLAG} (Python: "
-            "accept_damaged_skipped=True) to convert anyway")
+    return "no weight to convert is affected: set it to convert anyway"
 
 
 def _check_shards(reader: TFCheckpointReader, converted: set, accept: bool) -> List[str]:
@@ -279,11 +293,11 @@ def _check_shards(reader: TFCheckpointReader, converted: set, accept: bool) -> L
             raise CheckpointFormatError(f"{shortfall.describe()}; it loses converted weight(s) "
                                         f"{format_names(lost_weights)}")
         if not accept:
-            raise CheckpointFormatError(
-                f"{shortfall.describe()}; it loses tensor(s) that convert skips: {format_names(list(shortfall.lost))} "
-                f"(the file is incomplete or damaged); {_accept_hint()}")
-        warnings.warn(f"{shortfall.describe()}; converting anyway ({ACCEPT_FLAG}): lost tensor(s) that are "
-                      f"not converted: {format_names(list(shortfall.lost))}", stacklevel=3)
+            raise DamagedSkippedError(ACCEPT_FIELD, f"{shortfall.describe()}; it loses tensor(s) that convert skips: "
+                                                    f"{format_names(list(shortfall.lost))} (the file is incomplete or "
+                                                    f"damaged); {_accept_hint()}")
+        warnings.warn(f"{shortfall.describe()}; converting anyway ({ACCEPTED}): lost tensor(s) that are not converted: "
+                      f"{format_names(list(shortfall.lost))}", stacklevel=3)
         lost_skipped.extend(shortfall.lost)
     return lost_skipped
 
@@ -303,12 +317,13 @@ def _verify_skipped(reader: TFCheckpointReader, names: List[str], accept: bool) 
         details += f"; and {len(damaged) - _LISTED} more: {format_names(list(damaged)[_LISTED:])}"
     count = f"{len(damaged)} tensor{'s' if len(damaged) > 1 else ''}"
     if accept:
-        warnings.warn(f"{reader.prefix}: converting anyway ({ACCEPT_FLAG}) although {count} that convert skips "
+        warnings.warn(f"{reader.prefix}: converting anyway ({ACCEPTED}) although {count} that convert skips "
                       f"{'are' if len(damaged) > 1 else 'is'} damaged: {details}", stacklevel=3)
         return
-    kind = ChecksumError if all(isinstance(e, ChecksumError) for e in damaged.values()) else CheckpointFormatError
-    raise kind(f"checkpoint {reader.prefix} is damaged in {count} that convert skips: {details}; "
-               f"{_accept_hint()}")
+    kind = DamagedSkippedChecksumError if all(isinstance(e, ChecksumError) for e in damaged.values()) \
+        else DamagedSkippedError
+    raise kind(ACCEPT_FIELD, f"checkpoint {reader.prefix} is damaged in {count} that convert skips: {details}; "
+                             f"{_accept_hint()}")
 
 
 def convert_tf_to_model(prefix: str | os.PathLike, config_path: str | os.PathLike,
