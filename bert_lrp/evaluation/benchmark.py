@@ -55,6 +55,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .._peak_memory import reset_peak, status_kb
 from ..errors import BertLrpError, UsageError
 from ..output import atomic_write, atomic_write_text, open_log
 from ..models.loading import resolve_model_dir
@@ -385,26 +386,6 @@ def time_cell(entries: Dict[str, Callable], inputs, target, repeats: int, ig_rep
 
 
 # -------------------------------------------------------------------------------- memory
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _status_kb(field: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def _memory_worker(spec: dict) -> dict:
     """Runs inside a fresh process: peak resident increase of one run of each entry, for each cell
     of ``spec["cells"]`` in turn (the model is loaded once)."""
@@ -419,7 +400,7 @@ def _memory_worker(spec: dict) -> dict:
     failures: Dict[str, str] = {}
     for name, fn in build_entries(all_methods, model, hf, spec["ig_steps"], 8).items():
         _peer_call(name, fn, small, small_target, failures)  # warm-up: library initialisation is not counted
-    mode = "clear_refs" if _reset_peak() else "ru_maxrss"
+    mode = "clear_refs" if reset_peak() else "ru_maxrss"
     results = []
     for cell in spec["cells"]:
         inputs = windows.batch(cell["seq_len"], cell["batch"])
@@ -433,10 +414,10 @@ def _memory_worker(spec: dict) -> dict:
         for name, fn in entries.items():
             gc.collect()
             if mode == "clear_refs":
-                _reset_peak()
-                before = _status_kb("VmRSS")
+                reset_peak()
+                before = status_kb("VmRSS")
                 if _peer_call(name, fn, inputs, target, failures):
-                    peaks[name] = max(0, _status_kb("VmHWM") - before) * 1024
+                    peaks[name] = max(0, status_kb("VmHWM") - before) * 1024
             else:
                 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 if _peer_call(name, fn, inputs, target, failures):
