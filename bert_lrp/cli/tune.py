@@ -84,7 +84,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     settings = {"model_sha256": _weights_fingerprint(directory), "data": os.path.basename(args.data),
                 "data_sha256": F.data_fingerprint(args.data), "examples": len(indices), "min_words": args.min_words,
                 "seed": args.seed, "min_gain": args.min_gain, "batch_size": args.batch_size,
-                "search": "grid+coordinate descent v1"}
+                "search": "grid+coordinate descent v2"}  # v2: the lower-layer move offers every rule with a search_grid
     request = Request(methods=["lrp"], options={}, batch_size=args.batch_size, targets_per_example=token)
     tuning_set = T.TuningSet(model, tokenizer, prepare(model, tokenizer, request), data, indices, args.batch_size,
                              args.rows_per_forward)
