@@ -1,49 +1,20 @@
 """bert-lrp: a from-scratch PyTorch BERT whose attributions (LRP, GS, GI, LAT) cost one backward pass."""
 from .attribution.explain import Explanation, explain
 from .attribution.road import Request, TextExplanation, explain_texts
-from .models.bert import (
-                       BertForMaskedLM,
-                       BertForMultipleChoice,
-                       BertForNextSentencePrediction,
-                       BertForPreTraining,
-                       BertForQuestionAnswering,
-                       BertLMHeadModel,
-                       BertForSequenceClassification,
-                       BertForTokenClassification,
-                       BertModel,
-                       InputError,
-)
-from .models.auto import (
-                       AutoConfig,
-                       AutoModel,
-                       AutoModelForMaskedLM,
-                       AutoModelForQuestionAnswering,
-                       AutoModelForSequenceClassification,
-                       AutoModelForTokenClassification,
-                       AutoTokenizer,
-)
+from .models.bert import (BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction, BertForPreTraining,
+                          BertForQuestionAnswering, BertLMHeadModel, BertForSequenceClassification,
+                          BertForTokenClassification, BertModel, InputError)
+from .models.auto import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
+                          AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer)
 from .models.bridge import from_transformers, to_transformers
 from .models.checkpoint import CheckpointError, LoadingInfo
 from .models.config import BertConfig, ConfigError, DistilBertConfig, ElectraConfig, RobertaConfig
-from .models.distilbert import (
-                       DistilBertForMaskedLM,
-                       DistilBertForSequenceClassification,
-                       DistilBertForTokenClassification,
-                       DistilBertModel,
-)
-from .models.electra import (
-                       ElectraForQuestionAnswering,
-                       ElectraForSequenceClassification,
-                       ElectraForTokenClassification,
-                       ElectraModel,
-)
-from .models.roberta import (
-                       RobertaForMaskedLM,
-                       RobertaForQuestionAnswering,
-                       RobertaForSequenceClassification,
-                       RobertaForTokenClassification,
-                       RobertaModel,
-)
+from .models.distilbert import (DistilBertForMaskedLM, DistilBertForSequenceClassification,
+                                DistilBertForTokenClassification, DistilBertModel)
+from .models.electra import (ElectraForQuestionAnswering, ElectraForSequenceClassification,
+                             ElectraForTokenClassification, ElectraModel)
+from .models.roberta import (RobertaForMaskedLM, RobertaForQuestionAnswering, RobertaForSequenceClassification,
+                             RobertaForTokenClassification, RobertaModel)
 from .models.hub import HubError
 from .models.tokenization import BertTokenizer, Encoding, RobertaTokenizer, TokenizerError
 

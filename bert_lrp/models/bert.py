@@ -665,10 +665,10 @@ class _BertWithMLMHead(BertPreTrainedModel):
     def _extra_parameters_to_zero(self):
         return (self.cls.predictions.bias,)
 
-    def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def vocabulary_logits(self, hidden: torch.Tensor, rules: Optional[RuleSet] = None) -> torch.Tensor:
         """The masked-LM head on any hidden states ``[..., hidden]`` -> ``[..., vocab_size]`` (the
         logit lens reads intermediate layers with it)."""
-        return self.cls.predictions(hidden, self.bert.embeddings.word_embeddings.weight, None)
+        return self.cls.predictions(hidden, self.bert.embeddings.word_embeddings.weight, rules)
 
     def _masked_lm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1), ignore_index=-100)
@@ -687,10 +687,8 @@ class BertForMaskedLM(_BertWithMLMHead):
                 return_dict=None, *, embedding_output=None, rules: Optional[RuleSet] = None, **unused):
         encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                output_attentions, output_hidden_states, embedding_output, rules, unused)
-        logits = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
-        loss = None
-        if labels is not None:
-            loss = self._masked_lm_loss(logits, labels)
+        logits = self.vocabulary_logits(encoded.last_hidden_state, rules)
+        loss = None if labels is None else self._masked_lm_loss(logits, labels)
         return self._finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
 
 
@@ -708,7 +706,7 @@ class BertForPreTraining(_BertWithMLMHead):
                 rules: Optional[RuleSet] = None, **unused):
         encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                output_attentions, output_hidden_states, embedding_output, rules, unused)
-        prediction = self.cls.predictions(encoded.last_hidden_state, self.bert.embeddings.word_embeddings.weight, rules)
+        prediction = self.vocabulary_logits(encoded.last_hidden_state, rules)
         relationship = ops.linear(encoded.pooler_output, self.cls.seq_relationship, rules)
         loss = None
         if labels is not None and next_sentence_label is not None:

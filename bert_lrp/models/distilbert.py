@@ -123,81 +123,100 @@ class DistilBertPreTrainedModel(BertPreTrainedModel):
     config_class = DistilBertConfig
 
 
-class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
+class _DistilBertWithHead(DistilBertPreTrainedModel):
+    """Shared by DistilBERT's task models: the encoder ``distilbert``, a head on its last hidden
+    states ``[batch, seq, hidden]`` (:meth:`_logits`), the loss against ``labels`` (:meth:`_loss`)
+    and the task's output record (``output_class``). A subclass adds its head's modules, then
+    calls ``init_weights``."""
+
+    output_class: type
+
+    def __init__(self, config: DistilBertConfig, num_labels: Optional[int] = None) -> None:
+        config = with_labels(config, num_labels)
+        super().__init__(config)
+        self.distilbert = DistilBertModel(config)
+
+    def _logits(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,
+                embedding_output=None, rules: Optional[RuleSet] = None, **unused):
+        encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
+                                  output_hidden_states, token_type_ids=token_type_ids,
+                                  embedding_output=embedding_output, rules=rules, return_dict=True, **unused)
+        logits = self._logits(encoded.last_hidden_state, rules)
+        loss = None if labels is None else self._loss(logits, labels)
+        return self._finish(self.output_class(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+
+
+class DistilBertForSequenceClassification(_DistilBertWithHead):
     """DistilBERT + ``pre_classifier`` + ReLU + dropout + ``classifier`` on the first token.
     Logits ``[batch, num_labels]``."""
 
     task = "sequence"  # what explain() explains: see attribution/targets.py
+    output_class = SequenceClassifierOutput
 
     def __init__(self, config: DistilBertConfig, num_labels: Optional[int] = None) -> None:
-        config = with_labels(config, num_labels)
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.distilbert = DistilBertModel(config)
-        self.pre_classifier = nn.Linear(config.hidden_size, config.hidden_size)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        super().__init__(config, num_labels)
+        self.num_labels = self.config.num_labels
+        self.pre_classifier = nn.Linear(self.config.hidden_size, self.config.hidden_size)
+        self.classifier = nn.Linear(self.config.hidden_size, self.config.num_labels)
+        self.dropout = nn.Dropout(self.config.seq_classif_dropout)
         self.init_weights()
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,
-                embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
-                                  output_hidden_states, token_type_ids=token_type_ids,
-                                  embedding_output=embedding_output, rules=rules, return_dict=True, **unused)
-        pooled = ops.activation(ops.linear(encoded.last_hidden_state[:, 0], self.pre_classifier, rules), "relu", rules)
-        logits = ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
-        loss = None if labels is None else sequence_loss(self.config.problem_type, logits, labels)
-        return self._finish(SequenceClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+    def _logits(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        pooled = ops.activation(ops.linear(hidden[:, 0], self.pre_classifier, rules), "relu", rules)
+        return ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return sequence_loss(self.config.problem_type, logits, labels)
 
 
-class DistilBertForTokenClassification(DistilBertPreTrainedModel):
+class DistilBertForTokenClassification(_DistilBertWithHead):
     """DistilBERT + dropout + linear classifier on every token. Logits ``[batch, seq, num_labels]``."""
 
     task = "token"  # what explain() explains: see attribution/targets.py
+    output_class = TokenClassifierOutput
 
     def __init__(self, config: DistilBertConfig, num_labels: Optional[int] = None) -> None:
-        config = with_labels(config, num_labels)
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.distilbert = DistilBertModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        super().__init__(config, num_labels)
+        self.num_labels = self.config.num_labels
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
+        self.classifier = nn.Linear(self.config.hidden_size, self.config.num_labels)
         self.init_weights()
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,
-                embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
-                                  output_hidden_states, token_type_ids=token_type_ids,
-                                  embedding_output=embedding_output, rules=rules, return_dict=True, **unused)
-        logits = ops.linear(ops.dropout(encoded.last_hidden_state, self.dropout), self.classifier, rules)
-        loss = None if labels is None else token_loss(logits, labels)
-        return self._finish(TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+    def _logits(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+        return ops.linear(ops.dropout(hidden, self.dropout), self.classifier, rules)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return token_loss(logits, labels)
 
 
-class DistilBertForMaskedLM(DistilBertPreTrainedModel):
+class DistilBertForMaskedLM(_DistilBertWithHead):
     """DistilBERT + ``vocab_transform``, activation, ``vocab_layer_norm``, ``vocab_projector``
     (weight tied to the word embeddings, own bias). Logits ``[batch, seq, vocab_size]``."""
 
     task = "masked_lm"  # what explain() explains: see attribution/targets.py
+    output_class = MaskedLMOutput
 
     decoder_bias_path = "vocab_projector.bias"
 
     def __init__(self, config: DistilBertConfig) -> None:
-        config = with_labels(config)
         super().__init__(config)
-        self.distilbert = DistilBertModel(config)
-        self.vocab_transform = nn.Linear(config.hidden_size, config.hidden_size)
-        self.vocab_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.vocab_transform = nn.Linear(self.config.hidden_size, self.config.hidden_size)
+        self.vocab_layer_norm = nn.LayerNorm(self.config.hidden_size, eps=self.config.layer_norm_eps)
         self.vocab_projector = nn.Module()
-        self.vocab_projector.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.vocab_projector.bias = nn.Parameter(torch.zeros(self.config.vocab_size))
         self.init_weights()
 
     def _extra_parameters_to_zero(self):
         return (self.vocab_projector.bias,)
 
-    def _head(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
+    def _logits(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
         hidden = ops.activation(ops.linear(hidden, self.vocab_transform, rules), self.config.hidden_act, rules)
         hidden = ops.layer_norm(hidden, self.vocab_layer_norm, rules)
         decoder = _TiedLinear(self.distilbert.embeddings.word_embeddings.weight, self.vocab_projector.bias)
@@ -205,15 +224,7 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
 
     def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The masked-LM head on any hidden states ``[..., hidden]`` -> ``[..., vocab_size]``."""
-        return self._head(hidden, None)
+        return self._logits(hidden, None)
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,
-                embedding_output=None, rules: Optional[RuleSet] = None, **unused):
-        encoded = self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, output_attentions,
-                                  output_hidden_states, token_type_ids=token_type_ids,
-                                  embedding_output=embedding_output, rules=rules, return_dict=True, **unused)
-        logits = self._head(encoded.last_hidden_state, rules)
-        loss = None if labels is None else F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1),
-                                                            ignore_index=-100)
-        return self._finish(MaskedLMOutput(loss, logits, encoded.hidden_states, encoded.attentions), return_dict)
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1), ignore_index=-100)

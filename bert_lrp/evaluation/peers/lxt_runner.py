@@ -168,23 +168,6 @@ def _load_inputs(path: str):
     return tensors, target
 
 
-def _peak_reset() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def _stats(times: List[float]) -> Dict[str, float]:
     ordered = sorted(times)
     q = statistics.quantiles(ordered, n=4) if len(ordered) >= 2 else [ordered[0]] * 3
@@ -205,6 +188,22 @@ def main_relevance(args) -> int:
     result = lxt_relevance(model, inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], target)
     np.savez(args.out, **{k: v.numpy() for k, v in result.items()}, target=target.numpy())
     return 0
+
+
+def _peak_increases(entries: Dict[str, Callable[[], object]]) -> Dict[str, int]:
+    """Peak resident-memory increase in bytes of one run of each entry (``/proc/self/clear_refs``
+    + ``VmHWM``); none where the peak cannot be reset, or without bert_lrp (LXT alone)."""
+    try:
+        from bert_lrp._peak_memory import reset_peak, status_kb  # standard library only
+    except ImportError:
+        return {}
+    memory = {}
+    for name, fn in entries.items():
+        if reset_peak():
+            before = status_kb("VmRSS")
+            fn()
+            memory[name] = max(0, status_kb("VmHWM") - before) * 1024
+    return memory
 
 
 def main_time(args) -> int:
@@ -243,13 +242,7 @@ def main_time(args) -> int:
             entries[name]()
             times[name].append(time.perf_counter() - start)
     report = {"entries": {name: _stats(t) for name, t in times.items()}, "ours_error": ours_error}
-    memory = {}
-    for name, fn in entries.items():
-        if _peak_reset():
-            before = _status_kb("VmRSS")
-            fn()
-            memory[name] = max(0, _status_kb("VmHWM") - before) * 1024
-    report["peak_rss_increase_bytes"] = memory
+    report["peak_rss_increase_bytes"] = _peak_increases(entries)
     if "ours_reference" in times:
         ref = report["entries"]["ours_reference"]["median_s"]
         report["ratios"] = {name: report["entries"][name]["median_s"] / ref for name in times}
