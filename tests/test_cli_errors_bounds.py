@@ -76,12 +76,12 @@ def test_a_seed_beyond_what_generators_take_is_a_usage_error_everywhere(capsys, 
 
 def test_layer_ranges_are_checked_before_they_are_expanded():
     started = time.perf_counter()
-    with pytest.raises(UsageError, match="--skip-layers: layer 3 does not exist; the model has layers 1..2"):
-        parse_layers("1-40000000", "--skip-layers", 2)
+    with pytest.raises(UsageError, match="skip_layers: layer 3 does not exist; the model has layers 1..2"):
+        parse_layers("1-40000000", "skip_layers", 2)
     assert time.perf_counter() - started < 0.5
     with pytest.raises(UsageError, match="names all 2 layers; at least one must stay"):
-        parse_layers("1-2", "--skip-layers", 2)
-    assert parse_layers("2", "--skip-layers", 2) == [2]
+        parse_layers("1-2", "skip_layers", 2)
+    assert parse_layers("2", "skip_layers", 2) == [2]
 
 
 def test_evaluate_refuses_skipping_every_layer(capsys, model_dir, tmp_path):

@@ -251,7 +251,7 @@ def test_unreadable_resume_checkpoint_names_the_file_and_an_earlier_one(run_args
     assert "Traceback" not in err and err.startswith("bert-lrp train: error: checkpoint ")
     for words in (str(checkpoints / "step-4"), "model.safetensors cannot be loaded", "SafetensorError",
                   f"the earlier checkpoint {checkpoints / 'step-2'} (step 2) is intact",
-                  f"--resume {checkpoints / 'step-2'}"):
+                  f"resume from {checkpoints / 'step-2'}"):
         assert words in err
     # a checkpoint folder that does not exist: the newest one that loads is named (step-4 does not)
     assert cli_main(["train", *run_args, "--resume", str(tmp_path / "nope")]) == 1

@@ -29,7 +29,7 @@ from bert_lrp.inspection.embeddings import (
 )
 from bert_lrp.models.loading import load_model
 from bert_lrp.inspection.mask import load_masked_lm, masked_word_view
-from bert_lrp.errors import UsageError
+from bert_lrp.errors import RequestError, UsageError
 
 from test_cli_errors import assert_one_line_error, run  # noqa: E402  (tests/ is on sys.path under pytest)
 from test_explain_cli import make_model_dir  # noqa: E402
@@ -321,12 +321,13 @@ def test_skip_layers_restores_after_an_error_and_checks_numbers(classifiers):
             raise RuntimeError("inside")
     assert ours.bert.encoder.layer is layers and ours.config.num_hidden_layers == 3
     with pytest.raises(UsageError, match="layer 4 does not exist; the model has layers 1..3"):
-        with ablate.skip_layers(ours, [4], "--skip-layers"):
+        with ablate.skip_layers(ours, [4], "skip_layers"):
             pass
-    assert ablate.parse_layers("1-2, 6", "--x") == [1, 2, 6]
+    assert ablate.parse_layers("1-2, 6", "x") == [1, 2, 6]
     for bad in ("0", "a", "3-1", ""):
-        with pytest.raises(UsageError, match="--x"):
-            ablate.parse_layers(bad, "--x", 6)
+        with pytest.raises(RequestError, match="^x: ") as caught:  # the field; the command line shows its flag
+            ablate.parse_layers(bad, "x", 6)
+        assert caught.value.field == "x" and "--" not in caught.value.message
 
 
 def test_freeze_layers_sets_requires_grad_only_there(tmp_path):

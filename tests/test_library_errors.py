@@ -24,6 +24,7 @@ from bert_lrp.errors import RequestError, run_command
 from bert_lrp.evaluation import ablation, benchmark, paired
 from bert_lrp.inspection import embeddings, mask
 from bert_lrp.models import loading
+from bert_lrp.models.ablation import freeze_layers, parse_layers
 from bert_lrp.models.checkpoint import CheckpointError
 from bert_lrp.models.config import ConfigError
 from bert_lrp.tf.bundle import CheckpointFormatError
@@ -146,6 +147,12 @@ CHECKS = [
      "data", RequestError, "evaluate", "--data"),
     ("benchmark without a model", lambda t, m, s, f: benchmark.default_model_dir(),
      "model", RequestError, "benchmark", "--model"),
+    ("benchmark text missing", lambda t, m, s, f: benchmark.read_text(str(t / "missing.txt")),
+     "text", RequestError, "benchmark", "--data"),
+    ("layers beyond the model", lambda t, m, s, f: parse_layers("1-40", "skip_layers", 2),
+     "skip_layers", RequestError, "evaluate", "--skip-layers"),
+    ("frozen layer beyond the model", lambda t, m, s, f: freeze_layers(loading.load_model(m)[0], [7], "freeze_layers"),
+     "freeze_layers", RequestError, "train", "--freeze-layers"),
 ]
 
 
@@ -210,13 +217,18 @@ def command_line(tmp_path: Path, model_dir: Path, sentences: Path, train_file: P
                                                       str(TF_CONFIG), "--out", str(tmp_path / "converted")], 1,
          f"--accept-damaged-skipped: {TRUNCATED}"),
         ("benchmark without a model", ["benchmark", "--out", str(tmp_path / "bench")], 2, "--model: none given"),
+        ("benchmark text missing", ["benchmark", "--model", str(model_dir), "--data", str(missing), "--out",
+                                    str(tmp_path / "bench")], 2, f"--data {missing}: no such file"),
+        ("layers beyond the model", ["evaluate", "--model", str(model_dir), "--data", str(train_file), "--methods",
+                                     "gi", "--skip-layers", "1-40", "--out", str(tmp_path / "run")], 2,
+         "--skip-layers: layer 3 does not exist"),
     ]
 
 
 CLI_CASES = ["model folder missing", "no model and no default", "model package name", "folder without config.json",
              "no masked-LM head", "target word absent", "metric of another task", "label names",
              "resume folder missing", "convert into a non-empty folder", "convert a checkpoint with a damaged slot",
-             "benchmark without a model"]
+             "benchmark without a model", "benchmark text missing", "layers beyond the model"]
 
 
 @pytest.mark.parametrize("case", CLI_CASES)

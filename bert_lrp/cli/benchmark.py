@@ -77,7 +77,6 @@ def _positive_list(text, option: str, minimum: int = 1, maximum: int = 100_000) 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.text_option = "--text" if any(a == "--text" or a.startswith("--text=") for a in argv or ()) else "--data"
     if args.dataset:
         return args
     defaults = dict(methods=work.DEFAULT_METHODS, seq_lens=work.DEFAULT_SEQ_LENS, batch_sizes=work.DEFAULT_BATCHES,
@@ -137,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads, repeats=args.repeats, ig_repeats=args.ig_repeats, ig_steps=args.ig_steps,
         ig_max_tokens=args.ig_max_tokens, ig_internal_tokens=args.ig_internal_tokens, peers=args.peers,
         no_memory=args.no_memory, memory_only=args.memory_only, quick=args.quick, text=args.text,
-        text_option=args.text_option, name=args.name)
+        name=args.name)
     return work.run_benchmark(settings)
 
 

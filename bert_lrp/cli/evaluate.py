@@ -109,7 +109,7 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
         labels = F.data_labels(data_examples, model.config.label2id)
         data = [(example.text, label) for example, label in zip(data_examples, labels)]
     refuse_tuning_texts(model, methods, method_options(args), data, args.data)
-    skip = parse_layers(args.skip_layers, "--skip-layers", model.config.num_hidden_layers) if args.skip_layers else []
+    skip = parse_layers(args.skip_layers, "skip_layers", model.config.num_hidden_layers) if args.skip_layers else []
     model_methods = [m for m in methods if m != F.RANDOM]
     request = plan_request(model, tokenizer, Request(methods=model_methods, options=method_options(args),
                                                      batch_size=args.batch_size, batch_tokens=args.batch_tokens,
@@ -118,7 +118,7 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
     place = F.RunPlace(out, run_record(args, directory, methods, request, skip), rank, world)
     created = make_folders(out)
     try:
-        with output_lock(out, rank), skip_layers(model, skip, "--skip-layers"):
+        with output_lock(out, rank), skip_layers(model, skip, "skip_layers"):
             check_resume("out", args.out, out / F.RUN_FILE, place.record, args.overwrite,
                          ignore=("settings.data_sha256",), advice=DISCARD_ADVICE)
             return F.run_evaluation(model, tokenizer, data, methods, request, place,

@@ -168,7 +168,7 @@ def config_from_args(args: argparse.Namespace, command: Optional[str] = None) ->
     if values.get("freeze_layers"):
         from ..models.ablation import parse_layers
 
-        values["freeze_layers"] = parse_layers(values["freeze_layers"], "--freeze-layers")
+        values["freeze_layers"] = parse_layers(values["freeze_layers"], "freeze_layers")
     values["progress"] = not args.no_progress
     values["command"] = command
     return TrainConfig(**values)

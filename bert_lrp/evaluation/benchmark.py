@@ -279,23 +279,24 @@ def _describe_source(path: Path) -> str:
         return path.as_posix() if not path.is_absolute() else path.name
 
 
-def text_source(path: Optional[str], option: str = "--data") -> Tuple[Optional[Path], str]:
-    """``(file, description)`` of the benchmark text: ``path`` if given (``option`` names it in
-    the error when it does not exist); else the SST-2 dev sample built into the package; else (a
+def text_source(path: Optional[str], field: str = "text") -> Tuple[Optional[Path], str]:
+    """``(file, description)`` of the benchmark text: ``path`` if given (a
+    :class:`~bert_lrp.errors.RequestError` of ``field`` when it does not exist); else the SST-2 dev
+    sample built into the package; else (a
     package installed without its data) a built-in paragraph."""
     if path:
         if not Path(path).is_file():
-            raise UsageError(f"{option} {path}: no such file")
+            raise RequestError(field, f"{path}: no such file")
         return Path(path), path
     if SAMPLE.is_file():
         return SAMPLE, "SST-2 dev sample (" + _describe_source(SAMPLE) + ")"
     return None, BUILTIN_TEXT
 
 
-def read_text(path: Optional[str], option: str = "--data") -> str:
+def read_text(path: Optional[str], field: str = "text") -> str:
     """The benchmark text (see :func:`text_source`): the texts of a table (its text column) or
     of a text file (one per line), as one string."""
-    source, _ = text_source(path, option)
+    source, _ = text_source(path, field)
     if source is None:
         return ("it 's a charming and often affecting journey . unflinchingly bleak and desperate . "
                 "the acting , costumes , music , cinematography and sound are all astounding . ") * 200
@@ -576,7 +577,7 @@ class BenchmarkSettings:
     """What one benchmark run measures (``bert-lrp benchmark``'s options; see :mod:`bert_lrp.cli.benchmark`).
 
     ``methods``: entry names (:func:`our_methods` and :data:`PEERS`); ``text``: the file to cut
-    inputs from (None: the built-in sample); ``text_option``: how the command line spelled it."""
+    inputs from (None: the built-in sample)."""
 
     out: str
     model: Optional[str] = None
@@ -594,7 +595,6 @@ class BenchmarkSettings:
     memory_only: bool = False
     quick: bool = False
     text: Optional[str] = None
-    text_option: str = "--data"
     name: str = "benchmark"
 
 
@@ -669,8 +669,8 @@ class _BenchmarkRun:
         peers = self._installed_peers()
         self.methods = [m for m in dict.fromkeys(settings.methods + peers) if m not in self.skipped]
         self._load_models(peers)
-        self.text_file, self.text_description = text_source(settings.text, settings.text_option)
-        self.windows = TextWindows(self.model_dir, read_text(settings.text, settings.text_option))
+        self.text_file, self.text_description = text_source(settings.text, "text")
+        self.windows = TextWindows(self.model_dir, read_text(settings.text, "text"))
         self.log(f"text: {self.text_description}")
         if "lxt" in self.methods:
             self.saved = tempfile.mkdtemp(prefix="bert_lrp_bench_")

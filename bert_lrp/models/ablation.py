@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, List, Optional, Tuple
 
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import RequestError
 
 __all__ = ["skip_layers", "freeze_layers", "parse_layers", "check_layers", "encoder_layers"]
 
@@ -47,21 +47,21 @@ def encoder_layers(model: nn.Module) -> Tuple[nn.Module, str]:
                     "model.bert.encoder.layer and model.encoder.layer)")
 
 
-def check_layers(layers: Iterable[int], count: int, option: str = "layers") -> List[int]:
+def check_layers(layers: Iterable[int], count: int, field: str = "layers") -> List[int]:
     """``layers`` as a sorted list of distinct 1-based layer numbers; a number outside ``1..count``
-    is a :class:`UsageError` naming ``option``."""
+    is a :class:`~bert_lrp.errors.RequestError` of ``field`` (the command line shows its flag)."""
     chosen = sorted({int(layer) for layer in layers})
     bad = [layer for layer in chosen if not 1 <= layer <= count]
     if bad:
-        raise UsageError(f"{option}: layer {bad[0]} does not exist; the model has layers 1..{count} "
-                         "(1-based)")
+        raise RequestError(field, f"layer {bad[0]} does not exist; the model has layers 1..{count} (1-based)")
     return chosen
 
 
-def parse_layers(text: str, option: str = "--layers", count: Optional[int] = None) -> List[int]:
+def parse_layers(text: str, field: str = "layers", count: Optional[int] = None) -> List[int]:
     """``"6"``, ``"1,2"`` or ``"1-3,6"`` -> sorted distinct layer numbers (1-based). With ``count``
     the numbers are checked against ``1..count`` before any range is expanded (``1-40000000`` is
-    an error at once, not a list of forty million). Errors are a :class:`UsageError` naming ``option``."""
+    an error at once, not a list of forty million). Errors are a :class:`~bert_lrp.errors.RequestError`
+    of ``field``, the message starting with the text given."""
     spans: List[tuple] = []
     for part in (p.strip() for p in str(text).split(",")):
         if not part:
@@ -71,28 +71,28 @@ def parse_layers(text: str, option: str = "--layers", count: Optional[int] = Non
             low = int(first)
             high = int(last) if dash else low
         except ValueError:
-            raise UsageError(f"{option} {text!r}: expected layer numbers such as 6, 1,2 or 1-3 "
-                             f"(1-based), got {part!r}") from None
+            raise RequestError(field, f"{text!r}: expected layer numbers such as 6, 1,2 or 1-3 "
+                                      f"(1-based), got {part!r}") from None
         if high < low:
-            raise UsageError(f"{option} {text!r}: the range {part} is empty")
+            raise RequestError(field, f"{text!r}: the range {part} is empty")
         if low < 1:
-            raise UsageError(f"{option} {text!r}: layers are numbered from 1")
+            raise RequestError(field, f"{text!r}: layers are numbered from 1")
         if count is not None and high > count:
-            raise UsageError(f"{option}: layer {max(low, count + 1)} does not exist; the model has layers "
-                             f"1..{count} (1-based)")
+            raise RequestError(field, f"layer {max(low, count + 1)} does not exist; the model has layers "
+                                      f"1..{count} (1-based)")
         spans.append((low, high))
     if not spans:
-        raise UsageError(f"{option} is empty; give layer numbers such as 6, 1,2 or 1-3 (1-based)")
+        raise RequestError(field, "is empty; give layer numbers such as 6, 1,2 or 1-3 (1-based)")
     if count is None and any(high - low > 100_000 for low, high in spans):
-        raise UsageError(f"{option} {text!r}: a range of more than 100,000 layers")
+        raise RequestError(field, f"{text!r}: a range of more than 100,000 layers")
     layers = sorted({layer for low, high in spans for layer in range(low, high + 1)})
     if count is not None and len(layers) == count:
-        raise UsageError(f"{option} {text!r}: names all {count} layers; at least one must stay")
+        raise RequestError(field, f"{text!r}: names all {count} layers; at least one must stay")
     return layers
 
 
 @contextlib.contextmanager
-def skip_layers(model: nn.Module, layers: Iterable[int], option: str = "layers") -> Iterator[nn.Module]:
+def skip_layers(model: nn.Module, layers: Iterable[int], field: str = "layers") -> Iterator[nn.Module]:
     """Within the block, ``model`` runs without the encoder layers ``layers`` (1-based).
 
     ``with skip_layers(model, [6]): logits = model(**batch).logits`` gives the logits
@@ -103,9 +103,9 @@ def skip_layers(model: nn.Module, layers: Iterable[int], option: str = "layers")
     """
     owner, _ = encoder_layers(model)
     original: nn.ModuleList = owner.layer
-    chosen = set(check_layers(layers, len(original), option))
+    chosen = set(check_layers(layers, len(original), field))
     if len(chosen) == len(original):
-        raise UsageError(f"{option}: skipping all {len(original)} layers leaves no encoder; at least one must stay")
+        raise RequestError(field, f"skipping all {len(original)} layers leaves no encoder; at least one must stay")
     config = getattr(model, "config", None)
     original_count = getattr(config, "num_hidden_layers", None)
     if not chosen:
@@ -122,12 +122,12 @@ def skip_layers(model: nn.Module, layers: Iterable[int], option: str = "layers")
             config.num_hidden_layers = original_count
 
 
-def freeze_layers(model: nn.Module, layers: Iterable[int], option: str = "layers") -> List[str]:
+def freeze_layers(model: nn.Module, layers: Iterable[int], field: str = "layers") -> List[str]:
     """Set ``requires_grad = False`` on every parameter of the encoder layers ``layers`` (1-based);
     returns the names of the frozen parameters (``bert.encoder.layer.0.attention...``)."""
     owner, prefix = encoder_layers(model)
     frozen: List[str] = []
-    for number in check_layers(layers, len(owner.layer), option):
+    for number in check_layers(layers, len(owner.layer), field):
         for name, parameter in owner.layer[number - 1].named_parameters():
             parameter.requires_grad_(False)
             frozen.append(f"{prefix}.{number - 1}.{name}")

@@ -502,7 +502,7 @@ class Trainer:
         if config.freeze_layers:  # before the optimizer is built, which leaves frozen parameters out
             from ..models.ablation import freeze_layers
 
-            freeze_layers(self.model, config.freeze_layers, "--freeze-layers")
+            freeze_layers(self.model, config.freeze_layers, "freeze_layers")
         self.wrapped = self.model
         if self.processes.world > 1:
             self.wrapped = nn.parallel.DistributedDataParallel(self.model)
@@ -544,7 +544,7 @@ class Trainer:
         if not c.resume:
             write_run(run_file, record)
         elif check_resume("resume", c.work_dir, run_file, record, overwrite=False,
-                          advice="start without --resume, or use another --work-dir") is None:
+                          advice="start without resuming, or use another work folder") is None:
             write_run(run_file, record)  # a work folder of an older version: recorded from now on
 
     def _train(self) -> Dict[str, Any]:
@@ -818,12 +818,12 @@ class Trainer:
             if not checkpoint_is_loadable(other):
                 continue
             if folder is None:
-                return f"the newest intact checkpoint is {other} (step {step}): resume from it with --resume {other}"
-            return (f"the earlier checkpoint {other} (step {step}) is intact: resume from it with "
-                    f"--resume {other} (or delete {folder} and use --resume)")
+                return f"the newest intact checkpoint is {other} (step {step}): resume from {other}"
+            return (f"the earlier checkpoint {other} (step {step}) is intact: resume from {other} "
+                    f"(or delete {folder} and resume from the newest)")
         if folder is None:
-            return f"there is no intact checkpoint in {root}: start without --resume"
-        return f"no earlier intact checkpoint in {root}: delete {folder} and start again without --resume"
+            return f"there is no intact checkpoint in {root}: start without resuming"
+        return f"no earlier intact checkpoint in {root}: delete {folder} and start again without resuming"
 
     def export(self) -> Dict[str, Any]:
         """Write the best (else the last) model, the tokenizer and ``metrics.json`` to ``output_dir``."""
