@@ -47,3 +47,19 @@ def test_unknown_method_is_rejected(tmp_path):
 
     with pytest.raises(UsageError, match="unknown method"):
         main(["--methods", "lrp,deeplift", "--out", str(tmp_path)])
+
+
+def test_a_benchmark_gives_the_callers_torch_threads_back(tmp_path):
+    """The benchmark sets its own thread count (``--threads``, default every core); a caller in the
+    same process (a notebook, a test) finds its own again afterwards, also when the run fails."""
+    import torch
+
+    from bert_lrp import cli
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert cli.main(["benchmark", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "b")]) == 2
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

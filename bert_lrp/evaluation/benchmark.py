@@ -615,6 +615,7 @@ def run_benchmark(settings: BenchmarkSettings) -> int:
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     run = _BenchmarkRun(settings, open_log(out / f"{settings.name}.log"))
+    threads = torch.get_num_threads()  # the run sets its own; the caller's are given back
     try:
         run.prepare()
         run.time_cells()
@@ -624,6 +625,7 @@ def run_benchmark(settings: BenchmarkSettings) -> int:
         run.log_skipped_peers()
     finally:
         run.close()
+        torch.set_num_threads(threads)
     run.raise_failures(json_path)
     return 0
 

@@ -110,11 +110,21 @@ def _transformers_entries(model_dir: Path, sentences: List[str], batch_size: int
 
 def run_dataset_benchmark(model_dir: Path, data: Path, out: Path, rounds: int = 3, batch_size: int = 64,
                           threads: int = 2, limit: int = 0, log=print) -> dict:
-    """Time every entry ``rounds`` times in turn; write ``dataset.json`` and ``dataset.md`` to ``out``."""
+    """Time every entry ``rounds`` times in turn; write ``dataset.json`` and ``dataset.md`` to ``out``.
+    The run uses ``threads`` torch threads and gives the caller's back at the end."""
+    threads_before = torch.get_num_threads()  # the run sets its own; the caller's are given back
+    torch.set_num_threads(threads)
+    try:
+        return _run_dataset_benchmark(model_dir, data, out, rounds, batch_size, threads, limit, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_dataset_benchmark(model_dir: Path, data: Path, out: Path, rounds: int, batch_size: int, threads: int,
+                           limit: int, log) -> dict:
     from ..attribution.explain import explain
     from ..models.loading import load_model
 
-    torch.set_num_threads(threads)
     sentences = read_sentences(data, limit)
     model, tokenizer = load_model(model_dir)
     sorted_batches = _batches(tokenizer, sentences, batch_size, by_length=True)
