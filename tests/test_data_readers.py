@@ -326,7 +326,7 @@ def test_markup_in_every_string_field_is_kept_as_text_and_drawn_escaped(record, 
     data = records_file(tmp_path, hostile)
     explorer = Explorer([(model, *load_model(model))], data=data)
     try:
-        shown = TestClient(create_app(explorer)).get("/api/datasets/1/rows/0").json()
+        shown = TestClient(create_app(explorer)).get(f"/api/datasets/{1}/rows/0").json()
     finally:
         explorer.close()
     assert shown["record"]["text"] == markup  # the data as it was
@@ -361,7 +361,7 @@ MAY_READ = {
     "bert_lrp.cli.benchmark._run": "prints the report the benchmark has just written",
 }
 PATH_READS = {"read_text", "read_bytes"}                      # path.read_text()
-MODULE_LOADS = {"json", "np", "numpy", "torch", "pickle"}      # json.load(handle), torch.load(path), ...
+MODULE_LOADS = {"json", "np", "numpy", "torch", "pickle"}      # json.load(handle), torch.load with weights_only=True, ...
 LOADERS = {"load_file", "safe_open"}                           # safetensors
 
 

@@ -294,7 +294,7 @@ def counted_and_estimated(model, tokenizer, texts, **request) -> tuple:
     {"methods": ["occlusion"]},                              # the text, then each word left out
     {"methods": ["shap"], "options": {"shap_exact_words": 12}},  # 2^words coalitions
     {"methods": ["smoothgrad", "gi"], "options": {"smoothgrad_samples": 3}},
-], ids=["shared", "jacobian", "all-labels", "ig", "occlusion", "shap", "smoothgrad"])
+], ids=["stacked-pass", "jacobian", "all-labels", "ig", "occlusion", "shap", "smoothgrad"])
 def test_the_cost_estimate_is_the_rows_times_tokens_counted(sequence, request_fields):
     model, tokenizer = sequence
     counted, estimated = counted_and_estimated(model, tokenizer, TEXTS[:2], **request_fields)
