@@ -4,16 +4,18 @@ from .attribution.road import Request, TextExplanation, explain_texts
 from .models.bert import (BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction, BertForPreTraining,
                           BertForQuestionAnswering, BertLMHeadModel, BertForSequenceClassification,
                           BertForTokenClassification, BertModel, InputError)
-from .models.auto import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
+from .models.auto import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForMultipleChoice,
+                          AutoModelForQuestionAnswering,
                           AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer)
 from .models.bridge import from_transformers, to_transformers
 from .models.checkpoint import CheckpointError, LoadingInfo
 from .models.config import BertConfig, ConfigError, DistilBertConfig, ElectraConfig, RobertaConfig
-from .models.distilbert import (DistilBertForMaskedLM, DistilBertForSequenceClassification,
+from .models.distilbert import (DistilBertForMaskedLM, DistilBertForMultipleChoice, DistilBertForQuestionAnswering,
+                                DistilBertForSequenceClassification,
                                 DistilBertForTokenClassification, DistilBertModel)
-from .models.electra import (ElectraForQuestionAnswering, ElectraForSequenceClassification,
+from .models.electra import (ElectraForMultipleChoice, ElectraForQuestionAnswering, ElectraForSequenceClassification,
                              ElectraForTokenClassification, ElectraModel)
-from .models.roberta import (RobertaForMaskedLM, RobertaForQuestionAnswering, RobertaForSequenceClassification,
+from .models.roberta import (RobertaForMaskedLM, RobertaForMultipleChoice, RobertaForQuestionAnswering, RobertaForSequenceClassification,
                              RobertaForTokenClassification, RobertaModel)
 from .models.hub import HubError
 from .models.tokenization import BertTokenizer, Encoding, RobertaTokenizer, TokenizerError
@@ -31,5 +33,7 @@ __all__ = [
     "AutoConfig", "AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
     "AutoModelForMaskedLM", "AutoTokenizer", "BertForQuestionAnswering", "BertForMultipleChoice",
     "BertForNextSentencePrediction", "BertLMHeadModel", "RobertaForQuestionAnswering", "ElectraForQuestionAnswering",
-    "AutoModelForQuestionAnswering", "from_transformers", "to_transformers",
+    "AutoModelForQuestionAnswering", "from_transformers", "to_transformers", "RobertaForMultipleChoice",
+    "DistilBertForMultipleChoice", "ElectraForMultipleChoice", "DistilBertForQuestionAnswering",
+    "AutoModelForMultipleChoice",
 ]

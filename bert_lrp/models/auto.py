@@ -12,6 +12,7 @@ from typing import Any, Dict
 
 from .bert import (
     BertForMaskedLM,
+    BertForMultipleChoice,
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
@@ -21,11 +22,14 @@ from .checkpoint import resolve_pretrained
 from .config import BertConfig, ConfigError, read_model_type
 from .distilbert import (
     DistilBertForMaskedLM,
+    DistilBertForMultipleChoice,
+    DistilBertForQuestionAnswering,
     DistilBertForSequenceClassification,
     DistilBertForTokenClassification,
     DistilBertModel,
 )
 from .electra import (
+    ElectraForMultipleChoice,
     ElectraForQuestionAnswering,
     ElectraForSequenceClassification,
     ElectraForTokenClassification,
@@ -33,6 +37,7 @@ from .electra import (
 )
 from .roberta import (
     RobertaForMaskedLM,
+    RobertaForMultipleChoice,
     RobertaForQuestionAnswering,
     RobertaForSequenceClassification,
     RobertaForTokenClassification,
@@ -43,14 +48,18 @@ from .tokenization import BertTokenizer, RobertaTokenizer
 # model_type -> task -> class
 MODELS: Dict[str, Dict[str, type]] = {
     "bert": {"base": BertModel, "sequence": BertForSequenceClassification, "token": BertForTokenClassification,
-             "masked_lm": BertForMaskedLM, "question_answering": BertForQuestionAnswering},
+             "masked_lm": BertForMaskedLM, "question_answering": BertForQuestionAnswering,
+             "multiple_choice": BertForMultipleChoice},
     "roberta": {"base": RobertaModel, "sequence": RobertaForSequenceClassification,
                 "token": RobertaForTokenClassification, "masked_lm": RobertaForMaskedLM,
-                "question_answering": RobertaForQuestionAnswering},
+                "question_answering": RobertaForQuestionAnswering, "multiple_choice": RobertaForMultipleChoice},
     "distilbert": {"base": DistilBertModel, "sequence": DistilBertForSequenceClassification,
-                   "token": DistilBertForTokenClassification, "masked_lm": DistilBertForMaskedLM},
+                   "token": DistilBertForTokenClassification, "masked_lm": DistilBertForMaskedLM,
+                   "question_answering": DistilBertForQuestionAnswering,
+                   "multiple_choice": DistilBertForMultipleChoice},
     "electra": {"base": ElectraModel, "sequence": ElectraForSequenceClassification,
-                "token": ElectraForTokenClassification, "question_answering": ElectraForQuestionAnswering},
+                "token": ElectraForTokenClassification, "question_answering": ElectraForQuestionAnswering,
+                "multiple_choice": ElectraForMultipleChoice},
 }
 TOKENIZERS: Dict[str, type] = {"bert": BertTokenizer, "roberta": RobertaTokenizer, "distilbert": BertTokenizer,
                                "electra": BertTokenizer}
@@ -58,7 +67,8 @@ SUPPORTED = ", ".join(MODELS)
 
 
 def model_class(model_type: str, task: str, source: str = "config.json") -> type:
-    """The class of ``task`` (``base``, ``sequence``, ``token``, ``masked_lm``) for ``model_type``."""
+    """The class of ``task`` (``base``, ``sequence``, ``token``, ``masked_lm``, ``question_answering``,
+    ``multiple_choice``) for ``model_type``."""
     if model_type not in MODELS:
         raise ConfigError(f"{source}: model_type {model_type!r} is not supported; supported types: {SUPPORTED}")
     if task not in MODELS[model_type]:
@@ -117,6 +127,10 @@ class AutoModelForMaskedLM(_AutoModel):
 
 class AutoModelForQuestionAnswering(_AutoModel):
     task = "question_answering"
+
+
+class AutoModelForMultipleChoice(_AutoModel):
+    task = "multiple_choice"
 
 
 class AutoConfig:

@@ -290,9 +290,10 @@ class BertPreTrainedModel(TransformersMethods, PretrainedMixin, nn.Module):
         """What every head does first: refuse unknown keywords, run ``self.base_model`` (the
         encoder) and return its output record (``last_hidden_state [batch, seq, hidden]``, ...)."""
         _reject_unknown(unused)
-        return self.base_model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                               output_attentions, output_hidden_states, embedding_output=embedding_output,
-                               rules=rules, return_dict=True)
+        return self.base_model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                               position_ids=position_ids, inputs_embeds=inputs_embeds,
+                               output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                               embedding_output=embedding_output, rules=rules, return_dict=True)
 
     def _finish(self, output, return_dict: Optional[bool]):
         """The output record, or its tuple when ``return_dict`` (default: the config's) is False."""
@@ -730,7 +731,7 @@ def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positi
 
 class SpanClassifier:
     """Linear ``qa_outputs`` on every token of ``self.base_model``'s output: extractive question
-    answering (BERT, RoBERTa, ELECTRA). Logits ``start_logits`` / ``end_logits`` ``[batch, seq]``;
+    answering (BERT, RoBERTa, ELECTRA, DistilBERT). Logits ``start_logits`` / ``end_logits`` ``[batch, seq]``;
     the output's ``logits`` ``[batch, seq, 2]`` holds both, so ``explain`` (task ``token``) explains
     the start logit at a position with ``target=(position, 0)`` and the end logit with ``(position, 1)``."""
 
@@ -743,13 +744,18 @@ class SpanClassifier:
         self.num_labels = 2
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
 
+    def _span_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What ``qa_outputs`` reads, from the last hidden states ``[batch, seq, hidden]`` (as they are;
+        DistilBERT drops out first)."""
+        return hidden
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, *, embedding_output=None,
                 rules: Optional[RuleSet] = None, **unused):
         encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                output_attentions, output_hidden_states, embedding_output, rules, unused)
-        logits = ops.linear(encoded.last_hidden_state, self.qa_outputs, rules)
+        logits = ops.linear(self._span_input(encoded.last_hidden_state), self.qa_outputs, rules)
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None
         if start_positions is not None and end_positions is not None:
@@ -776,17 +782,16 @@ def _flatten_choices(tensor: Optional[torch.Tensor], width: int) -> Optional[tor
     return tensor.reshape(-1, *tensor.shape[-width:])
 
 
-class BertForMultipleChoice(BertPreTrainedModel):
-    """BERT + dropout + linear scorer on the pooled [CLS] of each choice. Inputs ``[batch, choices,
-    seq]``; logits ``[batch, choices]`` (one score per choice). Not explained by ``explain``."""
+class ChoiceScorer:
+    """Multiple choice, written once for every family: each choice of the ``[batch, choices, seq]``
+    inputs (``[batch, choices, seq, hidden]`` inputs_embeds) is encoded on its own by
+    ``self.base_model``; the family's :meth:`_choice_scores` turns the last hidden states
+    ``[batch * choices, seq, hidden]`` (and the pooled ``[batch * choices, hidden]`` if the encoder
+    pools) into one score per choice ``[batch * choices, 1]``. Logits ``[batch, choices]``; loss:
+    cross-entropy against ``labels [batch]``. Not explained by ``explain`` (no ``task``)."""
 
-    def __init__(self, config: BertConfig) -> None:
-        config = with_labels(config)
-        super().__init__(config)
-        self.bert = BertModel(config)
-        self.dropout = nn.Dropout(_classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, 1)
-        self.init_weights()
+    def _choice_scores(self, encoded: BaseModelOutputWithPooling) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
@@ -794,17 +799,43 @@ class BertForMultipleChoice(BertPreTrainedModel):
         _reject_unknown(unused)
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None or reference.dim() < 3:
-            raise InputError("BertForMultipleChoice takes inputs of shape [batch, choices, seq] (input_ids) or "
+            raise InputError(f"{type(self).__name__} takes inputs of shape [batch, choices, seq] (input_ids) or "
                              "[batch, choices, seq, hidden] (inputs_embeds)")
         choices = reference.shape[1]
-        encoded = self.bert(_flatten_choices(input_ids, 1), _flatten_choices(attention_mask, 1),
-                            _flatten_choices(token_type_ids, 1), _flatten_choices(position_ids, 1),
-                            _flatten_choices(inputs_embeds, 2), output_attentions, output_hidden_states,
-                            return_dict=True)
-        logits = self.classifier(ops.dropout(encoded.pooler_output, self.dropout)).view(-1, choices)
+        encoded = self.base_model(input_ids=_flatten_choices(input_ids, 1),
+                                  attention_mask=_flatten_choices(attention_mask, 1),
+                                  token_type_ids=_flatten_choices(token_type_ids, 1),
+                                  position_ids=_flatten_choices(position_ids, 1),
+                                  inputs_embeds=_flatten_choices(inputs_embeds, 2),
+                                  output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                                  return_dict=True)
+        logits = self._choice_scores(encoded).view(-1, choices)
         loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
         return self._finish(MultipleChoiceModelOutput(loss, logits, encoded.hidden_states, encoded.attentions),
                             return_dict)
+
+
+class PooledChoiceScorer(ChoiceScorer):
+    """:class:`ChoiceScorer` with dropout + linear ``classifier`` on the pooled first token (BERT, RoBERTa)."""
+
+    def _add_choice_classifier(self, config: BertConfig) -> None:
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, 1)
+
+    def _choice_scores(self, encoded: BaseModelOutputWithPooling) -> torch.Tensor:
+        return self.classifier(ops.dropout(encoded.pooler_output, self.dropout))
+
+
+class BertForMultipleChoice(PooledChoiceScorer, BertPreTrainedModel):
+    """BERT + dropout + linear scorer on the pooled [CLS] of each choice. Inputs ``[batch, choices,
+    seq]``; logits ``[batch, choices]`` (one score per choice). Not explained by ``explain``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self._add_choice_classifier(config)
+        self.init_weights()
 
 
 class BertOnlyNSPHead(nn.Module):

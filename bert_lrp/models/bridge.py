@@ -12,14 +12,13 @@ import torch
 from torch import nn
 
 from .auto import MODELS
-from .bert import BertForMultipleChoice, BertForNextSentencePrediction, BertForPreTraining
+from .bert import BertForNextSentencePrediction, BertForPreTraining
 from .checkpoint import CheckpointError
 from .config import as_config
 
 # class name -> our class (transformers' classes of the same name hold the same weights)
 CLASSES: Dict[str, type] = {cls.__name__: cls for tasks in MODELS.values() for cls in tasks.values()}
-CLASSES.update({cls.__name__: cls for cls in (BertForPreTraining, BertForMultipleChoice,
-                                              BertForNextSentencePrediction)})
+CLASSES.update({cls.__name__: cls for cls in (BertForPreTraining, BertForNextSentencePrediction)})
 
 
 def from_transformers(model: nn.Module) -> nn.Module:

@@ -18,6 +18,8 @@ from .bert import (
     BertEmbeddings,
     BertModel,
     BertPreTrainedModel,
+    ChoiceScorer,
+    SpanClassifier,
     _TiedLinear,
     add_and_norm,
     self_attention,
@@ -228,3 +230,58 @@ class DistilBertForMaskedLM(_DistilBertWithHead):
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1), ignore_index=-100)
+
+
+class DistilBertForQuestionAnswering(SpanClassifier, DistilBertPreTrainedModel):
+    """DistilBERT + dropout (``qa_dropout``) + ``qa_outputs``: start and end logits of the answer
+    span, ``[batch, seq]`` each (see :class:`~bert_lrp.models.bert.SpanClassifier`)."""
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.distilbert = DistilBertModel(config)
+        self._add_span_classifier(config)
+        self.dropout = nn.Dropout(config.qa_dropout)
+        self.init_weights()
+
+    def _span_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        return ops.dropout(hidden, self.dropout)
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, start_positions=None,
+                end_positions=None, position_ids=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, *, token_type_ids=None, embedding_output=None, rules: Optional[RuleSet] = None,
+                **unused):
+        """DistilBERT's argument order (no ``token_type_ids`` but by name, all zero)."""
+        return SpanClassifier.forward(self, input_ids=input_ids, attention_mask=attention_mask,
+                                      token_type_ids=token_type_ids, position_ids=position_ids,
+                                      inputs_embeds=inputs_embeds, start_positions=start_positions,
+                                      end_positions=end_positions, output_attentions=output_attentions,
+                                      output_hidden_states=output_hidden_states, return_dict=return_dict,
+                                      embedding_output=embedding_output, rules=rules, **unused)
+
+
+class DistilBertForMultipleChoice(ChoiceScorer, DistilBertPreTrainedModel):
+    """DistilBERT + ``pre_classifier`` + ReLU + dropout + linear scorer on the first token of each
+    choice. Inputs ``[batch, choices, seq]``; logits ``[batch, choices]``. Not explained by ``explain``."""
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.distilbert = DistilBertModel(config)
+        self.pre_classifier = nn.Linear(config.hidden_size, config.hidden_size)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self.init_weights()
+
+    def _choice_scores(self, encoded: BaseModelOutputWithPooling) -> torch.Tensor:
+        pooled = ops.activation(self.pre_classifier(encoded.last_hidden_state[:, 0]), "relu", None)
+        return self.classifier(ops.dropout(pooled, self.dropout))
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,
+                **unused):
+        """DistilBERT's argument order (no ``token_type_ids`` but by name, all zero)."""
+        return ChoiceScorer.forward(self, input_ids=input_ids, attention_mask=attention_mask,
+                                    token_type_ids=token_type_ids, position_ids=position_ids,
+                                    inputs_embeds=inputs_embeds, labels=labels, output_attentions=output_attentions,
+                                    output_hidden_states=output_hidden_states, return_dict=return_dict, **unused)

@@ -19,11 +19,13 @@ from .bert import (
     BertEmbeddings,
     BertModel,
     BertPreTrainedModel,
+    ChoiceScorer,
     SpanClassifier,
     TokenClassifier,
     with_labels,
 )
-from .config import ElectraConfig
+from .config import ConfigError, ElectraConfig
+from .outputs import BaseModelOutputWithPooling
 from .roberta import ClassificationHead, FirstTokenClassifier
 
 
@@ -97,3 +99,46 @@ class ElectraForQuestionAnswering(SpanClassifier, ElectraPreTrainedModel):
         self.electra = ElectraModel(config)
         self._add_span_classifier(config)
         self.init_weights()
+
+
+class ElectraSequenceSummary(nn.Module):
+    """ELECTRA's summary of a sequence as its multiple-choice head reads the config
+    (``summary_type`` "first", ``summary_use_proj``, ``summary_proj_to_labels``,
+    ``summary_activation``, ``summary_first_dropout``, ``summary_last_dropout``; transformers'
+    defaults when absent): first token, dropout, ``summary`` linear, activation, dropout.
+    ``hidden [batch, seq, hidden]`` -> ``[batch, hidden]`` (``[batch, num_labels]`` when projected to labels)."""
+
+    def __init__(self, config: ElectraConfig) -> None:
+        super().__init__()
+        kind = getattr(config, "summary_type", "first")
+        if kind != "first":
+            raise ConfigError(f"config field summary_type must be 'first' for ELECTRA's multiple choice, got {kind!r}")
+        if not getattr(config, "summary_use_proj", True):
+            raise ConfigError("config field summary_use_proj must be true for ELECTRA's multiple choice, got False")
+        to_labels = getattr(config, "summary_proj_to_labels", False) and config.num_labels > 0
+        self.summary = nn.Linear(config.hidden_size, config.num_labels if to_labels else config.hidden_size)
+        self.activation = getattr(config, "summary_activation", "gelu")
+        self.first_dropout = nn.Dropout(getattr(config, "summary_first_dropout", 0.0) or 0.0)
+        self.last_dropout = nn.Dropout(getattr(config, "summary_last_dropout", 0.1) or 0.0)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        summary = self.summary(ops.dropout(hidden[:, 0], self.first_dropout))
+        if self.activation:
+            summary = ops.activation(summary, self.activation, None)
+        return ops.dropout(summary, self.last_dropout)
+
+
+class ElectraForMultipleChoice(ChoiceScorer, ElectraPreTrainedModel):
+    """ELECTRA + :class:`ElectraSequenceSummary` + linear scorer of each choice. Inputs ``[batch,
+    choices, seq]``; logits ``[batch, choices]``. Not explained by ``explain``."""
+
+    def __init__(self, config: ElectraConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.electra = ElectraModel(config)
+        self.sequence_summary = ElectraSequenceSummary(config)
+        self.classifier = nn.Linear(self.sequence_summary.summary.out_features, 1)
+        self.init_weights()
+
+    def _choice_scores(self, encoded: BaseModelOutputWithPooling) -> torch.Tensor:
+        return self.classifier(self.sequence_summary(encoded.last_hidden_state))

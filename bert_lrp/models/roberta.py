@@ -18,6 +18,7 @@ from .bert import (
     BertModel,
     BertPreTrainedModel,
     InputError,
+    PooledChoiceScorer,
     SpanClassifier,
     TokenClassifier,
     _classifier_dropout,
@@ -179,4 +180,16 @@ class RobertaForQuestionAnswering(SpanClassifier, RobertaPreTrainedModel):
         super().__init__(config)
         self.roberta = RobertaModel(config, add_pooling_layer=False)
         self._add_span_classifier(config)
+        self.init_weights()
+
+
+class RobertaForMultipleChoice(PooledChoiceScorer, RobertaPreTrainedModel):
+    """RoBERTa + dropout + linear scorer on the pooled ``<s>`` of each choice. Inputs ``[batch,
+    choices, seq]``; logits ``[batch, choices]``. Not explained by ``explain``."""
+
+    def __init__(self, config: RobertaConfig) -> None:
+        config = with_labels(config)
+        super().__init__(config)
+        self.roberta = RobertaModel(config)
+        self._add_choice_classifier(config)
         self.init_weights()
