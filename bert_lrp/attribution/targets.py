@@ -15,9 +15,9 @@ def task_of(model: nn.Module) -> str:
     or ``masked_lm``."""
     task = getattr(model, "task", None)
     if task not in ("sequence", "token", "masked_lm"):
-        raise TypeError(f"explain supports <Family>ForSequenceClassification, <Family>ForTokenClassification and "
-                        f"<Family>ForMaskedLM/BertForPreTraining (Bert, Roberta, DistilBert, Electra), not "
-                        f"{type(model).__name__}")
+        raise TypeError(f"explain supports <Family>ForSequenceClassification, <Family>ForTokenClassification, "
+                        f"<Family>ForQuestionAnswering and <Family>ForMaskedLM/BertForPreTraining (Bert, Roberta, "
+                        f"DistilBert, Electra), not {type(model).__name__}")
     return task
 
 
