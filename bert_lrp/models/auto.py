@@ -114,22 +114,32 @@ class AutoModel(_AutoModel):
 
 
 class AutoModelForSequenceClassification(_AutoModel):
+    """One label per text (pair): ``<Family>ForSequenceClassification``."""
+
     task = "sequence"
 
 
 class AutoModelForTokenClassification(_AutoModel):
+    """One label per token: ``<Family>ForTokenClassification``."""
+
     task = "token"
 
 
 class AutoModelForMaskedLM(_AutoModel):
+    """A vocabulary distribution per position: ``<Family>ForMaskedLM``."""
+
     task = "masked_lm"
 
 
 class AutoModelForQuestionAnswering(_AutoModel):
+    """Start and end logits of an answer span: ``<Family>ForQuestionAnswering``."""
+
     task = "question_answering"
 
 
 class AutoModelForMultipleChoice(_AutoModel):
+    """One score per choice of ``[batch, choices, seq]`` inputs: ``<Family>ForMultipleChoice``."""
+
     task = "multiple_choice"
 
 

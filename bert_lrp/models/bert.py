@@ -10,7 +10,8 @@ backward pass computes the chosen attribution.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from types import MappingProxyType
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -572,11 +573,30 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
-class TokenClassifier:
+class EncoderHead:
+    """A task head on its family's encoder, built the same way for every family: the family's
+    ``encoder_class`` (with ``encoder_options``) becomes ``self.<base_model_prefix>``, then
+    :meth:`_add_head` adds the head's own modules, then the weights are initialised."""
+
+    encoder_class: type
+    encoder_options: Mapping[str, Any] = MappingProxyType({})
+
+    def __init__(self, config: BertConfig, num_labels: Optional[int] = None) -> None:
+        config = with_labels(config, num_labels)
+        super().__init__(config)  # type: ignore[call-arg]  (the family's PreTrainedModel, next in the MRO)
+        setattr(self, self.base_model_prefix, self.encoder_class(config, **self.encoder_options))
+        self._add_head(config)
+        self.init_weights()
+
+    def _add_head(self, config: BertConfig) -> None:
+        raise NotImplementedError
+
+
+class TokenClassifier(EncoderHead):
     """Dropout + linear classifier on every token of ``self.base_model``'s output: the token
     classification head of BERT, RoBERTa and ELECTRA. Logits ``[batch, seq, num_labels]``."""
 
-    def _add_token_classifier(self, config: BertConfig) -> None:
+    def _add_head(self, config: BertConfig) -> None:
         self.num_labels = config.num_labels
         self.dropout = nn.Dropout(_classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
@@ -610,12 +630,8 @@ class BertForTokenClassification(TokenClassifier, BertPreTrainedModel):
 
     task = "token"  # what explain() explains: see attribution/targets.py
 
-    def __init__(self, config: BertConfig, num_labels: Optional[int] = None) -> None:
-        config = with_labels(config, num_labels)
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self._add_token_classifier(config)
-        self.init_weights()
+    encoder_class = BertModel
+    encoder_options = MappingProxyType({"add_pooling_layer": False})
 
 
 class BertLMPredictionHead(nn.Module):
@@ -729,7 +745,7 @@ def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positi
             + F.cross_entropy(end_logits, end, ignore_index=seq)) / 2
 
 
-class SpanClassifier:
+class SpanClassifier(EncoderHead):
     """Linear ``qa_outputs`` on every token of ``self.base_model``'s output: extractive question
     answering (BERT, RoBERTa, ELECTRA, DistilBERT). Logits ``start_logits`` / ``end_logits`` ``[batch, seq]``;
     the output's ``logits`` ``[batch, seq, 2]`` holds both, so ``explain`` (task ``token``) explains
@@ -737,7 +753,7 @@ class SpanClassifier:
 
     task = "token"  # what explain() explains: see attribution/targets.py
 
-    def _add_span_classifier(self, config: BertConfig) -> None:
+    def _add_head(self, config: BertConfig) -> None:
         if config.num_labels != 2:
             raise ConfigError(f"config field num_labels must be 2 for {type(self).__name__} (start and end "
                               f"logits), got {config.num_labels}")
@@ -767,12 +783,8 @@ class SpanClassifier:
 class BertForQuestionAnswering(SpanClassifier, BertPreTrainedModel):
     """BERT + ``qa_outputs`` (start and end logits of the answer span, ``[batch, seq]`` each)."""
 
-    def __init__(self, config: BertConfig) -> None:
-        config = with_labels(config)
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self._add_span_classifier(config)
-        self.init_weights()
+    encoder_class = BertModel
+    encoder_options = MappingProxyType({"add_pooling_layer": False})
 
 
 def _flatten_choices(tensor: Optional[torch.Tensor], width: int) -> Optional[torch.Tensor]:
@@ -815,10 +827,10 @@ class ChoiceScorer:
                             return_dict)
 
 
-class PooledChoiceScorer(ChoiceScorer):
+class PooledChoiceScorer(EncoderHead, ChoiceScorer):
     """:class:`ChoiceScorer` with dropout + linear ``classifier`` on the pooled first token (BERT, RoBERTa)."""
 
-    def _add_choice_classifier(self, config: BertConfig) -> None:
+    def _add_head(self, config: BertConfig) -> None:
         self.dropout = nn.Dropout(_classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, 1)
 
@@ -830,12 +842,7 @@ class BertForMultipleChoice(PooledChoiceScorer, BertPreTrainedModel):
     """BERT + dropout + linear scorer on the pooled [CLS] of each choice. Inputs ``[batch, choices,
     seq]``; logits ``[batch, choices]`` (one score per choice). Not explained by ``explain``."""
 
-    def __init__(self, config: BertConfig) -> None:
-        config = with_labels(config)
-        super().__init__(config)
-        self.bert = BertModel(config)
-        self._add_choice_classifier(config)
-        self.init_weights()
+    encoder_class = BertModel
 
 
 class BertOnlyNSPHead(nn.Module):

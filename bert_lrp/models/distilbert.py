@@ -236,13 +236,11 @@ class DistilBertForQuestionAnswering(SpanClassifier, DistilBertPreTrainedModel):
     """DistilBERT + dropout (``qa_dropout``) + ``qa_outputs``: start and end logits of the answer
     span, ``[batch, seq]`` each (see :class:`~bert_lrp.models.bert.SpanClassifier`)."""
 
-    def __init__(self, config: DistilBertConfig) -> None:
-        config = with_labels(config)
-        super().__init__(config)
-        self.distilbert = DistilBertModel(config)
-        self._add_span_classifier(config)
+    encoder_class = DistilBertModel
+
+    def _add_head(self, config: DistilBertConfig) -> None:
+        super()._add_head(config)
         self.dropout = nn.Dropout(config.qa_dropout)
-        self.init_weights()
 
     def _span_input(self, hidden: torch.Tensor) -> torch.Tensor:
         return ops.dropout(hidden, self.dropout)

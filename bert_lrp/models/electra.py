@@ -26,7 +26,7 @@ from .bert import (
 )
 from .config import ConfigError, ElectraConfig
 from .outputs import BaseModelOutputWithPooling
-from .roberta import ClassificationHead, FirstTokenClassifier
+from .roberta import FirstTokenClassifier
 
 
 class ElectraEmbeddings(BertEmbeddings):
@@ -68,13 +68,8 @@ class ElectraForSequenceClassification(FirstTokenClassifier, ElectraPreTrainedMo
 
     task = "sequence"  # what explain() explains: see attribution/targets.py
 
-    def __init__(self, config: ElectraConfig, num_labels: Optional[int] = None) -> None:
-        config = with_labels(config, num_labels)
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.electra = ElectraModel(config)
-        self.classifier = ClassificationHead(config, "gelu")
-        self.init_weights()
+    encoder_class = ElectraModel
+    classifier_activation = "gelu"
 
 
 class ElectraForTokenClassification(TokenClassifier, ElectraPreTrainedModel):
@@ -82,23 +77,13 @@ class ElectraForTokenClassification(TokenClassifier, ElectraPreTrainedModel):
 
     task = "token"  # what explain() explains: see attribution/targets.py
 
-    def __init__(self, config: ElectraConfig, num_labels: Optional[int] = None) -> None:
-        config = with_labels(config, num_labels)
-        super().__init__(config)
-        self.electra = ElectraModel(config)
-        self._add_token_classifier(config)
-        self.init_weights()
+    encoder_class = ElectraModel
 
 
 class ElectraForQuestionAnswering(SpanClassifier, ElectraPreTrainedModel):
     """ELECTRA + ``qa_outputs``: start and end logits of the answer span, ``[batch, seq]`` each."""
 
-    def __init__(self, config: ElectraConfig) -> None:
-        config = with_labels(config)
-        super().__init__(config)
-        self.electra = ElectraModel(config)
-        self._add_span_classifier(config)
-        self.init_weights()
+    encoder_class = ElectraModel
 
 
 class ElectraSequenceSummary(nn.Module):

@@ -5,6 +5,7 @@ Shapes: ``[batch, seq]`` ids and masks, ``[batch, seq, hidden]`` hidden states.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Optional
 
 import torch
@@ -17,12 +18,12 @@ from .bert import (
     BertEmbeddings,
     BertModel,
     BertPreTrainedModel,
+    EncoderHead,
     InputError,
     PooledChoiceScorer,
     SpanClassifier,
     TokenClassifier,
     _classifier_dropout,
-    _reject_unknown,
     _TiedLinear,
     sequence_loss,
     with_labels,
@@ -84,9 +85,16 @@ class ClassificationHead(nn.Module):
         return ops.linear(ops.dropout(x, self.dropout), self.out_proj, rules)
 
 
-class FirstTokenClassifier:
-    """A :class:`ClassificationHead` on the first token of ``self.base_model``'s output: the sequence
-    classification of RoBERTa and ELECTRA. Logits ``[batch, num_labels]``."""
+class FirstTokenClassifier(EncoderHead):
+    """A :class:`ClassificationHead` (with the family's ``classifier_activation``) on the first token
+    of ``self.base_model``'s output: the sequence classification of RoBERTa and ELECTRA. Logits
+    ``[batch, num_labels]``."""
+
+    classifier_activation: str
+
+    def _add_head(self, config: BertConfig) -> None:
+        self.num_labels = config.num_labels
+        self.classifier = ClassificationHead(config, self.classifier_activation)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
@@ -103,13 +111,9 @@ class RobertaForSequenceClassification(FirstTokenClassifier, RobertaPreTrainedMo
 
     task = "sequence"  # what explain() explains: see attribution/targets.py
 
-    def __init__(self, config: RobertaConfig, num_labels: Optional[int] = None) -> None:
-        config = with_labels(config, num_labels)
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.classifier = ClassificationHead(config, "tanh")
-        self.init_weights()
+    encoder_class = RobertaModel
+    encoder_options = MappingProxyType({"add_pooling_layer": False})
+    classifier_activation = "tanh"
 
 
 class RobertaForTokenClassification(TokenClassifier, RobertaPreTrainedModel):
@@ -117,12 +121,8 @@ class RobertaForTokenClassification(TokenClassifier, RobertaPreTrainedModel):
 
     task = "token"  # what explain() explains: see attribution/targets.py
 
-    def __init__(self, config: RobertaConfig, num_labels: Optional[int] = None) -> None:
-        config = with_labels(config, num_labels)
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self._add_token_classifier(config)
-        self.init_weights()
+    encoder_class = RobertaModel
+    encoder_options = MappingProxyType({"add_pooling_layer": False})
 
 
 class RobertaLMHead(nn.Module):
@@ -175,21 +175,12 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
 class RobertaForQuestionAnswering(SpanClassifier, RobertaPreTrainedModel):
     """RoBERTa + ``qa_outputs``: start and end logits of the answer span, ``[batch, seq]`` each."""
 
-    def __init__(self, config: RobertaConfig) -> None:
-        config = with_labels(config)
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self._add_span_classifier(config)
-        self.init_weights()
+    encoder_class = RobertaModel
+    encoder_options = MappingProxyType({"add_pooling_layer": False})
 
 
 class RobertaForMultipleChoice(PooledChoiceScorer, RobertaPreTrainedModel):
     """RoBERTa + dropout + linear scorer on the pooled ``<s>`` of each choice. Inputs ``[batch,
     choices, seq]``; logits ``[batch, choices]``. Not explained by ``explain``."""
 
-    def __init__(self, config: RobertaConfig) -> None:
-        config = with_labels(config)
-        super().__init__(config)
-        self.roberta = RobertaModel(config)
-        self._add_choice_classifier(config)
-        self.init_weights()
+    encoder_class = RobertaModel
