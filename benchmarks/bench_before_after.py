@@ -13,17 +13,15 @@ median of the per-round ratios now / before.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from earlier_commit import ROOT, checked_out, head_commit, write_report  # benchmarks/, beside this script
 JOBS = {"lrp": "lrp", "lrp,gi,gs,lat,rollout": "lrp,gi,gs,lat,rollout"}
 
 
@@ -52,30 +50,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--name", default="before_after", help="file names of the report (NAME.json, NAME.md)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        before = scratch / "before"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before], check=True,
-                       capture_output=True)
-        try:
-            text_file = scratch / "sentences.txt"
-            rows = sentences(args.data)
-            text_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
-            roots = {"before": before, "now": ROOT}
-            times = {(r, j): [] for r in roots for j in JOBS}
-            for k in range(args.rounds):
-                for job, methods in JOBS.items():
-                    order = list(roots.items()) if k % 2 == 0 else list(roots.items())[::-1]
-                    for name, root in order:
-                        seconds = run_once(root, args.model.resolve(), text_file, methods, scratch / f"{name}.jsonl",
-                                           args.threads)
-                        times[(name, job)].append(seconds)
-                        print(f"round {k + 1}: {name} {job} {seconds:.2f} s", file=sys.stderr, flush=True)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    with checked_out(args.before) as (before, scratch):
+        text_file = scratch / "sentences.txt"
+        rows = sentences(args.data)
+        text_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        roots = {"before": before, "now": ROOT}
+        times = {(r, j): [] for r in roots for j in JOBS}
+        for k in range(args.rounds):
+            for job, methods in JOBS.items():
+                order = list(roots.items()) if k % 2 == 0 else list(roots.items())[::-1]
+                for name, root in order:
+                    seconds = run_once(root, args.model.resolve(), text_file, methods, scratch / f"{name}.jsonl",
+                                       args.threads)
+                    times[(name, job)].append(seconds)
+                    print(f"round {k + 1}: {name} {job} {seconds:.2f} s", file=sys.stderr, flush=True)
+    commit = head_commit()
     results = []
     for job in JOBS:
         b, n = times[("before", job)], times[("now", job)]
@@ -83,15 +74,12 @@ def main() -> None:
                         "paired_ratio": statistics.median(x / y for x, y in zip(n, b)), "before": b, "now": n})
     report = {"before": args.before, "now": commit, "data": args.data.name, "sentences": len(rows),
               "rounds": args.rounds, "threads": args.threads, "python": platform.python_version(), "jobs": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "before_after.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     lines = [f"`bert-lrp explain --jsonl` on {len(rows)} sentences of {args.data.name}, {args.threads} threads, "
              f"median of {args.rounds} alternating rounds: {args.before} (before) vs {commit} (now)", "",
              "| methods | before (s) | now (s) | now / before (paired) |", "|---|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['methods']} | {r['before_s']:.2f} | {r['now_s']:.2f} | {r['paired_ratio']:.3f} |")
-    (args.out / "before_after.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, args.name, report, lines)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,14 @@ Writes ``call_before_after.json`` and ``call_before_after.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from earlier_commit import ROOT, checked_out, head_commit, write_report  # benchmarks/, beside this script
 # (label, batch, length, what): "explain" times explain(model, batch, methods); "texts" times
 # explain_texts(model, tokenizer, texts, methods=...) on the batch's texts (the road around it)
 JOBS = [("lrp 1x32", 1, 32, "explain", "lrp"), ("lrp 1x128", 1, 128, "explain", "lrp"),
@@ -79,30 +77,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        before = scratch / "before"
+    with checked_out(args.before) as (before, scratch):
         script = scratch / "worker.py"
         script.write_text(WORKER, encoding="utf-8")
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before],
-                       check=True, capture_output=True)
-        try:
-            workers = {"before": start(before, args.model.resolve(), args.threads, script),
-                       "now": start(ROOT, args.model.resolve(), args.threads, script)}
-            times = {(name, job[0]): [] for name in workers for job in JOBS}
-            for k in range(args.rounds):
-                for label, batch, length, what, methods in JOBS:
-                    order = list(workers.items()) if k % 2 == 0 else list(workers.items())[::-1]
-                    for name, worker in order:
-                        times[(name, label)].append(ask(worker, batch, length, what, methods))
-                print(f"round {k + 1}/{args.rounds}", file=sys.stderr, flush=True)
-            for worker in workers.values():
-                worker.stdin.close()
-                worker.wait()
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+        workers = {"before": start(before, args.model.resolve(), args.threads, script),
+                   "now": start(ROOT, args.model.resolve(), args.threads, script)}
+        times = {(name, job[0]): [] for name in workers for job in JOBS}
+        for k in range(args.rounds):
+            for label, batch, length, what, methods in JOBS:
+                order = list(workers.items()) if k % 2 == 0 else list(workers.items())[::-1]
+                for name, worker in order:
+                    times[(name, label)].append(ask(worker, batch, length, what, methods))
+            print(f"round {k + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        for worker in workers.values():
+            worker.stdin.close()
+            worker.wait()
+    commit = head_commit()
     results = []
     for label, *_ in JOBS:
         b, n = times[("before", label)], times[("now", label)]
@@ -110,15 +100,12 @@ def main() -> None:
                         "paired_ratio": statistics.median(x / y for x, y in zip(n, b)), "before": b, "now": n})
     report = {"before": args.before, "now": commit, "rounds": args.rounds, "threads": args.threads,
               "python": platform.python_version(), "jobs": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "call_before_after.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     lines = [f"One call, shipped MiniLM in float32, {args.threads} threads, median of {args.rounds} alternating "
              f"rounds: {args.before} (before) vs {commit} (now)", "",
              "| call | before (ms) | now (ms) | now / before (paired) |", "|---|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['job']} | {r['before_ms']:.1f} | {r['now_ms']:.1f} | {r['paired_ratio']:.3f} |")
-    (args.out / "call_before_after.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, "call_before_after", report, lines)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import bert_lrp
 from bert_lrp import explain
 from bert_lrp.models.checkpoint import load_into
 
+from test_dropin import hf_config as tiny_hf_config  # noqa: E402  (tests/ is on sys.path under pytest)
+
 VOCAB, SEQ, BATCH, CHOICES = 99, 9, 3, 4
 TOLERANCE = 1e-5
 
@@ -29,16 +31,9 @@ NEW_HEADS = MULTIPLE_CHOICE + QUESTION_ANSWERING
 
 
 def hf_config(family: str, **changes):
-    """transformers' own config object of a tiny model of ``family`` (dropout on: eval() must switch it off)."""
-    common = dict(vocab_size=VOCAB, max_position_embeddings=40)
-    common.update(changes)
-    if family == "distilbert":
-        return transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=37, **common)
-    if family == "electra":
-        return transformers.ElectraConfig(embedding_size=24, hidden_size=32, num_hidden_layers=2,
-                                          num_attention_heads=4, intermediate_size=37, **common)
-    return transformers.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                      intermediate_size=37, type_vocab_size=1, **common)
+    """transformers' own config object of a tiny model of ``family`` (test_dropin's; two labels, as
+    question answering needs; dropout on: eval() must switch it off)."""
+    return tiny_hf_config(family, **{"num_labels": 2, **changes})
 
 
 def token_batch(family: str, seed: int = 0) -> dict:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +27,7 @@ from bert_lrp.rules.linear import (ContributionAlphaBeta, Epsilon, Gamma, Linear
                                    register_rule, rule_class, rule_names, unregister_rule)
 
 from conftest import FIXTURES
+from test_tune_lrp import model_dir  # noqa: E402,F401  (the shipped model without its composite)
 
 SHIPPED = FIXTURES.parents[1] / "checkpoints" / "minilm-sst2"
 TEXTS = ["a gripping , beautifully acted film", "the plot is thin and the jokes fall flat"]
@@ -55,17 +54,6 @@ def toy():
 def shipped():
     model, tokenizer = load_model(SHIPPED)
     return model, tokenizer, tokenizer(TEXTS)
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    """The shipped model's files without its tuned composite (weights linked, not copied)."""
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
-        shutil.copy(SHIPPED / name, folder / name)
-    (folder / "model.safetensors").symlink_to(SHIPPED / "model.safetensors")
-    return folder
 
 
 # ----------------------------------------------------------------------------- one class

@@ -851,18 +851,16 @@ class BertOnlyNSPHead(nn.Module):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
 
-class BertForNextSentencePrediction(BertPreTrainedModel):
+class BertForNextSentencePrediction(EncoderHead, BertPreTrainedModel):
     """BERT + the next-sentence head on the pooled [CLS]: logits ``[batch, 2]`` (0: the second
     text follows the first, 1: it is random); explained as a sequence classifier."""
 
     task = "sequence"  # what explain() explains: see attribution/targets.py
 
-    def __init__(self, config: BertConfig) -> None:
-        config = with_labels(config)
-        super().__init__(config)
-        self.bert = BertModel(config)
+    encoder_class = BertModel
+
+    def _add_head(self, config: BertConfig) -> None:
         self.cls = BertOnlyNSPHead(config)
-        self.init_weights()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
