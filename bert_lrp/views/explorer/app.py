@@ -29,7 +29,9 @@ MAX_BODY = 2 << 20  # bytes of a request body (an upload is at most 1 MB of text
 HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                                       "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html",
+                **dict.fromkeys(["api.js", "attention.js", "dataset.js", "dom.js", "explain.js", "form.js", "mask.js",
+                                 "results.js", "tabs.js", "whatif.js"], "text/javascript")}  # the page's ES modules
 log = logging.getLogger("bert_lrp.serve")
 
 
