@@ -11,56 +11,34 @@ masked LM and a small data set written by ``explain --jsonl``:
 * save the view as the HTML report (a download holding the same heatmaps);
 * pick the masked LM, click a word to mask it: top-5 predictions and the logit lens per layer;
 * open the data-set tab, sort by confidence both ways, filter by a word, click a row (its
-  heatmaps), see the words that push toward each label;
+  heatmaps), see the words that push toward each label, upload a file of texts;
 * hostile text (markup, event handlers, bidi and terminal escapes) typed in, explained, masked and
   shown from the data set runs nothing (``window.__xss`` stays undefined);
 * no console error and no page error anywhere; screenshots go to the test's temporary folder.
 """
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from bert_lrp import cli
 from bert_lrp.models.loading import load_model
 from bert_lrp.views.explorer.app import create_app
 from bert_lrp.views.explorer.explorer import Explorer
 
+from explorer_browser import (HOSTILE, SHIPPED, explain, explained_data, heatmap_words, launched_browser,  # noqa: E402
+                              opened_page, rgb)
 from serving import serving  # noqa: E402  (tests/ is on sys.path under pytest)
 from test_inspect import hf_mlm  # noqa: E402,F401  (a transformers BertForMaskedLM fixture)
 
-SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "minilm-sst2"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-quic"]
-HOSTILE = '<script>window.__xss=1</script> "><img src=x onerror="window.__xss=1"> \u202eevil \x1b[31mred'
 DATA = [("a wonderful , moving film", "positive"), ("a dull and boring movie", "negative"),
         ("the film is wonderful", "positive"), ("the plot is dull", "positive"), (HOSTILE, "negative")]
 
 
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("the browser test needs Debian's chromium: apt-get install -y chromium (.ci/run installs it)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, hf_mlm):
-    folder = tmp_path_factory.mktemp("browser")
-    texts = folder / "texts.txt"
-    texts.write_text("".join(text.replace("\x1b", "") + "\n" for text, _ in DATA), encoding="utf-8")
-    data = folder / "explained.jsonl"
-    assert cli.main(["explain", "--model", str(SHIPPED), "--file", str(texts), "--jsonl", str(data),
-                     "--methods", "lrp,gi", "--quiet"]) == 0
-    records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
-    for record, (_, gold) in zip(records, DATA):
-        record["label"] = gold
-    data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    data, records = explained_data(tmp_path_factory.mktemp("browser"), DATA)
     loaded = [(SHIPPED, *load_model(SHIPPED)), (hf_mlm[1], *load_model(hf_mlm[1], "masked_lm"))]
     with serving(create_app(Explorer(loaded, data))) as address:
         yield address, records
@@ -68,48 +46,14 @@ def site(tmp_path_factory, hf_mlm):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+    with launched_browser() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
 def page(browser, site, tmp_path):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1000})
-    opened = context.new_page()
-    problems = []
-    opened.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
-              if message.type == "error" else None)
-    opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    opened.goto(site[0] + "/")
-    opened.wait_for_selector("body[data-ready=true]")
-    yield opened
-    opened.screenshot(path=str(tmp_path / "last.png"), full_page=True)
-    assert opened.evaluate("typeof window.__xss") == "undefined"
-    context.close()
-    assert problems == []
-
-
-def explain(page, text: str) -> None:
-    page.fill("#text", text)
-    page.click("#explain-button")
-    page.wait_for_function("() => document.querySelector('#status').textContent === '' && "
-                           "document.querySelectorAll('#heatmaps span.w').length > 0")
-
-
-def heatmap_words(page) -> dict:
-    """Per method block of the result, by its heading: [(word, background colour, hover title)]."""
-    return dict(page.evaluate("""() => [...document.querySelectorAll('#heatmaps div.text')]
-        .filter((block) => block.querySelector('span.w'))
-        .map((block) => [block.previousElementSibling.textContent, [...block.querySelectorAll('span.w')]
-             .map((span) => [span.textContent, getComputedStyle(span).backgroundColor, span.title])])"""))
-
-
-def rgb(colour: str) -> tuple:
-    return tuple(int(v) for v in re.findall(r"\d+", colour)[:3])
+    with opened_page(browser, site[0], tmp_path) as opened:
+        yield opened
 
 
 def test_explain_a_sentence_compare_methods_and_read_the_attention(page, tmp_path):
@@ -132,11 +76,13 @@ def test_explain_a_sentence_compare_methods_and_read_the_attention(page, tmp_pat
     assert page.locator("#agreement table tr").count() == 4  # header + three methods
     page.screenshot(path=str(tmp_path / "explain.png"), full_page=True)
 
+    page.wait_for_selector("#attention text.attention-from")
     assert page.is_visible("#attention-view")
     assert page.locator("#layer option").count() == 6 and page.locator("#head option").count() == 12
     first = page.inner_html("#attention")
-    page.select_option("#layer", "3")
-    page.select_option("#head", "7")
+    page.select_option("#layer", index=3)
+    page.select_option("#head", index=7)
+    page.wait_for_selector("#attention[data-layer='3'][data-head='7'] text.attention-from")
     assert page.inner_html("#attention") != first
     tokens = page.locator("#attention text.attention-from").count()
     assert tokens == 7  # [CLS] a wonderful , moving film [SEP]
@@ -203,7 +149,7 @@ def test_the_data_set_sorts_filters_and_shows_a_row(page, site, tmp_path):
     hostile_row = page.inner_text("#rows tbody tr[data-index='4']")
     assert "<script>window.__xss=1</script>" in hostile_row and "\\u202eevil" in hostile_row  # shown, not obeyed
     page.click("#rows tbody tr[data-index='1']")
-    page.wait_for_function("() => document.querySelector('#row-detail h2').textContent.includes('boring')")
+    page.wait_for_function("() => document.querySelector('#row-detail h2')?.textContent.includes('boring')")
     words = page.locator("#row-detail div.text").first.locator("span.w").all_inner_texts()
     assert words == [w["word"] for w in records[1]["words"]]
     assert page.locator("#words h3").count() == 2  # toward negative, toward positive
@@ -213,6 +159,7 @@ def test_the_data_set_sorts_filters_and_shows_a_row(page, site, tmp_path):
     upload.write_text("sentence\tlabel\na wonderful film\tpositive\na dull movie\tnegative\nit is fine\tpositive\n",
                       encoding="utf-8")
     page.set_input_files("#upload", str(upload))
+    page.click("#upload-button")
     page.wait_for_function("() => [...document.querySelectorAll('#dataset option')].some((o) => "
                            "o.textContent.startsWith('mine.tsv') && o.selected)")
     page.wait_for_function("() => document.querySelectorAll('#rows tbody tr').length === 3")
@@ -233,9 +180,10 @@ def test_every_label_explained_at_once(page):
 
 def test_hostile_text_runs_nothing_in_any_view(page):
     explain(page, HOSTILE)
-    shown = page.inner_text("#heatmaps")
+    shown = page.inner_text("#result")  # the result's heading is the text itself, then grid and heatmaps
     assert "<script>window.__xss=1</script>" in shown and "\\u202eevil" in shown and "\u202e" not in shown
-    assert page.locator("#heatmaps img, #heatmaps script, #attention img").count() == 0
+    page.wait_for_selector("#overview canvas")
+    assert page.locator("#result img, #result script, #attention img, #whatif img, #overview img").count() == 0
     page.select_option("#model", "random-mlm")
     page.fill("#text", HOSTILE)
     page.click("#explain-button")
@@ -250,7 +198,7 @@ def test_the_tuned_composite_is_offered_only_for_a_model_that_has_one(page):
     masked LM beside it has none, and the option is disabled there."""
     assert page.eval_on_selector("#preset option[value=tuned]", "(option) => option.disabled") is False
     page.select_option("#preset", "tuned")
-    with page.expect_request("**/api/explain") as sent:
+    with page.expect_request("**/api/explain/stream") as sent:
         explain(page, "a gripping , beautifully acted film")
     assert sent.value.post_data_json["options"]["rule"] == "tuned"
     assert "LRP" in " ".join(heatmap_words(page))

@@ -2,7 +2,7 @@
 // a time from /api/attention (lines, exBERT's view, or the matrix), and every layer x head at a
 // glance from /api/attention/overview (bertviz's model view); one purple scale throughout.
 import { api } from "./api.js";
-import { $, PURPLE, activateOnKeys, announce, css, element, paint, purple, svg } from "./dom.js";
+import { $, PURPLE, activateOnKeys, announce, css, element, paint, purple, setText, svg } from "./dom.js";
 
 const THUMB_PIXELS = 64;  // a thumbnail's width and height
 
@@ -55,7 +55,7 @@ export function setupAttention(session) {
       head = null;
       session.attentionShown = null;
       $("attention").replaceChildren();
-      $("attention-note").textContent = error.reason || error.message;
+      setText($("attention-note"), error.reason || error.message);
       return false;
     }
   }

@@ -2,7 +2,7 @@
 // bars filter the table), the rows (sortable, filterable; a clicked row's explanation opens right
 // under it), the words that push toward each label, uploads with their own methods, deleting.
 import { api } from "./api.js";
-import { $, activateOnKeys, announce, element, paint, purple, showError } from "./dom.js";
+import { $, activateOnKeys, announce, element, paint, purple, setText, showError } from "./dom.js";
 import { checkedMethods, currentModel } from "./form.js";
 import { headingOf, showHeatmaps } from "./results.js";
 
@@ -127,7 +127,7 @@ export function setupDataset(session) {
 
   function showFilter() {
     $("filter-chip").hidden = !view.extra;
-    $("filter-chip-text").textContent = view.extra ? `Filtered: ${view.extra.description}` : "";
+    setText($("filter-chip-text"), view.extra ? `Filtered: ${view.extra.description}` : "");
   }
 
   // ---------------------------------------------------------------- rows

@@ -31,6 +31,9 @@ export function svg(tag, attributes = {}, text) {
   return node;
 }
 
+/** Set a node's text (as text, with visible escapes). */
+export function setText(node, text) { node.textContent = visible(text); }
+
 /** Announce a message in the live status region (read out by screen readers). */
 export function announce(message) { $("status").textContent = visible(message || ""); }
 

@@ -1,7 +1,7 @@
 // Explaining the form's text: the estimated cost before (/api/plan), the run streamed group by group
 // (/api/explain/stream) with a progress bar, remaining time and Cancel; the result and its report.
 import { ApiError, api, download, stream } from "./api.js";
-import { $, announce, element, showError } from "./dom.js";
+import { $, announce, element, setText, showError } from "./dom.js";
 import { currentModel, explainBody } from "./form.js";
 import { clearResult, headingOf, mergeRecords, showAgreement, showGrid, showHeatmaps } from "./results.js";
 
@@ -71,7 +71,7 @@ export function setupExplain(session, onResult) {
     clearResult();
     session.result = null;
     $("result-title").hidden = false;
-    $("result-title").textContent = headingOf(body.text, body.pair);
+    setText($("result-title"), headingOf(body.text, body.pair));
     announce("Explaining…");
     return controller;
   }

@@ -1,7 +1,7 @@
 // The what-if: change the explained text (type, or click a word to remove or replace it) and see the
 // prediction and relevance of the change next to the original's, the changed words outlined.
 import { api } from "./api.js";
-import { $, announce, element, paint, relevanceColour, showError, symmetricScale } from "./dom.js";
+import { $, announce, setText, element, paint, relevanceColour, showError, symmetricScale } from "./dom.js";
 import { methodTitle } from "./form.js";
 import { mainView } from "./results.js";
 
@@ -54,7 +54,7 @@ export function setupWhatIf(session) {
 
   function openEditor(word) {
     chosen = word;
-    $("whatif-chosen").textContent = word.word;
+    setText($("whatif-chosen"), word.word);
     $("whatif-replacement").value = word.word;
     $("whatif-editor").hidden = false;
     $("whatif-replacement").focus();
