@@ -137,3 +137,15 @@ def coloured_words(page) -> List[Tuple[str, str, str]]:
     return [tuple(item) for item in page.evaluate("""() => [...document.querySelectorAll('[style*=background]')]
         .filter((node) => node.textContent.trim() && node.getClientRects().length)
         .map((node) => [node.textContent, getComputedStyle(node).color, getComputedStyle(node).backgroundColor])""")]
+
+
+def choose_methods(page, methods: Sequence[str], fieldset: str = "#methods") -> None:
+    """Check exactly ``methods`` in a method fieldset (the explain form's or the upload form's)."""
+    for box in page.locator(f"{fieldset} input[type=checkbox]").all():
+        box.set_checked(box.get_attribute("value") in methods)
+
+
+def table_rows(page, selector: str) -> List[List[str]]:
+    """The cells' texts of every body row of a table."""
+    return page.evaluate("""(selector) => [...document.querySelectorAll(selector + ' tbody tr.row')]
+        .map((row) => [...row.cells].map((cell) => cell.textContent))""", selector)

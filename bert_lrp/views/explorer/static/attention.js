@@ -133,6 +133,8 @@ export function setupAttention(session) {
     const canvas = element("canvas", null, { width: THUMB_PIXELS, height: THUMB_PIXELS });
     const context = canvas.getContext("2d");
     const cell = THUMB_PIXELS / size;
+    context.fillStyle = "#fff";
+    context.fillRect(0, 0, THUMB_PIXELS, THUMB_PIXELS);
     matrix.forEach((row, i) => row.forEach((value, j) => {
       context.fillStyle = css(purple(value));
       context.fillRect(j * cell, i * cell, Math.ceil(cell), Math.ceil(cell));
