@@ -7,10 +7,11 @@ import { checkedMethods, currentModel } from "./form.js";
 import { headingOf, showHeatmaps } from "./results.js";
 
 const UPLOAD_POLL_MS = 300;
+const COUNT_DELAY_MS = 300;  // typing a minimum count: the words are asked for once it rests
 
 /** The data-set tab; `load(select)` (re)reads the list of data sets and shows `select` or the current one. */
 export function setupDataset(session) {
-  const view = { sort: "index", order: "asc", extra: null, job: null, shown: null, asked: 0 };
+  const view = { sort: "index", order: "asc", extra: null, job: null, shown: null, asked: 0, countTimer: null };
   // view.extra: the metrics' filter {gold, label} or {confidence_min, confidence_max} with its description
 
   function id() { return $("dataset").value; }
@@ -294,9 +295,11 @@ export function setupDataset(session) {
   for (const box of ["filter-label", "filter-correct"]) $(box).addEventListener("change", loadRows);
   $("filter-word").addEventListener("input", loadRows);
   $("filter-clear").addEventListener("click", () => { view.extra = null; showFilter(); loadRows(); });
-  for (const box of ["words-method", "hide-stopwords", "hide-punctuation", "min-count"]) {
-    $(box).addEventListener("change", loadWords);
-  }
+  for (const box of ["words-method", "hide-stopwords", "hide-punctuation"]) $(box).addEventListener("change", loadWords);
+  $("min-count").addEventListener("input", () => {
+    clearTimeout(view.countTimer);
+    view.countTimer = setTimeout(loadWords, COUNT_DELAY_MS);
+  });
   for (const header of $("rows").querySelectorAll("th[data-sort]")) {
     header.addEventListener("click", () => sortBy(header));
     activateOnKeys(header, () => sortBy(header));
