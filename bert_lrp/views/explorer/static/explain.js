@@ -39,6 +39,7 @@ export function showPlan(plan, refusal = null) {
 export function setupExplain(session, onResult) {
   let planTimer = null;
   let planAsked = 0;
+  let lastPlan = null;  // the latest estimate shown (a refusal is shown with it)
 
   async function preview() {
     const model = currentModel(session);
@@ -46,9 +47,9 @@ export function setupExplain(session, onResult) {
     const asked = ++planAsked;
     try {
       const plan = await api("/api/plan", explainBody(session));
-      if (asked === planAsked && !session.running) showPlan(plan);
+      if (asked === planAsked && !session.running) showPlan(lastPlan = plan);
     } catch (error) {
-      if (asked === planAsked && !session.running) showPlan(null, error.message);
+      if (asked === planAsked && !session.running) showPlan(lastPlan = null, error.message);
     }
   }
 
@@ -133,7 +134,7 @@ export function setupExplain(session, onResult) {
     try {
       await stream("/api/explain/stream", body, (event) => {
         if (event.event === "plan") {
-          plan = event;
+          plan = lastPlan = event;
           showPlan(event);
           progress(0, event.rows, started, plan);
         } else if (event.event === "progress") {
@@ -156,7 +157,7 @@ export function setupExplain(session, onResult) {
         state = "cancelled";
       } else {
         showError(error.message);
-        if (error.status === 413) showPlan(plan, error.message);
+        if (error.status === 413) showPlan(lastPlan, error.message);
       }
     } finally {
       end(state);
