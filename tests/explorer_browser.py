@@ -81,7 +81,8 @@ def upload(address: str, name: str, text: str, methods: Sequence[str]) -> str:
 @contextlib.contextmanager
 def opened_page(browser, address: str, tmp_path: Path, width: int = 1280, height: int = 1000) -> Iterator:
     """The explorer's page, ready; on leaving: a screenshot, no script run by hostile text, no
-    console or page error."""
+    console or page error (but the browser's own line for each refusal a test asked for and
+    listed in ``page.expected_refusals``, e.g. ``[413]``)."""
     context = browser.new_context(accept_downloads=True, viewport={"width": width, "height": height})
     page = context.new_page()
     problems: List[str] = []
@@ -90,11 +91,14 @@ def opened_page(browser, address: str, tmp_path: Path, width: int = 1280, height
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.goto(address + "/")
     page.wait_for_selector("body[data-ready=true]")
+    page.expected_refusals = []
     yield page
     page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
     assert page.evaluate("typeof window.__xss") == "undefined"
     context.close()
-    assert problems == []
+    refused = re.compile(r"console error: Failed to load resource: the server responded with a status of (\d+) ")
+    statuses = [int(refused.match(p).group(1)) if refused.match(p) else p for p in problems]
+    assert sorted(statuses, key=str) == sorted(page.expected_refusals, key=str), problems
 
 
 def explain(page, text: str) -> None:

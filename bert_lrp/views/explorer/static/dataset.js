@@ -9,7 +9,8 @@ import { headingOf, showHeatmaps } from "./results.js";
 const UPLOAD_POLL_MS = 300;
 const COUNT_DELAY_MS = 300;  // typing a minimum count: the words are asked for once it rests
 
-/** The data-set tab; `load(select)` (re)reads the list of data sets and shows `select` or the current one. */
+/** The data-set tab; `load(select)` (re)reads the list of data sets and shows `select` or the current one;
+ * `open()` when the tab is opened. */
 export function setupDataset(session) {
   const view = { sort: "index", order: "asc", extra: null, job: null, shown: null, asked: 0, countTimer: null };
   // view.extra: the metrics' filter {gold, label} or {confidence_min, confidence_max} with its description
@@ -307,5 +308,10 @@ export function setupDataset(session) {
   $("upload-form").addEventListener("submit", upload);
   $("upload-cancel").addEventListener("click", cancelUpload);
   $("delete-dataset").addEventListener("click", remove);
-  return { load };
+  /** The tab opened: the data sets read the first time; later, what was shown stays (an open row too). */
+  function open() {
+    if (view.shown === null) load();
+  }
+
+  return { load, open };
 }
