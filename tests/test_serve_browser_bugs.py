@@ -170,3 +170,10 @@ def test_save_as_html_report_sends_what_is_on_screen(page):
     assert body["examples"][0]["text"] == "a wonderful , moving film"
     report = Path(waiting.value.path()).read_text(encoding="utf-8")
     assert "a wonderful , moving film" in report and 'http-equiv="Content-Security-Policy"' in report
+
+
+def test_a_text_longer_than_the_models_positions_says_why_it_has_no_attention(page):
+    choose_methods(page, ["lrp"])
+    explain(page, " ".join(["a good film"] * 200))  # 602 tokens: explained in windows, no one attention map
+    assert "fits the model's 512 positions; this one has 602 tokens" in page.inner_text("#attention-note")
+    assert page.locator("#attention text, #overview canvas").count() == 0  # and nothing asked of the server

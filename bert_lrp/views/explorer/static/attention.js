@@ -35,6 +35,13 @@ export function setupAttention(session) {
     $("attention-view").hidden = false;
     $("attention-note").textContent = "";
     $("overview").replaceChildren();
+    $("attention").replaceChildren();
+    if (result.record.tokens && result.record.tokens.length > model.max_positions) {  // no one attention map
+      head = null;
+      setText($("attention-note"), `The attention view needs a text that fits the model's ${model.max_positions} `
+              + `positions; this one has ${result.record.tokens.length} tokens.`);
+      return;
+    }
     loadHead().then((ok) => { if (ok) loadOverview(); });
   }
 
