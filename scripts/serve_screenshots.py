@@ -15,6 +15,7 @@ import csv
 import json
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -23,10 +24,15 @@ from pathlib import Path
 import uvicorn
 from playwright.sync_api import sync_playwright
 
-from bert_lrp import cli
-from bert_lrp.models.loading import resolve_model_dir
-from bert_lrp.views.explorer.app import create_app
-from bert_lrp.views.explorer.explorer import Explorer
+try:
+    import bert_lrp  # noqa: F401
+except ImportError:  # running from a source checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bert_lrp import cli  # noqa: E402
+from bert_lrp.models.loading import resolve_model_dir  # noqa: E402
+from bert_lrp.views.explorer.app import create_app  # noqa: E402
+from bert_lrp.views.explorer.explorer import Explorer  # noqa: E402
 
 SENTENCE = "a gripping , beautifully acted film that never lets go , even when its plot turns a little too neat ."
 METHODS = ["lrp", "gradient_x_input", "gradient", "occlusion", "integrated_gradients"]
