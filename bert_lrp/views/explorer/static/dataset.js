@@ -185,7 +185,7 @@ export function setupDataset(session) {
       const close = element("button", "Close", { type: "button", class: "close-detail" });
       close.addEventListener("click", () => { detail.remove(); line.classList.remove("selected"); line.focus(); });
       cell.prepend(close);
-      detail.scrollIntoView({ block: "start" });
+      line.scrollIntoView({ block: "start" });  // the row at the top, its explanation right under it
       announce(`Row ${index} shown under its line.`);
     } catch (error) { showError(error.message); }
   }
