@@ -140,3 +140,32 @@ def test_cancel_stops_the_run_and_the_next_request_does_not_wait(page):
     explain(page, "good film")
     quick = time.monotonic() - started
     assert quick < 8, f"the next request took {quick:.1f} s: the cancelled run went on"
+
+
+def test_an_upload_can_be_cancelled_and_a_data_set_deleted(page, tmp_path):
+    page.click("#tab-data")
+    big = tmp_path / "many.txt"
+    big.write_text("".join(f"text number {i} is a fairly long sentence about a film\n" for i in range(60)),
+                   encoding="utf-8")
+    choose_methods(page, ["lime"], "#upload-methods")  # 1,000 LIME rows a text: a minute or more
+    page.set_input_files("#upload", str(big))
+    page.click("#upload-button")
+    page.wait_for_function("() => document.querySelector('#upload-progress').value > 0 || "
+                           "!document.querySelector('#upload-cancel').disabled")
+    page.click("#upload-cancel")
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('cancelled')")
+    assert page.is_enabled("#upload-button")
+    assert page.locator("#dataset option").all_inner_texts() == []  # nothing stored
+    assert page.inner_text("#error") == ""
+
+    small = tmp_path / "two.txt"
+    small.write_text("a wonderful film\na dull movie\n", encoding="utf-8")
+    choose_methods(page, ["gradient_x_input"], "#upload-methods")
+    page.set_input_files("#upload", str(small))
+    page.click("#upload-button")
+    page.wait_for_function("() => document.querySelectorAll('#rows tbody tr.row').length === 2")
+    assert page.locator("#dataset option").all_inner_texts() == ["two.txt (2)"]
+    page.click("#delete-dataset")
+    page.wait_for_function("() => document.querySelectorAll('#dataset option').length === 0")
+    assert page.locator("#rows tbody tr").count() == 0 and page.is_disabled("#delete-dataset")
+    assert "deleted" in page.inner_text("#status")

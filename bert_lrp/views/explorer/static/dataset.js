@@ -12,7 +12,8 @@ const COUNT_DELAY_MS = 300;  // typing a minimum count: the words are asked for 
 /** The data-set tab; `load(select)` (re)reads the list of data sets and shows `select` or the current one;
  * `open()` when the tab is opened. */
 export function setupDataset(session) {
-  const view = { sort: "index", order: "asc", extra: null, job: null, shown: null, asked: 0, countTimer: null };
+  const view = { sort: "index", order: "asc", extra: null, job: null, shown: null, asked: 0, countTimer: null,
+                 cancelling: false };
   // view.extra: the metrics' filter {gold, label} or {confidence_min, confidence_max} with its description
 
   function id() { return $("dataset").value; }
@@ -259,6 +260,10 @@ export function setupDataset(session) {
         job = await api(`/api/jobs/${encodeURIComponent(job.job)}`);
       }
       bar.value = bar.max;
+      if (job.error && view.cancelling) {
+        announce(`Upload of ${file.name} cancelled: nothing stored.`);
+        return;
+      }
       if (job.error) throw new Error(job.error);
       if (job.dataset) {
         await load(job.dataset);
@@ -268,6 +273,7 @@ export function setupDataset(session) {
       showError(error.message);
     } finally {
       view.job = null;
+      view.cancelling = false;
       $("upload-button").disabled = false;
       $("upload-cancel").disabled = true;
     }
@@ -276,8 +282,10 @@ export function setupDataset(session) {
   async function cancelUpload() {
     if (!view.job) return;
     try {
+      view.cancelling = true;
+      $("upload-cancel").disabled = true;
       await api(`/api/jobs/${encodeURIComponent(view.job)}`, undefined, { method: "DELETE" });
-      announce("Upload cancelled.");
+      announce("Cancelling the upload…");
     } catch (error) { showError(error.message); }
   }
 
