@@ -88,6 +88,8 @@ def test_a_clicked_rows_explanation_opens_under_it_in_view(browser, site, tmp_pa
             page.wait_for_selector("#row-detail span.w")
             top = page.evaluate("document.querySelector('#row-detail').getBoundingClientRect().top")
             assert 0 <= top < 900 - 100, f"the detail's top is at {top} px of a 900 px window"
+            row = page.evaluate(f"document.querySelector(\"tr[data-index='{index}']\").getBoundingClientRect().top")
+            assert 0 <= row < top  # the row clicked stays in view, above its explanation
             assert page.evaluate("document.querySelector('tr.detail').previousElementSibling.dataset.index") == index
             assert page.locator("tr.detail").count() == 1
 
