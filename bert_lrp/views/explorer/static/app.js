@@ -2,7 +2,8 @@
 // Everything a user or a data file provides is put into the page with textContent (dom.js); the only
 // HTML inserted as HTML is the server's heatmap component (views.html), which escapes every text.
 // The modules: form (the explain form), explain (plan, streamed run, cancel, report), results (grid,
-// agreement, heatmaps, layers), whatif, attention (one head, all heads), mask, dataset, tabs.
+// agreement, heatmaps), whatif, attention (one head, all heads), mask, dataset, tabs; api and dom
+// under them all.
 import { api } from "./api.js";
 import { $, showError } from "./dom.js";
 import { setupAttention } from "./attention.js";
@@ -29,7 +30,7 @@ async function start() {
   const whatIf = setupWhatIf(session);
   const explain = setupExplain(session, (result) => { attention.show(result); whatIf.show(result); });
   const dataset = setupDataset(session);
-  const tabs = setupTabs($("tabs"), (name) => { if (name === "data") dataset.open(); });
+  setupTabs($("tabs"), (name) => { if (name === "data") dataset.open(); });
 
   function submit() {
     if (currentModel(session).task === "masked_lm") showMaskWords(session); else explain.run();
@@ -37,9 +38,8 @@ async function start() {
   $("explain-form").addEventListener("submit", (event) => { event.preventDefault(); submit(); });
   $("model").addEventListener("change", () => modelChanged(session));
   document.addEventListener("keydown", (event) => {  // Ctrl+Enter (Cmd+Enter on a Mac) explains
-    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || $("explain-tab").hidden) return;
     event.preventDefault();
-    if ($("explain-tab").hidden) tabs.open("explain");
     if ($("whatif").contains(event.target)) whatIf.compare(); else submit();
   });
   explain.preview();

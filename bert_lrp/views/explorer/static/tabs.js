@@ -28,5 +28,4 @@ export function setupTabs(list, onOpen) {
       open(next, true);
     });
   }
-  return { open: (name) => open(tabs.find((t) => t.dataset.tab === name), true) };
 }
