@@ -12,8 +12,9 @@ masked LM and a small data set written by ``explain --jsonl``:
 * pick the masked LM, click a word to mask it: top-5 predictions and the logit lens per layer;
 * open the data-set tab, sort by confidence both ways, filter by a word, click a row (its
   heatmaps), see the words that push toward each label, upload a file of texts;
-* hostile text (markup, event handlers, bidi and terminal escapes) typed in, explained, masked and
-  shown from the data set runs nothing (``window.__xss`` stays undefined);
+* hostile text (markup, event handlers, bidi and terminal escapes) typed in, explained, changed in
+  the what-if, masked and shown from the data set, and a hostile gold label in the metrics and
+  the filters, run nothing (``window.__xss`` stays undefined);
 * no console error and no page error anywhere; screenshots go to the test's temporary folder.
 """
 from __future__ import annotations
@@ -34,11 +35,12 @@ from test_inspect import hf_mlm  # noqa: E402,F401  (a transformers BertForMaske
 
 DATA = [("a wonderful , moving film", "positive"), ("a dull and boring movie", "negative"),
         ("the film is wonderful", "positive"), ("the plot is dull", "positive"), (HOSTILE, "negative")]
+HOSTILE_LABEL = '<img src=x onerror="window.__xss=1">\u202egold'  # a gold label of a --data file
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, hf_mlm):
-    data, records = explained_data(tmp_path_factory.mktemp("browser"), DATA)
+    data, records = explained_data(tmp_path_factory.mktemp("browser"), DATA[:-1] + [(HOSTILE, HOSTILE_LABEL)])
     loaded = [(SHIPPED, *load_model(SHIPPED)), (hf_mlm[1], *load_model(hf_mlm[1], "masked_lm"))]
     with serving(create_app(Explorer(loaded, data))) as address:
         yield address, records
@@ -191,6 +193,25 @@ def test_hostile_text_runs_nothing_in_any_view(page):
     page.wait_for_selector("#mask-result ol.mask-top li")
     assert page.locator("#mask-words img, #mask-result img").count() == 0
     assert "\\u202eevil" in page.inner_text("#mask-words") and "\u202e" not in page.inner_text("#mask-result")
+
+
+def test_hostile_text_and_labels_in_the_what_if_and_the_metrics_run_nothing(page):
+    explain(page, "a good film")
+    page.fill("#whatif-text", HOSTILE)
+    page.press("#whatif-text", "Control+Enter")
+    page.wait_for_selector("#whatif-result .side[data-side=changed] .w")
+    words = page.inner_text("#whatif-words") + page.inner_text("#whatif-result")
+    assert "\\u202eevil" in words and "\u202e" not in words and "window.__xss=1" in words
+    page.click("#tab-data")
+    page.wait_for_selector("#confusion button.cell")
+    assert '<img src=x onerror="window.__xss=1">\\u202egold' in page.inner_text("#confusion")  # shown as text
+    page.evaluate("(label) => [...document.querySelectorAll('#confusion button.cell')]"
+                  ".find((cell) => cell.dataset.gold === label).click()", HOSTILE_LABEL)
+    page.wait_for_function("() => document.querySelectorAll('#rows tbody tr.row').length === 1")
+    assert "\\u202egold" in page.inner_text("#filter-chip") and "\\u202egold" in page.inner_text("#rows tbody")
+    page.click("#rows tbody tr.row")
+    page.wait_for_selector("#row-detail span.w")
+    assert page.locator("#data-tab img, #data-tab script, #whatif img").count() == 0
 
 
 def test_the_tuned_composite_is_offered_only_for_a_model_that_has_one(page):
