@@ -92,7 +92,10 @@ export function showGrid(box, session, record, agreement) {
     + `red for “${view.target}”, blue against. Rows by agreement with the other methods (mean Spearman), best first.`));
   const head = element("tr");
   head.append(element("th", "method", { scope: "col" }), element("th", "agreement", { scope: "col" }));
-  for (const word of view.words) head.append(element("th", word.word, { scope: "col", class: "grid-word" }));
+  const pairStart = view.words.findIndex((word) => word.sequence === 1);  // the second text's first word
+  view.words.forEach((word, j) => {
+    head.append(element("th", word.word, { scope: "col", class: j === pairStart ? "grid-word pair-start" : "grid-word" }));
+  });
   table.append(element("thead"));
   table.tHead.append(head);
   const body = element("tbody");
@@ -106,7 +109,8 @@ export function showGrid(box, session, record, agreement) {
     if (mean !== null) paint(agree, relevanceColour(mean, 1));
     row.append(agree);
     view.words.forEach((word, j) => {
-      const cell = element("td", signed(scores[j] / scale), { class: "score", title: `${word.word}: ${scores[j]}` });
+      const cell = element("td", signed(scores[j] / scale), { class: j === pairStart ? "score pair-start" : "score",
+                                                              title: `${word.word}: ${scores[j]}` });
       row.append(paint(cell, relevanceColour(scores[j], scale)));
     });
     body.append(row);
