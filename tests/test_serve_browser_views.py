@@ -193,3 +193,13 @@ def test_the_words_table_hides_stop_words_punctuation_and_rare_words(page, site)
     assert not plain & (STOP_WORDS | {",", "."}) and plain
     frequent = after(lambda: page.fill("#min-count", "4"))
     assert frequent and all(occurrences[w] >= 4 for w in frequent) and frequent < plain
+
+
+def test_the_grid_of_a_pair_marks_where_the_second_text_starts(page):
+    page.fill("#pair", "but the acting is dull")
+    explain(page, "a wonderful film")
+    shown = grid(page)
+    assert shown["words"] == ["a", "wonderful", "film", "but", "the", "acting", "is", "dull"]
+    assert page.locator("#grid thead th.pair-start").all_inner_texts() == ["but"]
+    assert page.locator("#grid tbody td.pair-start").count() == len(shown["rows"])
+    assert page.inner_text("#result-title") == "a wonderful film ‖ but the acting is dull"
