@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, Optional, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -97,32 +97,54 @@ def _endpoint(answer: Callable[..., Awaitable[Response]]) -> Callable[[Request],
     return wrapped
 
 
-def create_app(explorer: Explorer, hosts: Sequence[str] = ()) -> Starlette:
-    """The Starlette app serving ``explorer``; ``hosts``: the names it is reached by besides
-    localhost, 127.0.0.1 and [::1] (the ``--host`` given). ``app.state.stop()`` cancels every
-    run under way and every later one (the server is stopping)."""
-    cancellations = Cancellations()
+class Endpoints:
+    """The answers of the explorer's routes, for one ``explorer``; :meth:`stop` cancels its runs."""
 
+    def __init__(self, explorer: Explorer) -> None:
+        self.explorer = explorer
+        self.cancellations = Cancellations()
+
+    def routes(self) -> List[Route]:
+        api = [("/", self.page, None), ("/static/{name}", self.static, None),
+               ("/api/models", self.models, None), ("/api/methods", self.methods, None),
+               ("/api/plan", self.plan, ["POST"]), ("/api/explain", self.explain, ["POST"]),
+               ("/api/explain/stream", self.explain_stream, ["POST"]),
+               ("/api/attention", self.attention, ["POST"]), ("/api/attention/overview", self.attention_overview, ["POST"]),
+               ("/api/mask", self.mask, ["POST"]), ("/api/report", self.report, ["POST"]),
+               ("/api/datasets", self.datasets, ["GET", "POST"]), ("/api/datasets/{id}", self.delete_dataset, ["DELETE"]),
+               ("/api/datasets/{id}/rows", self.rows, None), ("/api/datasets/{id}/rows/{index}", self.row, None),
+               ("/api/datasets/{id}/words", self.words, None), ("/api/datasets/{id}/metrics", self.metrics, None),
+               ("/api/jobs/{id}", self.job, ["GET", "DELETE"])]
+        return [Route(path, _endpoint(answer), methods=methods) for path, answer, methods in api]
+
+    def stop(self) -> None:
+        """Cancel every run under way and every later one: the server is stopping."""
+        self.cancellations.cancel_all()
+        self.explorer.cancel_all()
+
+    # ------------------------------------------------------------------ running
+    @staticmethod
     def run(method: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return run_in_threadpool(method, *args)  # off the event loop
 
-    def on_model(method: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        return asyncio.wrap_future(explorer.submit(method, *args))  # checks, model run and views on its thread
+    def on_model(self, method: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return asyncio.wrap_future(self.explorer.submit(method, *args))  # checks, model run and views on its thread
 
-    async def cancellable(request: Request, method: Callable[..., Any], body: Any) -> Any:
-        """``method(body, cancelled)`` on the model thread, cancelled if the client disconnects."""
-        async with watching_disconnect(request.receive, cancellations) as cancelled:
+    async def cancellable(self, request: Request, method: Callable[..., Any], body: Any) -> Any:
+        """``method(body, cancelled)`` on the model thread, cancelled if the client disconnects (then 503)."""
+        async with watching_disconnect(request.receive, self.cancellations) as cancelled:
             try:
-                return await on_model(method, body, cancelled)
+                return await self.on_model(method, body, cancelled)
             except Exception:
                 if cancelled.is_set():
                     raise ApiError(503, CANCELLED) from None
                 raise
 
-    async def page(request: Request) -> Response:
+    # ------------------------------------------------------------------ page and catalogue
+    async def page(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html", headers=HEADERS)
 
-    async def static(request: Request) -> Response:
+    async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name == "report.css":
             return Response(REPORT_CSS, media_type="text/css", headers=HEADERS)
@@ -130,30 +152,30 @@ def create_app(explorer: Explorer, hosts: Sequence[str] = ()) -> Starlette:
             raise ApiError(404, f"no static file {name[:60]!r}")
         return FileResponse(STATIC / name, media_type=STATIC_FILES[name], headers=HEADERS)
 
-    async def models(request: Request) -> Response:
-        return _json(explorer.models_info())
+    async def models(self, request: Request) -> Response:
+        return _json(self.explorer.models_info())
 
-    async def methods(request: Request) -> Response:
-        return _json(explorer.methods_info())
+    async def methods(self, request: Request) -> Response:
+        return _json(self.explorer.methods_info())
 
-    async def plan(request: Request) -> Response:
-        return _json(await run(explorer.plan, await _body(request)))
+    # ------------------------------------------------------------------ explain
+    async def plan(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.plan, await _body(request)))
 
-    async def explain(request: Request) -> Response:
-        return _json(await cancellable(request, explorer.explain, await _body(request)))
+    async def explain(self, request: Request) -> Response:
+        return _json(await self.cancellable(request, self.explorer.explain, await _body(request)))
 
-    async def explain_stream(request: Request) -> Response:
+    async def explain_stream(self, request: Request) -> Response:
         """The run's events as NDJSON; a request refused before the run starts: a plain JSON error."""
         body = await _body(request)
         bridge = EventBridge(asyncio.get_running_loop())
-        cancelled = cancellations.new()
+        cancelled = self.cancellations.new()
         streaming = False
         watcher = asyncio.ensure_future(set_on_disconnect(request.receive, cancelled))
         try:
-            future = explorer.submit(explorer.explain_stream, body, bridge.emit, cancelled)
+            future = self.explorer.submit(self.explorer.explain_stream, body, bridge.emit, cancelled)
             future.add_done_callback(lambda _: bridge.end())
             first = await bridge.next_line()
-            watcher.cancel()
             if first is None:  # over before its first event: refused (or cancelled) as a whole
                 if future.exception() is None:
                     return _json(future.result())
@@ -162,94 +184,78 @@ def create_app(explorer: Explorer, hosts: Sequence[str] = ()) -> Starlette:
                 raise future.exception()
             streaming = True
             return NdjsonResponse(bridge, first, future, cancelled, _error_fields, HEADERS,
-                                  on_close=lambda: cancellations.discard(cancelled))
+                                  on_close=lambda: self.cancellations.discard(cancelled))
         finally:
-            watcher.cancel()
+            watcher.cancel()  # the response watches from here on
             if not streaming:  # answered whole, or this task was cancelled: the run (if any) stops
                 cancelled.set()
-                cancellations.discard(cancelled)
+                self.cancellations.discard(cancelled)
 
-    async def attention(request: Request) -> Response:
-        return _json(await on_model(explorer.attention, await _body(request)))
+    async def attention(self, request: Request) -> Response:
+        return _json(await self.on_model(self.explorer.attention, await _body(request)))
 
-    async def attention_overview(request: Request) -> Response:
-        return _json(await on_model(explorer.attention_overview, await _body(request)))
+    async def attention_overview(self, request: Request) -> Response:
+        return _json(await self.on_model(self.explorer.attention_overview, await _body(request)))
 
-    async def mask(request: Request) -> Response:
-        return _json(await on_model(explorer.mask, await _body(request)))
+    async def mask(self, request: Request) -> Response:
+        return _json(await self.on_model(self.explorer.mask, await _body(request)))
 
-    async def report(request: Request) -> Response:
-        html = await run(explorer.report, await _body(request))
+    async def report(self, request: Request) -> Response:
+        html = await self.run(self.explorer.report, await _body(request))
         return Response(html, media_type="text/html", headers={
             **HEADERS, "Content-Disposition": 'attachment; filename="bert-lrp-report.html"'})
 
-    async def datasets(request: Request) -> Response:
+    # ------------------------------------------------------------------ data sets and jobs
+    async def datasets(self, request: Request) -> Response:
         if request.method == "POST":
-            return _json(await run(explorer.upload, await _body(request)), 202)
-        return _json(explorer.datasets_info())
+            return _json(await self.run(self.explorer.upload, await _body(request)), 202)
+        return _json(self.explorer.datasets_info())
 
-    async def dataset(request: Request) -> Response:  # DELETE
-        await run(explorer.delete_dataset, request.path_params["id"])
+    async def delete_dataset(self, request: Request) -> Response:
+        await self.run(self.explorer.delete_dataset, request.path_params["id"])
         return Response(status_code=204, headers=HEADERS)
 
-    async def rows(request: Request) -> Response:
-        return _json(await run(explorer.rows, request.path_params["id"], dict(request.query_params)))
+    async def rows(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.rows, request.path_params["id"], dict(request.query_params)))
 
-    async def row(request: Request) -> Response:
-        return _json(await run(explorer.row, request.path_params["id"], request.path_params["index"]))
+    async def row(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.row, request.path_params["id"], request.path_params["index"]))
 
-    async def words(request: Request) -> Response:
-        return _json(await run(explorer.words, request.path_params["id"], dict(request.query_params)))
+    async def words(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.words, request.path_params["id"], dict(request.query_params)))
 
-    async def metrics(request: Request) -> Response:
-        return _json(await run(explorer.metrics, request.path_params["id"], dict(request.query_params)))
+    async def metrics(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.metrics, request.path_params["id"], dict(request.query_params)))
 
-    async def job(request: Request) -> Response:
+    async def job(self, request: Request) -> Response:
         if request.method == "DELETE":
-            await run(explorer.cancel_job, request.path_params["id"])
+            await self.run(self.explorer.cancel_job, request.path_params["id"])
             return Response(status_code=204, headers=HEADERS)
-        return _json(explorer.job(request.path_params["id"]))
+        return _json(self.explorer.job(request.path_params["id"]))
 
-    async def not_found(request: Request, error: Exception) -> Response:
-        return _json({"error": f"no such page: {request.url.path[:100]}", "field": None}, 404)
 
-    async def wrong_method(request: Request, error: Exception) -> Response:
-        allow = (getattr(error, "headers", None) or {}).get("Allow", "")
-        return _json({"error": f"{request.method[:10]} is not allowed on {request.url.path[:100]} (allowed: {allow})",
-                      "field": None}, 405, {"Allow": allow})
+async def _not_found(request: Request, error: Exception) -> Response:
+    return _json({"error": f"no such page: {request.url.path[:100]}", "field": None}, 404)
 
-    routes = [
-        Route("/", _endpoint(page)),
-        Route("/static/{name}", _endpoint(static)),
-        Route("/api/models", _endpoint(models)),
-        Route("/api/methods", _endpoint(methods)),
-        Route("/api/plan", _endpoint(plan), methods=["POST"]),
-        Route("/api/explain", _endpoint(explain), methods=["POST"]),
-        Route("/api/explain/stream", _endpoint(explain_stream), methods=["POST"]),
-        Route("/api/attention", _endpoint(attention), methods=["POST"]),
-        Route("/api/attention/overview", _endpoint(attention_overview), methods=["POST"]),
-        Route("/api/mask", _endpoint(mask), methods=["POST"]),
-        Route("/api/report", _endpoint(report), methods=["POST"]),
-        Route("/api/datasets", _endpoint(datasets), methods=["GET", "POST"]),
-        Route("/api/datasets/{id}", _endpoint(dataset), methods=["DELETE"]),
-        Route("/api/datasets/{id}/rows", _endpoint(rows)),
-        Route("/api/datasets/{id}/rows/{index}", _endpoint(row)),
-        Route("/api/datasets/{id}/words", _endpoint(words)),
-        Route("/api/datasets/{id}/metrics", _endpoint(metrics)),
-        Route("/api/jobs/{id}", _endpoint(job), methods=["GET", "DELETE"]),
-    ]
 
-    def stop() -> None:
-        """Cancel every run under way and every later one: the server is stopping."""
-        cancellations.cancel_all()
-        explorer.cancel_all()
+async def _wrong_method(request: Request, error: Exception) -> Response:
+    allow = (getattr(error, "headers", None) or {}).get("Allow", "")
+    return _json({"error": f"{request.method[:10]} is not allowed on {request.url.path[:100]} (allowed: {allow})",
+                  "field": None}, 405, {"Allow": allow})
+
+
+def create_app(explorer: Explorer, hosts: Sequence[str] = ()) -> Starlette:
+    """The Starlette app serving ``explorer``; ``hosts``: the names it is reached by besides
+    localhost, 127.0.0.1 and [::1] (the ``--host`` given). ``app.state.stop()`` cancels every
+    run under way and every later one (the server is stopping)."""
+    endpoints = Endpoints(explorer)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await run_in_threadpool(explorer.close)  # the runs under way finish (cancelled by stop(), if called)
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: wrong_method},
+    app = Starlette(routes=endpoints.routes(), exception_handlers={404: _not_found, 405: _wrong_method},
                     middleware=[Middleware(Guard, hosts=hosts, max_body=MAX_BODY, headers=HEADERS)], lifespan=lifespan)
-    app.state.stop = stop
+    app.state.stop = endpoints.stop
     return app
