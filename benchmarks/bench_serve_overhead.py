@@ -6,10 +6,11 @@ Host/Origin/Content-Type checks, bodies read in pieces and parsed strictly, each
 its client's connection to cancel; the models loaded on the explorer's model thread), in this
 process on 127.0.0.1, so that both sides use the same model in memory and the same thread: the
 comparison measures what the server adds (HTTP, JSON, checks, the rendered views, the hops
-between threads), not two processes evicting each other's weights from the cache. In-process baselines, with the same methods and target: ``explain_texts`` with
-the API's request (the road the server calls, per-layer scores included, as the page draws them)
-and ``explain()`` on the tokenised sentence (the core, no road). Rounds alternate the order;
-medians and median per-round (paired) ratios.
+between threads), not two processes evicting each other's weights from the cache. In-process
+baselines, with the same methods and target: ``explain_texts`` with the API's request (the road
+the server calls, per-layer scores included, as the page draws them) and ``explain()`` on the
+tokenised sentence (the core, no road). Rounds alternate the order; medians and median per-round
+(paired) ratios.
 
     python benchmarks/bench_serve_overhead.py --out benchmarks/results
     python benchmarks/bench_serve_overhead.py --quick --out /tmp/bench   # 21 rounds: a check, not a figure
