@@ -204,8 +204,11 @@ def test_a_json_body_of_the_page_is_answered(served):
 
 
 @pytest.mark.parametrize("origin", ["http://attacker.example", "null", "https://127.0.0.1:1", "http://127.0.0.1"])
-@pytest.mark.parametrize("method, path", [("POST", "/api/datasets"), ("GET", "/api/datasets/1/rows"), ("GET", "/")])
+@pytest.mark.parametrize("method, path", [("POST", "/api/datasets"), ("GET", "/api/datasets/1/rows"), ("GET", "/"),
+                                          ("OPTIONS", "/api/explain")])
 def test_another_origin_is_refused_on_every_route(served, origin, method, path):
+    """Including the browser's CORS preflight (OPTIONS): a page of another origin that asks
+    before sending JSON is told no."""
     address, _, stand_in = served
     answer = httpx.request(method, address + path, json={"text": "planted"} if method == "POST" else None,
                            headers={"Origin": origin})

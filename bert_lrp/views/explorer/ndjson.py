@@ -2,8 +2,9 @@
 
 :class:`EventBridge` is the ``emit(event)`` the Explorer's ``explain_stream`` calls on its model
 thread: each event is encoded there (one JSON object, one line) and handed to the event loop's
-:class:`asyncio.Queue` with ``loop.call_soon_threadsafe``; ``progress`` events come through at most
-:data:`PROGRESS_PER_SECOND` times a second. :class:`NdjsonResponse` sends the lines as they come
+:class:`asyncio.Queue` with ``loop.call_soon_threadsafe``; ``progress`` events come through at
+least :data:`PROGRESS_GAP` seconds apart (about 5 a second: the explorer paces them itself, this
+bounds a run that does not). :class:`NdjsonResponse` sends the lines as they come
 and ends the stream with exactly one terminal event (``done``, ``error`` or ``cancelled``): the
 Explorer's own, or, when the run ended without one, the one its outcome calls for.
 """
@@ -19,7 +20,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from .cancelling import set_on_disconnect
 from .json_io import json_bytes
 
-PROGRESS_PER_SECOND = 5
+PROGRESS_GAP = 0.15  # seconds between two progress events let through
 TERMINAL = ("done", "error", "cancelled")
 log = logging.getLogger("bert_lrp.serve")
 
@@ -41,7 +42,7 @@ class EventBridge:
         kind = event.get("event")
         if kind == "progress":
             now = time.monotonic()
-            if now - self._last_progress < 1 / PROGRESS_PER_SECOND:
+            if now - self._last_progress < PROGRESS_GAP:
                 return
             self._last_progress = now
         self.last_kind = kind
