@@ -398,7 +398,11 @@ def test_a_client_that_disconnects_cancels_its_run_and_the_next_request_is_answe
                              f"Content-Length: {len(body)}", body)
     assert stand_in.started.wait(10), "the run did not start"
     if path.endswith("stream"):
-        assert b'"event":"plan"' in sock.recv(65536)  # the stream has begun: the status and the plan are out
+        received = b""
+        while b'"event":"plan"' not in received:  # the stream has begun: the status and the plan are out
+            piece = sock.recv(65536)
+            assert piece, f"the stream ended before its plan: {received!r}"
+            received += piece
     sock.close()  # the page's Cancel: fetch aborted
     deadline = time.monotonic() + 5
     while not stand_in.cancelled_runs and time.monotonic() < deadline:

@@ -76,7 +76,7 @@ class Guard:
             refusal = self.refusal(scope)
             if refusal is not None:
                 status, message = refusal
-                await answer_error(send, status, message, self.headers, close=status == 413)
+                await answer_error(send, status, message, self.headers, close=True)  # its body stays unread
                 return
         await self.app(scope, receive, send)
 

@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
+import socket
 from types import FrameType
 from typing import Any, Callable, List, Optional
-
-import socket
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -26,6 +26,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 HEAD_SECONDS = 10.0
 KEEP_ALIVE_SECONDS = 5
 INTERRUPTED = 130
+logger = logging.getLogger("bert_lrp.serve")
 
 
 class HeadDeadlineH11(H11Protocol):
@@ -84,7 +85,10 @@ class ExplorerServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: Optional[List[socket.socket]] = None) -> None:
-        self.on_stop()
+        try:
+            self.on_stop()
+        except Exception:  # noqa: BLE001 -- stopping goes on; the runs then end by themselves
+            logger.exception("cancelling the runs under way failed")
         await super().shutdown(sockets)
 
 
