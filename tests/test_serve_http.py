@@ -425,6 +425,18 @@ def test_stopping_the_server_cancels_the_running_call_and_its_client_gets_a_json
     assert stand_in.cancelled_runs == ["explain"] and stand_in.cancel_all_calls == 1
 
 
+def test_stopping_the_server_during_a_stream_ends_it_with_one_cancelled_event(stand_in):
+    with live(create_app(stand_in)) as (address, host, server):
+        with httpx.stream("POST", address + "/api/explain/stream", json={"text": SLOW}, timeout=30) as answer:
+            lines = answer.iter_lines()
+            assert json.loads(next(lines))["event"] == "plan"
+            assert stand_in.started.wait(10)
+            server.should_exit = True  # what the first Ctrl-C does
+            rest = [json.loads(line) for line in lines if line]
+    assert rest == [{"event": "cancelled"}]
+    assert stand_in.cancelled_runs == ["explain_stream"]
+
+
 def test_a_connection_that_never_sends_its_request_head_is_closed(served, monkeypatch):
     address, host, _ = served
     monkeypatch.setattr(server_module, "HEAD_SECONDS", 0.5)
