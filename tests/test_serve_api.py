@@ -198,12 +198,14 @@ def test_user_text_and_label_names_are_escaped_in_every_view(folders, tmp_path):
     assert "default-src 'self'" in report.headers["content-security-policy"]
 
 
-def test_attention_has_every_layer_and_head(client):
-    answer = client.post("/api/attention", json={"text": "a great film"}).json()
-    assert (answer["layers"], answer["heads"]) == (2, 4)
+def test_attention_is_sent_one_head_at_a_time(client):
+    answer = client.post("/api/attention", json={"text": "a great film", "layer": 1, "head": 3}).json()
+    assert (answer["layers"], answer["heads"], answer["layer"], answer["head"]) == (2, 4, 1, 3)
     assert answer["tokens"] == ["[CLS]", "a", "great", "film", "[SEP]"]
-    rows = answer["attention"][1][3]
+    rows = answer["attention"]
     assert len(rows) == 5 and all(abs(sum(row) - 1) < 1e-3 for row in rows)  # each row a distribution
+    assert client.post("/api/attention", json={"text": "a great film"}).json()["field"] == "layer"
+    assert client.post("/api/attention", json={"text": "a film", "layer": 0, "head": 4}).json()["field"] == "head"
 
 
 def test_masked_words_on_a_masked_lm(client):

@@ -102,7 +102,8 @@ MERGED = ("scores", "conservation", "shares", "relevance", "layer_scores")
 def merge_explanations(parts: Sequence[TextExplanation], methods: Sequence[str]) -> TextExplanation:
     """One text's explanations by groups of ``methods`` -> the explanation of all of them: the
     first part's prediction, logits and target logits (the first group's pass is the pass a run of
-    every method makes), every method's fields in ``methods`` order."""
+    every method makes), every method's fields in run order (the parts' order: a run of every
+    method stores the shared-pass methods first, then each other method)."""
     first = parts[0]
     labels: List[LabelScores] = []
     for k, entry in enumerate(first.labels):
@@ -111,7 +112,7 @@ def merge_explanations(parts: Sequence[TextExplanation], methods: Sequence[str])
             found: Dict[str, Any] = {}
             for part in parts:
                 found.update(getattr(part.labels[k], name))
-            fields[name] = {m: found[m] for m in methods if m in found}
+            fields[name] = found  # in run order, as one run of every method stores them
         extras: Dict[str, float] = {}
         for part in parts:
             extras.update(part.labels[k].extras)
