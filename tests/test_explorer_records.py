@@ -178,10 +178,10 @@ def test_hostile_views_of_a_report_are_escaped_or_refused(explorer, record):
 
 def test_a_report_forbids_scripts_and_saves_what_the_page_shows(explorer, record):
     second = explorer.explain({"text": "the bad movie", "methods": ["lrp", "gi"]})["examples"][0]
-    views = [{"layers": {"lrp": record["layer_scores"]["lrp"]}, "agreement": {"methods": ["lrp", "gradient_x_input"],
-                                                                               "spearman": [[1.0, -0.25], [-0.25, 1.0]]},
-              "attention": {"layer": 1, "head": 2, "tokens": record["tokens"], "attention": record["attention"]["matrix"]}},
-             None]
+    shown = {"layers": {"lrp": record["layer_scores"]["lrp"]},
+             "agreement": {"methods": ["lrp", "gradient_x_input"], "spearman": [[1.0, -0.25], [-0.25, 1.0]]},
+             "attention": {"layer": 1, "head": 2, "tokens": record["tokens"], "attention": record["attention"]["matrix"]}}
+    views = [shown, None]
     report = explorer.report({"examples": [{k: v for k, v in record.items() if k not in ("layer_scores", "attention")},
                                            second], "views": views})
     csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', report)

@@ -215,7 +215,7 @@ def _cut_note(shown: int, total: int, what: str) -> str:
             f"({e(f'{total - shown:,}')} left out to keep this file small).</p>")
 
 
-def short_heading(record: dict, limit: int = 80) -> str:
+def short_heading(record: dict, limit: int = MAX_HEADING_CHARACTERS) -> str:
     """A record's short heading: its text (and pair) cut to ``limit`` characters each (not escaped)."""
     text, pair = shorten(record["text"], limit), record.get("pair")
     return text if pair is None else f"{text} || {shorten(pair, limit)}"
@@ -344,8 +344,8 @@ def scoped_css(css: str, scope: str) -> str:
 def notebook_html(views: Sequence[dict]) -> str:
     """Flat records (one per explained label, as :func:`bert_lrp.attribution.records.label_views`
     gives) as one block for a notebook cell: the example blocks of the HTML report and the explorer,
-    under the report's style scoped to the block."""
-    blocks = "\n".join(example_html(view, i + 1) for i, view in enumerate(views))
+    each headed by its own text (as the explorer heads it), under the report's style scoped to the block."""
+    blocks = "\n".join(example_html(view, heading=short_heading(view)) for view in views)
     return (f'<div class="{NOTEBOOK_CLASS}"><style>{scoped_css(CSS, "." + NOTEBOOK_CLASS)}</style>\n'
             f"{blocks}\n</div>")
 

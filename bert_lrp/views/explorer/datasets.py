@@ -205,7 +205,8 @@ def words(data: DataSet, query: Dict[str, str]) -> Dict[str, Any]:
         raise ApiError(400, f"hide takes {' and '.join(HIDDEN)} (comma-separated), got {wrong[0][:40]!r}", "hide")
 
     def shown(word: str) -> bool:
-        return not (("stopwords" in hidden and word in STOP_WORDS) or ("punctuation" in hidden and is_punctuation(word)))
+        stop = "stopwords" in hidden and word in STOP_WORDS
+        return not (stop or ("punctuation" in hidden and is_punctuation(word)))
 
     return {"method": method, "labels": word_pushes(data.records, method, top, least, shown)}
 
