@@ -27,7 +27,7 @@ from ...attribution.windows import window_positions
 from .errors import ApiError
 
 MAX_WINDOWS = 16                 # a text may span at most this many windows of the model's positions
-DEFAULT_BUDGET = 2_000_000       # forward rows x tokens of one request (or one uploaded text)
+DEFAULT_BUDGET = 1_200_000       # forward rows x tokens of one request (or one uploaded text)
 CHUNK_ROW_TOKENS = 15 * 512      # rows x tokens of one forward chunk: ~66 MB a row at 512 tokens -> < 1 GB
 CHUNK_OPTIONS = ("ig_batch", "rows_per_forward")
 MAX_UPLOAD_BYTES = 1 << 20       # an uploaded data set: 1 MB ...
