@@ -42,7 +42,7 @@ from . import method_scores
 from .explain import Explanation, run_methods
 from .plan import DEFAULT_METHODS, Plan, Request, model_limit, parse_target, plan_request
 from .progress import Cancelled, is_hook, rows_done
-from .records import ALL, FailedText, LabelScores, TextExplanation
+from .records import ALL, Explanations, FailedText, LabelScores, TextExplanation
 from .transformers_inputs import tokenizer_for_road
 from .windows import window_positions
 from .words import merge_word_pieces
@@ -141,22 +141,23 @@ def prepare(model, tokenizer, request: Union[Request, Plan]) -> Plan:
 # ------------------------------------------------------------------ the road
 def explain_texts(model, tokenizer, texts: Iterable[Union[str, Tuple[str, Optional[str]], TextInput]],
                   request: Optional[Request] = None, pairs: Optional[Sequence[Optional[str]]] = None,
-                  warn: Optional[Warn] = None, progress: Any = None, **settings: Any) -> List[TextExplanation]:
+                  warn: Optional[Warn] = None, progress: Any = None, **settings: Any) -> Explanations:
     """Explain every text (see the module docstring); ``settings`` are :class:`Request` fields
     (``methods``, ``target``, ``options``, ``word``, ...) when no ``request`` is given, and
     method options (``ig_steps=20``) otherwise unknown to Request. ``texts`` and ``pairs``: see
     :func:`as_inputs` (one string is one text). ``tokenizer``: bert-lrp's or a transformers
     tokenizer (fast or slow). ``progress``: a run's hook (:mod:`bert_lrp.attribution.progress`:
     told of every chunk of forward rows, may cancel the run between chunks); True/False: the
-    Request's progress bar. Returns one :class:`TextExplanation` per text, in input order."""
+    Request's progress bar. Returns one :class:`TextExplanation` per text, in input order, in a
+    list that a notebook shows as one compact table (:class:`~bert_lrp.attribution.records.Explanations`)."""
     if progress is not None and not is_hook(progress):
         settings["progress"], progress = progress, None  # the Request's bar on stderr
     request = request or _request_from(settings)
     _check_target(request.target)
     inputs = as_inputs(texts, pairs)
     tokenizer = tokenizer_for_road(tokenizer, model)
-    return [explained for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn,
-                                                        progress=progress)]
+    return Explanations(explained for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn,
+                                                                  progress=progress))
 
 
 def json_payload(model_name: str, request: Union[Request, Plan], explained: Sequence[TextExplanation]
