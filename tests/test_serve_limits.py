@@ -24,6 +24,7 @@ import torch
 
 from bert_lrp import cli
 from bert_lrp.attribution import registry
+from bert_lrp.attribution.progress import Cancelled
 from bert_lrp.models.loading import load_model
 from bert_lrp.views.explorer import attention_view, limits
 from bert_lrp.views.explorer.explorer import ApiError, Explorer
@@ -415,3 +416,49 @@ def test_attention_needs_a_text_that_fits_and_a_head_that_exists(explorer):
     assert refused(explorer.attention_overview, {"text": too_long}).field == "text"
     assert refused(explorer.attention, {"text": "a film", "layer": 2, "head": 0}).field == "layer"
     assert refused(explorer.attention, {"text": "a film", "layer": 0, "head": "1"}).field == "head"
+
+
+# ------------------------------------------------------------------ the road's hook
+class Counting:
+    """A run's hook that counts the rows it is told of and cancels after ``stop_after`` calls."""
+
+    def __init__(self, stop_after=None):
+        self.calls, self.stop_after = [], stop_after
+
+    def rows(self, n):
+        self.calls.append(n)
+        if self.stop_after is not None and len(self.calls) >= self.stop_after:
+            raise Cancelled("stop")
+
+
+@pytest.mark.parametrize("method, options, chunk", [
+    ("shap", {"shap_exact_words": 13, "rows_per_forward": 512}, 512),
+    ("integrated_gradients", {"ig_steps": 40, "ig_batch": 16}, 16),
+    ("smoothgrad", {"smoothgrad_samples": 30, "rows_per_forward": 8}, 8),
+    ("occlusion", {"rows_per_forward": 4}, 4),
+    ("lime", {"lime_samples": 40, "rows_per_forward": 16}, 16),
+])
+def test_the_road_tells_its_hook_of_every_chunk_and_stops_where_it_raises(folder, method, options, chunk):
+    from bert_lrp.attribution.road import Request, TextInput, explain_texts, stream_texts
+
+    model, tokenizer = load_model(folder)
+    hook = Counting()
+    explain_texts(model, tokenizer, [WORDS13], methods=[method], options=options, progress=hook)
+    assert max(hook.calls[:-1]) <= chunk and len(hook.calls) >= 3  # per chunk, then the shared pass's batch
+    stopped = Counting(stop_after=2)
+    with pytest.raises(Cancelled):
+        explain_texts(model, tokenizer, [WORDS13], methods=[method], options=options, progress=stopped)
+    assert len(stopped.calls) == 2  # nothing ran after the chunk whose hook raised
+    going_on = Counting(stop_after=1)  # a data set's run goes on past failed texts, never past a cancel
+    with pytest.raises(Cancelled):
+        list(stream_texts(model, tokenizer, [TextInput(WORDS13, None, "t")] * 2,
+                          Request(methods=[method], options=options), go_on=True, progress=going_on))
+
+
+def test_true_and_false_still_mean_the_progress_bar(folder):
+    from bert_lrp.attribution.road import explain_texts
+
+    model, tokenizer = load_model(folder)
+    [quiet] = explain_texts(model, tokenizer, ["a film"], methods=["lrp"], progress=False)
+    [shown] = explain_texts(model, tokenizer, ["a film"], methods=["lrp"], progress=True)
+    assert quiet.record() == shown.record()

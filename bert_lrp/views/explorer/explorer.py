@@ -514,14 +514,14 @@ class Explorer:
             error = budget_error(plan, encoding, cost, self.budget, given, where=item.source)
             if error is not None:
                 raise error
-            costs.append(cost.cost)
+            costs.append(cost)
         self._check_room(len(items))
         job = Job(uuid.uuid4().hex[:12], len(items))
         with self._state:
             if any(not j.finished for j in self.jobs.values()):
                 raise ApiError(409, "another data set is being explained; wait for it (or cancel it)", "text")
             self.jobs[job.id] = job
-        thread = threading.Thread(target=self._run_job, args=(job, entry, plan, items, name, sum(costs)), daemon=True)
+        thread = threading.Thread(target=self._run_job, args=(job, entry, plan, items, name, costs), daemon=True)
         thread.start()
         return job.info()
 
@@ -543,9 +543,11 @@ class Explorer:
                                 f"free room with DELETE /api/datasets/{{id}} (held: {names})", "text")
 
     def _run_job(self, job: Job, entry: LoadedModel, plan: Plan, items: List[TextInput], name: str,
-                 cost: int) -> None:
+                 costs: List[TextCost]) -> None:
+        """Explain an upload's texts a chunk at a time on the model worker; the data set is stored at
+        the end (a cancelled job, at its next forward chunk, stores nothing)."""
         records: List[Dict[str, Any]] = []
-        progress = RunProgress(sum(1 for _ in items) * 10 ** 9, job.cancelled)  # rows are not shown: only cancel
+        progress = RunProgress(sum(c.rows for c in costs), job.cancelled)
         started = time.monotonic()
         try:
             for chunk_start in range(0, len(items), JOB_CHUNK):  # a chunk at a time: requests get their turn
@@ -559,7 +561,7 @@ class Explorer:
                     record["index"] = chunk_start + index
                     records.append(record)
                 job.done = len(records)
-            self.throughput.record(cost, time.monotonic() - started)
+            self.throughput.record(sum(c.cost for c in costs), time.monotonic() - started)
             data = self._store(lambda dataset_id: DataSet(dataset_id, name, records, list(plan.methods)))
             job.dataset = data.id
         except Cancelled:
