@@ -462,3 +462,21 @@ def test_true_and_false_still_mean_the_progress_bar(folder):
     [quiet] = explain_texts(model, tokenizer, ["a film"], methods=["lrp"], progress=False)
     [shown] = explain_texts(model, tokenizer, ["a film"], methods=["lrp"], progress=True)
     assert quiet.record() == shown.record()
+
+
+def test_an_error_during_a_streamed_run_is_its_last_event_and_the_next_run_goes_on(explorer, monkeypatch):
+    import bert_lrp.views.explorer.explorer as module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    events = []
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "explain_texts", broken)
+        explorer.explain_stream({"text": "a film", "methods": ["lrp"]}, events.append)
+    assert [e["event"] for e in events] == ["plan", "error"]
+    assert events[-1] == {"event": "error", "status": 500, "error": "internal error: RuntimeError: boom second line",
+                          "field": None}
+    events.clear()
+    explorer.explain_stream({"text": "a film", "methods": ["lrp"]}, events.append)
+    assert events[-1]["event"] == "done"

@@ -79,7 +79,7 @@ def render_mask_html(report: dict, model: Optional[str] = None) -> str:
             matrix = [h["row"][:shown] for h in entry["heads"]] + [entry["mean"]["row"][:shown]]
             labels = [f"head {h['head']}" for h in entry["heads"]] + ["mean"]
             body.append(heatmap_svg(matrix, labels, tokens[:shown], f"layer {entry['layer']}: attention from [MASK]",
-                                    symmetric=False, per_row=True))
+                                    symmetric=False, per_row=True, palette="attention"))
     return _page("bert-lrp inspect mask", body)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import time
 import uuid
@@ -53,6 +54,7 @@ MAX_TEXT_CHARACTERS = 200_000
 EXPLAIN_FIELDS = {"model": str, "text": str, "pair": (str, type(None)), "methods": list, "target": (str, type(None)),
                   "options": dict, "word": (str, type(None))}
 TEXT_FIELDS = {"model": str, "text": str, "pair": (str, type(None))}
+log = logging.getLogger("bert_lrp.serve")
 
 
 @dataclass
@@ -287,7 +289,8 @@ class Explorer:
         chunk when set (then an ApiError 503)."""
         prepared = self.prepare(body)
         progress = RunProgress(prepared.cost.rows, cancelled)
-        explained = self._run(prepared, prepared.plan, progress)
+        with self._running(progress):
+            explained = self._run(prepared, prepared.plan, progress)
         self.throughput.record(prepared.cost.cost, progress.seconds)
         return self.document(prepared, prepared.plan, explained)
 
@@ -302,17 +305,17 @@ class Explorer:
         parts: List[TextExplanation] = []
         done = 0
         try:
-            for group in prepared.cost.groups:
-                plan = self.request({**prepared.body, "options": prepared.options, "methods": list(group.methods)},
-                                    prepared.entry)
-                started = time.monotonic()
-                part = self._run(prepared, plan, progress)
-                self.throughput.record(group.cost, time.monotonic() - started)
-                done += group.rows
-                progress.reach(done)
-                parts.append(part)
-                emit({"event": "group", "methods": list(group.methods),
-                      "payload": self.document(prepared, plan, part)})
+            with self._running(progress):
+                for group in prepared.cost.groups:
+                    plan = self.request({**prepared.body, "options": prepared.options,
+                                         "methods": list(group.methods)}, prepared.entry)
+                    part = self._run(prepared, plan, progress)
+                    self.throughput.record(group.cost, progress.seconds)
+                    done += group.rows
+                    progress.reach(done)
+                    parts.append(part)
+                    emit({"event": "group", "methods": list(group.methods),
+                          "payload": self.document(prepared, plan, part)})
             merged = merge_explanations(parts, list(prepared.plan.methods))
             payload = self.document(prepared, prepared.plan, merged)
         except ApiError as error:
@@ -321,14 +324,29 @@ class Explorer:
                 return None
             emit({"event": "error", "status": error.status, "error": str(error), "field": error.field})
             return None
+        except Exception as error:  # noqa: BLE001 -- the stream says so in one line; the server goes on
+            log.exception("internal error in a streamed explain")
+            message = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+            emit({"event": "error", "status": 500, "error": f"internal error: {message}", "field": None})
+            return None
         emit({"event": "done", "payload": payload})
         return payload
 
-    def _run(self, prepared: Prepared, plan: Plan, progress: RunProgress) -> TextExplanation:
-        """One road run of the prepared text with ``plan`` on the model worker, cancellable."""
-        entry = prepared.entry
+    @contextlib.contextmanager
+    def _running(self, progress: RunProgress) -> Iterator[None]:
+        """``progress`` is a run under way for the time of the block (:meth:`cancel_all` reaches it)."""
         with self._state:
             self._runs.add(progress)
+        try:
+            yield
+        finally:
+            with self._state:
+                self._runs.discard(progress)
+
+    def _run(self, prepared: Prepared, plan: Plan, progress: RunProgress) -> TextExplanation:
+        """One road run of the prepared text with ``plan`` on the model worker, stopped at its next
+        forward chunk once ``progress`` is cancelled (then an ApiError 503)."""
+        entry = prepared.entry
         try:
             progress.check()
             started = time.monotonic()
@@ -340,9 +358,6 @@ class Explorer:
         except Cancelled:
             raise ApiError(503, "the request was cancelled (its client went away, or the server is stopping)") \
                 from None
-        finally:
-            with self._state:
-                self._runs.discard(progress)
 
     def document(self, prepared: Prepared, plan: Plan, explained: TextExplanation) -> Dict[str, Any]:
         """The ``explain --json`` document of one explained text, plus ``views``."""
