@@ -136,6 +136,10 @@ def test_views_hold_the_heatmaps_layers_and_agreement(client):
     ({"text": "x", "target": "neutral"}, 400, "target"),
     ({"text": "film " * 2000}, 413, "text"),
     ({"text": "x", "model": "random-mlm"}, 400, "model"),
+    ({"text": "a film", "pair": ""}, 400, "pair"),  # was a 500
+    ({"text": " ".join(["good film bad movie"] * 5), "methods": ["shap"], "options": {"shap_exact_words": 20}}, 413,
+     "options.shap_exact_words"),  # 2^20 forward rows: over the explorer's budget
+    ({"text": "x", "methods": ["ig"], "options": {"ig_batch": 4096}}, 413, "options.ig_batch"),  # one chunk's memory
 ])
 def test_refused_requests_name_the_field(client, body, status, field):
     answer = client.post("/api/explain", json=body)
@@ -257,6 +261,8 @@ def test_a_row_shows_its_record_and_views(data_client):
     row = client.get(f"{DATASETS}/1/rows/2").json()
     assert row["record"] == records[2] and row["views"]["html"].count('class="w"') == 4 * 2
     assert client.get(f"{DATASETS}/1/rows/99").status_code == 404
+    assert client.get(f"{DATASETS}/1/rows/-1").status_code == 404  # was the last row
+    assert client.get(f"{DATASETS}/1/rows/١").status_code == 404  # an Arabic-Indic digit: was row 1
     assert client.get(f"{DATASETS}/9/rows").status_code == 404
 
 
