@@ -9,7 +9,10 @@
   survives) and the style applies inside the block only, never to the notebook around it;
 * ``Explanation._repr_html_`` (from :func:`bert_lrp.explain` on a batch) shows every example, with
   word scores that are the Explanation's own ``word_scores``;
-* ``show()`` hands the same HTML to IPython's display, and says what to do without IPython.
+* ``show()`` hands the same HTML to IPython's display, and says what to do without IPython;
+* outputs are named by the model's labels, never ``output 0``; the list ``explain_texts`` returns
+  shows as one compact table (a row per text: prediction by name and probability, gold, each
+  method's top words), and printing explanations shows one line each, never a tensor.
 """
 from __future__ import annotations
 
@@ -158,8 +161,48 @@ def test_a_batch_explanation_shows_every_example(sentiment):
         expected = explanation.word_scores(method, index)
         assert [word for _, word in spans] == [w["word"] for w in expected]
         assert [float(t.split(" | ")[0]) for t, _ in spans] == pytest.approx([w["score"] for w in expected], abs=5e-5)
+    names = model.config.labels_by_id()
     predicted = explanation.prediction.tolist()
-    assert f"<td>prediction</td><td><b>output {predicted[0]}</b></td>" in html
+    assert f"<td>prediction</td><td><b>{names[predicted[0]]}</b></td>" in html
+    assert "output 0" not in html and "output 1" not in html
+
+
+def test_a_list_of_explanations_is_a_compact_table_with_label_names(sentiment):
+    _, model, tokenizer = sentiment
+    texts = ["the film is unbelievable", "a bad movie", HOSTILE[0]]
+    explained = explain_texts(model, tokenizer, texts, methods=["lrp", "gi"])
+    html = explained._repr_html_()
+    tree = parsed(html)
+    assert {tag for tag, _ in tree.tags} == {"table", "thead", "tbody", "tr", "th", "td"}
+    rows = re.findall(r"<tr>(.*?)</tr>", html)
+    assert len(rows) == 1 + len(texts)
+    header = re.findall(r"<th>(.*?)</th>", rows[0])
+    assert header == ["#", "text", "prediction", "gold", "lrp", "gradient_x_input"]
+    names = model.config.labels_by_id()
+    for row, item in zip(rows[1:], explained):
+        cells = re.findall(r"<td>(.*?)</td>", row)
+        record = item.record()
+        probability = record["probabilities"][record["prediction"]]
+        assert cells[2] == f"{names[item.prediction]} ({probability:.2f})"
+        for cell, method in zip(cells[4:], ["lrp", "gradient_x_input"]):
+            ranked = sorted(zip(record["scores"][method]["words"], [w["word"] for w in record["words"]]),
+                            key=lambda pair: -pair[0])
+            assert cell.split(", ")[0] == ranked[0][1].replace("<", "&lt;").replace(">", "&gt;")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_printing_explanations_shows_a_line_each_never_a_tensor(sentiment):
+    _, model, tokenizer = sentiment
+    explained = explain_texts(model, tokenizer, ["the film is unbelievable", "a bad movie"], methods=["lrp"])
+    names = model.config.labels_by_id()
+    printed = repr(explained)
+    assert "tensor(" not in printed and printed.count("TextExplanation(") == 2
+    assert f"prediction={names[explained[0].prediction]!r}" in printed
+    batch = explain(model, tokenizer(["the film is unbelievable", "a bad movie"]), methods=["lrp", "gi"])
+    line = repr(batch)
+    assert "tensor(" not in line and "\n" not in line
+    assert line == (f"Explanation(methods=['lrp', 'gradient_x_input'], batch=2, seq={batch.attention_mask.shape[1]}, "
+                    f"predicted=[{', '.join(names[p] for p in batch.prediction.tolist())}])")
 
 
 def test_show_hands_the_html_to_ipython(sentiment, monkeypatch):

@@ -102,6 +102,7 @@ class Explanation:
     forward_passes: int = 0
     backward_passes: int = 0
     all_labels: bool = False  # target="all": a label axis after the batch axis ([batch, labels, ...])
+    label_names: Optional[Dict[int, str]] = None  # the model's id -> name of its outputs (classifiers)
 
     @property
     def prediction(self) -> torch.Tensor:
@@ -130,11 +131,31 @@ class Explanation:
             raise ValueError("word-level scores need the batch returned by BertTokenizer (it carries offsets)")
         return merge_word_pieces(self.scores[_canonical(method)][index], self.encoding, index)
 
+    def output_name(self, output: int) -> str:
+        """The name of output ``output``: the model's label name, or ``output <id>``."""
+        names = self.label_names or {}
+        return names.get(output, f"output {output}")
+
+    def predicted_outputs(self) -> List[int]:
+        """The predicted output per example (at the explained position for token models) ``[batch]``."""
+        logits = self.logits
+        if self.target_position is not None:
+            logits = logits[torch.arange(logits.shape[0]), self.target_position.long()]
+        return logits.argmax(-1).tolist()
+
+    def __repr__(self) -> str:
+        """One line: methods, batch and length, the predictions by name (never the tensors)."""
+        batch, seq = self.attention_mask.shape
+        shown = [self.output_name(p) for p in self.predicted_outputs()[:4]]
+        more = ", ..." if batch > 4 else ""
+        return (f"Explanation(methods={list(self.methods)}, batch={batch}, seq={seq}, "
+                f"predicted=[{', '.join(shown)}{more}]{', target=all' if self.all_labels else ''})")
+
     def _repr_html_(self) -> str:
         """Jupyter's view: per example (per label with ``target="all"``) the predicted and explained
         outputs and per method the words coloured by relevance (word pieces on hover), with the
-        component of the HTML report and the explorer. The model's label names are not part of an
-        Explanation, so outputs are named by id; :func:`bert_lrp.explain_texts` names them."""
+        component of the HTML report and the explorer. Outputs carry the model's label names
+        (``label_names``; ``output <id>`` where there are none, e.g. a masked LM)."""
         return notebook_html([view for index in range(self.logits.shape[0]) for view in self._views(index)])
 
     def show(self) -> None:
@@ -164,9 +185,9 @@ class Explanation:
             values = self.scores[method][index].tolist()
             scores[method] = {"tokens": values, "words": [sum(values[p] for p in w["pieces"]) for w in words]}
         return [{"text": " ".join(w["word"] for w in words), "tokens": tokens, "words": words,
-                 "methods": list(self.methods), "prediction": f"output {int(logits.argmax())}",
-                 "target": f"output {int(self.target[index])}",
-                 "probabilities": {f"output {k}": p for p, k in zip(top.values.tolist(), top.indices.tolist())},
+                 "methods": list(self.methods), "prediction": self.output_name(int(logits.argmax())),
+                 "target": self.output_name(int(self.target[index])),
+                 "probabilities": {self.output_name(k): p for p, k in zip(top.values.tolist(), top.indices.tolist())},
                  "scores": scores, "conservation": {m: float(v[index]) for m, v in self.conservation.items()}}]
 
 
@@ -256,7 +277,16 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
         raise RequestError("schedule", f"must be 'auto', 'stacked' or 'separate', got {schedule!r}")
     given = {**(options or {}), **method_options, **({} if rule is None else {"rule": rule})}
     plan = plan_methods(model, methods, given, reduction)
-    return run_methods(model, batch, plan, target, layers=layers, schedule=schedule, progress=progress)
+    result = run_methods(model, batch, plan, target, layers=layers, schedule=schedule, progress=progress)
+    return replace(result, label_names=output_names(model))
+
+
+def output_names(model: nn.Module) -> Optional[Dict[int, str]]:
+    """A classifier's ``{id: label name}`` (its config's ``id2label``); None for a masked LM, whose
+    outputs are the vocabulary."""
+    if task_of(model) == "masked_lm":
+        return None
+    return dict(model.config.labels_by_id())
 
 
 @dataclass(frozen=True)

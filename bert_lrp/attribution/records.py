@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .heatmaps import notebook_html, show_html
+from .heatmaps import e, notebook_html, show_html
 from .words import merge_word_pieces
 
 ALL = "all"
@@ -94,6 +94,14 @@ class TextExplanation:
         wanted = label if isinstance(label, int) else {v: k for k, v in self.label_names.items()}[label]
         return next(entry for entry in self.labels if entry.target == wanted)
 
+    def __repr__(self) -> str:
+        """One line: index, the text (shortened), the prediction by name and its probability, the
+        methods (never the tensors)."""
+        text = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        name = self.label_names.get(self.prediction, str(self.prediction))
+        return (f"TextExplanation(index={self.index}, text={text!r}, prediction={name!r} "
+                f"({float(self.probabilities[self.prediction]):.2f}), methods={list(self.methods)})")
+
     def _repr_html_(self) -> str:
         """Jupyter's view of the explanation: per explained label, the prediction and per method the
         words coloured by relevance (word pieces on hover), as in the HTML report and the explorer."""
@@ -134,6 +142,45 @@ class TextExplanation:
         if self.dropped_tokens:
             record["dropped_tokens"] = self.dropped_tokens
         return record
+
+
+class Explanations(list):
+    """The list :func:`bert_lrp.explain_texts` returns (a plain ``list`` of :class:`TextExplanation`
+    and :class:`FailedText`), shown in a notebook as one compact table: per text its number, text,
+    prediction by the model's label name with its probability, gold label, and per method the
+    words that count most for the explained label. Show one explanation in full with
+    ``explanations[i]``."""
+
+    TOP_WORDS = 3
+
+    def _repr_html_(self) -> str:
+        records = [item.record() for item in self]
+        methods = list(dict.fromkeys(m for r in records for m in r.get("methods", [])))
+        head = "".join(f"<th>{e(h)}</th>" for h in ["#", "text", "prediction", "gold", *methods])
+        rows = [_table_row(record, methods, self.TOP_WORDS) for record in records]
+        return (f'<table class="bert-lrp-explanations"><thead><tr>{head}</tr></thead>'
+                f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _table_row(record: Dict[str, Any], methods: List[str], top: int) -> str:
+    """One text's row of :class:`Explanations`' table (every value through :func:`e`)."""
+    text = record["text"] if len(record["text"]) <= 80 else record["text"][:77] + "..."
+    cells = [str(record["index"]), text]
+    if "error" in record:
+        return "<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + \
+            f'<td colspan="{len(methods) + 2}">error: {e(record["error"])}</td></tr>'
+    view = label_views(record)[0] if record.get("target") != ALL else \
+        next(v for v in label_views(record) if v["target"] == record["prediction"])
+    cells.append(f"{record['prediction']} ({record['probabilities'][record['prediction']]:.2f})")
+    cells.append(str(record.get("label", "")))
+    for method in methods:
+        scores = view.get("scores", {}).get(method)
+        if scores is None:
+            cells.append("")
+            continue
+        ranked = sorted(zip(scores["words"], (w["word"] for w in record["words"])), key=lambda p: -p[0])[:top]
+        cells.append(", ".join(word for _, word in ranked))
+    return "<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>"
 
 
 def _word_values(values: List[float], pieces: List[List[int]]) -> List[float]:
