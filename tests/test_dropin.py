@@ -185,7 +185,7 @@ def test_output_flags_are_read_from_the_config_and_outputs_index_as_transformers
     expected, got = theirs(**batch()), ours(**batch())
     assert len(got.hidden_states) == len(expected.hidden_states) == 3
     assert len(got.attentions) == len(expected.attentions) == 2
-    assert list(got.keys()) == list(expected.keys())
+    assert list(got.keys()) == list(expected.keys()) == list(got) == list(expected)  # iterating yields keys
     assert max_difference(got["attentions"][1], expected["attentions"][1]) <= TOLERANCE
     assert max_difference(got[0], expected[0]) <= TOLERANCE  # by position: logits (no loss)
     assert "loss" not in got and "logits" in got
