@@ -141,6 +141,20 @@ def test_ignore_mismatched_sizes_gives_a_new_head_and_reports_it_as_transformers
     assert torch.equal(model.bert.encoder.layer[1].output.dense.weight, peer.bert.encoder.layer[1].output.dense.weight)
 
 
+def test_from_pretrained_loads_an_in_memory_state_dict_without_a_folder(tmp_path):
+    theirs = transformers.BertForMaskedLM(hf_config()).eval()
+    model = bert_lrp.BertForMaskedLM.from_pretrained(None, config=hf_config(), state_dict=theirs.state_dict())
+    assert max_difference(model(**batch()).logits, theirs(**batch()).logits) <= TOLERANCE
+    auto = bert_lrp.AutoModelForMaskedLM.from_pretrained(None, config=hf_config(), state_dict=theirs.state_dict())
+    assert type(auto) is bert_lrp.BertForMaskedLM
+    # state_dict= with a folder: those tensors, not the folder's file (as transformers)
+    transformers.BertForMaskedLM(hf_config()).save_pretrained(tmp_path)
+    folder_model = bert_lrp.BertForMaskedLM.from_pretrained(tmp_path, state_dict=theirs.state_dict())
+    assert max_difference(folder_model(**batch()).logits, theirs(**batch()).logits) <= TOLERANCE
+    with pytest.raises(BertLrpError, match=r"from_pretrained\(None\).*config= and state_dict="):
+        bert_lrp.BertForMaskedLM.from_pretrained(None, config=hf_config())
+
+
 @pytest.mark.parametrize("keyword", ["dtype", "torch_dtype"])
 def test_dtype_option_casts_the_loaded_model(tmp_path, keyword):
     transformers.BertForMaskedLM(hf_config()).save_pretrained(tmp_path)
