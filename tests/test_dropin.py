@@ -269,6 +269,48 @@ def test_resize_token_embeddings_keeps_the_decoder_tied(name, bias):
     assert max_difference(ours(**inputs).logits, theirs(**inputs).logits) <= TOLERANCE
 
 
+UNTIED = [("bert", "BertForMaskedLM", "cls.predictions.decoder"), ("bert", "BertForPreTraining", "cls.predictions.decoder"),
+          ("roberta", "RobertaForMaskedLM", "lm_head.decoder"), ("distilbert", "DistilBertForMaskedLM", "vocab_projector")]
+
+
+@pytest.mark.parametrize("family,name,decoder", UNTIED)
+def test_an_untied_decoder_computes_saves_loads_and_resizes_as_transformers(family, name, decoder, tmp_path):
+    config = hf_config(family, tie_word_embeddings=False)
+    theirs, ours = pair(name, config)
+    own = ours.get_output_embeddings()
+    assert own is ours.get_submodule(decoder) and isinstance(own, torch.nn.Linear)
+    assert own.weight is not ours.get_input_embeddings().weight
+    inputs = batch(family=family)
+    assert max_difference(ours(**inputs).logits if name != "BertForPreTraining" else ours(**inputs).prediction_logits,
+                          theirs(**inputs)[0]) <= TOLERANCE
+    ours.save_pretrained(tmp_path / "ours")
+    reloaded, info = getattr(bert_lrp, name).from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
+    assert all(torch.equal(v, reloaded.state_dict()[k]) for k, v in ours.state_dict().items())
+    peer, peer_info = getattr(transformers, name).from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert peer_info["missing_keys"] == set() and torch.equal(peer.get_output_embeddings().weight, own.weight)
+    theirs.save_pretrained(tmp_path / "theirs")
+    strict = getattr(bert_lrp, name).from_pretrained(tmp_path / "theirs")  # strict: every tensor found
+    assert torch.equal(strict.get_output_embeddings().weight, theirs.get_output_embeddings().weight)
+    ours.resize_token_embeddings(VOCAB + 10)
+    resized = ours.get_output_embeddings()
+    assert resized.weight.shape == (VOCAB + 10, 32) and resized.bias.shape == (VOCAB + 10,)
+    assert torch.equal(resized.weight[:VOCAB], own.weight) and ours.get_input_embeddings().num_embeddings == VOCAB + 10
+    assert torch.allclose(resized.weight[VOCAB:], own.weight.mean(0).expand(10, -1))  # mean resizing
+    ours.post_init()  # transformers' hook re-draws nothing
+    assert ours.get_output_embeddings().weight is resized.weight
+    assert ours(**inputs)[0].shape[-1] == VOCAB + 10
+
+
+def test_untied_decoder_gradients_equal_transformers():
+    theirs, ours = pair("BertForMaskedLM", hf_config(tie_word_embeddings=False))
+    labels = batch()["input_ids"].clone()
+    theirs(**batch(), labels=labels).loss.backward()
+    ours(**batch(), labels=labels).loss.backward()
+    assert ours.cls.predictions.decoder.weight.grad is not None
+    assert gradient_difference(theirs, ours) <= TOLERANCE
+
+
 # ---------------------------------------------------------------- 4. attention implementations
 def test_sdpa_and_eager_give_the_same_logits_and_the_same_relevance():
     torch.manual_seed(0)

@@ -280,7 +280,7 @@ class BertPreTrainedModel(TransformersMethods, PretrainedMixin, nn.Module):
         config.validate()
         _refuse_decoder(config)
         config._attn_implementation = check_attention_implementation(config.extra.get("_attn_implementation"))
-        if self.decoder_bias_path is not None and not config.tie_word_embeddings:
+        if self.decoder_bias_path is not None and self.untied_decoder_path is None and not config.tie_word_embeddings:
             raise ConfigError(f"config field tie_word_embeddings=False is not supported by {type(self).__name__}: "
                               "its decoder always reads the word embeddings (set it to True)")
         self.config = config
@@ -635,7 +635,9 @@ class BertForTokenClassification(TokenClassifier, BertPreTrainedModel):
 
 
 class BertLMPredictionHead(nn.Module):
-    """transform (dense, activation, LayerNorm), then the decoder tied to the word embeddings."""
+    """transform (dense, activation, LayerNorm), then the decoder: tied to the word embeddings
+    (with ``bias``), or, with ``tie_word_embeddings=False``, its own ``decoder`` ``nn.Linear`` (as
+    transformers: ``bias`` is then kept but unused)."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -644,11 +646,12 @@ class BertLMPredictionHead(nn.Module):
         self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.activation = config.hidden_act
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
         hidden = ops.activation(ops.linear(hidden, self.transform.dense, rules), self.activation, rules)
         hidden = ops.layer_norm(hidden, self.transform.LayerNorm, rules)
-        decoder = _TiedLinear(decoder_weight, self.bias)
+        decoder = self.decoder if self.decoder is not None else _TiedLinear(decoder_weight, self.bias)
         return ops.linear(hidden, decoder, rules)
 
 
@@ -671,6 +674,7 @@ class _BertWithMLMHead(BertPreTrainedModel):
     """Shared by the masked-LM models: encoder, ``cls`` heads, and the masked-LM loss."""
 
     decoder_bias_path = "cls.predictions.bias"
+    untied_decoder_path = "cls.predictions.decoder"
 
     def __init__(self, config: BertConfig, pooler: bool, next_sentence: bool) -> None:
         config = as_config(config)

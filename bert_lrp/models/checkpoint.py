@@ -99,7 +99,8 @@ def find_weights(directory: str | os.PathLike) -> str:
 
 def normalize_keys(state: Dict[str, torch.Tensor], model_keys: set, prefix: str) -> Dict[str, torch.Tensor]:
     """Map foreign names onto ours: BERT-LRP's ``gamma``/``beta``, ``module.`` (DataParallel),
-    a missing or extra ``bert.`` prefix, the tied decoder's bias."""
+    a missing or extra ``bert.`` prefix, the tied decoder's bias. A key the model has is never
+    renamed or dropped (an untied decoder has its own ``decoder.weight`` / ``decoder.bias``)."""
     out: Dict[str, torch.Tensor] = {}
     has_prefix = any(k.startswith(prefix + ".") for k in model_keys) if prefix else False
     for key, tensor in state.items():
@@ -109,16 +110,16 @@ def normalize_keys(state: Dict[str, torch.Tensor], model_keys: set, prefix: str)
             key = key[: -len("gamma")] + "weight"
         elif key.endswith(".beta"):
             key = key[: -len("beta")] + "bias"
-        if key == "cls.predictions.decoder.bias":
+        if key == "cls.predictions.decoder.bias" and key not in model_keys:
             key = "cls.predictions.bias"
-        elif key == "lm_head.decoder.bias":  # tied to lm_head.bias in RoBERTa
+        elif key == "lm_head.decoder.bias" and key not in model_keys:  # tied to lm_head.bias in RoBERTa
             key = "lm_head.bias"
         first = key.split(".", 1)[0]
         if has_prefix and key not in model_keys and prefix + "." + key in model_keys:
             key = prefix + "." + key  # an encoder's checkpoint into a task model
         elif not has_prefix and first in BASE_PREFIXES and key[len(first) + 1:] in model_keys:
             key = key[len(first) + 1:]  # a task model's checkpoint into an encoder
-        if key.endswith(IGNORED_KEYS):
+        if key.endswith(IGNORED_KEYS) and key not in model_keys:
             continue
         out.setdefault(key, tensor)
     return out

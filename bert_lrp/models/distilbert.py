@@ -206,13 +206,17 @@ class DistilBertForMaskedLM(_DistilBertWithHead):
     output_class = MaskedLMOutput
 
     decoder_bias_path = "vocab_projector.bias"
+    untied_decoder_path = "vocab_projector"  # an nn.Linear of its own with tie_word_embeddings=False
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
         self.vocab_transform = nn.Linear(self.config.hidden_size, self.config.hidden_size)
         self.vocab_layer_norm = nn.LayerNorm(self.config.hidden_size, eps=self.config.layer_norm_eps)
-        self.vocab_projector = nn.Module()
-        self.vocab_projector.bias = nn.Parameter(torch.zeros(self.config.vocab_size))
+        if self.config.tie_word_embeddings:
+            self.vocab_projector = nn.Module()
+            self.vocab_projector.bias = nn.Parameter(torch.zeros(self.config.vocab_size))
+        else:
+            self.vocab_projector = nn.Linear(self.config.hidden_size, self.config.vocab_size)
         self.init_weights()
 
     def _extra_parameters_to_zero(self):
@@ -221,7 +225,8 @@ class DistilBertForMaskedLM(_DistilBertWithHead):
     def _logits(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
         hidden = ops.activation(ops.linear(hidden, self.vocab_transform, rules), self.config.hidden_act, rules)
         hidden = ops.layer_norm(hidden, self.vocab_layer_norm, rules)
-        decoder = _TiedLinear(self.distilbert.embeddings.word_embeddings.weight, self.vocab_projector.bias)
+        decoder = self.untied_decoder() or _TiedLinear(self.distilbert.embeddings.word_embeddings.weight,
+                                                       self.vocab_projector.bias)
         return ops.linear(hidden, decoder, rules)
 
     def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
