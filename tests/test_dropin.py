@@ -8,6 +8,7 @@ Tiny random models (hidden 32, 2 layers); transformers is the peer every number 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -55,6 +56,28 @@ def pair(name: str, config, seed: int = 0):
     ours = getattr(bert_lrp, name)(config).eval()
     bert_lrp.models.checkpoint.load_into(ours, theirs.state_dict())
     return theirs, ours
+
+
+class CapturedLog(logging.Handler):
+    """The messages one logger (by name) receives inside a ``with`` block, as ``.text``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.WARNING)
+        self.logger, self.lines = logging.getLogger(name), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def __enter__(self) -> "CapturedLog":
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)
 
 
 def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -136,6 +159,10 @@ def test_ignore_mismatched_sizes_gives_a_new_head_and_reports_it_as_transformers
     assert model.classifier.weight.shape == (5, 32)
     assert sorted(k for k, _, _ in info["mismatched_keys"]) == ["classifier.bias", "classifier.weight"]
     assert set(info.keys()) == {"missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"}
+    with CapturedLog("transformers.modeling_utils") as theirs_log, CapturedLog("bert_lrp") as ours_log:
+        bert_lrp.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
+    for log in (theirs_log, ours_log):  # transformers' words, where transformers' users read them too
+        assert "classifier.weight: Reinit due to size mismatch - ckpt: [2, 32] vs model: [5, 32]" in log.text
     peer = transformers.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5,
                                                                       ignore_mismatched_sizes=True)
     assert torch.equal(model.bert.encoder.layer[1].output.dense.weight, peer.bert.encoder.layer[1].output.dense.weight)

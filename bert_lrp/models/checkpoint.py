@@ -18,6 +18,9 @@ from .config import TRANSFORMERS_DEFAULTS, as_config
 from .tuned import read_tuned_composite, write_tuned_composite
 
 logger = logging.getLogger("bert_lrp")
+# where transformers reports loading (its tests and users read a size mismatch there); written to
+# only when transformers has created it (transformers imported), never imported from here
+TRANSFORMERS_LOADING_LOGGER = "transformers.modeling_utils"
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # tensors of task heads (and poolers): a checkpoint may lack them or hold other heads' ones
@@ -153,8 +156,7 @@ def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bo
     if ignore_mismatched_sizes:
         problems = [p for p in problems if not p.startswith("tensor ")]
         for key, got, want in info.mismatched_keys:
-            logger.warning("%s: %s has shape %s in the checkpoint but %s in the model; newly initialised "
-                           "(ignore_mismatched_sizes=True)", source, key, list(got), list(want))
+            report_size_mismatch(source, key, got, want)
     if problems and strict:
         raise CheckpointError(f"{source} does not fit {type(model).__name__} ({len(problems)} problem(s)):\n  "
                               + "\n  ".join(problems) + "\n(pass strict=False to load what fits)")
@@ -172,6 +174,16 @@ def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bo
         logger.info("%s: head tensors not used by %s: %s", source, type(model).__name__,
                     ", ".join(info.unused_head_keys))
     return info
+
+
+def report_size_mismatch(source: str, key: str, checkpoint_shape: Tuple[int, ...], model_shape: Tuple[int, ...]) -> None:
+    """Warn that ``key`` was initialised afresh (``ignore_mismatched_sizes=True``), in transformers'
+    words, on the ``bert_lrp`` logger and, when transformers is imported, on its loading logger too."""
+    message = (f"{source}: {key}: Reinit due to size mismatch - ckpt: {list(checkpoint_shape)} vs model: "
+               f"{list(model_shape)} (ignore_mismatched_sizes=True: newly initialised)")
+    logger.warning(message)
+    if TRANSFORMERS_LOADING_LOGGER in logging.Logger.manager.loggerDict:
+        logging.getLogger(TRANSFORMERS_LOADING_LOGGER).warning(message)
 
 
 class PretrainedMixin:
