@@ -265,7 +265,7 @@ class DistilBertForQuestionAnswering(SpanClassifier, DistilBertPreTrainedModel):
 
 class DistilBertForMultipleChoice(ChoiceScorer, DistilBertPreTrainedModel):
     """DistilBERT + ``pre_classifier`` + ReLU + dropout + linear scorer on the first token of each
-    choice. Inputs ``[batch, choices, seq]``; logits ``[batch, choices]``. Not explained by ``explain``."""
+    choice. Inputs ``[batch, choices, seq]``; logits ``[batch, choices]``. ``explain`` explains the chosen choice's logit."""
 
     def __init__(self, config: DistilBertConfig) -> None:
         config = with_labels(config)
@@ -276,9 +276,9 @@ class DistilBertForMultipleChoice(ChoiceScorer, DistilBertPreTrainedModel):
         self.dropout = nn.Dropout(config.seq_classif_dropout)
         self.init_weights()
 
-    def _choice_scores(self, encoded: BaseModelOutputWithPooling) -> torch.Tensor:
-        pooled = ops.activation(self.pre_classifier(encoded.last_hidden_state[:, 0]), "relu", None)
-        return self.classifier(ops.dropout(pooled, self.dropout))
+    def _choice_scores(self, encoded: BaseModelOutputWithPooling, rules: Optional[RuleSet] = None) -> torch.Tensor:
+        pooled = ops.activation(ops.linear(encoded.last_hidden_state[:, 0], self.pre_classifier, rules), "relu", rules)
+        return ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,

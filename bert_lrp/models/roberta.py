@@ -185,6 +185,6 @@ class RobertaForQuestionAnswering(SpanClassifier, RobertaPreTrainedModel):
 
 class RobertaForMultipleChoice(PooledChoiceScorer, RobertaPreTrainedModel):
     """RoBERTa + dropout + linear scorer on the pooled ``<s>`` of each choice. Inputs ``[batch,
-    choices, seq]``; logits ``[batch, choices]``. Not explained by ``explain``."""
+    choices, seq]``; logits ``[batch, choices]``. ``explain`` explains the chosen choice's logit."""
 
     encoder_class = RobertaModel
