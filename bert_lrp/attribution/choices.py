@@ -31,14 +31,16 @@ def choice_inputs(batch: Any) -> Dict[str, torch.Tensor]:
     ids = batch["input_ids"] if "input_ids" in batch else None
     if ids is None or ids.dim() != 3:
         shape = None if ids is None else list(ids.shape)
-        raise ValueError(f"explaining a multiple-choice model needs input_ids of shape [batch, choices, seq], got {shape}")
+        raise ValueError(f"explaining a multiple-choice model needs input_ids of shape [batch, choices, seq], "
+                         f"got {shape}")
     mask = batch.get("attention_mask")
     types = batch.get("token_type_ids")
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids) if mask is None else mask,
               "token_type_ids": torch.zeros_like(ids) if types is None else types}
     for name, tensor in inputs.items():
         if tensor.shape != ids.shape:
-            raise ValueError(f"{name} has shape {list(tensor.shape)}, expected {list(ids.shape)} (the shape of input_ids)")
+            raise ValueError(f"{name} has shape {list(tensor.shape)}, expected {list(ids.shape)} "
+                             "(the shape of input_ids)")
     return inputs
 
 

@@ -176,7 +176,8 @@ def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bo
     return info
 
 
-def report_size_mismatch(source: str, key: str, checkpoint_shape: Tuple[int, ...], model_shape: Tuple[int, ...]) -> None:
+def report_size_mismatch(source: str, key: str, checkpoint_shape: Tuple[int, ...],
+                         model_shape: Tuple[int, ...]) -> None:
     """Warn that ``key`` was initialised afresh (``ignore_mismatched_sizes=True``), in transformers'
     words, on the ``bert_lrp`` logger and, when transformers is imported, on its loading logger too."""
     message = (f"{source}: {key}: Reinit due to size mismatch - ckpt: {list(checkpoint_shape)} vs model: "

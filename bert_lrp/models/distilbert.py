@@ -265,7 +265,8 @@ class DistilBertForQuestionAnswering(SpanClassifier, DistilBertPreTrainedModel):
 
 class DistilBertForMultipleChoice(ChoiceScorer, DistilBertPreTrainedModel):
     """DistilBERT + ``pre_classifier`` + ReLU + dropout + linear scorer on the first token of each
-    choice. Inputs ``[batch, choices, seq]``; logits ``[batch, choices]``. ``explain`` explains the chosen choice's logit."""
+    choice. Inputs ``[batch, choices, seq]``; logits ``[batch, choices]``. ``explain`` explains the
+    chosen choice's logit."""
 
     def __init__(self, config: DistilBertConfig) -> None:
         config = with_labels(config)
