@@ -220,10 +220,8 @@ class TransformersMethods:
             return old
         size = old.num_embeddings if new_num_tokens is None else new_num_tokens
         if pad_to_multiple_of is not None:
-            if not isinstance(pad_to_multiple_of, int):  # transformers' words (scripts match them)
-                raise ValueError(f"pad_to_multiple_of: Asking to pad the embedding matrix to a multiple of "
-                                 f"`{pad_to_multiple_of}`, which is not and integer. Please make sure to pass "
-                                 "an integer")
+            if isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int):
+                raise ValueError(f"pad_to_multiple_of must be an integer, got {pad_to_multiple_of!r}")
             if pad_to_multiple_of <= 0:
                 raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
             size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
