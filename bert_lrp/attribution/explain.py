@@ -285,9 +285,9 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
 
 
 def output_names(model: nn.Module) -> Optional[Dict[int, str]]:
-    """A classifier's ``{id: label name}`` (its config's ``id2label``); None for a masked LM, whose
-    outputs are the vocabulary."""
-    if task_of(model) == "masked_lm":
+    """A classifier's ``{id: label name}`` (its config's ``id2label``); None for a masked LM (its
+    outputs are the vocabulary) and a multiple-choice model (its outputs are the choices)."""
+    if task_of(model) in ("masked_lm", MULTIPLE_CHOICE):
         return None
     return dict(model.config.labels_by_id())
 
