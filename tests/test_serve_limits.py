@@ -114,6 +114,8 @@ def test_one_forward_chunk_stays_under_the_memory_bound(explorer):
     assert (error.status, error.field) == (413, "options.ig_batch")
     error = refused(explorer.explain, {"text": "a film", "methods": ["shap"], "options": {"rows_per_forward": 4096}})
     assert error.field == "options.rows_per_forward"
+    error = refused(explorer.explain, {"text": "a film", "methods": ["ig"], "options": {"ig_batch": "4096"}})
+    assert error.field == "options.ig_batch"  # a number written as text is read as the plan reads it
     # a default that would not fit is lowered for a long text (the settings say the value used)
     bounded = limits.chunk_options({}, ["ig", "lrp"], 512)
     assert bounded == {"ig_batch": limits.CHUNK_ROW_TOKENS // 512} and bounded["ig_batch"] * 512 <= 7_680

@@ -39,11 +39,13 @@ from ...attribution.road import (DEFAULT_METHODS, Request, TextInput, encode_who
 from ...attribution.targets import task_of
 from ...attribution.transformers_inputs import tokenizer_for_road
 from ...data import DataError, check_record, parse_texts
-from ...errors import BertLrpError, RequestError, UsageError
+from ...errors import BertLrpError, UsageError
 from ...models.loading import load_model
 from ..html_report import render_html
 from . import attention_view, datasets
-from .datasets import DataSet, read_dataset, word_pushes
+from .agreement import agreement
+from .checks import EXPLAIN_FIELDS, api_errors, checked, option_info
+from .datasets import DataSet, read_dataset, row_summary, word_pushes
 from .errors import ApiError
 from .limits import (DEFAULT_BUDGET, MAX_NAME, MAX_STORED_BYTES, MAX_STORED_ROWS, MAX_UPLOAD_BYTES, MAX_UPLOAD_LINES,
                      MAX_WINDOWS, TextCost, budget_error, chunk_options, text_cost)
@@ -51,8 +53,6 @@ from .runs import Emit, RunProgress, Throughput, merge_explanations
 
 JOB_CHUNK = 16                 # texts of an upload explained per turn of the model worker
 MAX_TEXT_CHARACTERS = 200_000
-EXPLAIN_FIELDS = {"model": str, "text": str, "pair": (str, type(None)), "methods": list, "target": (str, type(None)),
-                  "options": dict, "word": (str, type(None))}
 TEXT_FIELDS = {"model": str, "text": str, "pair": (str, type(None))}
 log = logging.getLogger("bert_lrp.serve")
 
@@ -192,7 +192,7 @@ class Explorer:
         for method in registry.all_methods():
             methods.append({"name": method.name, "title": method.label, "aliases": list(method.aliases),
                             "shared_pass": method.shared_pass,
-                            "options": [_option_info(option) for option in method.options]})
+                            "options": [option_info(option) for option in method.options]})
         presets = [m["name"] for m in methods if m["name"].startswith("lrp:")]
         return {"methods": methods, "defaults": list(DEFAULT_METHODS), "lrp_presets": presets}
 
@@ -216,7 +216,7 @@ class Explorer:
         """An explain body checked whole before anything runs: fields, model, text length (at most
         :data:`MAX_WINDOWS` windows), chunk options against memory, methods and options, and the
         cost against the budget (413 naming the field)."""
-        body = _checked(body, EXPLAIN_FIELDS, required=("text",))
+        body = checked(body, EXPLAIN_FIELDS, required=("text",))
         entry = self._model(body.get("model"))
         if task_of(entry.model) not in ("sequence", "token"):
             raise ApiError(400, f"model {entry.name} is a {task_of(entry.model)} model: explain needs a sequence or "
@@ -375,7 +375,7 @@ class Explorer:
 
     # ------------------------------------------------------------------ attention and masks
     def _attention_text(self, body: Any, fields: Dict[str, Any], required: Sequence[str]):
-        body = _checked(body, fields, required=required)
+        body = checked(body, fields, required=required)
         entry = self._model(body.get("model"))
         item = TextInput(body["text"], body.get("pair"), "text")
         encoding = self._encoding(entry, item)
@@ -413,7 +413,7 @@ class Explorer:
         """``POST /api/mask``: the masked-word view (output and logit lens) of a masked LM."""
         from ...inspection.mask import masked_word_view
 
-        body = _checked(body, {"model": str, "text": str, "top_k": int}, required=("text",))
+        body = checked(body, {"model": str, "text": str, "top_k": int}, required=("text",))
         entry = self._model(body.get("model"))
         if task_of(entry.model) != "masked_lm":
             raise ApiError(400, f"model {entry.name} is not a masked LM", "model")
@@ -431,7 +431,7 @@ class Explorer:
         """``POST /api/report``: the static HTML report of what the page shows: per example its
         record (checked against the record schema, unknown fields dropped) and optionally its
         ``views`` (per-layer relevance, the agreement matrix, the attention head shown)."""
-        body = _checked(body, {"examples": list, "views": (list, type(None)), "title": (str, type(None))},
+        body = checked(body, {"examples": list, "views": (list, type(None)), "title": (str, type(None))},
                         required=("examples",))
         records = []
         for number, record in enumerate(body["examples"]):
@@ -501,7 +501,7 @@ class Explorer:
     def upload(self, body: Any) -> Dict[str, Any]:
         """``POST /api/datasets``: explain an uploaded text file in the background (a job). Every
         text is checked as :meth:`explain` checks one (16 windows, the budget: 413 naming its line)."""
-        body = _checked(body, {"model": str, "name": str, "text": str, "methods": list, "options": dict,
+        body = checked(body, {"model": str, "name": str, "text": str, "methods": list, "options": dict,
                                "target": (str, type(None))}, required=("text",))
         name = body.get("name") or "upload"
         if len(name) > MAX_NAME:
@@ -600,96 +600,6 @@ class Explorer:
             self.jobs[job_id].cancelled.set()
 
 
-# ---------------------------------------------------------------------- helpers
-def _option_info(option: registry.Option) -> Dict[str, Any]:
-    default = option.default if isinstance(option.default, (str, int, float, bool)) or option.default is None \
-        else str(option.default)
-    return {"name": option.name, "flag": option.flag, "kind": option.kind.__name__, "default": default,
-            "minimum": option.minimum, "maximum": option.maximum,
-            "choices": list(option.choices) if option.choices else None, "help": option.help}
-
-
-def _checked(body: Any, fields: Dict[str, Any], required: Sequence[str] = ()) -> Dict[str, Any]:
-    """The JSON object ``body`` with only ``fields``, each of its type; else :class:`ApiError` 400."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    for name in body:
-        if name not in fields:
-            raise ApiError(400, f"unknown field {str(name)[:60]!r}; the fields are {', '.join(fields)}", str(name)[:60])
-    for name in required:
-        if name not in body:
-            raise ApiError(400, f"missing field {name!r}", name)
-    for name, value in body.items():
-        kind = fields[name]
-        if isinstance(value, str) and not _encodable(value):
-            raise ApiError(400, f"field {name!r} holds a lone surrogate (not a character of UTF-8)", name)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            wanted = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise ApiError(400, f"field {name!r} must be {wanted.replace('NoneType', 'null')}, got "
-                           f"{type(value).__name__}", name)
-    return body
-
-
-def json_field(field: str) -> Optional[str]:
-    """The JSON field of an explain body that a request's ``field`` names (``options.<name>`` as
-    it is), or None when the body has no such field (e.g. ``stride``: the explorer sets none)."""
-    if field in EXPLAIN_FIELDS or field.startswith("options."):
-        return field
-    return None
-
-
-@contextlib.contextmanager
-def api_errors() -> Iterator[None]:
-    """A :class:`RequestError` -> :class:`ApiError` 400 naming its JSON field (from
-    ``error.field``, never from the message); another usage error -> 400 without a field."""
-    try:
-        yield
-    except RequestError as error:
-        name = json_field(error.field)
-        raise ApiError(400, error.message if name else str(error), name) from None
-    except UsageError as error:
-        raise ApiError(400, str(error)) from None
-
-
-def _spearman(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
-    """Spearman's rank correlation (average ranks for ties); None for fewer than 2 values or no spread."""
-    if len(a) < 2:
-        return None
-    ranks = []
-    for values in (a, b):
-        order = sorted(range(len(values)), key=lambda i: values[i])
-        rank = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                rank[order[k]] = (i + j) / 2
-            i = j + 1
-        ranks.append(torch.tensor(rank, dtype=torch.float64))
-    x, y = ranks[0] - ranks[0].mean(), ranks[1] - ranks[1].mean()
-    norm = float(x.norm() * y.norm())
-    return None if norm == 0 else round(float((x * y).sum()) / norm, 6)
-
-
-def agreement(record: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Spearman's rank agreement of the word scores between every two methods of a record
-    (the explained label; ``target="all"``: the predicted label)."""
-    view = next((v for v in label_views(record) if v.get("target") == record.get("prediction")), None) \
-        or label_views(record)[0]
-    methods = list(view.get("scores", {}))
-    matrix = [[_spearman(view["scores"][a]["words"], view["scores"][b]["words"]) for b in methods] for a in methods]
-    return {"methods": methods, "spearman": matrix}
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 Answer = Callable[..., Any]
-__all__ = ["ApiError", "Explorer", "FailedText", "agreement", "model_names", "read_dataset", "word_pushes"]
+__all__ = ["ApiError", "Explorer", "FailedText", "agreement", "model_names", "read_dataset", "row_summary",
+           "word_pushes"]

@@ -146,8 +146,11 @@ def chunk_options(options: Dict[str, Any], methods: Sequence[str], tokens: int) 
         if name not in read:
             continue
         if name in options:
-            value = options[name]
-            if isinstance(value, int) and not isinstance(value, bool) and value > most:
+            try:
+                value = read[name].check(options[name])  # as the plan will read it ("4096" too)
+            except Exception:  # noqa: BLE001 -- a wrong value: the plan refuses it, naming the option
+                continue
+            if value > most:
                 raise ApiError(413, f"{name} {value:,} holds {value:,} rows of {tokens:,} tokens in one forward "
                                     f"chunk; the explorer allows at most {most:,} for this text "
                                     f"({CHUNK_ROW_TOKENS:,} rows x tokens, about 1 GB)", f"options.{name}")
