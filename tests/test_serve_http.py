@@ -44,7 +44,7 @@ import pytest
 from bert_lrp.views.explorer import app as app_module
 from bert_lrp.views.explorer import server as server_module
 from bert_lrp.views.explorer.app import MAX_BODY, create_app
-from bert_lrp.views.explorer.explorer import ApiError
+from bert_lrp.views.explorer.errors import ApiError
 from bert_lrp.views.explorer.server import explorer_server
 
 from test_serve_cli import ROOT, start  # noqa: E402  (tests/ is on sys.path under pytest)

@@ -27,7 +27,8 @@ from starlette.routing import Route
 
 from ...attribution.heatmaps import CSS as REPORT_CSS
 from .cancelling import Cancellations, set_on_disconnect, watching_disconnect
-from .explorer import ApiError, Explorer
+from .errors import ApiError
+from .explorer import Explorer
 from .guard import Guard, read_body
 from .json_io import BadJson, json_bytes, parse_json
 from .ndjson import EventBridge, NdjsonResponse

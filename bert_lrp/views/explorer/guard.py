@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Opti
 
 from starlette.requests import Request
 
-from .explorer import ApiError
+from .errors import ApiError
 from .json_io import json_bytes
 
 LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")

@@ -4,9 +4,9 @@
 thread: each event is encoded there (one JSON object, one line) and handed to the event loop's
 :class:`asyncio.Queue` with ``loop.call_soon_threadsafe``; ``progress`` events come through at
 least :data:`PROGRESS_GAP` seconds apart (about 5 a second: the explorer paces them itself, this
-bounds a run that does not). :class:`NdjsonResponse` sends the lines as they come
-and ends the stream with exactly one terminal event (``done``, ``error`` or ``cancelled``): the
-Explorer's own, or, when the run ended without one, the one its outcome calls for.
+bounds a run that does not). :class:`NdjsonResponse` sends the lines as they come and ends the
+stream with exactly one terminal event (``done``, ``error`` or ``cancelled``): the Explorer's own,
+or, when the run ended without one, the one its outcome calls for.
 """
 from __future__ import annotations
 
@@ -33,12 +33,11 @@ class EventBridge:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: "asyncio.Queue[bytes]" = asyncio.Queue()
-        self.emitted = 0        # events queued (the first tells that the run has started)
         self.last_kind: Optional[str] = None
         self._last_progress = float("-inf")
 
     def emit(self, event: Dict[str, Any]) -> None:
-        """Queue ``event`` (a JSON object with an ``"event"`` name) as one NDJSON line; thread-safe."""
+        """Queue ``event`` (a JSON object with an ``"event"`` name) as one NDJSON line (on the model thread)."""
         kind = event.get("event")
         if kind == "progress":
             now = time.monotonic()
@@ -46,11 +45,10 @@ class EventBridge:
                 return
             self._last_progress = now
         self.last_kind = kind
-        self.emitted += 1
         self._put(json_bytes(event) + b"\n")
 
     def end(self) -> None:
-        """Mark the run over (after its last event); thread-safe."""
+        """Mark the run over, after its last event (from any thread)."""
         self._put(self._END)
 
     def _put(self, line: bytes) -> None:
