@@ -1,4 +1,4 @@
-"""What one explorer request may cost, measured before it runs (docs/serve_safety_limits.md says
+"""What one explorer request may cost, measured before it runs (docs/serve_limits.md says
 why each number was chosen).
 
 A request's *cost* is forward rows x tokens: the rows every method sends through the model for the
