@@ -18,9 +18,6 @@ from .config import TRANSFORMERS_DEFAULTS, as_config
 from .tuned import read_tuned_composite, write_tuned_composite
 
 logger = logging.getLogger("bert_lrp")
-# where transformers reports loading (its tests and users read a size mismatch there); written to
-# only when transformers has created it (transformers imported), never imported from here
-TRANSFORMERS_LOADING_LOGGER = "transformers.modeling_utils"
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # tensors of task heads (and poolers): a checkpoint may lack them or hold other heads' ones
@@ -178,13 +175,9 @@ def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bo
 
 def report_size_mismatch(source: str, key: str, checkpoint_shape: Tuple[int, ...],
                          model_shape: Tuple[int, ...]) -> None:
-    """Warn that ``key`` was initialised afresh (``ignore_mismatched_sizes=True``), in transformers'
-    words, on the ``bert_lrp`` logger and, when transformers is imported, on its loading logger too."""
-    message = (f"{source}: {key}: Reinit due to size mismatch - ckpt: {list(checkpoint_shape)} vs model: "
-               f"{list(model_shape)} (ignore_mismatched_sizes=True: newly initialised)")
-    logger.warning(message)
-    if TRANSFORMERS_LOADING_LOGGER in logging.Logger.manager.loggerDict:
-        logging.getLogger(TRANSFORMERS_LOADING_LOGGER).warning(message)
+    """Warn on the ``bert_lrp`` logger that ``key`` was initialised afresh (``ignore_mismatched_sizes=True``)."""
+    logger.warning(f"{source}: {key}: shape {list(checkpoint_shape)} in the checkpoint, {list(model_shape)} in "
+                   "the model: newly initialised (ignore_mismatched_sizes=True)")
 
 
 class PretrainedMixin:
