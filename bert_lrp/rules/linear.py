@@ -324,23 +324,30 @@ class ContributionAlphaBeta(LinearLayerRule):
 
 
 def alpha_beta_relevance(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                         relevance: torch.Tensor, alpha: float, stabilizer: float) -> torch.Tensor:
+                         relevance: torch.Tensor, alpha: float, stabilizer: float,
+                         output: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Wu & Ong 2021's alpha-beta rule (relevance signal): ``x [batch, ..., in]``, output relevance
-    ``[batch, ..., out]`` -> input relevance ``[batch, ..., in]``.
+    ``[batch, ..., out]`` -> input relevance ``[batch, ..., in]``; ``output``: the layer's ``y = x W^T
+    + b`` when the forward kept it (else recomputed).
 
     Positive and negative parts are split by the sign of the *weight* (and bias), not of
     ``x * w``; beta = 1 - alpha. The result is made non-negative and rescaled so that, per
     example, it sums to the output relevance's signed total (their ``rescale_lrp``).
+
+    Three matrix products (the original code's four, less one): the positive pre-activation
+    ``z+ = x W+^T + b+``; the negative one is ``y - z+`` (``W- = W - W+``, ``b- = b - b+``);
+    ``alpha (R / z+) W+ + beta (R / z-) W-`` is one product accumulated onto the other (addmm).
     """
     beta = 1.0 - alpha
-    w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
-    b_pos = bias.clamp(min=0) if bias is not None else None
-    b_neg = bias.clamp(max=0) if bias is not None else None
-    c_pos = (relevance / (F.linear(x, w_pos, b_pos) + stabilizer)) @ w_pos
-    c_neg = (relevance / (F.linear(x, w_neg, b_neg) - stabilizer)) @ w_neg
-    input_relevance = (x * (alpha * c_pos + beta * c_neg)).abs()
+    w_pos = weight.clamp(min=0)
+    z_pos = F.linear(x, w_pos, None if bias is None else bias.clamp(min=0))
+    z_neg = torch.sub(layer_output(x, weight, bias, output), z_pos)
+    s_pos = torch.div(relevance, z_pos.add_(stabilizer)).reshape(-1, relevance.shape[-1])
+    s_neg = torch.div(relevance, z_neg.sub_(stabilizer)).reshape(-1, relevance.shape[-1])
+    through_pos = torch.mm(s_pos, w_pos).mul_(alpha)
+    input_relevance = torch.addmm(through_pos, s_neg, weight - w_pos, alpha=beta).view(x.shape).mul_(x).abs_()
     scale = (relevance.sum(-1, keepdim=True) + 1e-7) / (input_relevance.sum(-1, keepdim=True) + 1e-7)
-    return input_relevance * scale
+    return input_relevance.mul_(scale)
 
 
 @register_rule
@@ -352,9 +359,8 @@ class AlphaBeta(LinearLayerRule):
 
     name: ClassVar[str] = "alpha_beta"
     signals: ClassVar[Tuple[str, ...]] = ("relevance",)
-    keeps_output: ClassVar[bool] = False
     alpha: float = 0.5
     stabilizer: float = 1e-7
 
     def signal(self, x, weight, bias, grad, output):
-        return alpha_beta_relevance(x, weight, bias, grad, self.alpha, self.stabilizer)
+        return alpha_beta_relevance(x, weight, bias, grad, self.alpha, self.stabilizer, output)
