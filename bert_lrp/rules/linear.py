@@ -47,6 +47,8 @@ class LinearLayerRule:
     signals: ClassVar[Tuple[str, ...]] = ("gradient",)
     # whether signal() reads the layer's output y (then the forward keeps it instead of recomputing)
     keeps_output: ClassVar[bool] = True
+    # whether the signal reads the layer's input x; False: it is output_signal(grad, y) @ W
+    reads_input: ClassVar[bool] = True
     # parameter -> the values tune-lrp tries, ascending; None: the search never proposes the rule
     search_grid: ClassVar[Optional[Mapping[str, Tuple[float, ...]]]] = None
 
@@ -61,6 +63,14 @@ class LinearLayerRule:
     def is_gradient(self) -> bool:
         """Whether the rule's signal is the plain backward ``g @ W`` (then the layer runs natively)."""
         return False
+
+    def output_signal(self, grad: torch.Tensor, output: torch.Tensor) -> Optional[torch.Tensor]:
+        """For a rule whose signal is ``output_signal(grad, y) @ W`` -- a function of the layer's
+        output ``y`` and the signal ``grad`` there alone, as epsilon's -- that signal ``[..., out]``;
+        None for the rules that read the input (then :meth:`signal` runs in a rule Function). A
+        rule that sets ``reads_input = False`` and returns a tensor here runs, alone in a rule set,
+        as the native linear layer with one hook on its output (no Function, no saved input)."""
+        return None
 
     def works_with(self, signal: str) -> bool:
         """Whether the rule is written for a composite whose ``signal`` is this (the gradient
@@ -226,19 +236,23 @@ class Epsilon(LinearLayerRule):
 
     name: ClassVar[str] = "epsilon"
     search_grid: ClassVar[Optional[Mapping[str, Tuple[float, ...]]]] = {"epsilon": (0.0, 0.01, 0.1, 1.0)}
+    reads_input: ClassVar[bool] = False
     epsilon: float = 0.0
 
     @property
     def is_gradient(self) -> bool:
         return self.epsilon == 0
 
-    def signal(self, x, weight, bias, grad, output):
+    def output_signal(self, grad, output):
         if self.epsilon == 0:
-            return grad @ weight
+            return grad
         # y / (y + epsilon sign(y)) = |y| / (|y| + epsilon), bit for bit (sign(0) = +1): four
         # element-wise passes instead of eight
-        magnitude = layer_output(x, weight, bias, output).abs()
-        return torch.mul(grad, magnitude).div_(magnitude.add_(self.epsilon)) @ weight
+        magnitude = output.abs()
+        return torch.mul(grad, magnitude).div_(magnitude.add_(self.epsilon))
+
+    def signal(self, x, weight, bias, grad, output):
+        return self.output_signal(grad, layer_output(x, weight, bias, output)) @ weight
 
 
 @register_rule

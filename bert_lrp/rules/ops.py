@@ -41,7 +41,20 @@ def linear(x: torch.Tensor, layer: nn.Linear, rules: Optional[RuleSet]) -> torch
     if adapted:
         raise TypeError(f"{type(layer).__name__} wraps a linear layer (an adapter): attribution rules need plain "
                         "nn.Linear layers; merge the adapter into the weights first (PEFT: merge_and_unload())")
-    return LinearRule.apply(x, layer.weight, layer.bias, rules.linear_rules(layer))
+    layer_rules = rules.linear_rules(layer)
+    if len(layer_rules) == 1 and not layer_rules[0].reads_input and not layer.weight.requires_grad:
+        return _output_signal_linear(x, layer, layer_rules[0])
+    return LinearRule.apply(x, layer.weight, layer.bias, layer_rules)
+
+
+def _output_signal_linear(x: torch.Tensor, layer: nn.Linear, rule) -> torch.Tensor:
+    """The native linear layer, its output's signal changed by ``rule.output_signal`` (epsilon):
+    the same backward as :class:`LinearRule`, with no Python Function and no saved input."""
+    y = F.linear(x, layer.weight, layer.bias)
+    if y.requires_grad:
+        output = y.detach()
+        y.register_hook(lambda grad: rule.output_signal(grad, output))
+    return y
 
 
 def layer_norm(x: torch.Tensor, layer: nn.LayerNorm, rules: Optional[RuleSet]) -> torch.Tensor:
