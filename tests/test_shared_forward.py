@@ -1,6 +1,7 @@
-"""Methods stacked in one call share one forward and one backward, and each equals the same
-method run alone (<= 1e-6 of its largest score, float64), for every family, with per-site
-composites (``lrp:tuned``-style linear overrides) among them.
+"""Methods stacked in one call share one forward (and one backward per distinct composite, or one
+backward of stacked copies with BERT-LRP's Jacobian path), and each equals the same method run
+alone (<= 1e-6 of its largest score, float64), for every family, with per-site composites
+(``lrp:tuned``-style linear overrides) among them.
 
 Alone, a composite may run another way than stacked (epsilon as the native linear layer with a
 hook, LRP-0 and the gradient natively, alpha-beta without its Jacobian-path neighbour's company):
@@ -8,13 +9,18 @@ these tests are what says the two ways agree.
 """
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 import bert_lrp
 from bert_lrp import explain
+
 from bert_lrp.rules.composites import ATTNLRP, CP_LRP, Composite, LinearOverride
 from bert_lrp.rules.linear import Epsilon, Gamma, ZPlus
+
+explain_module = importlib.import_module("bert_lrp.attribution.explain")  # the module (its explain shadows it)
 
 FAMILIES = {
     "bert": ("BertConfig", "BertForSequenceClassification",
@@ -64,6 +70,14 @@ def _batch(model):
     return batch
 
 
+@pytest.fixture(params=["stacked copies", "one walk per composite"])
+def sharing(request, monkeypatch):
+    """Both ways of sharing the forward: copies stacked along the batch and walked once, or the
+    inputs once and one walk of the graph per composite (explain picks by batch size)."""
+    monkeypatch.setattr(explain_module, "WALK_FROM_TOKENS", 10 ** 9 if request.param == "stacked copies" else 0)
+    return request.param
+
+
 def _close(together: torch.Tensor, alone: torch.Tensor, what: str) -> None:
     scale = float(alone.abs().max())
     assert scale > 0, what
@@ -72,13 +86,17 @@ def _close(together: torch.Tensor, alone: torch.Tensor, what: str) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("composite", [PER_SITE, EPSILON_ONLY, "bert-lrp"], ids=["per-site", "epsilon", "bert-lrp"])
-def test_stacked_methods_equal_each_method_alone(family, composite):
+def test_stacked_methods_equal_each_method_alone(family, composite, sharing):
     model = _model(family)
     batch = _batch(model)
     target = [0, 2, 1]
     methods = ["gs", "gi", "lrp:attnlrp", "lrp:cp-lrp", "lrp"]
     together = explain(model, batch, methods=methods, rule=composite, target=target, schedule="stacked")
-    assert together.forward_passes == 1 and together.backward_passes == 1
+    # one forward; one walk of the graph per distinct composite (gradient, attnlrp, cp-lrp, the
+    # composite), or one walk of stacked copies when BERT-LRP's Jacobian path is among them
+    assert together.forward_passes == 1
+    walks = sharing == "one walk per composite" and composite != "bert-lrp"
+    assert together.backward_passes == (4 if walks else 1)
     alone = {"gradient": explain(model, batch, methods=["gs"], target=target),
              "gradient_x_input": explain(model, batch, methods=["gi"], target=target),
              "lrp:attnlrp": explain(model, batch, methods=["lrp"], rule=ATTNLRP, target=target),
@@ -91,11 +109,36 @@ def test_stacked_methods_equal_each_method_alone(family, composite):
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
-def test_two_presets_in_one_call_equal_each_alone(family):
+@pytest.mark.parametrize("presets", [("attnlrp", "bert-lrp"), ("attnlrp", "cp-lrp")])
+def test_two_presets_in_one_call_equal_each_alone(family, presets, sharing):
     model = _model(family)
     batch = _batch(model)
-    together = explain(model, batch, methods=["lrp:attnlrp", "lrp:bert-lrp"], schedule="stacked")
-    assert together.forward_passes == 1 and together.backward_passes == 1
-    for method, rule in (("lrp:attnlrp", "attnlrp"), ("lrp:bert-lrp", "bert-lrp")):
+    together = explain(model, batch, methods=[f"lrp:{p}" for p in presets], schedule="stacked")
+    assert together.forward_passes == 1
+    walks = sharing == "one walk per composite" and "bert-lrp" not in presets
+    assert together.backward_passes == (2 if walks else 1)
+    for method, rule in ((f"lrp:{p}", p) for p in presets):
         alone = explain(model, batch, methods=["lrp"], rule=rule)
         _close(together.scores[method], alone.scores["lrp"], f"{family} {method}")
+
+
+@pytest.mark.parametrize("family", ["bert", "electra"])
+def test_one_walk_per_composite_equals_stacked_copies_with_layers_and_every_label(family, monkeypatch):
+    """Layer and head relevance, and ``target="all"`` (one copy per composite and label): the two
+    ways of sharing the forward agree."""
+    model = _model(family)
+    batch = _batch(model)
+    results = {}
+    for name, threshold in (("stacked", 10 ** 9), ("walks", 0)):
+        monkeypatch.setattr(explain_module, "WALK_FROM_TOKENS", threshold)
+        results[name] = explain(model, batch, methods=["gs", "gi", "lrp:attnlrp", "lrp"], rule=PER_SITE,
+                                target="all", layers=True, schedule="stacked")
+    stacked, walks = results["stacked"], results["walks"]
+    assert (stacked.backward_passes, walks.backward_passes) == (1, 3 * 3)  # 3 composites x 3 labels
+    for method in stacked.scores:
+        _close(walks.scores[method], stacked.scores[method], f"{family} {method}")
+    for method in stacked.layer_scores:
+        for got, expected in zip(walks.layer_scores[method], stacked.layer_scores[method]):
+            _close(got, expected, f"{family} {method} layer")
+        for got, expected in zip(walks.head_scores[method], stacked.head_scores[method]):
+            _close(got, expected, f"{family} {method} head")
