@@ -268,8 +268,9 @@ class AttentionRule(torch.autograd.Function):
     def forward(ctx, query, key, value, mask, slices: Slices, with_probabilities: bool):
         q, k, v = (_first_copy(t, slices) for t in (query, key, value))
         m = None if mask is None else _first_copy(mask, slices)
-        # softmax rule = its Jacobian for every copy: the fused kernel's own backward applies it
-        fused = (kernels.flash_attention_forward(q, k, v, m) if all(c.softmax != "detach" for c in _composites(slices))
+        # a copy whose softmax rule is its Jacobian: the fused kernel's own backward applies it (and
+        # gives a detached softmax's copies their V signal, P^T g, too); all detached: no Q, K signal at all
+        fused = (kernels.flash_attention_forward(q, k, v, m) if any(c.softmax != "detach" for c in _composites(slices))
                  else None)
         ctx.fused = fused is not None
         if ctx.fused:
@@ -309,14 +310,17 @@ class AttentionRule(torch.autograd.Function):
     @staticmethod
     def _fused_backward(ctx, grad_context):
         """Softmax rule = its Jacobian: aten's fused backward on the signal times the share of
-        A @ V; Q and K, behind Q K^T, take the share once more."""
+        A @ V; Q and K, behind Q K^T, take the share once more. A copy whose softmax is detached
+        keeps the V signal ``P^T g`` alone."""
         q, k, v, m, context, logsumexp = ctx.saved_tensors
         parts = []
         for g, c in _signal_parts(grad_context, ctx.slices):
             share = bilinear_share(c.bilinear)
             g = g * share if share != 1.0 else g
             grad_q, grad_k, grad_v = kernels.flash_attention_backward(g, q, k, v, m, context, logsumexp)
-            if share != 1.0:  # the kernel's outputs are new tensors: scale in place
+            if c.softmax == "detach":
+                grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
+            elif share != 1.0:  # the kernel's outputs are new tensors: scale in place
                 grad_q, grad_k = grad_q.mul_(share), grad_k.mul_(share)
             parts.append((grad_q, grad_k, grad_v))
         if len(parts) == 1:
