@@ -443,6 +443,16 @@ ALL_LABELS = "all"
 STACK_LIMIT = 40_000_000
 
 
+# From this many tokens in a batch (batch x length), several composites without a Jacobian path
+# share one forward of the inputs and walk the graph once each, instead of one walk of copies
+# stacked along the batch (which repeats every rule Function's output and joins every signal).
+# Measured (docs/performance_31.md; MiniLM, CPU time, GS+GI+AttnLRP over AttnLRP alone): 1x16
+# 1.38 stacked / 1.48 walks, 1x32 1.40 / 1.48, 2x32 1.52 / 1.51, 1x64 1.52 / 1.51, 1x128
+# 1.56 / 1.51, 8x128 1.67 / 1.55: below 64 tokens the second walk's per-operation overhead
+# costs more than the copies it saves.
+WALK_FROM_TOKENS = 64
+
+
 def _stacking_pays(schedule: str, composites: List[Composite], input_ids: torch.Tensor, model: nn.Module) -> bool:
     if len(composites) == 1 or schedule == "stacked":
         return True
@@ -475,8 +485,10 @@ def _wants_all_labels(target: Target) -> bool:
 
 def _one_pass(model, task, inputs, target, jobs: Dict[Composite, List[Method]], need_attention, layers,
               reductions) -> Explanation:
-    """The shared-pass methods from one stacked forward and one backward: one copy per (composite,
-    label) (``target="all"``: one per label), as many copies again for composites with a Jacobian path."""
+    """The shared-pass methods from one forward: one copy per (composite, label) (``target="all"``:
+    one per label). Without a Jacobian path (BERT-LRP's residual rule) the batch holds the inputs
+    once and the graph is walked once per copy (:func:`_walk_per_copy`); with one, the copies are
+    stacked along the batch (as many again for the Jacobian paths) and walked once."""
     all_labels = _wants_all_labels(target)
     if all_labels and task == "masked_lm":
         raise ValueError("target='all' is for classifiers; a masked LM has a label per vocabulary word")
@@ -484,8 +496,9 @@ def _one_pass(model, task, inputs, target, jobs: Dict[Composite, List[Method]], 
     composites = list(jobs)
     pairs = [(c, label) for c in composites for label in label_choices]
     per_site = any(c.linear_overrides for c in composites)  # per-layer linear rules need the layers' sites
+    walks = inputs["input_ids"].numel() >= WALK_FROM_TOKENS
     rules = RuleSet.of([c for c, _ in pairs], record_head_contexts=layers,
-                       sites=linear_sites(model) if per_site else None)
+                       sites=linear_sites(model) if per_site else None, separate_backward=walks)
     counter = BackwardCounter()
     copies, size = rules.copies, inputs["input_ids"].shape[0]
     mask = inputs["attention_mask"]
@@ -501,20 +514,26 @@ def _one_pass(model, task, inputs, target, jobs: Dict[Composite, List[Method]], 
     resolvable = (_label_target(target, None) if task == "token" else None) if all_labels else target
     predicted, positions = resolve_target(model, task, plain_logits, resolvable)
     pair_labels = [predicted if label is None else torch.full_like(predicted, label) for _, label in pairs]
-    slice_labels = torch.cat([labels for (c, _), labels in zip(pairs, pair_labels) for _ in c.copies])
-    score = select(logits, slice_labels, None if positions is None else stack_copies(positions, copies))
     first = [sum(len(c.copies) for c, _ in pairs[:j]) for j in range(len(pairs))]  # each pair's first slice
-    pair_logits = [score[i * size:(i + 1) * size].detach() for i in first]
-    # the backward starts from 1 (gradient signal) or from the target logit (relevance signal)
-    start = torch.cat([pair_logit if c.signal == "relevance" else torch.ones_like(pair_logit)
-                       for (c, _), pair_logit in zip(pairs, pair_logits) for _ in c.copies])
     hidden = list(output.hidden_states[1:]) if layers else []
     heads = list(rules.head_contexts) if layers else []
     wrt = [embedded, word, position, token_type] + hidden + heads
-    # the signal enters as a weighted sum (d/d score = start exactly), not as grad_outputs=: that
-    # argument makes torch import its symbolic-shapes module (sympy, ~2 s) on first use
-    grads = torch.autograd.grad((score * start).sum(), wrt, allow_unused=True)
-    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
+    if rules.separate_backward:
+        grads, pair_logits = _walk_per_copy(rules, logits, pairs, pair_labels, positions, wrt)
+        # the readouts take each copy's rows of the inputs, as from a stacked batch
+        embedded, word, position, token_type, *rest = (stack_copies(t.detach(), len(pairs)) for t in wrt)
+        hidden, heads = rest[:len(hidden)], rest[len(hidden):]
+    else:
+        slice_labels = torch.cat([labels for (c, _), labels in zip(pairs, pair_labels) for _ in c.copies])
+        score = select(logits, slice_labels, None if positions is None else stack_copies(positions, copies))
+        pair_logits = [score[i * size:(i + 1) * size].detach() for i in first]
+        # the backward starts from 1 (gradient signal) or from the target logit (relevance signal)
+        start = torch.cat([pair_logit if c.signal == "relevance" else torch.ones_like(pair_logit)
+                           for (c, _), pair_logit in zip(pairs, pair_logits) for _ in c.copies])
+        # the signal enters as a weighted sum (d/d score = start exactly), not as grad_outputs=: that
+        # argument makes torch import its symbolic-shapes module (sympy, ~2 s) on first use
+        grads = torch.autograd.grad((score * start).sum(), wrt, allow_unused=True)
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
 
     per_label = []
     for label in label_choices:
@@ -534,6 +553,22 @@ def _one_pass(model, task, inputs, target, jobs: Dict[Composite, List[Method]], 
                     _layer_relevance(result, method.name, composite, rows, hidden, heads, grads[4:], mask)
         per_label.append(result)
     return per_label[0] if not all_labels else _stack_labels(per_label)
+
+
+def _walk_per_copy(rules: RuleSet, logits, pairs, pair_labels, positions, wrt):
+    """One walk of the graph per (composite, label) over the one forward (``rules.active`` names
+    the copy the rule Functions apply): each copy's gradients w.r.t. ``wrt``, joined along dim 0
+    in copy order as a stacked batch would give them, and each copy's target logit ``[batch]``."""
+    walks, pair_logits = [], []
+    for k, ((composite, _), labels) in enumerate(zip(pairs, pair_labels)):
+        score = select(logits, labels, positions)
+        pair_logits.append(score.detach())
+        # the walk starts from 1 (gradient signal) or from the target logit (relevance signal)
+        start = pair_logits[-1] if composite.signal == "relevance" else torch.ones_like(pair_logits[-1])
+        rules.active[0] = k
+        walk = torch.autograd.grad((score * start).sum(), wrt, allow_unused=True, retain_graph=k < len(pairs) - 1)
+        walks.append([torch.zeros_like(t) if g is None else g for t, g in zip(wrt, walk)])
+    return [torch.cat(parts, 0) for parts in zip(*walks)], pair_logits
 
 
 def _read_method(result, method: Method, composite: Composite, rows: slice, embedded, parts, grads,

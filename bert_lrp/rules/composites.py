@@ -371,14 +371,26 @@ class RuleSet:
     ``paired`` holds the slice index of each composite whose next slice is its Jacobian path
     (``residual='block_jacobian'``). All slices hold copies of the same inputs. Each linear
     module's rules (one per slice) are resolved once, here, not at every call.
+
+    ``separate_backward``: the batch holds the inputs once (not one copy per composite), the
+    forward runs once, and the caller walks the graph once per composite, setting ``active[0]``
+    to that composite's index before each walk (the rule Functions read it in their backward).
+    Not with ``paired`` composites (their Jacobian path meets them inside one walk).
     """
 
     slices: Tuple[Composite, ...]
     paired: Tuple[int, ...] = ()
     head_contexts: Optional[List] = None  # when a list, attention layers append [batch, heads, seq, head_size]
     sites: Mapping[Any, Site] = field(default_factory=dict)  # linear module -> its site (per-site rules)
+    separate_backward: bool = False
+    active: List[int] = field(default_factory=lambda: [0])  # separate_backward: the copy the running walk applies
 
     def __post_init__(self) -> None:
+        if self.separate_backward and self.paired:
+            raise ValueError("RuleSet: separate_backward cannot carry a Jacobian path (residual='block_jacobian')")
+        self._resolve_linear_rules()
+
+    def _resolve_linear_rules(self) -> None:
         default = tuple(c.linear_rule_at(None) for c in self.slices)  # a module without a site
         per_site = any(c.linear_overrides for c in self.slices)
         by_module = {module: tuple(c.linear_rule_at(site) for c in self.slices)
@@ -388,24 +400,29 @@ class RuleSet:
 
     @classmethod
     def of(cls, composites: Sequence[Composite | str], record_head_contexts: bool = False,
-           sites: Optional[Mapping[Any, Site]] = None) -> "RuleSet":
+           sites: Optional[Mapping[Any, Site]] = None, separate_backward: bool = False) -> "RuleSet":
         """``sites`` maps each linear module to its :class:`Site`; it is needed (and read) only
-        when a composite has ``linear_overrides``."""
+        when a composite has ``linear_overrides``. ``separate_backward``: one forward, one walk of
+        the graph per composite (see the class); ignored (stacked copies) when a composite has a
+        Jacobian path or there is one composite."""
         slices, paired = [], []
         for composite in (get_composite(c) for c in composites):
             if len(composite.copies) == 2:
                 paired.append(len(slices))
             slices.extend(composite.copies)
-        return cls(tuple(slices), tuple(paired), [] if record_head_contexts else None, dict(sites or {}))
+        separate = separate_backward and not paired and len(slices) > 1
+        return cls(tuple(slices), tuple(paired), [] if record_head_contexts else None, dict(sites or {}), separate)
 
     def linear_rules(self, layer: Any) -> Tuple[LinearLayerRule, ...]:
         """Each copy's rule for the linear module ``layer`` (by its site when it has one)."""
         return self._linear_by_module.get(layer, self._default_linear)
 
     def runs_plain(self, *operations: str) -> bool:
-        """One copy whose rules for ``operations`` are their plain backwards: the native operations
-        compute exactly that, without a rule Function (and its Python) in the graph."""
-        return len(self.slices) == 1 and all(self.slices[0].is_gradient(op) for op in operations)
+        """The batch holds the inputs once (one copy, or one backward per copy) and every copy's
+        rules for ``operations`` are their plain backwards: the native operations compute exactly
+        that, without a rule Function (and its Python) in the graph."""
+        return ((len(self.slices) == 1 or self.separate_backward)
+                and all(c.is_gradient(op) for c in self.slices for op in operations))
 
     def index(self, composite: Composite) -> int:
         """Slice index of ``composite`` (its first copy)."""
@@ -413,4 +430,5 @@ class RuleSet:
 
     @property
     def copies(self) -> int:
-        return len(self.slices)
+        """Copies of the inputs the batch holds along dim 0 (1 with one backward per copy)."""
+        return 1 if self.separate_backward else len(self.slices)

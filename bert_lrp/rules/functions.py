@@ -9,11 +9,16 @@ copies of the inputs, one per composite copy (``slices`` has one entry per copy,
 Because the copies are identical, each Function computes its forward on the first copy only and
 repeats the result, and saves one copy for the backward; the backward applies each copy's rule to
 its slice of the signal. The forward therefore costs about one pass whatever the number of methods.
+
+One backward per copy: under a :class:`~bert_lrp.rules.composites.RuleSet` with
+``separate_backward``, the batch holds the inputs once (no copies, nothing repeated, nothing
+joined); the graph is walked once per copy and each Function's backward applies the rules of the
+copy the RuleSet names as ``active`` for that walk. ``slices`` is then the RuleSet itself.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -22,15 +27,40 @@ from . import kernels
 from .linear import alpha_beta_relevance  # noqa: F401 (Wu & Ong's rule, also used on its own)
 
 if TYPE_CHECKING:
-    from .composites import Composite
+    from .composites import Composite, RuleSet
     from .linear import LinearLayerRule
 
-Slices = Tuple["Composite", ...]
+Slices = Union[Tuple["Composite", ...], "RuleSet"]  # the copies' composites, or a RuleSet
 
 
 # ------------------------------------------------------------------------------- helpers
+def _composites(slices: Slices) -> Tuple["Composite", ...]:
+    return slices if isinstance(slices, tuple) else slices.slices
+
+
+def _stacked(slices: Slices) -> int:
+    """How many copies the batch holds along dim 0 (1 under one backward per copy)."""
+    return len(slices) if isinstance(slices, tuple) else slices.copies
+
+
+def _signal_parts(grad: torch.Tensor, slices: Slices) -> List[Tuple[torch.Tensor, "Composite"]]:
+    """``(signal, composite)`` for each copy the running backward carries: every slice of a
+    stacked batch, or the active copy of a one-backward-per-copy RuleSet."""
+    if not isinstance(slices, tuple) and slices.separate_backward:
+        return [(grad, slices.slices[slices.active[0]])]
+    composites = _composites(slices)
+    if len(composites) == 1:
+        return [(grad, composites[0])]
+    return list(zip(grad.chunk(len(composites)), composites))
+
+
+def _join(parts: List[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+
+
 def _first_copy(x: torch.Tensor, slices: Slices) -> torch.Tensor:
-    return x if len(slices) == 1 else x[: x.shape[0] // len(slices)]
+    copies = _stacked(slices)
+    return x if copies == 1 else x[: x.shape[0] // copies]
 
 
 def stack_copies(tensor: torch.Tensor, copies: int) -> torch.Tensor:
@@ -39,15 +69,13 @@ def stack_copies(tensor: torch.Tensor, copies: int) -> torch.Tensor:
 
 
 def _repeat(y: torch.Tensor, slices: Slices) -> torch.Tensor:
-    return stack_copies(y, len(slices))
+    return stack_copies(y, _stacked(slices))
 
 
 def _by_slice(grad: torch.Tensor, slices: Slices, rule: Callable[[torch.Tensor, "Composite"], torch.Tensor]
               ) -> torch.Tensor:
     """Apply ``rule(signal_slice, composite)`` to each copy's slice of the signal and re-join."""
-    if len(slices) == 1:
-        return rule(grad, slices[0])
-    return torch.cat([rule(part, c) for part, c in zip(grad.chunk(len(slices)), slices)], dim=0)
+    return _join([rule(part, c) for part, c in _signal_parts(grad, slices)])
 
 
 # -------------------------------------------------------------------------------- linear
@@ -56,8 +84,10 @@ class LinearRule(torch.autograd.Function):
     copy's :class:`~bert_lrp.rules.linear.LinearLayerRule` for this layer."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, rules: Tuple["LinearLayerRule", ...]):
-        x0 = x if len(rules) == 1 else x[: x.shape[0] // len(rules)]
+    def forward(ctx, x, weight, bias, rules: Tuple["LinearLayerRule", ...], active: Optional[List[int]] = None):
+        # active: one backward per copy (the batch holds the inputs once; the backward applies rules[active[0]])
+        copies = 1 if active is not None else len(rules)
+        x0 = x if copies == 1 else x[: x.shape[0] // copies]
         y0 = F.linear(x0, weight, bias)
         plain = all(r.is_gradient for r in rules)
         # the plain gradient w.r.t. x needs only W: keep x for the other rules or weight gradients,
@@ -65,8 +95,8 @@ class LinearRule(torch.autograd.Function):
         keep_input = weight.requires_grad or not plain
         keep_output = not plain and any(r.keeps_output and not r.is_gradient for r in rules)
         ctx.save_for_backward(x0 if keep_input else None, weight, bias, y0 if keep_output else None)
-        ctx.rules, ctx.plain = rules, plain
-        return stack_copies(y0, len(rules))
+        ctx.rules, ctx.plain, ctx.active = rules, plain, active
+        return stack_copies(y0, copies)
 
     @staticmethod
     def backward(ctx, grad):
@@ -76,16 +106,18 @@ class LinearRule(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             if ctx.plain:
                 grad_x = grad @ weight  # one matmul for all copies
+            elif ctx.active is not None:
+                grad_x = linear_signal(x0, weight, bias, grad, rules[ctx.active[0]], y0)
             else:
                 parts = grad.chunk(len(rules)) if len(rules) > 1 else (grad,)
                 grad_x = torch.cat([linear_signal(x0, weight, bias, g, r, y0) for g, r in zip(parts, rules)], 0)
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
-            x = stack_copies(x0, len(rules))
+            x = stack_copies(x0, 1 if ctx.active is not None else len(rules))
             grad_w = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
         if bias is not None and ctx.needs_input_grad[2]:
             grad_b = grad.reshape(-1, grad.shape[-1]).sum(0)
-        return grad_x, grad_w, grad_b, None
+        return grad_x, grad_w, grad_b, None, None
 
 
 def linear_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], grad: torch.Tensor,
@@ -106,7 +138,7 @@ class LayerNormRule(torch.autograd.Function):
     def forward(ctx, x, weight, bias, eps: float, slices: Slices):
         x0 = _first_copy(x, slices)
         y, mean, inv_std = kernels.layer_norm_forward(x0, weight, bias, eps)
-        jacobian = any(c.layer_norm == "jacobian" for c in slices)
+        jacobian = any(c.layer_norm == "jacobian" for c in _composites(slices))
         keep_input = weight.requires_grad or jacobian  # detach_std needs only 1/std
         ctx.save_for_backward(x0 if keep_input else None, mean, inv_std, weight)
         ctx.slices = slices
@@ -185,9 +217,9 @@ class ActivationRule(torch.autograd.Function):
         x0 = _first_copy(x, slices)
         y0 = activation_forward(name, x0)
         # save only what the backward needs: y/x for the identity rule, x for the Jacobian
-        identity_ratio = any(c.activation == "identity" and c.signal == "gradient" for c in slices)
+        identity_ratio = any(c.activation == "identity" and c.signal == "gradient" for c in _composites(slices))
         ratio = _identity_ratio(name, x0, y0) if identity_ratio else None
-        jacobian = any(c.activation == "jacobian" for c in slices)
+        jacobian = any(c.activation == "jacobian" for c in _composites(slices))
         ctx.save_for_backward(x0 if jacobian else None, ratio)
         ctx.name, ctx.slices = name, slices
         return _repeat(y0, slices)
@@ -236,8 +268,10 @@ class AttentionRule(torch.autograd.Function):
     def forward(ctx, query, key, value, mask, slices: Slices, with_probabilities: bool):
         q, k, v = (_first_copy(t, slices) for t in (query, key, value))
         m = None if mask is None else _first_copy(mask, slices)
-        # softmax rule = its Jacobian for every copy: the fused kernel's own backward applies it
-        fused = kernels.flash_attention_forward(q, k, v, m) if all(c.softmax != "detach" for c in slices) else None
+        # a copy whose softmax rule is its Jacobian: the fused kernel's own backward applies it (and
+        # gives a detached softmax's copies their V signal, P^T g, too); all detached: no Q, K signal at all
+        fused = (kernels.flash_attention_forward(q, k, v, m) if any(c.softmax != "detach" for c in _composites(slices))
+                 else None)
         ctx.fused = fused is not None
         if ctx.fused:
             context, logsumexp = fused
@@ -259,7 +293,7 @@ class AttentionRule(torch.autograd.Function):
         probabilities = attention_probabilities(q, k, m)
         scale = 1.0 / math.sqrt(q.shape[-1])
         grads_q, grads_k, grads_v = [], [], []
-        for g, c in zip(grad_context.chunk(len(ctx.slices)), ctx.slices):
+        for g, c in _signal_parts(grad_context, ctx.slices):
             share = bilinear_share(c.bilinear)
             g = g * share if share != 1.0 else g
             grads_v.append(probabilities.transpose(-1, -2) @ g)
@@ -271,20 +305,22 @@ class AttentionRule(torch.autograd.Function):
             factor = scale * share  # applied to the small [.., seq, head_size] results
             grads_q.append((grad_scores @ k) * factor)
             grads_k.append((grad_scores.transpose(-1, -2) @ q) * factor)
-        join = (lambda parts: parts[0]) if len(ctx.slices) == 1 else (lambda parts: torch.cat(parts, 0))
-        return join(grads_q), join(grads_k), join(grads_v), None, None, None
+        return _join(grads_q), _join(grads_k), _join(grads_v), None, None, None
 
     @staticmethod
     def _fused_backward(ctx, grad_context):
         """Softmax rule = its Jacobian: aten's fused backward on the signal times the share of
-        A @ V; Q and K, behind Q K^T, take the share once more."""
+        A @ V; Q and K, behind Q K^T, take the share once more. A copy whose softmax is detached
+        keeps the V signal ``P^T g`` alone."""
         q, k, v, m, context, logsumexp = ctx.saved_tensors
         parts = []
-        for g, c in zip(grad_context.chunk(len(ctx.slices)), ctx.slices):
+        for g, c in _signal_parts(grad_context, ctx.slices):
             share = bilinear_share(c.bilinear)
             g = g * share if share != 1.0 else g
             grad_q, grad_k, grad_v = kernels.flash_attention_backward(g, q, k, v, m, context, logsumexp)
-            if share != 1.0:  # the kernel's outputs are new tensors: scale in place
+            if c.softmax == "detach":
+                grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
+            elif share != 1.0:  # the kernel's outputs are new tensors: scale in place
                 grad_q, grad_k = grad_q.mul_(share), grad_k.mul_(share)
             parts.append((grad_q, grad_k, grad_v))
         if len(parts) == 1:

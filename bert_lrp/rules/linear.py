@@ -47,6 +47,8 @@ class LinearLayerRule:
     signals: ClassVar[Tuple[str, ...]] = ("gradient",)
     # whether signal() reads the layer's output y (then the forward keeps it instead of recomputing)
     keeps_output: ClassVar[bool] = True
+    # whether the signal reads the layer's input x; False: it is output_signal(grad, y) @ W
+    reads_input: ClassVar[bool] = True
     # parameter -> the values tune-lrp tries, ascending; None: the search never proposes the rule
     search_grid: ClassVar[Optional[Mapping[str, Tuple[float, ...]]]] = None
 
@@ -61,6 +63,14 @@ class LinearLayerRule:
     def is_gradient(self) -> bool:
         """Whether the rule's signal is the plain backward ``g @ W`` (then the layer runs natively)."""
         return False
+
+    def output_signal(self, grad: torch.Tensor, output: torch.Tensor) -> Optional[torch.Tensor]:
+        """For a rule whose signal is ``output_signal(grad, y) @ W`` -- a function of the layer's
+        output ``y`` and the signal ``grad`` there alone, as epsilon's -- that signal ``[..., out]``;
+        None for the rules that read the input (then :meth:`signal` runs in a rule Function). A
+        rule that sets ``reads_input = False`` and returns a tensor here runs, alone in a rule set,
+        as the native linear layer with one hook on its output (no Function, no saved input)."""
+        return None
 
     def works_with(self, signal: str) -> bool:
         """Whether the rule is written for a composite whose ``signal`` is this (the gradient
@@ -226,17 +236,23 @@ class Epsilon(LinearLayerRule):
 
     name: ClassVar[str] = "epsilon"
     search_grid: ClassVar[Optional[Mapping[str, Tuple[float, ...]]]] = {"epsilon": (0.0, 0.01, 0.1, 1.0)}
+    reads_input: ClassVar[bool] = False
     epsilon: float = 0.0
 
     @property
     def is_gradient(self) -> bool:
         return self.epsilon == 0
 
-    def signal(self, x, weight, bias, grad, output):
+    def output_signal(self, grad, output):
         if self.epsilon == 0:
-            return grad @ weight
-        y = layer_output(x, weight, bias, output)
-        return (grad * y / _stabilized(y, self.epsilon)) @ weight
+            return grad
+        # y / (y + epsilon sign(y)) = |y| / (|y| + epsilon), bit for bit (sign(0) = +1): four
+        # element-wise passes instead of eight
+        magnitude = output.abs()
+        return torch.mul(grad, magnitude).div_(magnitude.add_(self.epsilon))
+
+    def signal(self, x, weight, bias, grad, output):
+        return self.output_signal(grad, layer_output(x, weight, bias, output)) @ weight
 
 
 @register_rule
@@ -257,19 +273,26 @@ class Gamma(LinearLayerRule):
     stabilizer: float = 1e-7
 
     def signal(self, x, weight, bias, grad, output):
+        # With W+ = (W + |W|) / 2 and W- = (W - |W|) / 2 (likewise for x), the contributions of
+        # the same sign as y sum to P = (x W^T + |x| |W|^T) / 2, the others to x W^T - P; and the
+        # four backward products s+ (W + g W+) + s- (W + g W-) (and swapped) are two:
+        # (1 + g/2) S W +- (g/2) D |W| with S = s+ + s-, D = s+ - s- (s+, s- never both non-zero).
+        # Three matrix products in all (the straightforward form: eight).
         y = layer_output(x, weight, bias, output)
-        relevance, gamma = y * grad, self.gamma
-        (w_pos, b_pos), (w_neg, b_neg) = _split(weight, bias)
-        up = (weight + gamma * w_pos, None if bias is None else bias + gamma * b_pos)     # favours positive z
-        down = (weight + gamma * w_neg, None if bias is None else bias + gamma * b_neg)   # favours negative z
-        x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
-        # y > 0: positive inputs through `up`, negative inputs through `down` (bias with `up`); y < 0: swapped
-        z_pos = F.linear(x_pos, *up) + F.linear(x_neg, down[0])
-        z_neg = F.linear(x_pos, *down) + F.linear(x_neg, up[0])
-        s_pos = torch.where(y > 0, relevance / _stabilized(z_pos, self.stabilizer), 0.0)
-        s_neg = torch.where(y < 0, relevance / _stabilized(z_neg, self.stabilizer), 0.0)
-        through_up, through_down = s_pos @ up[0] + s_neg @ down[0], s_pos @ down[0] + s_neg @ up[0]
-        return torch.where(x > 0, through_up, through_down)
+        gamma, magnitude = self.gamma, weight.abs()
+        absolute = F.linear(x.abs(), magnitude)                     # |x| |W|^T
+        plain = y if bias is None else y - bias                     # x W^T
+        positive_bias = 0.0 if bias is None else bias.clamp(min=0)
+        negative_bias = 0.0 if bias is None else bias.clamp(max=0)
+        z_up = y + gamma * ((plain + absolute) / 2 + positive_bias)  # y > 0: z + gamma (z+ share)
+        z_down = y + gamma * ((plain - absolute) / 2 + negative_bias)  # y < 0: z + gamma (z- share)
+        up = y > 0
+        z = torch.where(up, z_up, z_down)
+        s = torch.where(up | (y < 0), y * grad / _stabilized(z, self.stabilizer), 0.0)
+        same_sign = (s.reshape(-1, s.shape[-1]) @ weight).mul_(1.0 + gamma / 2)
+        difference = torch.where(up, s, -s).reshape(-1, s.shape[-1]) @ magnitude
+        side = torch.where(x > 0, 1.0, -1.0).to(x.dtype).reshape(-1, x.shape[-1])
+        return same_sign.addcmul_(side, difference, value=gamma / 2).view(x.shape)
 
 
 def contribution_alpha_beta_signal(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -324,23 +347,30 @@ class ContributionAlphaBeta(LinearLayerRule):
 
 
 def alpha_beta_relevance(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                         relevance: torch.Tensor, alpha: float, stabilizer: float) -> torch.Tensor:
+                         relevance: torch.Tensor, alpha: float, stabilizer: float,
+                         output: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Wu & Ong 2021's alpha-beta rule (relevance signal): ``x [batch, ..., in]``, output relevance
-    ``[batch, ..., out]`` -> input relevance ``[batch, ..., in]``.
+    ``[batch, ..., out]`` -> input relevance ``[batch, ..., in]``; ``output``: the layer's ``y = x W^T
+    + b`` when the forward kept it (else recomputed).
 
     Positive and negative parts are split by the sign of the *weight* (and bias), not of
     ``x * w``; beta = 1 - alpha. The result is made non-negative and rescaled so that, per
     example, it sums to the output relevance's signed total (their ``rescale_lrp``).
+
+    Three matrix products (the original code's four, less one): the positive pre-activation
+    ``z+ = x W+^T + b+``; the negative one is ``y - z+`` (``W- = W - W+``, ``b- = b - b+``);
+    ``alpha (R / z+) W+ + beta (R / z-) W-`` is one product accumulated onto the other (addmm).
     """
     beta = 1.0 - alpha
-    w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
-    b_pos = bias.clamp(min=0) if bias is not None else None
-    b_neg = bias.clamp(max=0) if bias is not None else None
-    c_pos = (relevance / (F.linear(x, w_pos, b_pos) + stabilizer)) @ w_pos
-    c_neg = (relevance / (F.linear(x, w_neg, b_neg) - stabilizer)) @ w_neg
-    input_relevance = (x * (alpha * c_pos + beta * c_neg)).abs()
+    w_pos = weight.clamp(min=0)
+    z_pos = F.linear(x, w_pos, None if bias is None else bias.clamp(min=0))
+    z_neg = torch.sub(layer_output(x, weight, bias, output), z_pos)
+    s_pos = torch.div(relevance, z_pos.add_(stabilizer)).reshape(-1, relevance.shape[-1])
+    s_neg = torch.div(relevance, z_neg.sub_(stabilizer)).reshape(-1, relevance.shape[-1])
+    through_pos = torch.mm(s_pos, w_pos).mul_(alpha)
+    input_relevance = torch.addmm(through_pos, s_neg, weight - w_pos, alpha=beta).view(x.shape).mul_(x).abs_()
     scale = (relevance.sum(-1, keepdim=True) + 1e-7) / (input_relevance.sum(-1, keepdim=True) + 1e-7)
-    return input_relevance * scale
+    return input_relevance.mul_(scale)
 
 
 @register_rule
@@ -352,9 +382,8 @@ class AlphaBeta(LinearLayerRule):
 
     name: ClassVar[str] = "alpha_beta"
     signals: ClassVar[Tuple[str, ...]] = ("relevance",)
-    keeps_output: ClassVar[bool] = False
     alpha: float = 0.5
     stabilizer: float = 1e-7
 
     def signal(self, x, weight, bias, grad, output):
-        return alpha_beta_relevance(x, weight, bias, grad, self.alpha, self.stabilizer)
+        return alpha_beta_relevance(x, weight, bias, grad, self.alpha, self.stabilizer, output)

@@ -41,19 +41,32 @@ def linear(x: torch.Tensor, layer: nn.Linear, rules: Optional[RuleSet]) -> torch
     if adapted:
         raise TypeError(f"{type(layer).__name__} wraps a linear layer (an adapter): attribution rules need plain "
                         "nn.Linear layers; merge the adapter into the weights first (PEFT: merge_and_unload())")
-    return LinearRule.apply(x, layer.weight, layer.bias, rules.linear_rules(layer))
+    layer_rules = rules.linear_rules(layer)
+    if len(layer_rules) == 1 and not layer_rules[0].reads_input and not layer.weight.requires_grad:
+        return _output_signal_linear(x, layer, layer_rules[0])
+    return LinearRule.apply(x, layer.weight, layer.bias, layer_rules, rules.active if rules.separate_backward else None)
+
+
+def _output_signal_linear(x: torch.Tensor, layer: nn.Linear, rule) -> torch.Tensor:
+    """The native linear layer, its output's signal changed by ``rule.output_signal`` (epsilon):
+    the same backward as :class:`LinearRule`, with no Python Function and no saved input."""
+    y = F.linear(x, layer.weight, layer.bias)
+    if y.requires_grad:
+        output = y.detach()
+        y.register_hook(lambda grad: rule.output_signal(grad, output))
+    return y
 
 
 def layer_norm(x: torch.Tensor, layer: nn.LayerNorm, rules: Optional[RuleSet]) -> torch.Tensor:
     if rules is None or rules.runs_plain("layer_norm"):
         return F.layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
-    return LayerNormRule.apply(x, layer.weight, layer.bias, layer.eps, rules.slices)
+    return LayerNormRule.apply(x, layer.weight, layer.bias, layer.eps, rules)
 
 
 def activation(x: torch.Tensor, name: str, rules: Optional[RuleSet]) -> torch.Tensor:
     if rules is None or rules.runs_plain("activation"):
         return activation_forward(name, x)
-    return ActivationRule.apply(x, name, rules.slices)
+    return ActivationRule.apply(x, name, rules)
 
 
 def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Optional[torch.Tensor],
@@ -68,7 +81,7 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask:
     without dropout).
     """
     if rules is not None and not rules.runs_plain("softmax", "bilinear"):
-        return AttentionRule.apply(query, key, value, mask, rules.slices, need_probabilities)
+        return AttentionRule.apply(query, key, value, mask, rules, need_probabilities)
     if not need_probabilities:
         context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
         return context, None
