@@ -446,7 +446,7 @@ STACK_LIMIT = 40_000_000
 # From this many tokens in a batch (batch x length), several composites without a Jacobian path
 # share one forward of the inputs and walk the graph once each, instead of one walk of copies
 # stacked along the batch (which repeats every rule Function's output and joins every signal).
-# Measured (docs/performance_31.md; MiniLM, CPU time, GS+GI+AttnLRP over AttnLRP alone): 1x16
+# Measured (docs/performance.md, "counted in products"; MiniLM, CPU time, GS+GI+AttnLRP over AttnLRP alone): 1x16
 # 1.38 stacked / 1.48 walks, 1x32 1.40 / 1.48, 2x32 1.52 / 1.51, 1x64 1.52 / 1.51, 1x128
 # 1.56 / 1.51, 8x128 1.67 / 1.55: below 64 tokens the second walk's per-operation overhead
 # costs more than the copies it saves.
