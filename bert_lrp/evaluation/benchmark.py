@@ -243,9 +243,14 @@ def load_models(model_dir: str, want_transformers: bool, seed: int = 0):
 
     from ..models.auto import AutoModelForSequenceClassification
 
-    logging.getLogger("bert_lrp").setLevel(logging.ERROR)
+    logger = logging.getLogger("bert_lrp")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the seeded head is "newly initialised" on purpose: no warning
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, strict=False)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, strict=False)
+    finally:
+        logger.setLevel(level)  # the caller's logging as it was
     model.eval()
     hf, message = None, None
     if want_transformers and model.config.model_type != "bert":  # the peers below hook BERT's modules

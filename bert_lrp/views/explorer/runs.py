@@ -89,11 +89,12 @@ class Throughput:
                 self._seconds += seconds
 
     def seconds(self, cost: int) -> Optional[float]:
-        """Estimated seconds of ``cost`` (None before the first finished run)."""
+        """Estimated seconds of ``cost`` (None before the first finished run), to 4 significant
+        digits (a fixed number of decimals would make a short run's estimate 0 or off by half)."""
         with self._lock:
             if self._cost == 0:
                 return None
-            return round(cost * self._seconds / self._cost, 3)
+            return float(f"{cost * self._seconds / self._cost:.4g}")
 
 
 MERGED = ("scores", "conservation", "shares", "relevance", "layer_scores")
