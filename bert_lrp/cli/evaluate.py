@@ -108,7 +108,7 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
         model, tokenizer = load_model(directory)
         labels = F.data_labels(data_examples, model.config.label2id)
         data = [(example.text, label) for example, label in zip(data_examples, labels)]
-    refuse_tuning_texts(model, methods, method_options(args), data, args.data)
+    refuse_tuning_texts(model, methods, method_options(args), data, args.data, tokenizer)
     skip = parse_layers(args.skip_layers, "skip_layers", model.config.num_hidden_layers) if args.skip_layers else []
     model_methods = [m for m in methods if m != F.RANDOM]
     request = plan_request(model, tokenizer, Request(methods=model_methods, options=method_options(args),
@@ -146,19 +146,28 @@ def run_record(args, directory: Path, methods: List[str], request: Request, skip
                      settings).to_json()
 
 
-def refuse_tuning_texts(model, methods: List[str], options: dict, data, path: str) -> None:
+def refuse_tuning_texts(model, methods: List[str], options: dict, data, path: str, tokenizer=None) -> None:
     """Scoring the tuned composite on the texts it was tuned on would measure its fit to them, not
     its faithfulness: refuse (naming the file and how many texts) when any text of ``data`` was a
-    tuning text of the model's ``lrp_composite.json``."""
+    tuning text of the model's ``lrp_composite.json``, the same text or the same after normalising
+    its spacing or to the tokenizer (``FILM .`` is ``film.`` to an uncased one). A composite that
+    cannot explain this model (damaged, other weights) is refused here too, before ``--out``."""
+    from ..models.tuned import TunedCompositeError, tokenizer_ids
+
     tuned = getattr(model, "tuned_composite", None)
     uses_tuned = "lrp:tuned" in methods or ("lrp" in methods and options.get("rule") == "tuned")
     if tuned is None or not uses_tuned:
         return
-    shared = tuned.overlap(F.data_text(text) for text, _ in data)
+    try:
+        tuned.usable(model)
+    except TunedCompositeError as error:
+        raise UsageError(f"lrp:tuned: {error}") from None
+    tokenize = tokenizer_ids(tokenizer) if tokenizer is not None else None
+    shared = tuned.overlap((F.data_text(text) for text, _ in data), tokenize)
     if shared:
-        raise UsageError(f"--data {path}: {shared} of its texts were used to tune {tuned.path or 'the tuned composite'}; "
-                         "evaluate the tuned composite on held-out data")
-
+        raise UsageError(f"--data {path}: {shared} of its texts were used to tune {tuned.path or 'the tuned composite'} "
+                         "(compared after normalising spacing and by the tokenizer's ids); evaluate the tuned "
+                         "composite on held-out data")
 
 if __name__ == "__main__":
     from ..cli import main as cli_main

@@ -105,7 +105,8 @@ class LinearOverride:
                              f"not beside it (got {rule!r})")
         object.__setattr__(self, "rule", as_linear_rule(rule))
         object.__setattr__(self, "kinds", (kinds,) if isinstance(kinds, str) else tuple(kinds))
-        object.__setattr__(self, "layers", None if layers is None else tuple(int(v) for v in layers))
+        object.__setattr__(self, "layers", None if layers is None else tuple(
+            int(v) if isinstance(v, float) and v.is_integer() else v for v in layers))  # 0.5 stays, refused by check
 
     def matches(self, site: Optional[Site]) -> bool:
         if site is None:
@@ -120,6 +121,8 @@ class LinearOverride:
         for kind in self.kinds:
             if kind not in SITE_KINDS:
                 raise ValueError(f"{where}: kinds: unknown kind {kind!r}; choose from {', '.join(SITE_KINDS)}")
+        if self.layers is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in self.layers):
+            raise ValueError(f"{where}: layers must be whole layer numbers [first, last), got {list(self.layers)}")
         if self.layers is not None and (len(self.layers) != 2 or not 0 <= self.layers[0] < self.layers[1]):
             raise ValueError(f"{where}: layers must be [first, last) with 0 <= first < last, got {list(self.layers)}")
 
