@@ -153,6 +153,7 @@ class Composite:
     signal: str = "gradient"
     linear_overrides: Tuple[LinearOverride, ...] = ()  # other linear rules for some kinds / layers
     token_parts: str = "all"    # a token's score: all embedding shares or the word's alone
+    value_share: Optional[float] = None  # share of A @ V's signal to V (A: the rest); None: the bilinear rule's
 
     def __post_init__(self) -> None:
         where = f"composite {self.name!r}"
@@ -175,6 +176,9 @@ class Composite:
                 raise ValueError(f"{where}: linear_overrides[{i}] is not a LinearOverride")
             override.check(f"{where}: linear_overrides[{i}]")
             _check_signal(f"{where}: linear_overrides[{i}]", override.rule, self.signal)
+        if self.value_share is not None and (isinstance(self.value_share, bool) or not isinstance(
+                self.value_share, (int, float)) or not 0 <= self.value_share <= 1):
+            raise ValueError(f"{where}: value_share must be a number in 0..1 or None, got {self.value_share!r}")
         if self.token_parts not in TOKEN_PARTS:
             raise ValueError(f"{where}: token_parts must be one of {', '.join(TOKEN_PARTS)}")
 
@@ -219,7 +223,7 @@ class Composite:
         rule = getattr(self, operation)
         if operation == "softmax":
             return rule in ("jacobian", "taylor")
-        return rule == "jacobian"
+        return rule == "jacobian" and (operation != "bilinear" or self.value_share is None)
 
     def relevance_at(self, tensor: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
         """Relevance of ``tensor`` from the signal that reached it in the backward pass:
