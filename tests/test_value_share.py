@@ -76,3 +76,22 @@ def test_value_share_is_checked_and_written():
         replace(ATTNLRP, value_share=1.5)
     composite = replace(DETACHED, value_share=0.75, linear=Epsilon(0.01))
     assert Composite.from_dict(composite.to_dict()) == composite
+
+
+# ------------------------------------------------------------------ the norm-scaled epsilon (the search's)
+def test_the_norm_scaled_epsilon_is_epsilon_relative_to_the_outputs_scale():
+    """Scaling a layer's input by c leaves the norm-scaled rule's input relevance shares unchanged
+    (its stabilizer scales with the outputs), where the fixed epsilon's change; epsilon 0 is LRP-0."""
+    from bert_lrp.rules.linear import ScaledEpsilon
+
+    torch.manual_seed(0)
+    x, weight, grad = torch.randn(4, 8, dtype=torch.float64), torch.randn(5, 8, dtype=torch.float64), \
+        torch.randn(4, 5, dtype=torch.float64)
+
+    def shares(rule, scale):
+        relevance = (x * scale) * rule.signal(x * scale, weight, None, grad, None)
+        return relevance / relevance.sum(-1, keepdim=True)
+
+    assert torch.allclose(shares(ScaledEpsilon(0.1), 1.0), shares(ScaledEpsilon(0.1), 100.0), atol=1e-12)
+    assert not torch.allclose(shares(Epsilon(0.1), 0.01), shares(Epsilon(0.1), 100.0), atol=1e-3)
+    assert torch.allclose(ScaledEpsilon(0.0).signal(x, weight, None, grad, None), grad @ weight)

@@ -27,7 +27,7 @@ from ..evaluation import faithfulness as F
 from ..evaluation import tuning as T
 from ..evaluation.paired import paired
 from ..models.loading import load_model, resolve_model_dir
-from ..models.tuned import (COMPOSITE_FILE, TunedComposite, normalised_keys, text_key, tokenizer_ids, weights_digest,
+from ..models.tuned import (COMPOSITE_FILE, TunedComposite, normalised_keys, text_key, weights_digest,
                             write_tuned_composite)
 from .arguments import DISCARD_ADVICE, add_overwrite, data_command_parser, output_guard, parse_command_line, positive_int
 
@@ -89,7 +89,7 @@ def _tune(args: argparse.Namespace, directory: Path, out: Path) -> int:
     model, tokenizer = load_model(directory)
     if task_of(model) not in ("sequence", "token"):
         raise UsageError(f"--model {directory}: tune-lrp needs a sequence or token classifier")
-    tokenize = tokenizer_ids(tokenizer)
+    tokenize = T.text_ids(tokenizer)
     data, indices, token = _tuning_texts(args, directory, tokenize)
     # the budget is not a setting: the log only caches scores, so a search resumed with another
     # --budget replays the same path and stops at its own budget

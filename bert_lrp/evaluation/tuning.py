@@ -215,6 +215,17 @@ def sample_texts(data: Sequence[Tuple[str, Optional[int]]], count: int, min_word
     return sorted(chosen)
 
 
+def text_ids(tokenizer) -> Callable[[str], Sequence[int]]:
+    """``text -> ids``: the ids the road gives ``text`` (the whole text, special tokens included),
+    to find a text again after normalising what the tokenizer ignores (case for an uncased one,
+    the space before punctuation)."""
+    from ..attribution.road import as_inputs, encode_whole
+
+    def ids(text: str) -> Sequence[int]:
+        return [int(i) for i in encode_whole(tokenizer, as_inputs(text)[0])["input_ids"][0]] if text.strip() else []
+    return ids
+
+
 def halves(indices: Sequence[int]) -> Dict[str, List[int]]:
     """The search half (the 1st, 3rd, ... index) and the confirmation half (the 2nd, 4th, ...)."""
     ordered = sorted(indices)

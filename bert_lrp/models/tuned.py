@@ -33,7 +33,8 @@ COMPOSITE_FILE = "lrp_composite.json"
 FORMAT = "bert-lrp tuned composite"
 VERSION = 3  # 3: normalised text keys, the weights' content digest; 2: rules as objects; 1: flat parameters
 READABLE_VERSIONS = (1, 2, 3)
-Tokenize = Callable[[str], Sequence[int]]  # a text -> the tokenizer's ids of it (no special tokens)
+Tokenize = Callable[[str], Sequence[int]]  # a text -> the tokenizer's ids of it (the road's encoding)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # as models.checkpoint reads them (no import: a circle)
 
 
 class TunedCompositeError(BertLrpError, ValueError):
@@ -55,13 +56,6 @@ def normalised_keys(text: str, tokenize: Optional[Tokenize] = None) -> FrozenSet
         ids = ",".join(str(int(i)) for i in tokenize(text))
         keys.add("ids:" + hashlib.sha256(ids.encode("ascii")).hexdigest()[:16])
     return frozenset(keys)
-
-
-def tokenizer_ids(tokenizer) -> Tokenize:
-    """``text -> ids`` of ``tokenizer`` (bert-lrp's or transformers'), without special tokens."""
-    def ids(text: str) -> Sequence[int]:
-        return [int(i) for i in tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))]
-    return ids
 
 
 def weights_digest(state: Dict[str, torch.Tensor]) -> str:
@@ -141,11 +135,9 @@ class TunedComposite:
 
     def _file_digest(self) -> Optional[str]:
         from ..output import file_fingerprint
-        from .checkpoint import find_weights
 
-        try:
-            weights = find_weights(os.path.dirname(self.path) or ".")
-        except Exception:  # noqa: BLE001 - no weights file beside it: nothing to compare
+        weights = _weights_file(os.path.dirname(self.path) or ".")
+        if weights is None:  # no weights file beside it: nothing to compare
             return None
         stamp = (weights, os.stat(weights).st_mtime_ns, os.stat(weights).st_size)
         if self._checked.get("file_stamp") != stamp:
@@ -226,10 +218,22 @@ def write_tuned_composite(folder: str | os.PathLike, tuned: TunedComposite) -> O
     return path
 
 
-def _saved_weights_digest(folder: str | os.PathLike) -> Optional[str]:
-    from .checkpoint import find_weights, read_state_dict
+def _weights_file(folder: str | os.PathLike) -> Optional[str]:
+    for name in WEIGHT_FILES:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return None
 
-    try:
-        return weights_digest(read_state_dict(find_weights(str(folder))))
-    except Exception:  # noqa: BLE001 - no weights in the folder (the composite written alone)
+
+def _saved_weights_digest(folder: str | os.PathLike) -> Optional[str]:
+    """:func:`weights_digest` of the weights file in ``folder`` (None: none there, the composite
+    written alone)."""
+    path = _weights_file(folder)
+    if path is None:
         return None
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return weights_digest(load_file(path))
+    return weights_digest(torch.load(path, map_location="cpu", weights_only=True))
