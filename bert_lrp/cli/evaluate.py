@@ -184,7 +184,7 @@ def refuse_tuning_texts(model, methods: List[str], options: dict, data, path: st
         tuned.usable(model)
     except TunedCompositeError as error:
         raise UsageError(f"lrp:tuned: {error}") from None
-    tokenize = T.text_ids(tokenizer) if tokenizer is not None else None
+    tokenize = text_ids(tokenizer) if tokenizer is not None else None
     shared = tuned.overlap((F.data_text(text) for text, _ in data), tokenize)
     if shared:
         raise UsageError(f"--data {path}: {shared} of its texts were used to tune {tuned.path or 'the tuned composite'} "
