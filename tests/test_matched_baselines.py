@@ -53,4 +53,5 @@ def test_evaluate_scores_the_default_and_the_matched_baseline_side_by_side(tmp_p
     assert summary["methods"]["occlusion[baseline=mask]"] == matched["methods"]["occlusion"]
     assert summary["methods"]["occlusion"] != matched["methods"]["occlusion"]
     plain = run("evaluate", *common, "--methods", "occlusion", "--no-matched-baselines", "--out", str(tmp_path / "p"))
+    assert plain.returncode == 0, plain.stderr
     assert set(json.loads((tmp_path / "p" / "results.json").read_text())["methods"]) == {"occlusion", "random"}
