@@ -8,7 +8,8 @@ For each shape (batch x sequence length, a quarter of each batch padded):
   * inference: ``model(**inputs)`` under ``torch.no_grad()`` in eval mode;
   * fine-tuning step: forward with labels and ``loss.backward()`` in train mode (dropout on).
 Each run times the three back to back, rotating which goes first, so load from other processes
-hits all alike. Reports the median and IQR per cell and the ratios of medians.
+hits all alike. Reports the median and IQR per cell and the ratios of medians, and the machine's
+load averages (``uptime``'s 1/5/15-minute numbers) before and after the runs.
 
 Writes ``benchmarks/results/bench_sdpa.json`` and ``bench_sdpa.md``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -79,6 +81,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     models = build()
     names = list(models)
     rows = []
@@ -103,9 +106,11 @@ def main() -> None:
             print(rows[-1]["shape"], mode, {n: round(1000 * cells[n][0], 1) for n in names}, flush=True)
     import transformers
 
+    load_after = os.getloadavg()
     meta = {"torch": torch.__version__, "transformers": transformers.__version__, "threads": args.threads,
             "runs": args.runs, "warmup": args.warmup, "machine": platform.processor() or platform.machine(),
-            "model": SIZES}
+            "cpus": os.cpu_count(), "model": SIZES, "load_average_before": load_before,
+            "load_average_after": load_after}
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "bench_sdpa.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
@@ -113,6 +118,9 @@ def main() -> None:
              f"MiniLM-sized random BERT (6 layers, hidden 384, 12 heads), fp32, CPU, {args.threads} threads, "
              f"median (IQR) of {args.runs} runs in ms; torch {torch.__version__}, transformers "
              f"{transformers.__version__}. Written by `benchmarks/bench_sdpa.py`.", "",
+             f"Machine load (`uptime`'s 1/5/15-minute load averages, {os.cpu_count()} CPUs): "
+             f"{' / '.join(f'{v:.2f}' for v in load_before)} before, "
+             f"{' / '.join(f'{v:.2f}' for v in load_after)} after the runs.", "",
              "| shape | mode | ours sdpa | ours eager | transformers sdpa | ours sdpa / transformers sdpa | "
              "eager / sdpa (ours) |", "|---|---|---|---|---|---|---|"]
     for row in rows:

@@ -1,16 +1,19 @@
 """The explorer's overhead: ``POST /api/explain`` on a running explorer against the same request
 made in-process, for one sentence.
 
-The explorer runs as ``bert-lrp serve`` runs it (uvicorn, the Starlette app, the models loaded on
-the explorer's model thread), in this process on 127.0.0.1, so that both sides use the same model
-in memory and the same thread: the comparison measures what the server adds (HTTP, JSON, checks,
-the rendered views, the hops between threads), not two processes evicting each other's weights
-from the cache. In-process baselines, with the same methods and target: ``explain_texts`` with
-the API's request (the road the server calls, per-layer scores included, as the page draws them)
-and ``explain()`` on the tokenised sentence (the core, no road). Rounds alternate the order;
-medians and median per-round (paired) ratios.
+The explorer runs as ``bert-lrp serve`` runs it (its uvicorn server; the Starlette app with its
+Host/Origin/Content-Type checks, bodies read in pieces and parsed strictly, each explain watching
+its client's connection to cancel; the models loaded on the explorer's model thread), in this
+process on 127.0.0.1, so that both sides use the same model in memory and the same thread: the
+comparison measures what the server adds (HTTP, JSON, checks, the rendered views, the hops
+between threads), not two processes evicting each other's weights from the cache. In-process
+baselines, with the same methods and target: ``explain_texts`` with the API's request (the road
+the server calls, per-layer scores included, as the page draws them) and ``explain()`` on the
+tokenised sentence (the core, no road). Rounds alternate the order; medians and median per-round
+(paired) ratios.
 
     python benchmarks/bench_serve_overhead.py --out benchmarks/results
+    python benchmarks/bench_serve_overhead.py --quick --out /tmp/bench   # 21 rounds: a check, not a figure
 """
 from __future__ import annotations
 
@@ -27,13 +30,13 @@ from typing import Iterator
 import httpx
 import torch
 from alternating import alternating_times  # benchmarks/alternating.py, beside this script
-import uvicorn
 
 from bert_lrp import explain, explain_texts
 from bert_lrp.attribution.road import Request
 from bert_lrp.models.loading import DEFAULT_MODEL, resolve_model_dir
 from bert_lrp.views.explorer.app import create_app
 from bert_lrp.views.explorer.explorer import Explorer
+from bert_lrp.views.explorer.server import explorer_server
 
 SENTENCE = "a gripping , beautifully acted film that never lets go , even when its plot turns a little too neat ."
 REQUESTS = {"lrp, gi, gs (the page's default)": ["lrp", "gradient_x_input", "gradient"], "lrp": ["lrp"]}
@@ -41,10 +44,10 @@ REQUESTS = {"lrp, gi, gs (the page's default)": ["lrp", "gradient_x_input", "gra
 
 @contextlib.contextmanager
 def serving(app) -> Iterator[str]:
-    """uvicorn serving ``app`` on a free port of 127.0.0.1 in a thread, as ``bert-lrp serve`` does."""
+    """``app`` served on a free port of 127.0.0.1 in a thread, by the server ``bert-lrp serve`` runs."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = explorer_server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     while not server.started:
@@ -60,9 +63,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--rounds", type=int, default=101)
+    parser.add_argument("--quick", action="store_true", help="21 rounds (a check that the ratio holds)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 21
     torch.set_num_threads(args.threads)
     folder = resolve_model_dir(args.model)
     explorer = Explorer.load([folder])

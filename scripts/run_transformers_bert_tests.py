@@ -11,7 +11,9 @@ transformers' repository at the tag ``v5.23.0`` (a checkout's ``tests`` folder h
 
 ``--classes theirs`` runs the file as it is (the reference count); ``ours`` (default) replaces
 transformers' BERT model classes (kept: transformers' ``BertConfig``, and ``BertLMHeadModel`` unless
-``--swap-lm-head``: ours is a refusal) by bert-lrp's before the test module is imported. The pytest summary lists each test that fails; docs/models.md explains them.
+``--swap-lm-head``: ours is a refusal) by bert-lrp's in the collected test module: its globals, its
+test classes' model lists, and the auto mappings it imported (``MODEL_FOR_PRETRAINING_MAPPING``, read
+by identity). The pytest summary lists each test that fails; docs/models.md explains them.
 """
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ LM_HEAD = "BertLMHeadModel"
 
 PLUGIN = '''"""pytest plugin written by run_transformers_bert_tests.py: bert-lrp's classes in place of
 transformers' in the collected test modules (their globals and the model-class lists of their test
-classes). transformers' own models (BertLMHeadModel, pipelines' internals) still build theirs inside."""
+classes). The auto mappings the module imported (config class -> model class, looked up by identity) get
+ours in place too. transformers' own models (BertLMHeadModel, pipelines' internals) still build
+theirs inside."""
 import bert_lrp
 
 SWAP = {{name: getattr(bert_lrp, name) for name in {classes!r}}}
@@ -49,12 +53,21 @@ def _swap(value):
     return value
 
 
+def _swapped_mapping(mapping):
+    """transformers' auto mapping (config class -> model class) as a dict with ours in place:
+    the test module looks classes up in it by identity (MODEL_FOR_PRETRAINING_MAPPING)."""
+    return {{key: _swap(value) for key, value in mapping.items()}}
+
+
 def pytest_collection_modifyitems(session, config, items):
     modules = {{item.module for item in items if getattr(item, "module", None) is not None}}
     for module in modules:
         for name, ours in SWAP.items():
             if hasattr(module, name):
                 setattr(module, name, ours)
+        for name, value in list(vars(module).items()):
+            if name.endswith("_MAPPING") and type(value).__name__ == "_LazyAutoMapping":
+                setattr(module, name, _swapped_mapping(value))
         for holder in list(vars(module).values()):
             if isinstance(holder, type):
                 for attribute in LISTS:

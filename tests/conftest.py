@@ -14,8 +14,14 @@ import torch
 from bert_lrp import BertConfig
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+    # every subprocess a test starts (``python -m bert_lrp ...``) imports the checkout under test,
+    # whichever copy of bert_lrp is installed (or none)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:

@@ -333,14 +333,14 @@ def test_markup_in_every_string_field_is_kept_as_text_and_drawn_escaped(record, 
     assert "<img" not in shown["views"]["html"] and "&lt;img" in shown["views"]["html"]
 
 
-def test_the_explorer_refuses_to_start_on_a_bad_record(record, model, tmp_path, capsys):
+def test_a_bad_record_of_the_explorers_data_is_its_rows_error(record, model, tmp_path):
+    # issue 29: one malformed --data record must not take the other rows down (it made every row a
+    # 500, then refused the whole file): the bad line is that row's error, naming file, line and field
     data = records_file(tmp_path, record, changed(record, "scores.gradient_x_input.words.0", float("nan")))
-    with pytest.raises(DataError, match=r"data\.jsonl, line 2: field scores\.gradient_x_input\.words\[0\]"):
-        read_dataset("1", data)
-    assert cli.main(["serve", "--model", str(model), "--data", str(data), "--port", "0"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("bert-lrp serve: error: ") and "line 2: field scores.gradient_x_input.words[0]" in err
-    assert len(err.strip().splitlines()) == 1
+    good, bad = read_dataset("1", data).records
+    assert good == record
+    assert re.search(r"data\.jsonl, line 2: field scores\.gradient_x_input\.words\[0\]", bad["error"])
+    assert bad["text"] == record["text"] and set(bad) == {"index", "source", "text", "error"}
 
 
 # ------------------------------------------------------------------ nobody else reads input files

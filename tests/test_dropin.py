@@ -8,6 +8,7 @@ Tiny random models (hidden 32, 2 layers); transformers is the peer every number 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -55,6 +56,28 @@ def pair(name: str, config, seed: int = 0):
     ours = getattr(bert_lrp, name)(config).eval()
     bert_lrp.models.checkpoint.load_into(ours, theirs.state_dict())
     return theirs, ours
+
+
+class CapturedLog(logging.Handler):
+    """The messages one logger (by name) receives inside a ``with`` block, as ``.text``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.WARNING)
+        self.logger, self.lines = logging.getLogger(name), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def __enter__(self) -> "CapturedLog":
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)
 
 
 def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -136,9 +159,27 @@ def test_ignore_mismatched_sizes_gives_a_new_head_and_reports_it_as_transformers
     assert model.classifier.weight.shape == (5, 32)
     assert sorted(k for k, _, _ in info["mismatched_keys"]) == ["classifier.bias", "classifier.weight"]
     assert set(info.keys()) == {"missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"}
+    with CapturedLog("transformers.modeling_utils") as theirs_log, CapturedLog("bert_lrp") as ours_log:
+        bert_lrp.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
+    for log in (theirs_log, ours_log):  # transformers' words, where transformers' users read them too
+        assert "classifier.weight: Reinit due to size mismatch - ckpt: [2, 32] vs model: [5, 32]" in log.text
     peer = transformers.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5,
                                                                       ignore_mismatched_sizes=True)
     assert torch.equal(model.bert.encoder.layer[1].output.dense.weight, peer.bert.encoder.layer[1].output.dense.weight)
+
+
+def test_from_pretrained_loads_an_in_memory_state_dict_without_a_folder(tmp_path):
+    theirs = transformers.BertForMaskedLM(hf_config()).eval()
+    model = bert_lrp.BertForMaskedLM.from_pretrained(None, config=hf_config(), state_dict=theirs.state_dict())
+    assert max_difference(model(**batch()).logits, theirs(**batch()).logits) <= TOLERANCE
+    auto = bert_lrp.AutoModelForMaskedLM.from_pretrained(None, config=hf_config(), state_dict=theirs.state_dict())
+    assert type(auto) is bert_lrp.BertForMaskedLM
+    # state_dict= with a folder: those tensors, not the folder's file (as transformers)
+    transformers.BertForMaskedLM(hf_config()).save_pretrained(tmp_path)
+    folder_model = bert_lrp.BertForMaskedLM.from_pretrained(tmp_path, state_dict=theirs.state_dict())
+    assert max_difference(folder_model(**batch()).logits, theirs(**batch()).logits) <= TOLERANCE
+    with pytest.raises(BertLrpError, match=r"from_pretrained\(None\).*config= and state_dict="):
+        bert_lrp.BertForMaskedLM.from_pretrained(None, config=hf_config())
 
 
 @pytest.mark.parametrize("keyword", ["dtype", "torch_dtype"])
@@ -185,7 +226,7 @@ def test_output_flags_are_read_from_the_config_and_outputs_index_as_transformers
     expected, got = theirs(**batch()), ours(**batch())
     assert len(got.hidden_states) == len(expected.hidden_states) == 3
     assert len(got.attentions) == len(expected.attentions) == 2
-    assert list(got.keys()) == list(expected.keys())
+    assert list(got.keys()) == list(expected.keys()) == list(got) == list(expected)  # iterating yields keys
     assert max_difference(got["attentions"][1], expected["attentions"][1]) <= TOLERANCE
     assert max_difference(got[0], expected[0]) <= TOLERANCE  # by position: logits (no loss)
     assert "loss" not in got and "logits" in got
@@ -253,6 +294,52 @@ def test_resize_token_embeddings_keeps_the_decoder_tied(name, bias):
     theirs.resize_token_embeddings(VOCAB + 5, pad_to_multiple_of=8)
     ours.get_input_embeddings().weight.data.copy_(theirs.get_input_embeddings().weight)  # new rows: random draws
     assert max_difference(ours(**inputs).logits, theirs(**inputs).logits) <= TOLERANCE
+    for model in (theirs, ours):  # a non-integer multiple is refused by both (each in its own words)
+        with pytest.raises(ValueError, match="1.3"):
+            model.resize_token_embeddings(VOCAB, pad_to_multiple_of=1.3)
+
+
+UNTIED = [("bert", "BertForMaskedLM", "cls.predictions.decoder"),
+          ("bert", "BertForPreTraining", "cls.predictions.decoder"),
+          ("roberta", "RobertaForMaskedLM", "lm_head.decoder"),
+          ("distilbert", "DistilBertForMaskedLM", "vocab_projector")]
+
+
+@pytest.mark.parametrize("family,name,decoder", UNTIED)
+def test_an_untied_decoder_computes_saves_loads_and_resizes_as_transformers(family, name, decoder, tmp_path):
+    config = hf_config(family, tie_word_embeddings=False)
+    theirs, ours = pair(name, config)
+    own = ours.get_output_embeddings()
+    assert own is ours.get_submodule(decoder) and isinstance(own, torch.nn.Linear)
+    assert own.weight is not ours.get_input_embeddings().weight
+    inputs = batch(family=family)
+    assert max_difference(ours(**inputs)[0], theirs(**inputs)[0]) <= TOLERANCE  # the vocabulary logits
+    ours.save_pretrained(tmp_path / "ours")
+    reloaded, info = getattr(bert_lrp, name).from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
+    assert all(torch.equal(v, reloaded.state_dict()[k]) for k, v in ours.state_dict().items())
+    peer, peer_info = getattr(transformers, name).from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert peer_info["missing_keys"] == set() and torch.equal(peer.get_output_embeddings().weight, own.weight)
+    theirs.save_pretrained(tmp_path / "theirs")
+    strict = getattr(bert_lrp, name).from_pretrained(tmp_path / "theirs")  # strict: every tensor found
+    assert torch.equal(strict.get_output_embeddings().weight, theirs.get_output_embeddings().weight)
+    ours.resize_token_embeddings(VOCAB + 10)
+    resized = ours.get_output_embeddings()
+    assert resized.weight.shape == (VOCAB + 10, 32) and resized.bias.shape == (VOCAB + 10,)
+    assert torch.equal(resized.weight[:VOCAB], own.weight) and ours.get_input_embeddings().num_embeddings == VOCAB + 10
+    assert torch.allclose(resized.weight[VOCAB:], own.weight.mean(0).expand(10, -1))  # mean resizing
+    ours.post_init()  # transformers' hook re-draws nothing
+    assert ours.get_output_embeddings().weight is resized.weight
+    assert ours(**inputs)[0].shape[-1] == VOCAB + 10
+
+
+def test_untied_decoder_gradients_equal_transformers():
+    theirs, ours = pair("BertForMaskedLM", hf_config(tie_word_embeddings=False))
+    labels = batch()["input_ids"].clone()
+    theirs(**batch(), labels=labels).loss.backward()
+    ours(**batch(), labels=labels).loss.backward()
+    assert ours.cls.predictions.decoder.weight.grad is not None
+    assert gradient_difference(theirs, ours) <= TOLERANCE
 
 
 # ---------------------------------------------------------------- 4. attention implementations

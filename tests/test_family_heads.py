@@ -5,7 +5,8 @@ Each one, built from transformers' config object or from ours, gives transformer
 and input-embedding gradients with the same weights; its ``save_pretrained`` folder loads in
 transformers (same state-dict keys) and transformers' folder loads strictly in ours; the auto
 classes and ``from_transformers`` find it. Question answering is explained as BERT's (start and end
-logits as token targets); multiple choice, as BERT's, is refused by ``explain`` with its name.
+logits as token targets); multiple choice explains the chosen choice's logit (GS and GI equal
+transformers' gradient of it).
 
 Tiny random models (hidden 32, 2 layers); transformers is the peer every number is checked against.
 """
@@ -177,8 +178,56 @@ def test_distilbert_question_answering_explains_start_and_end_logits():
         assert torch.isfinite(explanation.conservation["lrp"]).all()
 
 
-@pytest.mark.parametrize("family,name", MULTIPLE_CHOICE)
-def test_multiple_choice_is_refused_by_explain_with_its_name_as_bert_s(family, name):
-    _, ours = pair(family, name)
-    with pytest.raises(TypeError, match=f"not {name}"):
-        explain(ours, model_batch(family, name), methods=["lrp"])
+def chosen_choice_gradient(theirs: torch.nn.Module, ours: torch.nn.Module, inputs: dict, chosen: torch.Tensor
+                           ) -> tuple:
+    """transformers' gradient of the chosen choices' logits at the embedding output (the first
+    layer's input), ``[batch, choices, seq, hidden]``, and that embedding output."""
+    flat = {k: v.flatten(0, 1) for k, v in inputs.items()}
+    embedded = ours.base_model.embed(flat["input_ids"], flat.get("token_type_ids")).detach().requires_grad_(True)
+    base = theirs.base_model
+    module = getattr(base, "embeddings_project", None) or base.embeddings
+    handle = module.register_forward_hook(lambda m, args, output: embedded)
+    try:
+        logits = theirs(**inputs).logits
+    finally:
+        handle.remove()
+    (gradient,) = torch.autograd.grad(logits[torch.arange(BATCH), chosen].sum(), embedded)
+    return gradient.view(BATCH, CHOICES, SEQ, -1), embedded.detach().view(BATCH, CHOICES, SEQ, -1)
+
+
+@pytest.mark.parametrize("family,name", [("bert", "BertForMultipleChoice")] + MULTIPLE_CHOICE)
+def test_explain_a_multiple_choice_score_gs_gi_equal_transformers_gradient_and_lrp_conserves(family, name):
+    theirs, ours = pair(family, name)
+    inputs = model_batch(family, name)
+    explanation = explain(ours, inputs, methods=["gradient", "gradient_x_input", "lrp"], rule="cp-lrp")
+    logits = logits_of(theirs(**inputs))
+    assert max_difference(explanation.logits, logits) <= TOLERANCE
+    assert torch.equal(explanation.target, logits.argmax(-1))  # default: the predicted choice
+    assert max_difference(explanation.target_logit, logits[torch.arange(BATCH), explanation.target]) <= TOLERANCE
+    gradient, embedded = chosen_choice_gradient(theirs, ours, inputs, explanation.target)
+    keep = inputs["attention_mask"].unsqueeze(-1)
+    assert explanation.relevance["gradient"].shape == (BATCH, CHOICES, SEQ, 32)
+    assert max_difference(explanation.relevance["gradient"], gradient * keep) <= TOLERANCE
+    assert max_difference(explanation.relevance["gradient_x_input"], embedded * gradient * keep) <= TOLERANCE
+    lrp = explanation.scores["lrp"]
+    others = torch.ones(BATCH, CHOICES, dtype=torch.bool)
+    others[torch.arange(BATCH), explanation.target] = False
+    assert lrp.shape == (BATCH, CHOICES, SEQ) and (lrp[others] == 0).all()  # only the chosen choice is read
+    assert (lrp[torch.arange(BATCH), explanation.target].abs().sum(-1) > 0).all()
+    torch.testing.assert_close(explanation.conservation["lrp"], torch.ones(BATCH), rtol=1e-4, atol=1e-4)
+
+
+def test_explain_a_given_choice_of_each_example_and_refuse_all_choices():
+    _, ours = pair("roberta", "RobertaForMultipleChoice")
+    inputs = model_batch("roberta", "RobertaForMultipleChoice")
+    explanation = explain(ours, inputs, methods=["gradient_x_input", "integrated_gradients"], target=[2, 0, 3],
+                          ig_steps=4)
+    assert explanation.target.tolist() == [2, 0, 3]
+    for method in ("gradient_x_input", "integrated_gradients"):  # shared-pass and separate methods alike
+        scores = explanation.scores[method]
+        assert scores.shape == (BATCH, CHOICES, SEQ)
+        assert (scores[torch.arange(BATCH), explanation.target] != 0).any(-1).all()
+    with pytest.raises(ValueError, match="one choice per example"):
+        explain(ours, inputs, methods=["lrp"], target="all")
+    with pytest.raises(ValueError, match=r"\[batch, choices, seq\]"):
+        explain(ours, token_batch("roberta"), methods=["lrp"])

@@ -292,10 +292,11 @@ def test_output_exposes_loss_logits_hidden_states_attentions(minilm_pair, pair_i
     assert out["logits"] is out.logits
 
 
-def test_output_unpacks_like_a_tuple(minilm_pair, pair_inputs):
-    ours, _ = minilm_pair
+def test_output_iterates_its_keys_and_unpacks_with_to_tuple_as_transformers(minilm_pair, pair_inputs):
+    ours, theirs = minilm_pair
     out = run(ours, pair_inputs, labels=torch.tensor([0, 1, 2]))
-    loss, logits = out  # fields that are None are skipped, as in transformers
+    assert list(out) == list(run(theirs, pair_inputs, labels=torch.tensor([0, 1, 2]))) == ["loss", "logits"]
+    loss, logits = out.to_tuple()  # fields that are None are skipped, as in transformers
     assert loss is out.loss and logits is out.logits
     assert out[0] is out.loss and out[1] is out.logits
 

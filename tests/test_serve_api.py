@@ -136,6 +136,10 @@ def test_views_hold_the_heatmaps_layers_and_agreement(client):
     ({"text": "x", "target": "neutral"}, 400, "target"),
     ({"text": "film " * 2000}, 413, "text"),
     ({"text": "x", "model": "random-mlm"}, 400, "model"),
+    ({"text": "a film", "pair": ""}, 400, "pair"),  # was a 500
+    ({"text": " ".join(["good film bad movie"] * 5), "methods": ["shap"], "options": {"shap_exact_words": 20}}, 413,
+     "options.shap_exact_words"),  # 2^20 forward rows: over the explorer's budget
+    ({"text": "x", "methods": ["ig"], "options": {"ig_batch": 4096}}, 413, "options.ig_batch"),  # one chunk's memory
 ])
 def test_refused_requests_name_the_field(client, body, status, field):
     answer = client.post("/api/explain", json=body)
@@ -198,12 +202,14 @@ def test_user_text_and_label_names_are_escaped_in_every_view(folders, tmp_path):
     assert "default-src 'self'" in report.headers["content-security-policy"]
 
 
-def test_attention_has_every_layer_and_head(client):
-    answer = client.post("/api/attention", json={"text": "a great film"}).json()
-    assert (answer["layers"], answer["heads"]) == (2, 4)
+def test_attention_is_sent_one_head_at_a_time(client):
+    answer = client.post("/api/attention", json={"text": "a great film", "layer": 1, "head": 3}).json()
+    assert (answer["layers"], answer["heads"], answer["layer"], answer["head"]) == (2, 4, 1, 3)
     assert answer["tokens"] == ["[CLS]", "a", "great", "film", "[SEP]"]
-    rows = answer["attention"][1][3]
+    rows = answer["attention"]
     assert len(rows) == 5 and all(abs(sum(row) - 1) < 1e-3 for row in rows)  # each row a distribution
+    assert client.post("/api/attention", json={"text": "a great film"}).json()["field"] == "layer"
+    assert client.post("/api/attention", json={"text": "a film", "layer": 0, "head": 4}).json()["field"] == "head"
 
 
 def test_masked_words_on_a_masked_lm(client):
@@ -255,6 +261,8 @@ def test_a_row_shows_its_record_and_views(data_client):
     row = client.get(f"{DATASETS}/1/rows/2").json()
     assert row["record"] == records[2] and row["views"]["html"].count('class="w"') == 4 * 2
     assert client.get(f"{DATASETS}/1/rows/99").status_code == 404
+    assert client.get(f"{DATASETS}/1/rows/-1").status_code == 404  # was the last row
+    assert client.get(f"{DATASETS}/1/rows/١").status_code == 404  # an Arabic-Indic digit: was row 1
     assert client.get(f"{DATASETS}/9/rows").status_code == 404
 
 

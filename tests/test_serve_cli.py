@@ -3,7 +3,10 @@
 * Without ``--model`` it serves the shipped model: the page and its API answer on the address it
   prints, then Ctrl-C (SIGINT) stops it as every command stops on Ctrl-C: exit code 130, one
   line, no traceback.
-* ``--host`` other than this machine warns that the page is reachable from the network.
+* It answers only requests addressed to it (Host) from its own page (Origin); see
+  tests/test_serve_http.py for every refusal.
+* ``--host`` other than this machine warns that the page is reachable from the network; the page
+  is answered at the address the connection came to.
 * Bad options are one-line usage errors (exit 2) naming the option; nothing starts.
 * Without the ``serve`` extra the message names the pip command.
 """
@@ -63,6 +66,10 @@ def test_serve_without_a_model_shows_the_page_of_the_shipped_model():
         assert [m["name"] for m in models["models"]] == ["minilm-sst2"]
         answer = httpx.post(address + "/api/explain", json={"text": "a wonderful film", "methods": ["lrp"]}, timeout=60)
         assert answer.status_code == 200 and answer.json()["examples"][0]["prediction"] == "positive"
+        port = address.rsplit(":", 1)[1]  # locked to its own page (docs/serve_safety.md)
+        assert httpx.get(address + "/api/models", headers={"Host": f"attacker.example:{port}"}).status_code == 403
+        assert httpx.post(address + "/api/explain", json={"text": "x"},
+                          headers={"Origin": "http://attacker.example"}).status_code == 403
     finally:
         code = stop(process, lines)
     assert code == 130
@@ -73,6 +80,7 @@ def test_another_host_warns_that_the_page_is_reachable_from_the_network():
     process, address, lines = start("--host", "0.0.0.0")
     try:
         assert httpx.get(address.replace("0.0.0.0", "127.0.0.1") + "/api/models").status_code == 200
+        assert httpx.get(address.replace("0.0.0.0", "localhost") + "/api/models").status_code == 200
     finally:
         stop(process, lines)
     assert any("warning: listening on 0.0.0.0" in line and "without a password" in line for line in lines)

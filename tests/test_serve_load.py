@@ -28,7 +28,7 @@ REQUESTS = [
                               "options": {"lime_samples": 40, "smoothgrad_samples": 5, "seed": 3}}),
     ("POST", "/api/explain", {"model": "token", "text": "she moved to paris", "methods": ["lrp", "gi"],
                               "word": "paris"}),
-    ("POST", "/api/attention", {"text": "a great film and a bad movie"}),
+    ("POST", "/api/attention", {"text": "a great film and a bad movie", "layer": 1, "head": 2}),
     ("GET", "/api/models", None),
 ]
 CLIENTS = 8

@@ -31,6 +31,7 @@ from ..rules.functions import stack_copies
 from . import method_scores, registry
 from .heatmaps import notebook_html, show_html
 from .registry import Method, MethodContext
+from .choices import MULTIPLE_CHOICE, explain_choices
 from .targets import Target, logits_of, resolve_target, select, task_of
 from .transformers_inputs import as_encoding
 from .words import word_numbers
@@ -246,8 +247,9 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
     """Explain ``model``'s output on ``batch`` with one or more methods.
 
     Args:
-        model: a ``<Family>ForSequenceClassification``, ``<Family>ForTokenClassification`` or
-            ``<Family>ForMaskedLM`` (BERT, RoBERTa, DistilBERT, ELECTRA).
+        model: a ``<Family>ForSequenceClassification``, ``<Family>ForTokenClassification``,
+            ``<Family>ForQuestionAnswering``, ``<Family>ForMaskedLM`` or ``<Family>ForMultipleChoice``
+            (BERT, RoBERTa, DistilBERT, ELECTRA; multiple choice: see :mod:`.choices`).
         batch: the tokenizer's Encoding (``[batch, seq]`` tensors; its word ids and sequence ids
             tell the word-level methods which pieces form a word) or a dict of tensors.
         methods: names or aliases from :mod:`bert_lrp.attribution.registry`: ``gradient`` (gs),
@@ -257,6 +259,7 @@ def explain(model: nn.Module, batch: dict, methods: Sequence[str] = ("lrp",), ta
             together cost one forward + one backward.
         target: sequence classification: None (predicted class), a class id or label name, or one
             per example; token classification / masked LM: ``(position, label_or_None)`` or a list.
+            multiple choice: the chosen choice (None: the predicted one), or one per example.
             ``"all"`` (token classification: ``(position, "all")``): every label from the same single
             forward + backward (one stacked copy per label); the result has a label axis after the
             batch axis (scores ``[batch, labels, seq]``) and ``for_label(l)`` gives one label's view.
@@ -350,6 +353,9 @@ def run_methods(model: nn.Module, batch: dict, plan: MethodPlan, target: Target 
                 schedule: str = "auto", progress: bool = False) -> Explanation:
     """:func:`explain` of an already checked :class:`MethodPlan` (the road runs one per batch)."""
     task = task_of(model)
+    if task == MULTIPLE_CHOICE:  # the chosen choices, explained as one-logit sequence classifiers
+        return explain_choices(model, batch, target, lambda scorer, rows, label: run_methods(
+            scorer, rows, plan, label, layers=layers, schedule=schedule, progress=progress))
     inputs = _model_inputs(batch)
     mask = inputs["attention_mask"]
     jobs = {c: list(ms) for c, ms in plan.jobs}

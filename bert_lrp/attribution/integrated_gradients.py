@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .progress import rows_done
 from .registry import Method, MethodContext, MethodResult, Option, register
 from .targets import logits_of, select
 
@@ -56,13 +57,14 @@ def _target_scores(model, embedded, mask, labels, positions) -> torch.Tensor:
 
 def integrated_gradients(model: nn.Module, inputs: Dict[str, torch.Tensor], labels: torch.Tensor,
                          positions: Optional[torch.Tensor], steps: int = 50, baseline: str = "pad",
-                         internal_batch_size: int = 64, method: str = "gausslegendre"
+                         internal_batch_size: int = 64, method: str = "gausslegendre", progress=None
                          ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Returns the attribution ``[batch, seq, hidden]`` at the embedding output and the
     completeness gap ``[batch]``: sum of attributions - (f(input) - f(baseline)).
 
     At most ``internal_batch_size`` interpolated rows go through the model at once, so memory is
-    bounded whatever the number of steps.
+    bounded whatever the number of steps. ``progress``: a run's hook
+    (:mod:`bert_lrp.attribution.progress`), told of each chunk's rows.
     """
     if baseline not in ("pad", "mask", "zeros"):
         raise ValueError(f"unknown baseline {baseline!r}; choose pad, mask or zeros")
@@ -93,6 +95,7 @@ def integrated_gradients(model: nn.Module, inputs: Dict[str, torch.Tensor], labe
         (gradient,) = torch.autograd.grad(scores.sum(), path)
         weighted = gradient * weights[[k for _, k in chunk]].view(-1, 1, 1)
         integral.index_add_(0, examples, weighted)
+        rows_done(progress, len(chunk))
     attribution = delta * integral * mask.unsqueeze(-1).to(start.dtype)
     with torch.no_grad():
         both = _target_scores(model, torch.cat([start, origin]), torch.cat([mask, mask]),
@@ -114,7 +117,8 @@ def _run(context: MethodContext) -> MethodResult:
     options = context.options
     relevance, gap = integrated_gradients(
         context.model, context.inputs, context.target, context.target_position, steps=options["ig_steps"],
-        baseline=options["ig_baseline"], internal_batch_size=options["ig_batch"], method=options["ig_method"])
+        baseline=options["ig_baseline"], internal_batch_size=options["ig_batch"], method=options["ig_method"],
+        progress=context.progress)
     return MethodResult(relevance.sum(-1), relevance, {"completeness_gap": gap})
 
 

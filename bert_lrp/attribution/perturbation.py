@@ -22,6 +22,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import UsageError
+from .progress import HookBar, is_hook
 from .registry import Option
 from .targets import logits_of, select
 
@@ -204,8 +205,11 @@ class CoalitionScorer:
         return out
 
 
-def _progress(total: int, description: str, wanted: bool):
-    """A tqdm bar on stderr when ``wanted`` and stderr is a terminal (else None)."""
+def _progress(total: int, description: str, wanted):
+    """A tqdm bar on stderr when ``wanted`` and stderr is a terminal (else None); ``wanted`` a
+    run's hook (:mod:`bert_lrp.attribution.progress`): the hook, told of every chunk's rows."""
+    if is_hook(wanted):
+        return HookBar(wanted)
     if not wanted or not sys.stderr.isatty():
         return None
     from tqdm import tqdm

@@ -87,7 +87,7 @@ class Plan:
     layers: bool
     attentions: bool
     hidden_relevance: bool
-    progress: bool
+    progress: Any  # True/False: a bar on stderr; or one run's hook (attribution/progress.py, via the road)
     chunk_batches: int
     targets_per_example: bool
     task: str

@@ -41,6 +41,7 @@ from ..errors import RequestError, UsageError
 from . import method_scores
 from .explain import Explanation, run_methods
 from .plan import DEFAULT_METHODS, Plan, Request, model_limit, parse_target, plan_request
+from .progress import Cancelled, is_hook, rows_done
 from .records import ALL, Explanations, FailedText, LabelScores, TextExplanation
 from .transformers_inputs import tokenizer_for_road
 from .windows import window_positions
@@ -140,18 +141,23 @@ def prepare(model, tokenizer, request: Union[Request, Plan]) -> Plan:
 # ------------------------------------------------------------------ the road
 def explain_texts(model, tokenizer, texts: Iterable[Union[str, Tuple[str, Optional[str]], TextInput]],
                   request: Optional[Request] = None, pairs: Optional[Sequence[Optional[str]]] = None,
-                  warn: Optional[Warn] = None, **settings: Any) -> Explanations:
+                  warn: Optional[Warn] = None, progress: Any = None, **settings: Any) -> Explanations:
     """Explain every text (see the module docstring); ``settings`` are :class:`Request` fields
     (``methods``, ``target``, ``options``, ``word``, ...) when no ``request`` is given, and
     method options (``ig_steps=20``) otherwise unknown to Request. ``texts`` and ``pairs``: see
     :func:`as_inputs` (one string is one text). ``tokenizer``: bert-lrp's or a transformers
-    tokenizer (fast or slow). Returns one :class:`TextExplanation` per text, in input order, in a
+    tokenizer (fast or slow). ``progress``: a run's hook (:mod:`bert_lrp.attribution.progress`:
+    told of every chunk of forward rows, may cancel the run between chunks); True/False: the
+    Request's progress bar. Returns one :class:`TextExplanation` per text, in input order, in a
     list that a notebook shows as one compact table (:class:`~bert_lrp.attribution.records.Explanations`)."""
+    if progress is not None and not is_hook(progress):
+        settings["progress"], progress = progress, None  # the Request's bar on stderr
     request = request or _request_from(settings)
     _check_target(request.target)
     inputs = as_inputs(texts, pairs)
     tokenizer = tokenizer_for_road(tokenizer, model)
-    return Explanations(explained for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn))
+    return Explanations(explained for _, explained in stream_texts(model, tokenizer, inputs, request, warn=warn,
+                                                                  progress=progress))
 
 
 def json_payload(model_name: str, request: Union[Request, Plan], explained: Sequence[TextExplanation]
@@ -187,28 +193,32 @@ def _request_from(settings: Dict[str, Any]) -> Request:
 
 
 def stream_texts(model, tokenizer, inputs: Sequence[TextInput], request: Union[Request, Plan], skip: Iterable[int] = (),
-                 warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None, go_on: bool = False
-                 ) -> Iterator[Tuple[int, Union[TextExplanation, FailedText]]]:
+                 warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None, go_on: bool = False,
+                 progress: Any = None) -> Iterator[Tuple[int, Union[TextExplanation, FailedText]]]:
     """``(index, explanation)`` for every input not in ``skip``, in input order (``only``: the
     indices this process owns, e.g. one rank's share; default all). ``go_on``: a text that cannot
     be explained becomes a :class:`FailedText` saying why (with a warning) and the others go on;
-    otherwise its error is raised. ``tokenizer``: bert-lrp's or a transformers tokenizer."""
+    otherwise its error is raised. ``tokenizer``: bert-lrp's or a transformers tokenizer.
+    ``progress``: a run's hook (:mod:`bert_lrp.attribution.progress`); its :class:`Cancelled`
+    ends the run (never a FailedText)."""
     _check_target(request.target)
     tokenizer = tokenizer_for_road(tokenizer, model)
-    for chunk in stream_chunks(model, tokenizer, inputs, request, skip, warn, only, go_on):
+    for chunk in stream_chunks(model, tokenizer, inputs, request, skip, warn, only, go_on, progress=progress):
         yield from chunk
 
 
 def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Union[Request, Plan],
                   skip: Iterable[int] = (), warn: Optional[Warn] = None, only: Optional[Sequence[int]] = None,
-                  go_on: bool = False, describe: Optional[Callable[[BaseException], str]] = None
-                  ) -> Iterator[List[Tuple[int, Union[TextExplanation, FailedText]]]]:
+                  go_on: bool = False, describe: Optional[Callable[[BaseException], str]] = None,
+                  progress: Any = None) -> Iterator[List[Tuple[int, Union[TextExplanation, FailedText]]]]:
     """As :func:`stream_texts`, one list per chunk of inputs (a writer flushes after each). A
     Request is planned (checked) here, once; a Plan is used as it is. ``describe``: the one line
     of a text's error in its FailedText (default: the error as the library words it; a command
     line shows a request error's field as its flag)."""
     tokenizer = tokenizer_for_road(tokenizer, model)
     plan = plan_request(model, tokenizer, request)
+    if is_hook(progress):
+        plan = replace(plan, progress=progress)  # the hook rides with this run's plan to every chunk loop
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     skip = set(skip)
     owned = list(range(len(inputs))) if only is None else list(only)
@@ -229,6 +239,8 @@ def stream_chunks(model, tokenizer, inputs: Sequence[TextInput], request: Union[
             try:
                 for i, result in zip(indices, work()):
                     done[i] = result
+            except Cancelled:
+                raise
             except Exception as error:  # noqa: BLE001 -- one text must not end a data set's run
                 if len(indices) > 1:
                     for i in indices:
@@ -437,7 +449,9 @@ def word_position(encoding, token_index: Optional[int], word: Optional[str], ind
 
 
 def _run_explain(model, plan: Plan, batch, target) -> Explanation:
-    return run_methods(model, batch, plan.method_plan, target, layers=plan.layers, progress=plan.progress)
+    result = run_methods(model, batch, plan.method_plan, target, layers=plan.layers, progress=plan.progress)
+    rows_done(plan.progress, batch["input_ids"].shape[0])  # the batch's shared (or plain) pass
+    return result
 
 
 def _label_views(result: Explanation) -> List[Explanation]:

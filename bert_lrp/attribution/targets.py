@@ -11,13 +11,13 @@ Target = Union[None, int, str, Sequence, torch.Tensor]
 
 
 def task_of(model: nn.Module) -> str:
-    """The task a model's head declares (its class attribute ``task``): ``sequence``, ``token``
-    or ``masked_lm``."""
+    """The task a model's head declares (its class attribute ``task``): ``sequence``, ``token``,
+    ``masked_lm`` or ``multiple_choice``."""
     task = getattr(model, "task", None)
-    if task not in ("sequence", "token", "masked_lm"):
+    if task not in ("sequence", "token", "masked_lm", "multiple_choice"):
         raise TypeError(f"explain supports <Family>ForSequenceClassification, <Family>ForTokenClassification, "
-                        f"<Family>ForQuestionAnswering and <Family>ForMaskedLM/BertForPreTraining (Bert, Roberta, "
-                        f"DistilBert, Electra), not {type(model).__name__}")
+                        f"<Family>ForQuestionAnswering, <Family>ForMultipleChoice and <Family>ForMaskedLM/"
+                        f"BertForPreTraining (Bert, Roberta, DistilBert, Electra), not {type(model).__name__}")
     return task
 
 

@@ -5,7 +5,9 @@
 
 Models come only from the command line; the page picks among them by name and never names a
 path. It binds to 127.0.0.1 unless ``--host`` says otherwise (then it warns: the page and every
-model are reachable from the network). Needs the extra ``bert-lrp[serve]`` (Starlette, uvicorn).
+model are reachable from the network); it answers only requests addressed to it (``Host``) from
+its own page (``Origin``). The first Ctrl-C cancels the run under way and stops (exit 130); a
+second one stops at once. Needs the extra ``bert-lrp[serve]`` (Starlette, uvicorn).
 """
 from __future__ import annotations
 
@@ -40,10 +42,11 @@ def _server_parts():
     try:
         import uvicorn  # noqa: F401  (imported here to name the missing extra)
         from ..views.explorer.app import create_app
+        from ..views.explorer.server import explorer_server
     except ImportError as error:
         raise MissingExtra(f"bert-lrp serve needs the serve extra ({error.name} is missing): "
                            "pip install \"bert-lrp[serve]\"") from None
-    return create_app
+    return create_app, explorer_server
 
 
 def build_explorer(models: Optional[List[str]], data: Optional[str], threads: Optional[int] = None):
@@ -61,10 +64,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be in 0..65535, got {args.port}")
-    create_app = _server_parts()
+    create_app, explorer_server = _server_parts()
     import socket
-
-    import uvicorn
 
     explorer = build_explorer(args.model, args.data, args.threads)
     if args.host not in LOCAL:
@@ -82,8 +83,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"bert-lrp serve: http://{shown}:{port}/  (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    config = uvicorn.Config(create_app(explorer), log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    # the page is reached by this name too (Host and Origin are checked: see docs/serve_safety.md)
+    server = explorer_server(create_app(explorer, hosts=[args.host]))
     server.run(sockets=[listener])
     if server.started and server.should_exit:
         # stopped by Ctrl-C: uvicorn re-raises the signal after its graceful shutdown, but asyncio's

@@ -11,11 +11,17 @@ denominator is 0; per-token scores have one value per token, per-word scores one
 record that fails makes reading fail with one :class:`~bert_lrp.data.source.DataError`:
 ``FILE, line N: field F: problem``. Strings are kept as they are (markup included): views
 escape what they show.
+
+:func:`read_explanation_rows` reads a file a server shows (the explorer's ``--data``) instead:
+unknown fields are dropped (at every level of the schema), every known field is checked as above,
+and a line that is no good record becomes that row's failed-text record (``index``, ``source``,
+``text``, ``error``: the one line saying why), so one bad line never hides the others.
 """
 from __future__ import annotations
 
 import math
 import re
+import copy
 from typing import Any, Dict, List, Optional, Sequence
 
 from .source import DataError, parse_json, read_file, split_lines
@@ -45,21 +51,48 @@ def read_explanations(path, field: Optional[str] = None) -> List[Dict[str, Any]]
     return records
 
 
-def check_record(record: Any, where: str) -> Dict[str, Any]:
+def read_explanation_rows(path, field: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The records of the JSON-lines file ``path`` as rows a server shows: each cleaned and checked
+    (:func:`check_record` with ``drop_unknown``); a line that is no record becomes
+    ``{"index", "source", "text", "error"}`` saying why (``text``: the record's own text when it
+    is a string, else ``""``). Blank lines are skipped; a file without records is refused."""
+    name = str(path)
+    rows: List[Dict[str, Any]] = []
+    for number, line in enumerate(split_lines(read_file(path, field)), 1):
+        if not line.strip():
+            continue
+        where = f"{name}, line {number}"
+        parsed: Any = None
+        try:
+            parsed = parse_json(line, where)
+            rows.append(check_record(parsed, where, drop_unknown=True))
+        except DataError as error:
+            text = parsed.get("text") if isinstance(parsed, dict) else None
+            rows.append({"index": len(rows), "source": where, "text": text if isinstance(text, str) else "",
+                         "error": str(error)})
+    if not rows:
+        raise DataError(f"{name}: the file is empty (no explanation records)")
+    return rows
+
+
+def check_record(record: Any, where: str, drop_unknown: bool = False) -> Dict[str, Any]:
     """``record`` if it is a well-formed explanation record, else a :class:`DataError` naming
-    ``where`` and the first field at fault."""
+    ``where`` and the first field at fault. ``drop_unknown``: a copy of ``record`` without the
+    fields the schema does not know (at every level) is checked and returned instead."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: not an explanation record (a JSON object expected, "
                         f"got {type(record).__name__})")
-    _Record(record, where).check()
+    if drop_unknown:
+        record = copy.deepcopy(record)
+    _Record(record, where, drop_unknown).check()
     return record
 
 
 class _Record:
     """The checks of one record; ``fail`` names the field."""
 
-    def __init__(self, record: Dict[str, Any], where: str) -> None:
-        self.record, self.where = record, where
+    def __init__(self, record: Dict[str, Any], where: str, drop_unknown: bool = False) -> None:
+        self.record, self.where, self.drop_unknown = record, where, drop_unknown
 
     def fail(self, field: str, problem: str) -> None:
         raise DataError(f"{self.where}: field {field}: {problem}")
@@ -109,7 +142,10 @@ class _Record:
             self.fail(field, f"must be an object, got {_kind(value)}")
         if allowed is not None:
             unknown = sorted(set(value) - allowed)
-            if unknown:
+            if unknown and self.drop_unknown:
+                for key in unknown:
+                    del value[key]
+            elif unknown:
                 self.fail(f"{field}.{unknown[0]}" if field else unknown[0], "not a field of an explanation record")
         return value
 
@@ -263,4 +299,4 @@ def _short(name: Any, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
-__all__: Sequence[str] = ("check_record", "read_explanations")
+__all__: Sequence[str] = ("check_record", "read_explanation_rows", "read_explanations")

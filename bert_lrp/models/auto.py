@@ -8,7 +8,7 @@ A folder without ``model_type`` (Google's ``bert_config.json``) is BERT.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from .bert import (
     BertForMaskedLM,
@@ -92,10 +92,12 @@ class _AutoModel:
                         f"or .from_config(config)")
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
+    def from_pretrained(cls, name_or_path: Optional[str | os.PathLike], *args: Any, **kwargs: Any):
+        config = kwargs.get("config")
+        if name_or_path is None and config is not None:  # an in-memory checkpoint (state_dict=)
+            return model_class(config.model_type, cls.task, "config=").from_pretrained(None, *args, **kwargs)
         path = resolve_pretrained(name_or_path)
         folder = path if os.path.isdir(path) else (os.path.dirname(path) or ".")
-        config = kwargs.get("config")
         model_type = config.model_type if config is not None else model_type_of(folder)
         source = os.path.join(folder, "config.json")
         return model_class(model_type, cls.task, source).from_pretrained(path, *args, **kwargs)

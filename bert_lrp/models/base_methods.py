@@ -25,6 +25,24 @@ def tied_decoder(weight: nn.Parameter, bias: nn.Parameter) -> nn.Linear:
     return decoder
 
 
+def resized_rows(old: torch.Tensor, size: int, mean_resizing: bool, std: Optional[float]) -> torch.Tensor:
+    """``old [n, ...]`` -> ``[size, ...]`` (a new tensor): the first ``min(n, size)`` rows kept;
+    new rows the mean of the old ones (``mean_resizing``), else drawn from N(0, ``std``) (zeros
+    when ``std`` is None: a bias)."""
+    kept = min(size, old.shape[0])
+    new = old.detach().new_empty((size, *old.shape[1:]))
+    with torch.no_grad():
+        new[:kept] = old[:kept]
+        if size > kept:
+            if mean_resizing:
+                new[kept:] = old.mean(0)
+            elif std is None:
+                new[kept:] = 0
+            else:
+                new[kept:].normal_(0.0, std)
+    return new
+
+
 def check_attention_implementation(name: Optional[str]) -> str:
     """``None`` -> ``"sdpa"``; ``"eager"`` / ``"sdpa"`` as is; anything else a ConfigError."""
     if name is None:
@@ -53,6 +71,9 @@ class TransformersMethods:
     _tied_weights_keys: Dict[str, str] = {}
     # the masked-LM head's bias Parameter, as a dotted path (None: the model has no decoder)
     decoder_bias_path: Optional[str] = None
+    # where the masked-LM head keeps its own decoder (an nn.Linear) when the config's
+    # tie_word_embeddings is False, as a dotted path (None: the model has no decoder)
+    untied_decoder_path: Optional[str] = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -145,55 +166,84 @@ class TransformersMethods:
     def vocab_size(self) -> int:
         return self.config.vocab_size
 
+    def untied_decoder(self) -> Optional[nn.Linear]:
+        """The masked-LM head's own decoder ``nn.Linear`` (``weight [vocab, hidden]``, ``bias
+        [vocab]``) of a model built with ``tie_word_embeddings=False``; None when the decoder reads
+        the word embeddings (tied) or the model has no decoder."""
+        if self.untied_decoder_path is None:
+            return None
+        owner, _, name = self.untied_decoder_path.rpartition(".")
+        module = getattr(self.get_submodule(owner) if owner else self, name, None)
+        return module if isinstance(module, nn.Linear) else None
+
     def get_output_embeddings(self) -> Optional[nn.Linear]:
-        """The masked-LM decoder (weight tied to the word embeddings), None without one."""
+        """The masked-LM decoder, None without one: tied, an ``nn.Linear`` holding the word
+        embeddings' own Parameter and the head's bias; untied, the head's own decoder."""
         if self.decoder_bias_path is None:
             return None
+        untied = self.untied_decoder()
+        if untied is not None:
+            return untied
         return tied_decoder(self.get_input_embeddings().weight, self.get_parameter(self.decoder_bias_path))
 
     def set_output_embeddings(self, decoder: Any) -> None:
-        """A new decoder (``weight [vocab, hidden]``, optional ``bias [vocab]``): the weights stay
-        tied, so the word embeddings take its weight."""
+        """A new decoder (``weight [vocab, hidden]``, optional ``bias [vocab]``). Tied, the word
+        embeddings take its weight (and the head its bias); untied, it replaces the head's decoder."""
         if self.decoder_bias_path is None:
             raise AttributeError(f"{type(self).__name__} has no output embeddings (no masked-LM decoder)")
+        if self.untied_decoder() is not None:
+            owner, _, name = self.untied_decoder_path.rpartition(".")
+            setattr(self.get_submodule(owner) if owner else self, name, decoder)
+            return
         self.get_input_embeddings().weight = decoder.weight
         if getattr(decoder, "bias", None) is not None:
             self._set_parameter(self.decoder_bias_path, decoder.bias)
 
     def tie_weights(self, *args: Any, **kwargs: Any) -> None:
-        """Nothing to do: the decoder reads the word embeddings' Parameter itself."""
+        """Nothing to do: a tied decoder reads the word embeddings' Parameter itself (an untied one
+        stays untied, as transformers leaves it with ``tie_word_embeddings=False``)."""
+
+    def post_init(self) -> None:
+        """transformers' hook that initialises what ``__init__`` left: nothing here (every model
+        initialises its weights in ``__init__``), so calling it never re-draws a trained or
+        resized weight."""
 
     def resize_token_embeddings(self, new_num_tokens: Optional[int] = None, pad_to_multiple_of: Optional[int] = None,
                                 mean_resizing: bool = True) -> nn.Embedding:
-        """Resize the word embeddings ``[vocab, hidden]`` (and the decoder's bias) to
-        ``new_num_tokens`` rounded up to ``pad_to_multiple_of``; kept rows keep their values, new
-        rows are the mean of the old ones (``mean_resizing``) or drawn as at initialisation.
-        ``config.vocab_size`` follows. Returns the (new) word embeddings."""
+        """Resize the word embeddings ``[vocab, hidden]`` and the masked-LM decoder (its bias; an
+        untied decoder's weight too) to ``new_num_tokens`` rounded up to ``pad_to_multiple_of``;
+        kept rows keep their values, new rows are the mean of the old ones (``mean_resizing``) or
+        as at initialisation (weights drawn, biases zero). ``config.vocab_size`` follows. Returns
+        the (new) word embeddings."""
         old = self.get_input_embeddings()
         if new_num_tokens is None and pad_to_multiple_of is None:
             return old
         size = old.num_embeddings if new_num_tokens is None else new_num_tokens
         if pad_to_multiple_of is not None:
-            if not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0:
+            if isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int):
+                raise ValueError(f"pad_to_multiple_of must be an integer, got {pad_to_multiple_of!r}")
+            if pad_to_multiple_of <= 0:
                 raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
             size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
         if not isinstance(size, int) or size <= 0:
             raise ValueError(f"new_num_tokens must be a positive integer, got {new_num_tokens!r}")
-        kept = min(size, old.num_embeddings)
+        std = self.config.initializer_range
         new = nn.Embedding(size, old.embedding_dim, padding_idx=old.padding_idx if (old.padding_idx or 0) < size
                            else None, device=old.weight.device, dtype=old.weight.dtype)
-        with torch.no_grad():
-            if mean_resizing and size > kept:
-                new.weight[kept:] = old.weight.mean(0)
-            else:
-                new.weight.normal_(0.0, self.config.initializer_range)
-            new.weight[:kept] = old.weight[:kept]
+        new.weight = nn.Parameter(resized_rows(old.weight, size, mean_resizing, std))
         self.set_input_embeddings(new)
+        untied = self.untied_decoder()
+        if untied is not None:
+            decoder = nn.Linear(untied.in_features, size, bias=untied.bias is not None,
+                                device=untied.weight.device, dtype=untied.weight.dtype)
+            decoder.weight = nn.Parameter(resized_rows(untied.weight, size, mean_resizing, std))
+            if untied.bias is not None:
+                decoder.bias = nn.Parameter(resized_rows(untied.bias, size, mean_resizing, None))
+            self.set_output_embeddings(decoder)
         if self.decoder_bias_path is not None:
             bias = self.get_parameter(self.decoder_bias_path)
-            grown = torch.zeros(size, dtype=bias.dtype, device=bias.device)
-            grown[:kept] = bias.detach()[:kept]
-            self._set_parameter(self.decoder_bias_path, nn.Parameter(grown))
+            if bias.shape[0] != size:  # (DistilBERT's untied decoder holds it: resized above)
+                self._set_parameter(self.decoder_bias_path, nn.Parameter(resized_rows(bias, size, mean_resizing, None)))
         self.config.vocab_size = size
         for module in self.modules():  # the encoder's config may be another object
             config = getattr(module, "config", None)

@@ -280,7 +280,7 @@ class BertPreTrainedModel(TransformersMethods, PretrainedMixin, nn.Module):
         config.validate()
         _refuse_decoder(config)
         config._attn_implementation = check_attention_implementation(config.extra.get("_attn_implementation"))
-        if self.decoder_bias_path is not None and not config.tie_word_embeddings:
+        if self.decoder_bias_path is not None and self.untied_decoder_path is None and not config.tie_word_embeddings:
             raise ConfigError(f"config field tie_word_embeddings=False is not supported by {type(self).__name__}: "
                               "its decoder always reads the word embeddings (set it to True)")
         self.config = config
@@ -635,7 +635,9 @@ class BertForTokenClassification(TokenClassifier, BertPreTrainedModel):
 
 
 class BertLMPredictionHead(nn.Module):
-    """transform (dense, activation, LayerNorm), then the decoder tied to the word embeddings."""
+    """transform (dense, activation, LayerNorm), then the decoder: tied to the word embeddings
+    (with ``bias``), or, with ``tie_word_embeddings=False``, its own ``decoder`` ``nn.Linear`` (as
+    transformers: ``bias`` is then kept but unused)."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -644,11 +646,12 @@ class BertLMPredictionHead(nn.Module):
         self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.activation = config.hidden_act
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
         hidden = ops.activation(ops.linear(hidden, self.transform.dense, rules), self.activation, rules)
         hidden = ops.layer_norm(hidden, self.transform.LayerNorm, rules)
-        decoder = _TiedLinear(decoder_weight, self.bias)
+        decoder = self.decoder if self.decoder is not None else _TiedLinear(decoder_weight, self.bias)
         return ops.linear(hidden, decoder, rules)
 
 
@@ -671,6 +674,7 @@ class _BertWithMLMHead(BertPreTrainedModel):
     """Shared by the masked-LM models: encoder, ``cls`` heads, and the masked-LM loss."""
 
     decoder_bias_path = "cls.predictions.bias"
+    untied_decoder_path = "cls.predictions.decoder"
 
     def __init__(self, config: BertConfig, pooler: bool, next_sentence: bool) -> None:
         config = as_config(config)
@@ -800,10 +804,17 @@ class ChoiceScorer:
     ``self.base_model``; the family's :meth:`_choice_scores` turns the last hidden states
     ``[batch * choices, seq, hidden]`` (and the pooled ``[batch * choices, hidden]`` if the encoder
     pools) into one score per choice ``[batch * choices, 1]``. Logits ``[batch, choices]``; loss:
-    cross-entropy against ``labels [batch]``. Not explained by ``explain`` (no ``task``)."""
+    cross-entropy against ``labels [batch]``. ``explain`` explains the chosen choice's logit
+    through :meth:`single_choice_scorer` (see :mod:`bert_lrp.attribution.choices`)."""
 
-    def _choice_scores(self, encoded: BaseModelOutputWithPooling) -> torch.Tensor:
+    task = "multiple_choice"  # what explain() explains: see attribution/choices.py
+
+    def _choice_scores(self, encoded: BaseModelOutputWithPooling, rules: Optional[RuleSet] = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def single_choice_scorer(self) -> "SingleChoiceScorer":
+        """This model as a one-logit sequence classifier of one choice per row (its own Parameters)."""
+        return SingleChoiceScorer(self)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
@@ -834,13 +845,45 @@ class PooledChoiceScorer(EncoderHead, ChoiceScorer):
         self.dropout = nn.Dropout(_classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, 1)
 
-    def _choice_scores(self, encoded: BaseModelOutputWithPooling) -> torch.Tensor:
-        return self.classifier(ops.dropout(encoded.pooler_output, self.dropout))
+    def _choice_scores(self, encoded: BaseModelOutputWithPooling, rules: Optional[RuleSet] = None) -> torch.Tensor:
+        return ops.linear(ops.dropout(encoded.pooler_output, self.dropout), self.classifier, rules)
+
+
+class SingleChoiceScorer(nn.Module):
+    """A multiple-choice model seen as a one-logit sequence classifier: ``[n, seq]`` inputs, each
+    row one choice, -> logits ``[n, 1]``, the score that choice gets among the multiple-choice
+    logits (choices are encoded on their own, so a choice's score reads its own tokens only).
+    What ``explain`` runs to explain a chosen choice; it holds the model's own Parameters."""
+
+    task = "sequence"
+
+    def __init__(self, model: ChoiceScorer) -> None:
+        super().__init__()
+        self.choices = model
+        self.config = model.config
+        self.train(model.training)
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self.choices.base_model
+
+    @property
+    def tuned_composite(self):
+        return getattr(self.choices, "tuned_composite", None)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None, *,
+                embedding_output=None, rules: Optional[RuleSet] = None, **unused) -> SequenceClassifierOutput:
+        encoded = self.choices._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                       output_attentions, output_hidden_states, embedding_output, rules, unused)
+        logits = self.choices._choice_scores(encoded, rules)
+        return SequenceClassifierOutput(None, logits, encoded.hidden_states, encoded.attentions)
 
 
 class BertForMultipleChoice(PooledChoiceScorer, BertPreTrainedModel):
     """BERT + dropout + linear scorer on the pooled [CLS] of each choice. Inputs ``[batch, choices,
-    seq]``; logits ``[batch, choices]`` (one score per choice). Not explained by ``explain``."""
+    seq]``; logits ``[batch, choices]`` (one score per choice). ``explain`` explains the chosen
+    choice's logit: relevance ``[batch, choices, seq]``, zero outside that choice."""
 
     encoder_class = BertModel
 

@@ -18,6 +18,9 @@ from .config import TRANSFORMERS_DEFAULTS, as_config
 from .tuned import read_tuned_composite, write_tuned_composite
 
 logger = logging.getLogger("bert_lrp")
+# where transformers reports loading (its tests and users read a size mismatch there); written to
+# only when transformers has created it (transformers imported), never imported from here
+TRANSFORMERS_LOADING_LOGGER = "transformers.modeling_utils"
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # tensors of task heads (and poolers): a checkpoint may lack them or hold other heads' ones
@@ -99,7 +102,8 @@ def find_weights(directory: str | os.PathLike) -> str:
 
 def normalize_keys(state: Dict[str, torch.Tensor], model_keys: set, prefix: str) -> Dict[str, torch.Tensor]:
     """Map foreign names onto ours: BERT-LRP's ``gamma``/``beta``, ``module.`` (DataParallel),
-    a missing or extra ``bert.`` prefix, the tied decoder's bias."""
+    a missing or extra ``bert.`` prefix, the tied decoder's bias. A key the model has is never
+    renamed or dropped (an untied decoder has its own ``decoder.weight`` / ``decoder.bias``)."""
     out: Dict[str, torch.Tensor] = {}
     has_prefix = any(k.startswith(prefix + ".") for k in model_keys) if prefix else False
     for key, tensor in state.items():
@@ -109,16 +113,16 @@ def normalize_keys(state: Dict[str, torch.Tensor], model_keys: set, prefix: str)
             key = key[: -len("gamma")] + "weight"
         elif key.endswith(".beta"):
             key = key[: -len("beta")] + "bias"
-        if key == "cls.predictions.decoder.bias":
+        if key == "cls.predictions.decoder.bias" and key not in model_keys:
             key = "cls.predictions.bias"
-        elif key == "lm_head.decoder.bias":  # tied to lm_head.bias in RoBERTa
+        elif key == "lm_head.decoder.bias" and key not in model_keys:  # tied to lm_head.bias in RoBERTa
             key = "lm_head.bias"
         first = key.split(".", 1)[0]
         if has_prefix and key not in model_keys and prefix + "." + key in model_keys:
             key = prefix + "." + key  # an encoder's checkpoint into a task model
         elif not has_prefix and first in BASE_PREFIXES and key[len(first) + 1:] in model_keys:
             key = key[len(first) + 1:]  # a task model's checkpoint into an encoder
-        if key.endswith(IGNORED_KEYS):
+        if key.endswith(IGNORED_KEYS) and key not in model_keys:
             continue
         out.setdefault(key, tensor)
     return out
@@ -152,8 +156,7 @@ def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bo
     if ignore_mismatched_sizes:
         problems = [p for p in problems if not p.startswith("tensor ")]
         for key, got, want in info.mismatched_keys:
-            logger.warning("%s: %s has shape %s in the checkpoint but %s in the model; newly initialised "
-                           "(ignore_mismatched_sizes=True)", source, key, list(got), list(want))
+            report_size_mismatch(source, key, got, want)
     if problems and strict:
         raise CheckpointError(f"{source} does not fit {type(model).__name__} ({len(problems)} problem(s)):\n  "
                               + "\n  ".join(problems) + "\n(pass strict=False to load what fits)")
@@ -173,14 +176,26 @@ def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bo
     return info
 
 
+def report_size_mismatch(source: str, key: str, checkpoint_shape: Tuple[int, ...],
+                         model_shape: Tuple[int, ...]) -> None:
+    """Warn that ``key`` was initialised afresh (``ignore_mismatched_sizes=True``), in transformers'
+    words, on the ``bert_lrp`` logger and, when transformers is imported, on its loading logger too."""
+    message = (f"{source}: {key}: Reinit due to size mismatch - ckpt: {list(checkpoint_shape)} vs model: "
+               f"{list(model_shape)} (ignore_mismatched_sizes=True: newly initialised)")
+    logger.warning(message)
+    if TRANSFORMERS_LOADING_LOGGER in logging.Logger.manager.loggerDict:
+        logging.getLogger(TRANSFORMERS_LOADING_LOGGER).warning(message)
+
+
 class PretrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for our models."""
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, strict: bool = True,
-                        output_loading_info: bool = False, config=None, init_lrp: bool = False,
+    def from_pretrained(cls, pretrained_model_name_or_path: Optional[str | os.PathLike], *args: Any,
+                        strict: bool = True, output_loading_info: bool = False, config=None, init_lrp: bool = False,
                         ignore_mismatched_sizes: bool = False, dtype: Any = None, torch_dtype: Any = None,
-                        attn_implementation: Optional[str] = None, **config_overrides: Any):
+                        attn_implementation: Optional[str] = None,
+                        state_dict: Optional[Dict[str, torch.Tensor]] = None, **config_overrides: Any):
         """Load a Hugging Face-style folder (``config.json`` + ``model.safetensors`` or
         ``pytorch_model.bin``), or a single weights file next to which ``config.json`` lies.
 
@@ -191,7 +206,9 @@ class PretrainedMixin:
         ``dtype`` (or ``torch_dtype``; a ``torch.dtype``, its name, or ``"auto"``: the checkpoint's)
         casts the model; ``attn_implementation`` is ``"sdpa"`` or ``"eager"``;
         ``output_loading_info=True`` also returns a :class:`LoadingInfo`, which reads as
-        transformers' dict (``info["missing_keys"]``, ...). ``init_lrp=True``
+        transformers' dict (``info["missing_keys"]``, ...); ``state_dict=`` loads those tensors
+        instead of the folder's weights file, and ``from_pretrained(None, config=config,
+        state_dict=tensors)`` needs no folder at all (an in-memory checkpoint). ``init_lrp=True``
         (``BertForSequenceClassification`` only) gives the original BERT-LRP calls
         (``backward_lrp``, ...) on the loaded weights."""
         if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
@@ -208,13 +225,7 @@ class PretrainedMixin:
         if torch.empty(0).device.type == "meta":
             raise CheckpointError("You are using `from_pretrained` with a meta device context manager: weights cannot "
                                   "be loaded into meta tensors; call it outside `with torch.device('meta')`")
-        directory = resolve_pretrained(pretrained_model_name_or_path)
-        if os.path.isfile(directory):
-            weights, folder = directory, os.path.dirname(directory) or "."
-        elif os.path.isdir(directory):
-            weights, folder = find_weights(directory), directory
-        else:
-            raise CheckpointError(f"checkpoint not found: {directory}")
+        weights, folder = _locate_checkpoint(cls, pretrained_model_name_or_path, config, state_dict)
         if config is None:
             config = cls.config_class.from_pretrained(folder, **config_overrides)
         else:
@@ -224,11 +235,13 @@ class PretrainedMixin:
         if attn_implementation is not None:
             config = config.copy(_attn_implementation=attn_implementation)
         model = cls(config, *args, init_lrp=True) if init_lrp else cls(config, *args)
-        state = read_state_dict(weights)
-        info = load_into(model, state, strict=strict, source=weights, ignore_mismatched_sizes=ignore_mismatched_sizes)
-        model.tuned_composite = read_tuned_composite(folder)  # lrp_composite.json: --rule tuned
-        model.name_or_path = os.fspath(pretrained_model_name_or_path)
-        target = _resolve_dtype(dtype, state, weights)
+        state = read_state_dict(weights) if state_dict is None else state_dict
+        source = weights or "state_dict"
+        info = load_into(model, state, strict=strict, source=source, ignore_mismatched_sizes=ignore_mismatched_sizes)
+        # lrp_composite.json: --rule tuned
+        model.tuned_composite = read_tuned_composite(folder) if folder is not None else None
+        model.name_or_path = os.fspath(pretrained_model_name_or_path or "")
+        target = _resolve_dtype(dtype, state, source)
         if target is not None:
             model.to(target)
             model.config.dtype = target
@@ -269,6 +282,24 @@ class PretrainedMixin:
             os.remove(stale)
         if getattr(self, "tuned_composite", None) is not None:
             write_tuned_composite(directory, self.tuned_composite)
+
+
+def _locate_checkpoint(cls: type, name_or_path: Optional[str | os.PathLike], config: Any,
+                       state_dict: Optional[Dict[str, torch.Tensor]]) -> Tuple[Optional[str], Optional[str]]:
+    """``(weights file, folder)`` of ``from_pretrained``'s first argument: a folder (its weights
+    file; None when ``state_dict`` is given), a weights file and the folder it lies in, or a hub id.
+    ``None`` is an in-memory checkpoint: ``(None, None)``, which needs ``config`` and ``state_dict``."""
+    if name_or_path is None:
+        if config is None or state_dict is None:
+            raise CheckpointError(f"{cls.__name__}.from_pretrained(None) loads an in-memory checkpoint: give both "
+                                  "config= and state_dict= (or a model folder)")
+        return None, None
+    directory = resolve_pretrained(name_or_path)
+    if os.path.isfile(directory):
+        return directory, os.path.dirname(directory) or "."
+    if os.path.isdir(directory):
+        return (find_weights(directory) if state_dict is None else None), directory
+    raise CheckpointError(f"checkpoint not found: {directory}")
 
 
 def _resolve_dtype(dtype: Any, state: Dict[str, torch.Tensor], source: str) -> Optional[torch.dtype]:

@@ -206,13 +206,17 @@ class DistilBertForMaskedLM(_DistilBertWithHead):
     output_class = MaskedLMOutput
 
     decoder_bias_path = "vocab_projector.bias"
+    untied_decoder_path = "vocab_projector"  # an nn.Linear of its own with tie_word_embeddings=False
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
         self.vocab_transform = nn.Linear(self.config.hidden_size, self.config.hidden_size)
         self.vocab_layer_norm = nn.LayerNorm(self.config.hidden_size, eps=self.config.layer_norm_eps)
-        self.vocab_projector = nn.Module()
-        self.vocab_projector.bias = nn.Parameter(torch.zeros(self.config.vocab_size))
+        if self.config.tie_word_embeddings:
+            self.vocab_projector = nn.Module()
+            self.vocab_projector.bias = nn.Parameter(torch.zeros(self.config.vocab_size))
+        else:
+            self.vocab_projector = nn.Linear(self.config.hidden_size, self.config.vocab_size)
         self.init_weights()
 
     def _extra_parameters_to_zero(self):
@@ -221,7 +225,8 @@ class DistilBertForMaskedLM(_DistilBertWithHead):
     def _logits(self, hidden: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
         hidden = ops.activation(ops.linear(hidden, self.vocab_transform, rules), self.config.hidden_act, rules)
         hidden = ops.layer_norm(hidden, self.vocab_layer_norm, rules)
-        decoder = _TiedLinear(self.distilbert.embeddings.word_embeddings.weight, self.vocab_projector.bias)
+        decoder = self.untied_decoder() or _TiedLinear(self.distilbert.embeddings.word_embeddings.weight,
+                                                       self.vocab_projector.bias)
         return ops.linear(hidden, decoder, rules)
 
     def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -260,7 +265,8 @@ class DistilBertForQuestionAnswering(SpanClassifier, DistilBertPreTrainedModel):
 
 class DistilBertForMultipleChoice(ChoiceScorer, DistilBertPreTrainedModel):
     """DistilBERT + ``pre_classifier`` + ReLU + dropout + linear scorer on the first token of each
-    choice. Inputs ``[batch, choices, seq]``; logits ``[batch, choices]``. Not explained by ``explain``."""
+    choice. Inputs ``[batch, choices, seq]``; logits ``[batch, choices]``. ``explain`` explains the
+    chosen choice's logit."""
 
     def __init__(self, config: DistilBertConfig) -> None:
         config = with_labels(config)
@@ -271,9 +277,9 @@ class DistilBertForMultipleChoice(ChoiceScorer, DistilBertPreTrainedModel):
         self.dropout = nn.Dropout(config.seq_classif_dropout)
         self.init_weights()
 
-    def _choice_scores(self, encoded: BaseModelOutputWithPooling) -> torch.Tensor:
-        pooled = ops.activation(self.pre_classifier(encoded.last_hidden_state[:, 0]), "relu", None)
-        return self.classifier(ops.dropout(pooled, self.dropout))
+    def _choice_scores(self, encoded: BaseModelOutputWithPooling, rules: Optional[RuleSet] = None) -> torch.Tensor:
+        pooled = ops.activation(ops.linear(encoded.last_hidden_state[:, 0], self.pre_classifier, rules), "relu", rules)
+        return ops.linear(ops.dropout(pooled, self.dropout), self.classifier, rules)
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None, *, token_type_ids=None,

@@ -106,16 +106,16 @@ class ElectraSequenceSummary(nn.Module):
         self.first_dropout = nn.Dropout(getattr(config, "summary_first_dropout", 0.0) or 0.0)
         self.last_dropout = nn.Dropout(getattr(config, "summary_last_dropout", 0.1) or 0.0)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        summary = self.summary(ops.dropout(hidden[:, 0], self.first_dropout))
+    def forward(self, hidden: torch.Tensor, rules: Optional[RuleSet] = None) -> torch.Tensor:
+        summary = ops.linear(ops.dropout(hidden[:, 0], self.first_dropout), self.summary, rules)
         if self.activation:
-            summary = ops.activation(summary, self.activation, None)
+            summary = ops.activation(summary, self.activation, rules)
         return ops.dropout(summary, self.last_dropout)
 
 
 class ElectraForMultipleChoice(ChoiceScorer, ElectraPreTrainedModel):
     """ELECTRA + :class:`ElectraSequenceSummary` + linear scorer of each choice. Inputs ``[batch,
-    choices, seq]``; logits ``[batch, choices]``. Not explained by ``explain``."""
+    choices, seq]``; logits ``[batch, choices]``. ``explain`` explains the chosen choice's logit."""
 
     def __init__(self, config: ElectraConfig) -> None:
         config = with_labels(config)
@@ -125,5 +125,5 @@ class ElectraForMultipleChoice(ChoiceScorer, ElectraPreTrainedModel):
         self.classifier = nn.Linear(self.sequence_summary.summary.out_features, 1)
         self.init_weights()
 
-    def _choice_scores(self, encoded: BaseModelOutputWithPooling) -> torch.Tensor:
-        return self.classifier(self.sequence_summary(encoded.last_hidden_state))
+    def _choice_scores(self, encoded: BaseModelOutputWithPooling, rules: Optional[RuleSet] = None) -> torch.Tensor:
+        return ops.linear(self.sequence_summary(encoded.last_hidden_state, rules), self.classifier, rules)

@@ -1,4 +1,5 @@
-"""Model outputs that read like transformers' ``ModelOutput``: by attribute, by key or as a tuple."""
+"""Model outputs that read like transformers' ``ModelOutput``: by attribute, by key, by position, or
+as a tuple (``to_tuple()``). Iterating one yields its keys, as iterating transformers' (a dict) does."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -8,7 +9,10 @@ import torch
 
 
 class ModelOutput:
-    """Base class: iterating, indexing with an int, and ``to_tuple`` skip the fields that are None."""
+    """Base class: the keys, indexing with an int and ``to_tuple`` skip the fields that are None.
+
+    Iterating yields the keys (``list(out) == ["loss", "logits"]``), as transformers' outputs
+    (dicts); unpack the values with ``loss, logits = out.to_tuple()`` or read them by attribute."""
 
     def to_tuple(self) -> Tuple[Any, ...]:
         return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
@@ -16,8 +20,8 @@ class ModelOutput:
     def keys(self) -> Tuple[str, ...]:
         return tuple(f.name for f in fields(self) if getattr(self, f.name) is not None)
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.to_tuple())
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
 
     def __len__(self) -> int:
         return len(self.to_tuple())

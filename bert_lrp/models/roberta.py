@@ -126,18 +126,21 @@ class RobertaForTokenClassification(TokenClassifier, RobertaPreTrainedModel):
 
 
 class RobertaLMHead(nn.Module):
-    """dense, GELU, layer_norm, then the decoder tied to the word embeddings (own ``bias``)."""
+    """dense, GELU, layer_norm, then the decoder tied to the word embeddings (own ``bias``), or,
+    with ``tie_word_embeddings=False``, its own ``decoder`` ``nn.Linear`` (``bias`` kept, unused)."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor, rules: Optional[RuleSet]) -> torch.Tensor:
         hidden = ops.activation(ops.linear(hidden, self.dense, rules), "gelu", rules)
         hidden = ops.layer_norm(hidden, self.layer_norm, rules)
-        return ops.linear(hidden, _TiedLinear(decoder_weight, self.bias), rules)
+        decoder = self.decoder if self.decoder is not None else _TiedLinear(decoder_weight, self.bias)
+        return ops.linear(hidden, decoder, rules)
 
 
 class RobertaForMaskedLM(RobertaPreTrainedModel):
@@ -146,6 +149,7 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
     task = "masked_lm"  # what explain() explains: see attribution/targets.py
 
     decoder_bias_path = "lm_head.bias"
+    untied_decoder_path = "lm_head.decoder"
 
     def __init__(self, config: RobertaConfig) -> None:
         config = with_labels(config)
@@ -181,6 +185,6 @@ class RobertaForQuestionAnswering(SpanClassifier, RobertaPreTrainedModel):
 
 class RobertaForMultipleChoice(PooledChoiceScorer, RobertaPreTrainedModel):
     """RoBERTa + dropout + linear scorer on the pooled ``<s>`` of each choice. Inputs ``[batch,
-    choices, seq]``; logits ``[batch, choices]``. Not explained by ``explain``."""
+    choices, seq]``; logits ``[batch, choices]``. ``explain`` explains the chosen choice's logit."""
 
     encoder_class = RobertaModel

@@ -1,75 +1,84 @@
 """The explorer's web app (Starlette): the page, its static files and the JSON API of
-:class:`~bert_lrp.views.explorer.explorer.Explorer` (see docs/serve.md).
+:class:`~bert_lrp.views.explorer.explorer.Explorer` (see docs/serve.md and docs/serve_safety.md).
 
-Every answer carries a Content-Security-Policy that allows only the explorer's own scripts and
-styles; a refused request is ``{"error": one line, "field": name}`` with its 4xx status; an
-unexpected error is a 500 ``{"error": "internal error: ..."}``, logged, and the server goes on.
+Every request first passes :class:`~.guard.Guard` (its Host, Origin and Content-Type; nothing
+else runs for a request it refuses); a body is read in pieces up to :data:`MAX_BODY` bytes within
+:data:`BODY_SECONDS` and parsed strictly (:mod:`.json_io`). Every answer carries a
+Content-Security-Policy that allows only the explorer's own scripts and styles; a refused request
+is ``{"error": one line, "field": name}`` with its 4xx status (a wrong method: 405 with
+``Allow``); an unexpected error is a 500 ``{"error": "internal error: ..."}``, logged, and the
+server goes on. Explain runs are cancelled when their client disconnects, and all at once by
+``app.state.stop()`` (the server's first Ctrl-C; see :mod:`.cancelling`).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import math
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from ...attribution.heatmaps import CSS as REPORT_CSS
+from .cancelling import Cancellations, set_on_disconnect, watching_disconnect
 from .explorer import ApiError, Explorer
+from .guard import Guard, read_body
+from .json_io import BadJson, json_bytes, parse_json
+from .ndjson import EventBridge, NdjsonResponse
 
 STATIC = Path(__file__).parent / "static"
-MAX_BODY = 2 << 20  # bytes of a request body (an upload is at most 1 MB of text)
+MAX_BODY = 2 << 20      # bytes of a request body (an upload is at most 1 MB of text)
+BODY_SECONDS = 30.0     # a body not all there by then: 408 (a client that stopped sending holds nothing)
 HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                                       "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
-           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+           "X-Frame-Options": "DENY", "Cross-Origin-Resource-Policy": "same-origin",
+           "Cross-Origin-Opener-Policy": "same-origin"}
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
+CANCELLED = "the request was cancelled (its client went away or the server is stopping)"
 log = logging.getLogger("bert_lrp.serve")
 
 
-class _JSON(JSONResponse):
-    """JSON as browsers read it: a float that is not finite (a conservation ratio of a target logit
-    of exactly 0, a data file written with ``Infinity``) becomes ``null``, not a 500."""
+class _JSON(Response):
+    """JSON as browsers read it (:func:`~.json_io.json_bytes`: a float that is not finite, e.g. a
+    conservation ratio of a target logit of exactly 0, becomes ``null``, not a 500)."""
+
+    media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        try:
-            return super().render(content)
-        except ValueError:
-            return super().render(_finite(content))
+        return json_bytes(content)
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
+def _json(payload: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> Response:
+    return _JSON(payload, status_code=status, headers={**HEADERS, **(headers or {})})
 
 
-def _json(payload: Any, status: int = 200) -> JSONResponse:
-    return _JSON(payload, status_code=status, headers=HEADERS)
+def _error(error: ApiError) -> Response:
+    closing = {"Connection": "close"} if error.status in (408, 413) else None  # the rest of the body stays unread
+    return _json({"error": str(error), "field": error.field}, error.status, closing)
 
 
-def _error(error: ApiError) -> JSONResponse:
-    return _json({"error": str(error), "field": error.field}, error.status)
+def _error_fields(error: BaseException) -> Optional[Dict[str, Any]]:
+    """A refused request's ``status``, ``error`` and ``field`` (an :class:`ApiError`), else None."""
+    if isinstance(error, ApiError):
+        return {"status": error.status, "error": str(error), "field": error.field}
+    return None
 
 
 async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, f"the request body is larger than {MAX_BODY:,} bytes")
+    """The request's JSON body: read in pieces (413 over :data:`MAX_BODY`, 408 after
+    :data:`BODY_SECONDS`) and parsed strictly (400: see :mod:`.json_io`)."""
+    raw = await read_body(request, MAX_BODY, BODY_SECONDS)
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ApiError(400, f"the request body is not JSON ({type(error).__name__})") from None
+        return parse_json(raw)
+    except BadJson as error:
+        raise ApiError(400, str(error)) from None
 
 
 def _endpoint(answer: Callable[..., Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -79,6 +88,8 @@ def _endpoint(answer: Callable[..., Awaitable[Response]]) -> Callable[[Request],
             return await answer(request)
         except ApiError as error:
             return _error(error)
+        except ClientDisconnect:  # gone while sending its body: nobody reads an answer
+            return Response(status_code=400, headers={"Connection": "close"})
         except Exception as error:  # noqa: BLE001 -- the server keeps serving
             log.exception("internal error on %s %s", request.method, request.url.path)
             message = " ".join(f"{type(error).__name__}: {error}".split())[:300]
@@ -86,18 +97,54 @@ def _endpoint(answer: Callable[..., Awaitable[Response]]) -> Callable[[Request],
     return wrapped
 
 
-def create_app(explorer: Explorer) -> Starlette:
-    """The Starlette app serving ``explorer``."""
+class Endpoints:
+    """The answers of the explorer's routes, for one ``explorer``; :meth:`stop` cancels its runs."""
+
+    def __init__(self, explorer: Explorer) -> None:
+        self.explorer = explorer
+        self.cancellations = Cancellations()
+
+    def routes(self) -> List[Route]:
+        api = [("/", self.page, None), ("/static/{name}", self.static, None),
+               ("/api/models", self.models, None), ("/api/methods", self.methods, None),
+               ("/api/plan", self.plan, ["POST"]), ("/api/explain", self.explain, ["POST"]),
+               ("/api/explain/stream", self.explain_stream, ["POST"]),
+               ("/api/attention", self.attention, ["POST"]), ("/api/attention/overview", self.attention_overview, ["POST"]),
+               ("/api/mask", self.mask, ["POST"]), ("/api/report", self.report, ["POST"]),
+               ("/api/datasets", self.datasets, ["GET", "POST"]), ("/api/datasets/{id}", self.delete_dataset, ["DELETE"]),
+               ("/api/datasets/{id}/rows", self.rows, None), ("/api/datasets/{id}/rows/{index}", self.row, None),
+               ("/api/datasets/{id}/words", self.words, None), ("/api/datasets/{id}/metrics", self.metrics, None),
+               ("/api/jobs/{id}", self.job, ["GET", "DELETE"])]
+        return [Route(path, _endpoint(answer), methods=methods) for path, answer, methods in api]
+
+    def stop(self) -> None:
+        """Cancel every run under way and every later one: the server is stopping."""
+        self.cancellations.cancel_all()
+        self.explorer.cancel_all()
+
+    # ------------------------------------------------------------------ running
+    @staticmethod
     def run(method: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return run_in_threadpool(method, *args)  # off the event loop
 
-    def on_model(method: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        return asyncio.wrap_future(explorer.submit(method, *args))  # checks, model run and views on its thread
+    def on_model(self, method: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return asyncio.wrap_future(self.explorer.submit(method, *args))  # checks, model run and views on its thread
 
-    async def page(request: Request) -> Response:
+    async def cancellable(self, request: Request, method: Callable[..., Any], body: Any) -> Any:
+        """``method(body, cancelled)`` on the model thread, cancelled if the client disconnects (then 503)."""
+        async with watching_disconnect(request.receive, self.cancellations) as cancelled:
+            try:
+                return await self.on_model(method, body, cancelled)
+            except Exception:
+                if cancelled.is_set():
+                    raise ApiError(503, CANCELLED) from None
+                raise
+
+    # ------------------------------------------------------------------ page and catalogue
+    async def page(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html", headers=HEADERS)
 
-    async def static(request: Request) -> Response:
+    async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name == "report.css":
             return Response(REPORT_CSS, media_type="text/css", headers=HEADERS)
@@ -105,64 +152,110 @@ def create_app(explorer: Explorer) -> Starlette:
             raise ApiError(404, f"no static file {name[:60]!r}")
         return FileResponse(STATIC / name, media_type=STATIC_FILES[name], headers=HEADERS)
 
-    async def models(request: Request) -> Response:
-        return _json(explorer.models_info())
+    async def models(self, request: Request) -> Response:
+        return _json(self.explorer.models_info())
 
-    async def methods(request: Request) -> Response:
-        return _json(explorer.methods_info())
+    async def methods(self, request: Request) -> Response:
+        return _json(self.explorer.methods_info())
 
-    async def explain(request: Request) -> Response:
-        return _json(await on_model(explorer.explain, await _body(request)))
+    # ------------------------------------------------------------------ explain
+    async def plan(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.plan, await _body(request)))
 
-    async def attention(request: Request) -> Response:
-        return _json(await on_model(explorer.attention, await _body(request)))
+    async def explain(self, request: Request) -> Response:
+        return _json(await self.cancellable(request, self.explorer.explain, await _body(request)))
 
-    async def mask(request: Request) -> Response:
-        return _json(await on_model(explorer.mask, await _body(request)))
+    async def explain_stream(self, request: Request) -> Response:
+        """The run's events as NDJSON; a request refused before the run starts: a plain JSON error."""
+        body = await _body(request)
+        bridge = EventBridge(asyncio.get_running_loop())
+        cancelled = self.cancellations.new()
+        streaming = False
+        watcher = asyncio.ensure_future(set_on_disconnect(request.receive, cancelled))
+        try:
+            future = self.explorer.submit(self.explorer.explain_stream, body, bridge.emit, cancelled)
+            future.add_done_callback(lambda _: bridge.end())
+            first = await bridge.next_line()
+            if first is None:  # over before its first event: refused (or cancelled) as a whole
+                if future.exception() is None:
+                    return _json(future.result())
+                if cancelled.is_set():
+                    raise ApiError(503, CANCELLED)
+                raise future.exception()
+            streaming = True
+            return NdjsonResponse(bridge, first, future, cancelled, _error_fields, HEADERS,
+                                  on_close=lambda: self.cancellations.discard(cancelled))
+        finally:
+            watcher.cancel()  # the response watches from here on
+            if not streaming:  # answered whole, or this task was cancelled: the run (if any) stops
+                cancelled.set()
+                self.cancellations.discard(cancelled)
 
-    async def report(request: Request) -> Response:
-        html = await run(explorer.report, await _body(request))
+    async def attention(self, request: Request) -> Response:
+        return _json(await self.on_model(self.explorer.attention, await _body(request)))
+
+    async def attention_overview(self, request: Request) -> Response:
+        return _json(await self.on_model(self.explorer.attention_overview, await _body(request)))
+
+    async def mask(self, request: Request) -> Response:
+        return _json(await self.on_model(self.explorer.mask, await _body(request)))
+
+    async def report(self, request: Request) -> Response:
+        html = await self.run(self.explorer.report, await _body(request))
         return Response(html, media_type="text/html", headers={
             **HEADERS, "Content-Disposition": 'attachment; filename="bert-lrp-report.html"'})
 
-    async def datasets(request: Request) -> Response:
+    # ------------------------------------------------------------------ data sets and jobs
+    async def datasets(self, request: Request) -> Response:
         if request.method == "POST":
-            return _json(await run(explorer.upload, await _body(request)), 202)
-        return _json(explorer.datasets_info())
+            return _json(await self.run(self.explorer.upload, await _body(request)), 202)
+        return _json(self.explorer.datasets_info())
 
-    async def rows(request: Request) -> Response:
-        return _json(await run(explorer.rows, request.path_params["id"], dict(request.query_params)))
+    async def delete_dataset(self, request: Request) -> Response:
+        await self.run(self.explorer.delete_dataset, request.path_params["id"])
+        return Response(status_code=204, headers=HEADERS)
 
-    async def row(request: Request) -> Response:
-        return _json(await run(explorer.row, request.path_params["id"], request.path_params["index"]))
+    async def rows(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.rows, request.path_params["id"], dict(request.query_params)))
 
-    async def words(request: Request) -> Response:
-        return _json(await run(explorer.words, request.path_params["id"], dict(request.query_params)))
+    async def row(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.row, request.path_params["id"], request.path_params["index"]))
 
-    async def job(request: Request) -> Response:
-        return _json(explorer.job(request.path_params["id"]))
+    async def words(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.words, request.path_params["id"], dict(request.query_params)))
 
-    async def not_found(request: Request, error: Exception) -> Response:
-        return _json({"error": f"no such page: {request.url.path[:100]}", "field": None}, 404)
+    async def metrics(self, request: Request) -> Response:
+        return _json(await self.run(self.explorer.metrics, request.path_params["id"], dict(request.query_params)))
 
-    routes = [
-        Route("/", _endpoint(page)),
-        Route("/static/{name}", _endpoint(static)),
-        Route("/api/models", _endpoint(models)),
-        Route("/api/methods", _endpoint(methods)),
-        Route("/api/explain", _endpoint(explain), methods=["POST"]),
-        Route("/api/attention", _endpoint(attention), methods=["POST"]),
-        Route("/api/mask", _endpoint(mask), methods=["POST"]),
-        Route("/api/report", _endpoint(report), methods=["POST"]),
-        Route("/api/datasets", _endpoint(datasets), methods=["GET", "POST"]),
-        Route("/api/datasets/{id}/rows", _endpoint(rows)),
-        Route("/api/datasets/{id}/rows/{index}", _endpoint(row)),
-        Route("/api/datasets/{id}/words", _endpoint(words)),
-        Route("/api/jobs/{id}", _endpoint(job)),
-    ]
+    async def job(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            await self.run(self.explorer.cancel_job, request.path_params["id"])
+            return Response(status_code=204, headers=HEADERS)
+        return _json(self.explorer.job(request.path_params["id"]))
+
+
+async def _not_found(request: Request, error: Exception) -> Response:
+    return _json({"error": f"no such page: {request.url.path[:100]}", "field": None}, 404)
+
+
+async def _wrong_method(request: Request, error: Exception) -> Response:
+    allow = (getattr(error, "headers", None) or {}).get("Allow", "")
+    return _json({"error": f"{request.method[:10]} is not allowed on {request.url.path[:100]} (allowed: {allow})",
+                  "field": None}, 405, {"Allow": allow})
+
+
+def create_app(explorer: Explorer, hosts: Sequence[str] = ()) -> Starlette:
+    """The Starlette app serving ``explorer``; ``hosts``: the names it is reached by besides
+    localhost, 127.0.0.1 and [::1] (the ``--host`` given). ``app.state.stop()`` cancels every
+    run under way and every later one (the server is stopping)."""
+    endpoints = Endpoints(explorer)
+
     @contextlib.asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await run_in_threadpool(explorer.close)  # the runs under way finish
+        await run_in_threadpool(explorer.close)  # the runs under way finish (cancelled by stop(), if called)
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
+    app = Starlette(routes=endpoints.routes(), exception_handlers={404: _not_found, 405: _wrong_method},
+                    middleware=[Middleware(Guard, hosts=hosts, max_body=MAX_BODY, headers=HEADERS)], lifespan=lifespan)
+    app.state.stop = endpoints.stop
+    return app
