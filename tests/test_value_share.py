@@ -95,3 +95,17 @@ def test_the_norm_scaled_epsilon_is_epsilon_relative_to_the_outputs_scale():
     assert torch.allclose(shares(ScaledEpsilon(0.1), 1.0), shares(ScaledEpsilon(0.1), 100.0), atol=1e-12)
     assert not torch.allclose(shares(Epsilon(0.1), 0.01), shares(Epsilon(0.1), 100.0), atol=1e-3)
     assert torch.allclose(ScaledEpsilon(0.0).signal(x, weight, None, grad, None), grad @ weight)
+
+
+def test_the_fused_attention_backward_applies_the_value_share_as_the_portable_one_does():
+    """With the Taylor softmax the fused CPU kernel runs the attention backward; each share (and
+    AttnLRP's None) gives what the portable Python backward gives."""
+    from bert_lrp.rules.kernels import portable_kernels
+
+    model = biasless_model(layers=2)
+    for share in (None, 0.25, 0.75, 1.0):
+        composite = replace(ATTNLRP, value_share=share)
+        fused = relevance_over_logit(model, composite)
+        with portable_kernels():
+            portable = relevance_over_logit(model, composite)
+        assert torch.allclose(fused, portable, atol=1e-9), (share, fused, portable)
