@@ -20,6 +20,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from bert_lrp.errors import RequestError
 from bert_lrp import (BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification,
                       RobertaConfig, RobertaForSequenceClassification, explain)
 from bert_lrp.models.sites import linear_sites, site_of
@@ -589,19 +590,20 @@ def lrp_scores(model, batch, composite):
 def test_gamma_in_encoder_layer_0_changes_the_explanation(tiny_bert_and_batch):
     """A composite with the gamma rule in encoder layer 0 only explains differently from the same
     composite without overrides (far beyond float32 rounding), and differently again from gamma in
-    both layers; a layer range past the model's last layer selects nothing and changes nothing."""
+    both layers; a layer range past the model's last layer is refused, naming the override (issue 30:
+    it used to select nothing and change nothing, silently)."""
     model, batch = tiny_bert_and_batch
     base = lrp_scores(model, batch, ATTNLRP)
     layer_0 = lrp_scores(model, batch, replace(ATTNLRP, name="g0", linear_overrides=(
         LinearOverride("gamma", layers=(0, 1), gamma=0.5),)))
     both = lrp_scores(model, batch, replace(ATTNLRP, name="g01", linear_overrides=(
         LinearOverride("gamma", layers=(0, 2), gamma=0.5),)))
-    beyond = lrp_scores(model, batch, replace(ATTNLRP, name="g5", linear_overrides=(
-        LinearOverride("gamma", layers=(5, 6), gamma=0.5),)))
+    with pytest.raises(RequestError, match=r"linear_overrides\[0\].layers \[5, 6\] goes beyond the model's 2"):
+        lrp_scores(model, batch, replace(ATTNLRP, name="g5", linear_overrides=(
+            LinearOverride("gamma", layers=(5, 6), gamma=0.5),)))
     scale = float(base.abs().max())
     assert float((layer_0 - base).abs().max()) > 1e-2 * scale
     assert float((both - layer_0).abs().max()) > 1e-2 * scale
-    torch.testing.assert_close(beyond, base, rtol=1e-6, atol=1e-6 * scale)
     assert (layer_0[batch["attention_mask"] == 0] == 0).all()  # padding still gets exactly nothing
 
 

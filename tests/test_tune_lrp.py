@@ -7,7 +7,9 @@ SST-2 dev sample, split into a "train" and an "eval" file, and a small budget.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -126,24 +128,25 @@ def test_the_same_seed_gives_the_same_composite_and_scores(model_dir, split, tmp
 def test_an_interrupted_search_resumes_from_its_log(model_dir, split, tmp_path):
     train, _ = split
     out = tmp_path / "c.json"
-    assert tune(model_dir, train, "--out", str(out)).returncode == 0
+    assert tune(model_dir, train, "--out", str(out), "--no-confirm").returncode == 0
     complete = json.loads(out.read_text())
     log = Path(str(out) + ".search.jsonl")
     lines = log.read_text().splitlines(keepends=True)
     assert len(lines) == 3
     log.write_text("".join(lines[:2]) + lines[2][:20])  # killed while writing the third record
     out.unlink()
-    resumed = tune(model_dir, train, "--out", str(out))
+    resumed = tune(model_dir, train, "--out", str(out), "--no-confirm")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(out.read_text())["composite"] == complete["composite"]
     assert [s["means"] for s in json.loads(out.read_text())["search"]] == [s["means"] for s in complete["search"]]
     assert len(log.read_text().splitlines()) == 3  # only the missing candidate was scored again
-    more = run("tune-lrp", "--model", str(model_dir), "--data", str(train), *SMALL, "--budget", "4", "--out", str(out))
+    more = run("tune-lrp", "--model", str(model_dir), "--data", str(train), *SMALL, "--budget", "4", "--out", str(out),
+               "--no-confirm")
     assert more.returncode == 0, more.stderr  # a larger budget continues the same search
     assert len(log.read_text().splitlines()) == 4
     assert [s["means"] for s in json.loads(out.read_text())["search"]][:3] == [s["means"] for s in complete["search"]]
-    changed = tune(model_dir, train, "--out", str(out), "--min-gain", "0.01")
-    assert changed.returncode == 2 and "other settings.min_gain (0.001 -> 0.01)" in changed.stderr
+    changed = tune(model_dir, train, "--out", str(out), "--no-confirm", "--min-se", "2")
+    assert changed.returncode == 2 and "other settings.min_se (1.0 -> 2.0)" in changed.stderr
 
 
 # ------------------------------------------------------------------ --rule tuned
@@ -178,12 +181,15 @@ def test_rule_tuned_without_a_tuned_composite_is_a_one_line_error(model_dir):
     assert "no tuned LRP composite" in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_a_damaged_composite_file_is_refused_naming_the_file_and_field(model_dir):
+def test_a_damaged_composite_file_breaks_only_lrp_tuned_naming_the_file_and_field(model_dir):
+    """Issue 30: the model loads and every other method works; ``--rule tuned`` names the file and field.
+    (This test asserted that the whole model was refused, the behaviour the issue calls a bug.)"""
     good = {"format": "bert-lrp tuned composite", "version": 1, "composite": ATTNLRP.to_dict(), "tuning": {}}
     good["composite"]["gamma"] = -1
     (model_dir / COMPOSITE_FILE).write_text(json.dumps(good))
-    result = run("explain", "--model", str(model_dir), "a fine film")
-    assert result.returncode != 0
+    assert run("explain", "--model", str(model_dir), "a fine film").returncode == 0
+    result = run("explain", "--model", str(model_dir), "--rule", "tuned", "a fine film")
+    assert result.returncode == 2
     assert COMPOSITE_FILE in result.stderr and "gamma" in result.stderr and result.stderr.count("\n") == 1
 
 
@@ -192,26 +198,70 @@ def test_save_pretrained_keeps_the_tuned_composite(model_dir, split, tmp_path):
     assert tune(model_dir, train).returncode == 0
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.save_pretrained(tmp_path / "saved")
-    assert read_tuned_composite(tmp_path / "saved").composite == model.tuned_composite.composite
+    saved = read_tuned_composite(tmp_path / "saved")
+    assert saved.composite == model.tuned_composite.composite
+    assert "weights_changed" not in saved.tuning and saved.usable(model) == saved.composite  # same weights: kept
 
 
 # ------------------------------------------------------------------ the search itself
-def test_the_search_finds_the_best_point_of_a_known_objective_and_keeps_its_budget():
-    """A synthetic objective (best: gamma in the first 2 layers, gamma 0.3, detached softmax):
-    the grid and the coordinate descent reach it; no candidate is scored twice; the budget holds."""
-    def objective(point: T.Point):
-        gamma = point.lower.gamma if isinstance(point.lower, Gamma) else 0.1
-        value = 0.5 + 0.1 * (point.softmax == "detach") + 0.05 * isinstance(point.lower, Gamma) \
-            - 0.02 * abs(point.lower_layers - 2) - 0.03 * abs(__import__("math").log10(gamma / 0.3))
-        return {"abpc_p": value, "comprehensiveness_aopc": 0.0, "sufficiency_aopc": 0.0}, [value, value]
+def known_objective(point: T.Point) -> float:
+    """A synthetic objective, best at gamma 0.3 in the first 2 layers with the detached softmax."""
+    gamma = point.lower.gamma if isinstance(point.lower, Gamma) else 0.1
+    return 0.5 + 0.1 * (point.softmax == "detach") + 0.05 * isinstance(point.lower, Gamma) \
+        - 0.02 * abs(point.lower_layers - 2) - 0.03 * abs(math.log10(gamma / 0.3))
 
+
+def noiseless(point: T.Point, part: str):
+    value = known_objective(point)
+    return {"abpc_p": value, "comprehensiveness_aopc": 0.0, "sufficiency_aopc": 0.0}, [value, value]
+
+
+def test_the_search_finds_the_best_point_of_a_known_objective_and_keeps_its_budget():
+    """The grids and the coordinate descent reach the known best; no candidate is scored twice;
+    the budget holds."""
     seen = []
-    result = T.search(lambda p: (seen.append(p.key()), objective(p))[1], layers=6, budget=100, min_gain=0.0)
+    result = T.search(lambda p, part: (seen.append((part, p.key())), noiseless(p, part))[1], layers=6, budget=200)
     assert (result.best.point.softmax, result.best.point.lower, result.best.point.lower_layers) == \
         ("detach", Gamma(gamma=0.3), 2)
     assert len(seen) == len(set(seen)) and result.stopped == "converged"
-    small = T.search(lambda p: objective(p), layers=6, budget=5)
-    assert len(small.log) == 5 and small.stopped == "budget"
+    assert result.confirmation["confirmed"] and result.chosen == result.best.point
+    small = T.search(noiseless, layers=6, budget=5)
+    assert len([s for s in small.log if s.part == T.SEARCH]) == 5 and small.stopped == "budget"
+
+
+def noisy(point: T.Point, part: str, gains: dict, examples: int = 200):
+    """Per-example ABPC: a spread of base values, plus the point's true gain from ``gains`` (by
+    describe()), plus noise of its own: +-0.05 on each example in a seeded order, half of each sign,
+    so that the noise moves the per-example differences (paired standard error about 0.005) but
+    not their mean."""
+    seed = int(hashlib.sha256(f"{part}|{point.key()}".encode()).hexdigest()[:8], 16)
+    signs = torch.tensor([1.0, -1.0]).repeat(examples // 2)[torch.randperm(examples, generator=torch.Generator()
+                                                                              .manual_seed(seed))]
+    values = (torch.linspace(0.3, 0.7, examples, dtype=torch.float64) + gains.get(point.describe(), 0.0)
+              + 0.05 * signs.double()).tolist()
+    return {"abpc_p": sum(values) / examples, "comprehensiveness_aopc": 0.0, "sufficiency_aopc": 0.0}, values
+
+
+def test_a_gain_below_one_standard_error_does_not_move_the_search():
+    """A true gain of 0.003 under paired noise of about 0.005 is not kept; one of 0.05 is, and is
+    confirmed on the other half."""
+    within_noise = T.search(lambda p, part: noisy(p, part, {"softmax=detach": 0.003}), layers=6, budget=200)
+    assert within_noise.best is within_noise.start and within_noise.chosen == T.Point()
+    [detached] = [s for s in within_noise.log if s.point.describe() == "softmax=detach"]
+    difference, error = T.gain(detached, within_noise.start)
+    assert difference == pytest.approx(0.003) and error > 0.003  # it was scored, and lost to its noise
+    kept = T.search(lambda p, part: noisy(p, part, {"softmax=detach": 0.05}), layers=6, budget=200)
+    assert kept.best.point.describe() == "softmax=detach" and kept.confirmation["confirmed"]
+    assert kept.chosen == kept.best.point
+
+
+def test_a_winner_not_confirmed_on_the_other_half_is_not_written():
+    """A gain seen on the search half only (a fit to those texts) is refused at the confirmation."""
+    def objective(point, part):
+        return noisy(point, part, {"softmax=detach": 0.05} if part == T.SEARCH else {})
+    result = T.search(objective, layers=6, budget=200)
+    assert result.best.point.describe() == "softmax=detach"
+    assert not result.confirmation["confirmed"] and result.chosen == T.Point()
 
 
 def test_the_tuning_sample_is_seeded_and_skips_short_and_repeated_texts():

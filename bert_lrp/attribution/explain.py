@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import RequestError
 from ..models.sites import linear_sites
+from ..models.tuned import TunedCompositeError
 from ..rules.composites import Composite, RuleSet, get_composite
 from ..rules.functions import stack_copies
 from . import method_scores, registry
@@ -412,12 +413,38 @@ def model_composite(model: nn.Module, rule: Union[str, Composite], field_name: s
     tuned composite (``lrp_composite.json`` beside its weights, read by ``from_pretrained``;
     written by ``bert-lrp tune-lrp``). A model without one raises a RequestError of ``field_name``."""
     if rule != TUNED:
-        return get_composite(rule)
-    tuned = getattr(model, "tuned_composite", None)
-    if tuned is None:
-        raise RequestError(field_name, "tuned: this model has no tuned LRP composite (lrp_composite.json beside its "
-                           "weights); the tune-lrp command writes one")
-    return tuned.composite
+        composite = get_composite(rule)
+    else:
+        tuned = getattr(model, "tuned_composite", None)
+        if tuned is None:
+            raise RequestError(field_name, "tuned: this model has no tuned LRP composite (lrp_composite.json beside "
+                               "its weights); the tune-lrp command writes one")
+        try:
+            composite = tuned.usable(model)
+        except TunedCompositeError as error:
+            raise RequestError(field_name, f"tuned: {error}") from None
+    check_overrides(model, composite, field_name)
+    return composite
+
+
+def check_overrides(model: nn.Module, composite: Composite, field_name: str = "options.rule") -> None:
+    """Each of ``composite``'s linear overrides fits ``model``: its layers within the encoder's depth
+    and at least one linear layer of the model matched; else a RequestError of ``field_name``
+    naming the override (an override that would be cut or ignored is never applied silently)."""
+    if not composite.linear_overrides:
+        return
+    depth = int(model.config.num_hidden_layers)
+    sites = set(linear_sites(model).values())
+    for i, override in enumerate(composite.linear_overrides):
+        where = f"composite {composite.name!r}: linear_overrides[{i}]"
+        if override.layers is not None and override.layers[1] > depth:
+            raise RequestError(field_name, f"{where}.layers {list(override.layers)} goes beyond the model's {depth} "
+                               f"encoder layers (layers [first, last) with last <= {depth})")
+        if not any(override.matches(site) for site in sites):
+            kinds = sorted({site.kind for site in sites})
+            raise RequestError(field_name, f"{where} (kinds {list(override.kinds) or 'all'}, layers "
+                               f"{override.layers}) matches no linear layer of this model (its kinds: "
+                               f"{', '.join(kinds)})")
 
 
 def _store(result: "Explanation", method: Method, output, reductions: Dict[str, str], mask: torch.Tensor) -> None:

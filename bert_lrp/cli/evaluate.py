@@ -18,6 +18,7 @@ from ..attribution import registry
 from ..attribution.road import Request, plan_request
 from ..errors import UsageError
 from ..evaluation import faithfulness as F
+from ..evaluation import variants
 from ..models.loading import load_model, resolve_model_dir
 from ..output import RunRecord, check_resume, file_fingerprint, output_lock
 from .arguments import (DISCARD_ADVICE, add_method_options, add_overwrite, data_command_parser, method_options,
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "classifier, CoNLL-2003 sentences (word first, tag last): each sentence's first word "
         "predicted as an entity is explained")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"comma-separated, from: {registry.describe()}; a random baseline is always added")
+                        help=f"comma-separated, from: {registry.describe()}; a random baseline is always added; a perturbation method with another baseline: METHOD[baseline=mask|pad|unk|remove], e.g. shap[baseline=mask]")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N examples")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output folder (resumed if it holds an earlier run with the same settings)")
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "random baseline, --rows-per-forward also bounds the metrics' forward passes)")
     parser.add_argument("--threads", type=positive_int, help="torch threads per process")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--no-matched-baselines", action="store_true",
+                        help="score SHAP, LIME and occlusion only with their own baseline (by default each is also "
+                             "scored as METHOD[baseline=mask], the deletion ABPC and AOPC use, side by side)")
     add_overwrite(parser, "an earlier run in --out with other data, weights or settings")
     parser.add_argument("--skip-layers", metavar="LIST",
                         help="evaluate the model without these encoder layers, 1-based (e.g. 6 or 1,2; "
@@ -68,9 +72,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise UsageError(f"--methods {args.methods}: {F.RANDOM} is the baseline every evaluation includes; name at "
                          "least one method to compare with it, e.g. --methods lrp,gi")
     try:
-        methods = registry.canonical(names)
+        methods = _method_specs(names)
     except ValueError as error:
         raise UsageError(f"--methods: {error}") from None
+    if not args.no_matched_baselines:
+        methods = variants.with_matched_baselines(methods, method_options(args))
     directory = resolve_model_dir(args.model)
     if os.path.isdir(args.data):
         raise UsageError(f"--data {args.data}: is a folder, expected a data file")
@@ -108,9 +114,9 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
         model, tokenizer = load_model(directory)
         labels = F.data_labels(data_examples, model.config.label2id)
         data = [(example.text, label) for example, label in zip(data_examples, labels)]
-    refuse_tuning_texts(model, methods, method_options(args), data, args.data)
+    refuse_tuning_texts(model, methods, method_options(args), data, args.data, tokenizer)
     skip = parse_layers(args.skip_layers, "skip_layers", model.config.num_hidden_layers) if args.skip_layers else []
-    model_methods = [m for m in methods if m != F.RANDOM]
+    model_methods = list(dict.fromkeys(variants.parse(m)[0] for m in methods if m != F.RANDOM))
     request = plan_request(model, tokenizer, Request(methods=model_methods, options=method_options(args),
                                                      batch_size=args.batch_size, batch_tokens=args.batch_tokens,
                                                      targets_per_example=token))
@@ -131,6 +137,21 @@ def _evaluate(args, methods: List[str], directory: Path, rank: int, world: int) 
         raise
 
 
+def _method_specs(names: List[str]) -> List[str]:
+    """Canonical method names, variants (``shap[baseline=mask]``) kept with their base name made
+    canonical; repeats dropped, order kept."""
+    out: List[str] = []
+    for name in names:
+        base, own = variants.parse(name)
+        [canonical] = registry.canonical([base])
+        spec = variants.spec(canonical, next(iter(own.values()))) if own else canonical
+        if own and canonical not in variants.BASELINE_OPTIONS:
+            raise ValueError(f"{name!r}: only {', '.join(variants.BASELINE_OPTIONS)} take a baseline")
+        if spec not in out:
+            out.append(spec)
+    return out
+
+
 def run_record(args, directory: Path, methods: List[str], request: Request, skip: List[int]) -> dict:
     """What an evaluation in ``--out`` records and resumes only if unchanged: the data's and the
     weights' fingerprints and every setting that changes a result."""
@@ -146,19 +167,29 @@ def run_record(args, directory: Path, methods: List[str], request: Request, skip
                      settings).to_json()
 
 
-def refuse_tuning_texts(model, methods: List[str], options: dict, data, path: str) -> None:
+def refuse_tuning_texts(model, methods: List[str], options: dict, data, path: str, tokenizer=None) -> None:
     """Scoring the tuned composite on the texts it was tuned on would measure its fit to them, not
     its faithfulness: refuse (naming the file and how many texts) when any text of ``data`` was a
-    tuning text of the model's ``lrp_composite.json``."""
+    tuning text of the model's ``lrp_composite.json``, the same text or the same after normalising
+    its spacing or to the tokenizer (``FILM .`` is ``film.`` to an uncased one). A composite that
+    cannot explain this model (damaged, other weights) is refused here too, before ``--out``."""
+    from ..evaluation.tuning import text_ids
+    from ..models.tuned import TunedCompositeError
+
     tuned = getattr(model, "tuned_composite", None)
     uses_tuned = "lrp:tuned" in methods or ("lrp" in methods and options.get("rule") == "tuned")
     if tuned is None or not uses_tuned:
         return
-    shared = tuned.overlap(F.data_text(text) for text, _ in data)
+    try:
+        tuned.usable(model)
+    except TunedCompositeError as error:
+        raise UsageError(f"lrp:tuned: {error}") from None
+    tokenize = text_ids(tokenizer) if tokenizer is not None else None
+    shared = tuned.overlap((F.data_text(text) for text, _ in data), tokenize)
     if shared:
-        raise UsageError(f"--data {path}: {shared} of its texts were used to tune {tuned.path or 'the tuned composite'}; "
-                         "evaluate the tuned composite on held-out data")
-
+        raise UsageError(f"--data {path}: {shared} of its texts were used to tune {tuned.path or 'the tuned composite'} "
+                         "(compared after normalising spacing and by the tokenizer's ids); evaluate the tuned "
+                         "composite on held-out data")
 
 if __name__ == "__main__":
     from ..cli import main as cli_main

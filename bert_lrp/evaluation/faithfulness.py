@@ -590,10 +590,13 @@ def run_evaluation(model, tokenizer, data: Sequence[Tuple[str, Optional[int]]], 
     pad_id = int(model.config.pad_token_id)
 
     def attribute(group: Sequence[Example], predicted: Sequence[int]) -> Dict[str, list]:
+        from .variants import call
+
         results = {}
         for m in model_methods:  # one call per method: its cost is measured alone
+            name, options = call(m, dict(request.options))  # a variant (shap[baseline=mask]): its own options
             with measured(model, costs[m], len(group)):
-                results[m] = method_scores(model, prepared, rows, group, predicted, m, None, scoring.ranking)
+                results[m] = method_scores(model, prepared, rows, group, predicted, name, options, scoring.ranking)
         return results
 
     writer = JsonlWriter(out / f"examples.part{rank}.jsonl")

@@ -105,7 +105,8 @@ class LinearOverride:
                              f"not beside it (got {rule!r})")
         object.__setattr__(self, "rule", as_linear_rule(rule))
         object.__setattr__(self, "kinds", (kinds,) if isinstance(kinds, str) else tuple(kinds))
-        object.__setattr__(self, "layers", None if layers is None else tuple(int(v) for v in layers))
+        object.__setattr__(self, "layers", None if layers is None else tuple(
+            int(v) if isinstance(v, float) and v.is_integer() else v for v in layers))  # 0.5 stays, refused by check
 
     def matches(self, site: Optional[Site]) -> bool:
         if site is None:
@@ -120,6 +121,8 @@ class LinearOverride:
         for kind in self.kinds:
             if kind not in SITE_KINDS:
                 raise ValueError(f"{where}: kinds: unknown kind {kind!r}; choose from {', '.join(SITE_KINDS)}")
+        if self.layers is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in self.layers):
+            raise ValueError(f"{where}: layers must be whole layer numbers [first, last), got {list(self.layers)}")
         if self.layers is not None and (len(self.layers) != 2 or not 0 <= self.layers[0] < self.layers[1]):
             raise ValueError(f"{where}: layers must be [first, last) with 0 <= first < last, got {list(self.layers)}")
 
@@ -150,6 +153,7 @@ class Composite:
     signal: str = "gradient"
     linear_overrides: Tuple[LinearOverride, ...] = ()  # other linear rules for some kinds / layers
     token_parts: str = "all"    # a token's score: all embedding shares or the word's alone
+    value_share: Optional[float] = None  # share of A @ V's signal to V (A: the rest); None: the bilinear rule's
 
     def __post_init__(self) -> None:
         where = f"composite {self.name!r}"
@@ -172,6 +176,9 @@ class Composite:
                 raise ValueError(f"{where}: linear_overrides[{i}] is not a LinearOverride")
             override.check(f"{where}: linear_overrides[{i}]")
             _check_signal(f"{where}: linear_overrides[{i}]", override.rule, self.signal)
+        if self.value_share is not None and (isinstance(self.value_share, bool) or not isinstance(
+                self.value_share, (int, float)) or not 0 <= self.value_share <= 1):
+            raise ValueError(f"{where}: value_share must be a number in 0..1 or None, got {self.value_share!r}")
         if self.token_parts not in TOKEN_PARTS:
             raise ValueError(f"{where}: token_parts must be one of {', '.join(TOKEN_PARTS)}")
 
@@ -216,7 +223,7 @@ class Composite:
         rule = getattr(self, operation)
         if operation == "softmax":
             return rule in ("jacobian", "taylor")
-        return rule == "jacobian"
+        return rule == "jacobian" and (operation != "bilinear" or self.value_share is None)
 
     def relevance_at(self, tensor: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
         """Relevance of ``tensor`` from the signal that reached it in the backward pass:

@@ -254,6 +254,14 @@ def bilinear_share(rule: str) -> float:
     return 0.5 if rule == "uniform" else 1.0
 
 
+def attention_shares(composite) -> Tuple[float, float, float]:
+    """``(to V, to A, to Q and to K)``: the shares of A @ V's signal its factors get (``value_share``
+    and the rest when set, else the bilinear rule's) and the share of Q K^T's each factor gets."""
+    share = bilinear_share(composite.bilinear)
+    value = composite.value_share
+    return (share, share, share) if value is None else (value, 1.0 - value, share)
+
+
 class AttentionRule(torch.autograd.Function):
     """Scaled dot-product attention as one Function: ``softmax(Q K^T * scale + mask) @ V``.
 
@@ -294,13 +302,13 @@ class AttentionRule(torch.autograd.Function):
         scale = 1.0 / math.sqrt(q.shape[-1])
         grads_q, grads_k, grads_v = [], [], []
         for g, c in _signal_parts(grad_context, ctx.slices):
-            share = bilinear_share(c.bilinear)
-            g = g * share if share != 1.0 else g
-            grads_v.append(probabilities.transpose(-1, -2) @ g)
+            to_v, to_a, share = attention_shares(c)
+            grads_v.append(probabilities.transpose(-1, -2) @ (g * to_v if to_v != 1.0 else g))
             if c.softmax == "detach":
                 grads_q.append(torch.zeros_like(q))
                 grads_k.append(torch.zeros_like(k))
                 continue
+            g = g * to_a if to_a != 1.0 else g
             grad_scores = softmax_rule(probabilities, g @ v.transpose(-1, -2), c.softmax)
             factor = scale * share  # applied to the small [.., seq, head_size] results
             grads_q.append((grad_scores @ k) * factor)
@@ -315,13 +323,16 @@ class AttentionRule(torch.autograd.Function):
         q, k, v, m, context, logsumexp = ctx.saved_tensors
         parts = []
         for g, c in _signal_parts(grad_context, ctx.slices):
-            share = bilinear_share(c.bilinear)
-            g = g * share if share != 1.0 else g
+            to_v, to_a, share = attention_shares(c)
+            first = to_v if to_v == to_a else 1.0  # one factor on the signal when both sides take the same
+            g = g * first if first != 1.0 else g
             grad_q, grad_k, grad_v = kernels.flash_attention_backward(g, q, k, v, m, context, logsumexp)
+            if to_v / first != 1.0:  # the kernel's outputs are new tensors: scale in place
+                grad_v = grad_v.mul_(to_v / first)
             if c.softmax == "detach":
                 grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
-            elif share != 1.0:  # the kernel's outputs are new tensors: scale in place
-                grad_q, grad_k = grad_q.mul_(share), grad_k.mul_(share)
+            elif to_a / first * share != 1.0:
+                grad_q, grad_k = grad_q.mul_(to_a / first * share), grad_k.mul_(to_a / first * share)
             parts.append((grad_q, grad_k, grad_v))
         if len(parts) == 1:
             return (*parts[0], None, None, None)

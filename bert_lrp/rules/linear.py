@@ -387,3 +387,20 @@ class AlphaBeta(LinearLayerRule):
 
     def signal(self, x, weight, bias, grad, output):
         return alpha_beta_relevance(x, weight, bias, grad, self.alpha, self.stabilizer, output)
+
+
+@register_rule
+@dataclass(frozen=True)
+class ScaledEpsilon(LinearLayerRule):
+    """Epsilon-LRP with a norm-scaled stabilizer: ``epsilon`` times the root mean square of the
+    layer's outputs ``z [..., out]`` at each position, so one value suits layers of any scale
+    (``R_i = sum_j x_i w_ji R_j / (z_j + epsilon rms(z) sign(z_j))``)."""
+
+    name: ClassVar[str] = "scaled_epsilon"
+    epsilon: float = 0.01
+
+    def signal(self, x, weight, bias, grad, output):
+        y = layer_output(x, weight, bias, output)
+        stabilizer = self.epsilon * y.pow(2).mean(-1, keepdim=True).sqrt()
+        sign = (y >= 0).to(y.dtype).mul_(2).sub_(1)
+        return (grad * y / (y + sign * stabilizer)) @ weight
