@@ -166,13 +166,19 @@ def test_rule_tuned_explains_with_the_composite_written_beside_the_model(model_d
     assert not torch.allclose(by_name, explain(model, batch, ["lrp"], rule="attnlrp").scores["lrp"])
     [through_road] = explain_texts(model, tokenizer, [text], Request(methods=["lrp"], options={"rule": "tuned"}))
     [alone] = explain_texts(model, tokenizer, [text], Request(methods=["lrp"], options={"rule": composite}))
-    assert through_road.record()["scores"] == alone.record()["scores"]
+    # the same arithmetic; float32 products may differ in the last bit between two runs (the
+    # allocator's alignment picks the vector path), far below what tells two composites apart
+    for name in ("tokens", "words"):
+        assert through_road.record()["scores"]["lrp"][name] == pytest.approx(alone.record()["scores"]["lrp"][name],
+                                                                              rel=1e-6, abs=1e-7)
     written = model_dir.parent / "explained.json"
     cli = run("explain", "--model", str(model_dir), "--rule", "tuned", "--json", str(written), "--quiet", text)
     assert cli.returncode == 0, cli.stderr
     payload = json.loads(written.read_text())
     assert payload["settings"]["options"]["rule"] == "tuned"
-    assert payload["examples"][0]["scores"]["lrp"] == json.loads(json.dumps(alone.record()["scores"]["lrp"]))
+    for name in ("tokens", "words"):
+        assert payload["examples"][0]["scores"]["lrp"][name] == pytest.approx(alone.record()["scores"]["lrp"][name],
+                                                                              rel=1e-6, abs=1e-7)
 
 
 def test_rule_tuned_without_a_tuned_composite_is_a_one_line_error(model_dir):
