@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .output import OutputBusyError, atomic_write, exclusive_lock, open_for_append, truncate  # noqa: F401  (the lock: the writer's)
 
@@ -62,6 +62,25 @@ def read_records(path: Path) -> List[dict]:
             if isinstance(record, dict) and isinstance(record.get("index"), int):
                 records.append(record)
     return records
+
+
+def numbered_lines(path: Path) -> List[Tuple[int, Optional[Any]]]:
+    """``(line number, value)`` of every complete line of ``path`` (a torn last line is skipped:
+    the run was killed while writing it); ``value`` is the line's JSON, or None when it is not JSON.
+    A missing file has no lines."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows: List[Tuple[int, Optional[Any]]] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith("\n"):
+                break
+            try:
+                rows.append((number, json.loads(line)))
+            except json.JSONDecodeError:
+                rows.append((number, None))
+    return rows
 
 
 def rank_and_world() -> Tuple[int, int]:

@@ -10,7 +10,6 @@ is fitted to them, and its score there says nothing about new texts. The command
 from __future__ import annotations
 
 import argparse
-import json
 import itertools
 import os
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 
-from .._jsonl import JsonlWriter
+from .._jsonl import JsonlWriter, numbered_lines
 from ..output import RunRecord, atomic_write_text, check_resume, file_fingerprint, output_lock, write_run
 from ..attribution.road import Request, prepare
 from ..attribution.targets import task_of
@@ -250,18 +249,10 @@ def _previous_search(out: Path, settings: dict, overwrite: bool, sizes: dict) ->
 
 def _log_rows(path: Path):
     """``(line number, row)`` of each complete JSON line of the log (a torn last line is skipped:
-    the run was killed while writing it); a line that is not JSON is refused naming it."""
-    if not path.is_file():
-        return
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.readlines()
-    for number, text in enumerate(lines, 1):
-        if not text.endswith("\n"):
-            break
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError:
-            raise InputFileError(f"{path} line {number}: not a JSON row; {DISCARD_ADVICE}") from None
+    the run was killed while writing it); a line that is not a JSON object is refused naming it."""
+    for number, row in numbered_lines(path):
+        if row is None:
+            raise InputFileError(f"{path} line {number}: not a JSON row; {DISCARD_ADVICE}")
         if not isinstance(row, dict):
             raise InputFileError(f"{path} line {number}: not a search log row; {DISCARD_ADVICE}")
         yield number, row
