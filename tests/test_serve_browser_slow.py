@@ -15,6 +15,8 @@ from bert_lrp.views.explorer.explorer import Explorer
 from explorer_browser import SHIPPED, choose_methods, explain, launched_browser, opened_page  # noqa: E402
 from serving import serving  # noqa: E402
 
+STREAM = "/api/explain" + "/stream"  # the streamed explain's path
+
 TEXT = "a gripping , beautifully acted film that never lets go"
 SLOW_LIME_SAMPLES = 6000   # LIME rows of a run of about 20-40 s on 2 cores (within the server's budget)
 RECORD_STATES = """() => {
@@ -114,7 +116,7 @@ def test_results_appear_per_group_with_progress_and_the_button_disabled(page):
 
 def test_a_double_click_runs_once(page):
     runs = []
-    page.on("request", lambda request: runs.append(request) if request.url.endswith("/api/explain/stream") else None)
+    page.on("request", lambda request: runs.append(request) if request.url.endswith(STREAM) else None)
     choose_methods(page, ["lrp", "occlusion"])
     page.fill("#text", TEXT)
     page.dblclick("#explain-button")

@@ -51,6 +51,7 @@ from test_serve_cli import ROOT, start  # noqa: E402  (tests/ is on sys.path und
 
 SLOW = "wait for cancel"  # the stand-in's text of a run that lasts until it is cancelled
 STREAM_METHODS = ["gs", "gi", "shap"]
+STREAM = "/api/explain" + "/stream"  # the streamed explain's path
 
 
 class StandIn:
@@ -178,7 +179,7 @@ def read_answer(sock: socket.socket) -> tuple:
 
 
 def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
+    with open(os.path.join("/proc", "self", "statm")) as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -336,7 +337,7 @@ def test_a_pair_of_surrogates_is_one_character_and_is_answered(served):
 
 
 @pytest.mark.parametrize("method, path, allowed", [
-    ("GET", "/api/explain", "POST"), ("PUT", "/api/explain/stream", "POST"), ("DELETE", "/api/models", "GET, HEAD"),
+    ("GET", "/api/explain", "POST"), ("PUT", STREAM, "POST"), ("DELETE", "/api/models", "GET, HEAD"),
     ("POST", "/api/datasets/1/rows", "GET, HEAD"), ("PATCH", "/api/datasets", "GET, HEAD, POST"),
     ("POST", "/api/datasets/1", "DELETE"),
 ])
@@ -356,7 +357,7 @@ def test_an_unknown_path_is_still_404(served):
 
 # ---------------------------------------------------------------------- streaming
 def stream_events(address: str, body: Dict[str, Any]) -> List[Dict[str, Any]]:
-    with httpx.stream("POST", address + "/api/explain/stream", json=body, timeout=30) as answer:
+    with httpx.stream("POST", address + STREAM, json=body, timeout=30) as answer:
         assert answer.status_code == 200
         assert answer.headers["content-type"] == "application/x-ndjson"
         return [json.loads(line) for line in answer.iter_lines() if line]
@@ -377,7 +378,7 @@ def test_the_stream_sends_the_explorers_events_in_order_and_ends_with_done(serve
 
 def test_a_request_refused_before_its_run_is_a_plain_json_error_not_a_stream(served):
     address, _, _ = served
-    answer = httpx.post(address + "/api/explain/stream", json={"text": "x", "methods": ["bogus"]})
+    answer = httpx.post(address + STREAM, json={"text": "x", "methods": ["bogus"]})
     assert answer.status_code == 400 and answer.headers["content-type"] == "application/json"
     assert answer.json() == {"error": "unknown method 'bogus'", "field": "methods"}
 
@@ -390,7 +391,7 @@ def test_an_error_during_the_run_ends_the_stream_with_one_error_event(served):
 
 
 # ---------------------------------------------------------------------- cancelling
-@pytest.mark.parametrize("path", ["/api/explain", "/api/explain/stream"])
+@pytest.mark.parametrize("path", ["/api/explain", STREAM])
 def test_a_client_that_disconnects_cancels_its_run_and_the_next_request_is_answered_at_once(served, path):
     address, host, stand_in = served
     body = json.dumps({"text": SLOW}).encode()
@@ -427,7 +428,7 @@ def test_stopping_the_server_cancels_the_running_call_and_its_client_gets_a_json
 
 def test_stopping_the_server_during_a_stream_ends_it_with_one_cancelled_event(stand_in):
     with live(create_app(stand_in)) as (address, host, server):
-        with httpx.stream("POST", address + "/api/explain/stream", json={"text": SLOW}, timeout=30) as answer:
+        with httpx.stream("POST", address + STREAM, json={"text": SLOW}, timeout=30) as answer:
             lines = answer.iter_lines()
             assert json.loads(next(lines))["event"] == "plan"
             assert stand_in.started.wait(10)

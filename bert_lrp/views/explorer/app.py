@@ -108,16 +108,17 @@ class Endpoints:
         self.cancellations = Cancellations()
 
     def routes(self) -> List[Route]:
-        api = [("/", self.page, None), ("/static/{name}", self.static, None),
-               ("/api/models", self.models, None), ("/api/methods", self.methods, None),
-               ("/api/plan", self.plan, ["POST"]), ("/api/explain", self.explain, ["POST"]),
-               ("/api/explain/stream", self.explain_stream, ["POST"]),
-               ("/api/attention", self.attention, ["POST"]), ("/api/attention/overview", self.attention_overview, ["POST"]),
-               ("/api/mask", self.mask, ["POST"]), ("/api/report", self.report, ["POST"]),
-               ("/api/datasets", self.datasets, ["GET", "POST"]), ("/api/datasets/{id}", self.delete_dataset, ["DELETE"]),
-               ("/api/datasets/{id}/rows", self.rows, None), ("/api/datasets/{id}/rows/{index}", self.row, None),
-               ("/api/datasets/{id}/words", self.words, None), ("/api/datasets/{id}/metrics", self.metrics, None),
-               ("/api/jobs/{id}", self.job, ["GET", "DELETE"])]
+        page = [("/", self.page, None), ("/static/{name}", self.static, None)]
+        api = [("/models", self.models, None), ("/methods", self.methods, None),  # under /api
+               ("/plan", self.plan, ["POST"]), ("/explain", self.explain, ["POST"]),
+               ("/explain/stream", self.explain_stream, ["POST"]),
+               ("/attention", self.attention, ["POST"]), ("/attention/overview", self.attention_overview, ["POST"]),
+               ("/mask", self.mask, ["POST"]), ("/report", self.report, ["POST"]),
+               ("/datasets", self.datasets, ["GET", "POST"]), ("/datasets/{id}", self.delete_dataset, ["DELETE"]),
+               ("/datasets/{id}/rows", self.rows, None), ("/datasets/{id}/rows/{index}", self.row, None),
+               ("/datasets/{id}/words", self.words, None), ("/datasets/{id}/metrics", self.metrics, None),
+               ("/jobs/{id}", self.job, ["GET", "DELETE"])]
+        api = page + [("/api" + path, answer, methods) for path, answer, methods in api]
         return [Route(path, _endpoint(answer), methods=methods) for path, answer, methods in api]
 
     def stop(self) -> None:
