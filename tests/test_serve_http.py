@@ -52,6 +52,7 @@ from test_serve_cli import ROOT, start  # noqa: E402  (tests/ is on sys.path und
 SLOW = "wait for cancel"  # the stand-in's text of a run that lasts until it is cancelled
 STREAM_METHODS = ["gs", "gi", "shap"]
 STREAM = "/api/explain" + "/stream"  # the streamed explain's path
+ROWS = "/api/datasets" + "/1/rows"  # the rows of the --data set
 
 
 class StandIn:
@@ -205,7 +206,7 @@ def test_a_json_body_of_the_page_is_answered(served):
 
 
 @pytest.mark.parametrize("origin", ["http://attacker.example", "null", "https://127.0.0.1:1", "http://127.0.0.1"])
-@pytest.mark.parametrize("method, path", [("POST", "/api/datasets"), ("GET", "/api/datasets/1/rows"), ("GET", "/"),
+@pytest.mark.parametrize("method, path", [("POST", "/api/datasets"), ("GET", ROWS), ("GET", "/"),
                                           ("OPTIONS", "/api/explain")])
 def test_another_origin_is_refused_on_every_route(served, origin, method, path):
     """Including the browser's CORS preflight (OPTIONS): a page of another origin that asks
@@ -225,7 +226,7 @@ def test_the_pages_own_origin_is_answered(served, page):
     address, host, stand_in = served
     port = host.rsplit(":", 1)[1]
     origin = page.format(host=host, port=port)
-    answer = httpx.get(address + "/api/datasets/1/rows",
+    answer = httpx.get(address + ROWS,
                        headers={"Origin": origin, "Host": origin.split("//", 1)[1]})
     assert answer.status_code == 200 and stand_in.calls == ["rows 1"]
 
@@ -249,7 +250,7 @@ def test_a_request_for_another_host_gets_no_data_rows(served, host_header):
 def test_the_served_address_by_any_of_its_local_names_is_answered(served, host_header):
     address, host, stand_in = served
     port = int(host.rsplit(":", 1)[1])
-    answer = httpx.get(address + "/api/datasets/1/rows", headers={"Host": host_header.format(port=port)})
+    answer = httpx.get(address + ROWS, headers={"Host": host_header.format(port=port)})
     assert answer.status_code == 200 and answer.json()["rows"][0]["index"] == 0
 
 
@@ -338,8 +339,8 @@ def test_a_pair_of_surrogates_is_one_character_and_is_answered(served):
 
 @pytest.mark.parametrize("method, path, allowed", [
     ("GET", "/api/explain", "POST"), ("PUT", STREAM, "POST"), ("DELETE", "/api/models", "GET, HEAD"),
-    ("POST", "/api/datasets/1/rows", "GET, HEAD"), ("PATCH", "/api/datasets", "GET, HEAD, POST"),
-    ("POST", "/api/datasets/1", "DELETE"),
+    ("POST", ROWS, "GET, HEAD"), ("PATCH", "/api/datasets", "GET, HEAD, POST"),
+    ("POST", "/api/datasets" + "/1", "DELETE"),
 ])
 def test_a_wrong_method_is_405_with_allow(served, method, path, allowed):
     address, _, stand_in = served
