@@ -18,6 +18,7 @@ and word-piece views keep every token the model read), the heading the first
 """
 from __future__ import annotations
 
+import functools
 import html
 import math
 import re
@@ -119,6 +120,10 @@ def contrast_ratio(a: RGB, b: RGB) -> float:
     return (high + 0.05) / (low + 0.05)
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9 .,:;+\-_()#%]*")  # ASCII that means nothing to HTML and is printable
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of the colour; a view asks for the same few many times
 def text_rgb(background: RGB) -> RGB:
     """Black or white text, whichever has the higher contrast ratio on ``background`` (at least
     4.58:1 for every background: the two ratios multiply to 21)."""
@@ -129,8 +134,15 @@ def text_rgb(background: RGB) -> RGB:
 def e(value) -> str:
     """THE escaping of everything this module writes into HTML (text, attribute values, numbers):
     ``value`` as text, HTML-escaped, with control characters and bidi controls shown as visible
-    escapes (``\\x1b``, ``\\u202e``): a label or a word can neither inject markup nor reorder the page's text."""
-    return html.escape(printable(value), quote=True)
+    escapes (``\\x1b``, ``\\u202e``): a label or a word can neither inject markup nor reorder the page's text.
+    Text made only of letters, digits, spaces and ``.,:;+-_()#%`` needs neither and is returned as it
+    is (most values are numbers and colours: this keeps a view's rendering cheap)."""
+    if type(value) is int:  # a coordinate or a size (bool, an int subclass, goes the long way)
+        return str(value)
+    text = value if isinstance(value, str) else str(value)
+    if _PLAIN.fullmatch(text):
+        return text
+    return html.escape(printable(text), quote=True)
 
 
 def rgb_css(colour: RGB) -> str:
