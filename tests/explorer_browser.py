@@ -153,3 +153,18 @@ def table_rows(page, selector: str) -> List[List[str]]:
     """The cells' texts of every body row of a table."""
     return page.evaluate("""(selector) => [...document.querySelectorAll(selector + ' tbody tr.row')]
         .map((row) => [...row.cells].map((cell) => cell.textContent))""", selector)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium per test module."""
+    with launched_browser() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser, site, tmp_path):
+    """A fresh page on the module's ``site`` (``(address, records)``), failing its test on any
+    console or page error."""
+    with opened_page(browser, site[0], tmp_path) as opened:
+        yield opened

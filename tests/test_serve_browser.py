@@ -28,8 +28,8 @@ from bert_lrp.models.loading import load_model
 from bert_lrp.views.explorer.app import create_app
 from bert_lrp.views.explorer.explorer import Explorer
 
-from explorer_browser import (HOSTILE, SHIPPED, explain, explained_data, heatmap_words, launched_browser,  # noqa: E402
-                              opened_page, rgb)
+from explorer_browser import browser, page  # noqa: E402,F401  (fixtures)
+from explorer_browser import HOSTILE, SHIPPED, explain, explained_data, heatmap_words, rgb  # noqa: E402
 from serving import serving  # noqa: E402  (tests/ is on sys.path under pytest)
 from test_inspect import hf_mlm  # noqa: E402,F401  (a transformers BertForMaskedLM fixture)
 
@@ -44,18 +44,6 @@ def site(tmp_path_factory, hf_mlm):
     loaded = [(SHIPPED, *load_model(SHIPPED)), (hf_mlm[1], *load_model(hf_mlm[1], "masked_lm"))]
     with serving(create_app(Explorer(loaded, data))) as address:
         yield address, records
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_browser() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser, site, tmp_path):
-    with opened_page(browser, site[0], tmp_path) as opened:
-        yield opened
 
 
 def test_explain_a_sentence_compare_methods_and_read_the_attention(page, tmp_path):

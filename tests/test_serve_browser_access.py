@@ -14,8 +14,8 @@ from bert_lrp.models.loading import load_model
 from bert_lrp.views.explorer.app import create_app
 from bert_lrp.views.explorer.explorer import Explorer
 
-from explorer_browser import (SHIPPED, coloured_words, contrast, explain, explained_data, launched_browser,  # noqa: E402
-                              opened_page, rgb)
+from explorer_browser import browser, page  # noqa: E402,F401  (fixtures)
+from explorer_browser import SHIPPED, coloured_words, contrast, explain, explained_data, rgb  # noqa: E402
 from serving import serving  # noqa: E402
 
 DATA = [("a wonderful , moving film", "positive"), ("a dull and boring movie", "negative"),
@@ -27,18 +27,6 @@ def site(tmp_path_factory):
     data, records = explained_data(tmp_path_factory.mktemp("access"), DATA)
     with serving(create_app(Explorer([(SHIPPED, *load_model(SHIPPED))], data))) as address:
         yield address, records
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_browser() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser, site, tmp_path):
-    with opened_page(browser, site[0], tmp_path) as opened:
-        yield opened
 
 
 def focused(page) -> str:

@@ -19,8 +19,8 @@ from bert_lrp.models.loading import load_model
 from bert_lrp.views.explorer.app import create_app
 from bert_lrp.views.explorer.explorer import Explorer
 
-from explorer_browser import (SHIPPED, choose_methods, explain, explained_data, launched_browser,  # noqa: E402
-                              opened_page, rgb, upload)
+from explorer_browser import browser, page  # noqa: E402,F401  (fixtures)
+from explorer_browser import SHIPPED, choose_methods, explain, explained_data, opened_page, rgb, upload  # noqa: E402
 from serving import serving  # noqa: E402
 
 ADJECTIVES = ["wonderful", "dull", "moving", "boring", "gripping", "tedious", "charming", "clumsy"]
@@ -36,18 +36,6 @@ def site(tmp_path_factory):
     with serving(create_app(Explorer([(SHIPPED, *load_model(SHIPPED))], data))) as address:
         second = upload(address, "second.txt", "a quiet , lovely film\nan awful mess\n", ["gradient_x_input"])
         yield address, records, second
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_browser() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser, site, tmp_path):
-    with opened_page(browser, site[0], tmp_path) as opened:
-        yield opened
 
 
 def on_the_purple_scale(colour) -> bool:

@@ -12,7 +12,8 @@ from bert_lrp.models.loading import load_model
 from bert_lrp.views.explorer.app import create_app
 from bert_lrp.views.explorer.explorer import Explorer
 
-from explorer_browser import SHIPPED, choose_methods, explain, launched_browser, opened_page  # noqa: E402
+from explorer_browser import browser, page  # noqa: E402,F401  (fixtures)
+from explorer_browser import SHIPPED, choose_methods, explain  # noqa: E402
 from serving import serving  # noqa: E402
 
 STREAM = "/api/explain" + "/stream"  # the streamed explain's path
@@ -38,19 +39,7 @@ RECORD_STATES = """() => {
 @pytest.fixture(scope="module")
 def site():
     with serving(create_app(Explorer([(SHIPPED, *load_model(SHIPPED))]))) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_browser() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser, site, tmp_path):
-    with opened_page(browser, site, tmp_path) as opened:
-        yield opened
+        yield address, None  # (address, records): no data set
 
 
 def set_option(page, name: str, value) -> None:
