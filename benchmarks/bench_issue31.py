@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's bert_lrp
+from alternating import alternating_times  # noqa: E402  (benchmarks/alternating.py, beside this script)
 from bert_lrp import BertForSequenceClassification, BertTokenizer, explain  # noqa: E402
 from bert_lrp.attribution.explain import frozen_parameters  # noqa: E402
 from bert_lrp.rules import kernels  # noqa: E402
@@ -154,22 +155,6 @@ def bert_lrp_extra_products(model, batch: int, length: int) -> Callable[[], None
                 torch.mm(s, weight)        # the Jacobian path's g W
             kernels.flash_attention_backward(context, *qkv, None, context, logsumexp)
     return run
-
-
-def alternating_times(entries: Dict[str, Callable[[], object]], rounds: int, warmup: int,
-                      clock: Callable[[], float]) -> Dict[str, List[float]]:
-    """``{name: [seconds per round]}``: every entry once per round, the order reversed every other
-    round (a slow spell hits every entry alike), after ``warmup`` untimed calls of each."""
-    for run in entries.values():
-        for _ in range(warmup):
-            run()
-    times: Dict[str, List[float]] = {name: [] for name in entries}
-    for round_ in range(rounds):
-        for name in (list(entries) if round_ % 2 else list(entries)[::-1]):
-            start = clock()
-            entries[name]()
-            times[name].append(clock() - start)
-    return times
 
 
 def measure(model, tokenizer, hf_model, lxt: Optional[LxtPeer], cells: List[Tuple[int, int]], rounds: int,

@@ -5,9 +5,6 @@ log's rows checked when read, and a damaged ``lrp_composite.json`` breaking only
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,23 +22,11 @@ from bert_lrp.rules.composites import ATTNLRP, LinearOverride
 
 from conftest import FIXTURES
 
-SHIPPED = FIXTURES.parents[1] / "checkpoints" / "minilm-sst2"
 SMALL = ["--examples", "6", "--budget", "2", "--min-words", "4", "--no-progress", "--threads", "1"]
 TEXT = "a gripping , beautifully acted film ."
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bert_lrp", *args], capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
-        shutil.copy(SHIPPED / name, folder / name)
-    (folder / "model.safetensors").symlink_to(SHIPPED / "model.safetensors")
-    return folder
+from test_tune_lrp import model_dir, run  # noqa: E402,F401  (the shipped model's folder fixture; the CLI)
 
 
 @pytest.fixture
