@@ -301,7 +301,8 @@ class AttentionRule(torch.autograd.Function):
         probabilities = attention_probabilities(q, k, m)
         scale = 1.0 / math.sqrt(q.shape[-1])
         grads_q, grads_k, grads_v = [], [], []
-        for g, c in _signal_parts(grad_context, ctx.slices):
+        parts = _signal_parts(grad_context, ctx.slices)
+        for g, c in parts:
             to_v, to_a, share = attention_shares(c)
             grads_v.append(probabilities.transpose(-1, -2) @ (g * to_v if to_v != 1.0 else g))
             if c.softmax == "detach":
@@ -313,6 +314,8 @@ class AttentionRule(torch.autograd.Function):
             factor = scale * share  # applied to the small [.., seq, head_size] results
             grads_q.append((grad_scores @ k) * factor)
             grads_k.append((grad_scores.transpose(-1, -2) @ q) * factor)
+        if all(c.softmax == "detach" for _, c in parts):  # no signal to Q and K: their layers' backwards are skipped
+            return None, None, _join(grads_v), None, None, None
         return _join(grads_q), _join(grads_k), _join(grads_v), None, None, None
 
     @staticmethod
@@ -321,8 +324,14 @@ class AttentionRule(torch.autograd.Function):
         A @ V; Q and K, behind Q K^T, take the share once more. A copy whose softmax is detached
         keeps the V signal ``P^T g`` alone."""
         q, k, v, m, context, logsumexp = ctx.saved_tensors
+        signals = _signal_parts(grad_context, ctx.slices)
+        if len(signals) == 1 and signals[0][1].softmax == "detach":  # a walk of a detached copy: V's signal alone
+            g, c = signals[0]
+            grad_v = attention_probabilities(q, k, m).transpose(-1, -2) @ g
+            to_v = attention_shares(c)[0]
+            return None, None, grad_v.mul_(to_v) if to_v != 1.0 else grad_v, None, None, None
         parts = []
-        for g, c in _signal_parts(grad_context, ctx.slices):
+        for g, c in signals:
             to_v, to_a, share = attention_shares(c)
             first = to_v if to_v == to_a else 1.0  # one factor on the signal when both sides take the same
             g = g * first if first != 1.0 else g

@@ -53,7 +53,8 @@ def _output_signal_linear(x: torch.Tensor, layer: nn.Linear, rule) -> torch.Tens
     y = F.linear(x, layer.weight, layer.bias)
     if y.requires_grad:
         output = y.detach()
-        y.register_hook(lambda grad: rule.output_signal(grad, output))
+        # no signal at all (None: e.g. Q and K under a detached softmax): nothing to change
+        y.register_hook(lambda grad: None if grad is None else rule.output_signal(grad, output))
     return y
 
 
