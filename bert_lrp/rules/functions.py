@@ -58,14 +58,33 @@ def _join(parts: List[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
 
 
+def first_copy(x: torch.Tensor, copies: int) -> torch.Tensor:
+    """The first of ``copies`` copies of a stacked ``x [copies * batch, ...]``: ``[batch, ...]``.
+
+    A batch of one comes back with ordinary strides even when ``x`` is an expanded view
+    (:func:`stack_copies`): a size-1 dim of stride 0 is not handed to a kernel (torch 2.13's CPU
+    GELU, first called on such a tensor, stays about 100x slower for the rest of the process)."""
+    if copies == 1:
+        return x
+    size = x.shape[0] // copies
+    return x[0].unsqueeze(0) if size == 1 else x[:size]
+
+
 def _first_copy(x: torch.Tensor, slices: Slices) -> torch.Tensor:
-    copies = _stacked(slices)
-    return x if copies == 1 else x[: x.shape[0] // copies]
+    return first_copy(x, _stacked(slices))
 
 
 def stack_copies(tensor: torch.Tensor, copies: int) -> torch.Tensor:
-    """``copies`` copies of ``tensor`` along dim 0 (a stacked batch)."""
-    return tensor if copies == 1 else tensor.repeat(copies, *([1] * (tensor.dim() - 1)))
+    """``copies`` copies of ``tensor [batch, ...]`` along dim 0 (a stacked batch): ``[copies * batch, ...]``.
+
+    A batch of one becomes an expanded view (stride 0 along dim 0, nothing copied): the copies are
+    equal, every rule Function reads the first alone, and the signals coming back are whole tensors.
+    A view is never written to in place (nothing in the models does; read-only)."""
+    if copies == 1:
+        return tensor
+    if tensor.dim() > 0 and tensor.shape[0] == 1:
+        return tensor.expand(copies, *tensor.shape[1:])
+    return tensor.repeat(copies, *([1] * (tensor.dim() - 1)))
 
 
 def _repeat(y: torch.Tensor, slices: Slices) -> torch.Tensor:
@@ -87,7 +106,7 @@ class LinearRule(torch.autograd.Function):
     def forward(ctx, x, weight, bias, rules: Tuple["LinearLayerRule", ...], active: Optional[List[int]] = None):
         # active: one backward per copy (the batch holds the inputs once; the backward applies rules[active[0]])
         copies = 1 if active is not None else len(rules)
-        x0 = x if copies == 1 else x[: x.shape[0] // copies]
+        x0 = first_copy(x, copies)
         y0 = F.linear(x0, weight, bias)
         plain = all(r.is_gradient for r in rules)
         # the plain gradient w.r.t. x needs only W: keep x for the other rules or weight gradients,
