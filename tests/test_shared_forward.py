@@ -142,3 +142,30 @@ def test_one_walk_per_composite_equals_stacked_copies_with_layers_and_every_labe
             _close(got, expected, f"{family} {method} layer")
         for got, expected in zip(walks.head_scores[method], stacked.head_scores[method]):
             _close(got, expected, f"{family} {method} head")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("composite", [PER_SITE, EPSILON_ONLY, "bert-lrp"], ids=["per-site", "epsilon", "bert-lrp"])
+def test_a_batch_of_one_stacked_as_views_equals_each_method_alone(family, composite, monkeypatch):
+    """A batch of one is stacked without copying (each rule Function's output is an expanded
+    view of its first copy): every method, the layer and head relevance still equal each alone."""
+    monkeypatch.setattr(explain_module, "WALK_FROM_TOKENS", 10 ** 9)
+    model = _model(family)
+    batch = {name: tensor[:1] for name, tensor in _batch(model).items()}
+    methods = ["gs", "gi", "lrp:attnlrp", "lrp:cp-lrp", "lrp"]
+    together = explain(model, batch, methods=methods, rule=composite, target=[2], layers=True)
+    assert (together.forward_passes, together.backward_passes) == (1, 1)
+    for method, alone_method, rule in (("gradient", "gs", None), ("gradient_x_input", "gi", None),
+                                       ("lrp:attnlrp", "lrp", ATTNLRP), ("lrp:cp-lrp", "lrp", CP_LRP),
+                                       ("lrp", "lrp", composite)):
+        alone = explain(model, batch, methods=[alone_method], rule=rule, target=[2], layers=True)
+        own = alone.methods[0]
+        _close(together.scores[method], alone.scores[own], f"{family} {method} scores")
+        _close(together.relevance[method], alone.relevance[own], f"{family} {method} relevance")
+        if method == "gradient":  # GS has no layer relevance (a gradient, not a relevance)
+            continue
+        for kind in ("layer_scores", "head_scores"):
+            mine, theirs = getattr(together, kind)[method], getattr(alone, kind)[own]
+            assert len(mine) == len(theirs) == model.config.num_hidden_layers
+            for layer, (ours, single) in enumerate(zip(mine, theirs)):
+                _close(ours, single, f"{family} {method} {kind} {layer}")
