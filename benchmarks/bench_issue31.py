@@ -14,7 +14,11 @@ the rounds; ratios are median / median floor. Entries:
 - ``bert-lrp bound``: the floor plus the products the ``bert-lrp`` rules cannot do without (per
   linear layer: ``z+ = x W+^T``, the two backward products of alpha-beta and the Jacobian path's
   ``g W``; per attention layer: the Jacobian path's second attention backward), timed as literal
-  matrix products on the model's weights. ``bert-lrp / bound`` is how close the preset comes.
+  matrix products on the model's weights. ``bert-lrp / bound`` is how close the preset comes;
+- ``gs+gi+lrp bound``: AttnLRP alone plus the kernels a second (gradient) backward cannot do
+  without (per linear layer ``g W``; per encoder layer one attention backward, one GELU backward
+  and two LayerNorm backwards), timed as literal calls at the cell's size: ``gs+gi+lrp / bound``
+  is how close the shared pass comes to one forward and two backwards.
 
     python benchmarks/bench_issue31.py --out benchmarks/results          # 11 rounds, 2 threads
     python benchmarks/bench_issue31.py --quick --out /tmp/quick           # 2 rounds, tiny cells
@@ -57,7 +61,8 @@ OURS = {  # entry -> explain's methods
     "two presets": ["lrp:attnlrp", "lrp:cp-lrp"],
     "bert-lrp": ["lrp:bert-lrp"],
 }
-COLUMNS = ("attnlrp", "lxt", "cp-lrp", "tuned", "gs+gi+lrp", "two presets", "bert-lrp", "bert-lrp bound")
+COLUMNS = ("attnlrp", "lxt", "cp-lrp", "tuned", "gs+gi+lrp", "gs+gi+lrp bound", "two presets", "bert-lrp",
+           "bert-lrp bound")
 
 
 def sst2_text() -> str:
@@ -157,6 +162,38 @@ def bert_lrp_extra_products(model, batch: int, length: int) -> Callable[[], None
     return run
 
 
+def gradient_backward_kernels(model, batch: int, length: int) -> Callable[[], None]:
+    """The kernels of one more plain-gradient backward through the encoder and the heads, on the
+    model's weights and random signals of the cell's shapes: per linear layer ``g W``; per encoder
+    layer one attention backward, one GELU backward and two LayerNorm backwards."""
+    generator = torch.Generator().manual_seed(1)
+    rows = batch * length
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    products = [(torch.randn(rows, m.weight.shape[0], generator=generator), m.weight.detach()) for m in linears]
+    layers = []
+    for layer in model.base_model.encoder.layer:
+        attention = layer.attention.self
+        qkv = [torch.randn(batch, attention.num_heads, length, attention.head_size, generator=generator)
+               for _ in range(3)]
+        context, logsumexp = kernels.flash_attention_forward(*qkv, None)
+        hidden = layer.output.dense.weight.shape[0]
+        intermediate = torch.randn(batch, length, layer.intermediate.dense.weight.shape[0], generator=generator)
+        normed = torch.randn(batch, length, hidden, generator=generator)
+        mean, inv_std = normed.mean(-1, keepdim=True), normed.var(-1, keepdim=True).add(1e-12).rsqrt()
+        layers.append((qkv, context, logsumexp, intermediate, normed, mean, inv_std,
+                       layer.output.LayerNorm.weight.detach()))
+
+    def run() -> None:
+        for signal, weight in products:
+            torch.mm(signal, weight)
+        for qkv, context, logsumexp, intermediate, normed, mean, inv_std, weight in layers:
+            kernels.flash_attention_backward(context, *qkv, None, context, logsumexp)
+            kernels.gelu_backward(intermediate, intermediate, approximate="none")
+            for _ in range(2):
+                kernels.layer_norm_backward(normed, normed, mean, inv_std, weight)
+    return run
+
+
 def measure(model, tokenizer, hf_model, lxt: Optional[LxtPeer], cells: List[Tuple[int, int]], rounds: int,
             warmup: int, clock: Callable[[], float] = time.perf_counter, log=print) -> List[dict]:
     text = sst2_text()
@@ -166,17 +203,21 @@ def measure(model, tokenizer, hf_model, lxt: Optional[LxtPeer], cells: List[Tupl
         target = torch.zeros(batch, dtype=torch.long)
         targets = target.tolist()
         extra = bert_lrp_extra_products(model, batch, length)
+        second_backward = gradient_backward_kernels(model, batch, length)
         entries: Dict[str, Callable[[], object]] = {"floor": lambda: floor_step(hf_model, inputs, target)}
         if lxt is not None:
             entries["lxt"] = lambda: lxt.step(inputs, target)
         for name, methods in OURS.items():
             entries[name] = lambda methods=methods: explain(model, inputs, methods=methods, target=targets)
         entries["bert-lrp bound"] = lambda: (floor_step(hf_model, inputs, target), extra())
+        entries["gs+gi+lrp bound"] = lambda: (explain(model, inputs, methods=OURS["attnlrp"], target=targets),
+                                              second_backward())
         times = alternating_times(entries, rounds, warmup, clock)
         medians = {name: statistics.median(values) for name, values in times.items()}
         ratios = {name: medians[name] / medians["floor"] for name in medians}
         derived = {"gs+gi+lrp / attnlrp": medians["gs+gi+lrp"] / medians["attnlrp"],
                    "two presets / attnlrp": medians["two presets"] / medians["attnlrp"],
+                   "gs+gi+lrp / bound": medians["gs+gi+lrp"] / medians["gs+gi+lrp bound"],
                    "bert-lrp / bound": medians["bert-lrp"] / medians["bert-lrp bound"]}
         if "lxt" in medians:
             derived["attnlrp / lxt"] = medians["attnlrp"] / medians["lxt"]
