@@ -39,7 +39,8 @@ def biasless_model(layers: int) -> BertForSequenceClassification:
 
 def batch_of(rows: int, length: int = 9) -> dict:
     torch.manual_seed(1)
-    return {"input_ids": torch.randint(5, 99, (rows, length)), "attention_mask": torch.ones(rows, length, dtype=torch.long)}
+    ids = torch.randint(5, 99, (rows, length))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
 def explained(model, composite, rows: int = 3):
@@ -200,7 +201,7 @@ def test_attention_overrides_round_trip_through_json_and_old_descriptions_still_
     assert "attention_overrides" not in old and Composite.from_dict(old) == ATTNLRP
     with pytest.raises(ValueError, match=r"^field 'composite': attention_overrides\[0\]: unknown field 'kinds'"):
         Composite.from_dict({**values, "attention_overrides": [{"layers": [0, 1], "kinds": []}]}, "field 'composite'")
-    with pytest.raises(ValueError, match=r"^field 'composite': composite 'tuned': attention_overrides\[0\]: layers must"):
+    with pytest.raises(ValueError, match=r"^field 'composite': composite 'tuned': attention_overrides\[0\]: layers"):
         Composite.from_dict({**values, "attention_overrides": [{"layers": [2, 1], "softmax": "detach"}]},
                             "field 'composite'")
 

@@ -25,9 +25,10 @@ beats AttnLRP there by more than one paired standard error (else AttnLRP is the 
 
 The search: stages of grids (:data:`STAGES`: the attention rules and the layers they apply to, the
 lower layers' gamma rule, the epsilon of the other layers), each from the best point so far, then
-coordinate descent over every axis (:func:`default_budget`: the grids and one full pass). A move is kept only when its paired gain in ABPC over the current best exceeds
-``min_se`` paired standard errors (default one), so that differences within the noise of the
-tuning texts do not move the search. Everything is deterministic: the tuning texts are a seeded
+coordinate descent over every axis (:func:`default_budget`: the grids and one full pass). A move
+is kept only when its paired gain in ABPC over the current best exceeds ``min_se`` paired standard
+errors (default one), so that differences within the noise of the tuning texts do not move the
+search. Everything is deterministic: the tuning texts are a seeded
 sample, the candidate order is fixed, and ties keep the earlier candidate. Every scored candidate
 is appended to a log, so an interrupted search resumes where it stopped.
 """
