@@ -125,6 +125,13 @@ def test_the_same_seed_gives_the_same_composite_and_scores(model_dir, split, tmp
     assert json.loads(other.read_text())["tuning"]["text_keys"] != a["tuning"]["text_keys"]
 
 
+def assert_same_means(rows, expected_rows) -> None:
+    """The search records' means, row by row, equal to float rounding (1e-9 relative)."""
+    assert len(rows) == len(expected_rows)
+    for row, expected in zip(rows, expected_rows):
+        assert row["means"] == pytest.approx(expected["means"], rel=1e-9, abs=1e-12)
+
+
 def test_an_interrupted_search_resumes_from_its_log(model_dir, split, tmp_path):
     train, _ = split
     out = tmp_path / "c.json"
@@ -138,13 +145,15 @@ def test_an_interrupted_search_resumes_from_its_log(model_dir, split, tmp_path):
     resumed = tune(model_dir, train, "--out", str(out), "--no-confirm")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(out.read_text())["composite"] == complete["composite"]
-    assert [s["means"] for s in json.loads(out.read_text())["search"]] == [s["means"] for s in complete["search"]]
+    # the same scores; the perturbed rows a rescored candidate shares with the candidates read from the log
+    # are forwarded in other batches (other padding) than in the first run: equal to float rounding
+    assert_same_means(json.loads(out.read_text())["search"], complete["search"])
     assert len(log.read_text().splitlines()) == 3  # only the missing candidate was scored again
     more = run("tune-lrp", "--model", str(model_dir), "--data", str(train), *SMALL, "--budget", "4", "--out", str(out),
                "--no-confirm")
     assert more.returncode == 0, more.stderr  # a larger budget continues the same search
     assert len(log.read_text().splitlines()) == 4
-    assert [s["means"] for s in json.loads(out.read_text())["search"]][:3] == [s["means"] for s in complete["search"]]
+    assert_same_means(json.loads(out.read_text())["search"][:3], complete["search"])
     changed = tune(model_dir, train, "--out", str(out), "--no-confirm", "--min-se", "2")
     assert changed.returncode == 2 and "other settings.min_se (1.0 -> 2.0)" in changed.stderr
 

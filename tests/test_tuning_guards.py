@@ -167,3 +167,19 @@ def test_edited_scores_in_the_search_log_are_refused_naming_the_line(model_dir, 
     refused = run("tune-lrp", "--model", str(model_dir), "--data", str(train), *SMALL, "--no-confirm")
     assert refused.returncode == 1 and "line 2: field 'means.abpc_p'" in refused.stderr
     assert "is not the mean of its per-example abpc" in refused.stderr
+
+
+def test_a_search_log_of_an_earlier_search_version_is_refused_naming_the_setting(model_dir, train):
+    """The grid of version 4 (per-layer attention rules) takes another path than version 3's: a log
+    written by version 3 is refused, not resumed into a mixed search (``--overwrite`` discards it)."""
+    assert run("tune-lrp", "--model", str(model_dir), "--data", str(train), *SMALL, "--no-confirm").returncode == 0
+    run_file = model_dir / (COMPOSITE_FILE + ".search.json")
+    record = json.loads(run_file.read_text())
+    assert record["settings"]["search"] == "stages+coordinate descent v4"
+    run_file.write_text(json.dumps({**record, "settings": {**record["settings"],
+                                                           "search": "stages+coordinate descent v3"}}))
+    refused = run("tune-lrp", "--model", str(model_dir), "--data", str(train), *SMALL, "--no-confirm")
+    assert refused.returncode != 0 and "settings.search" in refused.stderr and "v3" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    again = run("tune-lrp", "--model", str(model_dir), "--data", str(train), *SMALL, "--no-confirm", "--overwrite")
+    assert again.returncode == 0, again.stderr

@@ -429,11 +429,17 @@ def model_composite(model: nn.Module, rule: Union[str, Composite], field_name: s
 
 def check_overrides(model: nn.Module, composite: Composite, field_name: str = "options.rule") -> None:
     """Each of ``composite``'s linear overrides fits ``model``: its layers within the encoder's depth
-    and at least one linear layer of the model matched; else a RequestError of ``field_name``
-    naming the override (an override that would be cut or ignored is never applied silently)."""
-    if not composite.linear_overrides:
+    and at least one linear layer of the model matched; each attention override's layers within the
+    depth; else a RequestError of ``field_name`` naming the override (an override that would be cut
+    or ignored is never applied silently)."""
+    if not composite.per_layer:
         return
     depth = int(model.config.num_hidden_layers)
+    for i, attention in enumerate(composite.attention_overrides):
+        if attention.layers[1] > depth:
+            raise RequestError(field_name, f"composite {composite.name!r}: attention_overrides[{i}].layers "
+                               f"{list(attention.layers)} goes beyond the model's {depth} encoder layers (layers "
+                               f"[first, last) with last <= {depth})")
     sites = set(linear_sites(model).values())
     for i, override in enumerate(composite.linear_overrides):
         where = f"composite {composite.name!r}: linear_overrides[{i}]"
@@ -522,7 +528,7 @@ def _one_pass(model, task, inputs, target, jobs: Dict[Composite, List[Method]], 
     label_choices = list(range(model.config.num_labels)) if all_labels else [None]
     composites = list(jobs)
     pairs = [(c, label) for c in composites for label in label_choices]
-    per_site = any(c.linear_overrides for c in composites)  # per-layer linear rules need the layers' sites
+    per_site = any(c.per_layer for c in composites)  # per-layer linear or attention rules need the layers' sites
     walks = inputs["input_ids"].numel() >= WALK_FROM_TOKENS
     rules = RuleSet.of([c for c, _ in pairs], record_head_contexts=layers,
                        sites=linear_sites(model) if per_site else None, separate_backward=walks)

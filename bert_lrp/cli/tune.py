@@ -30,7 +30,6 @@ from ..models.tuned import (COMPOSITE_FILE, TunedComposite, normalised_keys, tex
                             write_tuned_composite)
 from .arguments import DISCARD_ADVICE, add_overwrite, data_command_parser, output_guard, parse_command_line, positive_int
 
-DEFAULT_BUDGET = 48
 DEFAULT_EXAMPLES = 400
 DEFAULT_MIN_WORDS = 8
 
@@ -38,7 +37,7 @@ DEFAULT_MIN_WORDS = 8
 def build_parser() -> argparse.ArgumentParser:
     parser = data_command_parser(
         "bert-lrp tune-lrp", __doc__.split("\n\n")[0],
-        "The search: grids (softmax x value share; gamma x depth x kind of the lower layers; epsilon), "
+        "The search: grids (softmax x value share x layers; gamma x depth x kind of the lower layers; epsilon), "
         "then coordinate descent, on half of the tuning texts; the winner is kept only if it beats AttnLRP "
         "on the other half by more than one standard error (docs/tune_lrp.md). An interrupted search resumes from its log "
         "(OUT.search.jsonl). Errors are one line on stderr (exit code 2: bad command line, 1: failure).", "TRAIN",
@@ -49,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-shared", action="store_true",
                         help="leave the texts of --data that are also in --eval-data out of the tuning texts, instead "
                              "of refusing (CoNLL-2003's train and validation files share headlines and tables)")
-    parser.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
-                        help=f"at most this many candidate composites are scored (default {DEFAULT_BUDGET})")
+    # the default (None): AttnLRP, the three grids and one full coordinate-descent pass for the model's
+    # depth (tuning.default_budget), so that it never cuts the search before every axis has moved once
+    parser.add_argument("--budget", type=positive_int, default=None,
+                        help="at most this many candidate composites are scored (default: the three grids and "
+                             f"one full coordinate-descent pass for the model's depth, {T.default_budget(12)} for 12 "
+                             "layers)")
     parser.add_argument("--examples", type=positive_int, default=DEFAULT_EXAMPLES,
                         help=f"tuning texts drawn from --data (default {DEFAULT_EXAMPLES})")
     parser.add_argument("--min-words", type=positive_int, default=DEFAULT_MIN_WORDS,
@@ -90,18 +93,22 @@ def _tune(args: argparse.Namespace, directory: Path, out: Path) -> int:
         raise UsageError(f"--model {directory}: tune-lrp needs a sequence or token classifier")
     tokenize = T.text_ids(tokenizer)
     data, indices, token = _tuning_texts(args, directory, tokenize)
+    layers = int(model.config.num_hidden_layers)
+    if args.budget is None:
+        args.budget = T.default_budget(layers)
     # the budget is not a setting: the log only caches scores, so a search resumed with another
-    # --budget replays the same path and stops at its own budget
+    # --budget replays the same path and stops at its own budget. The search's version is: its grids
+    # and axes decide the path, so a log of another version is refused rather than mixed into this one
     settings = {"model_sha256": _weights_fingerprint(directory), "weights_sha256": weights_digest(model.state_dict()),
                 "data": os.path.basename(args.data), "data_sha256": F.data_fingerprint(args.data),
                 "examples": len(indices), "min_words": args.min_words, "seed": args.seed, "min_se": args.min_se,
                 "confirm": not args.no_confirm, "batch_size": args.batch_size,
-                "search": "stages+coordinate descent v3"}  # v3: value share, lower kinds, SE rule, confirmation half
+                "search": "stages+coordinate descent v4"}  # v4: attention layers; v3: value share, lower kinds, ...
     request = Request(methods=["lrp"], options={}, batch_size=args.batch_size, targets_per_example=token)
     tuning_set = T.TuningSet(model, tokenizer, prepare(model, tokenizer, request), data, indices, args.batch_size,
                              args.rows_per_forward)
     done = _previous_search(out, settings, args.overwrite, tuning_set.sizes())
-    result = _search(args, tuning_set, int(model.config.num_hidden_layers), done, _log_path(out))
+    result = _search(args, tuning_set, layers, done, _log_path(out))
     texts = [F.data_text(data[i][0]) for i in indices]
     tuned = TunedComposite(result.chosen.composite("tuned"), frozenset(text_key(t) for t in texts),
                            _record(result, {**settings, "budget": args.budget}), None,

@@ -6,6 +6,9 @@ A *point* of the search space fixes a few rules on top of AttnLRP (the default p
 * ``value_share``: the share of the attention-times-values product's relevance that goes to the
   values (None: the bilinear rule's, AttnLRP's 1/2; the attention weights get the rest, which a
   detached softmax discards: share 1 with the detached softmax is true CP-LRP);
+* ``attention_layers``: the encoder layers [first, last) that softmax rule and value share apply to
+  (None: every layer; the other layers keep AttnLRP's attention), as an
+  :class:`~bert_lrp.rules.composites.AttentionOverride`;
 * ``lower``: a linear rule object for the linear layers of kind ``lower_kind`` (``all``, ``ffn``,
   ``attention``) in the first ``lower_layers`` encoder layers (None: no such rule), as zennit's
   composites give the lower layers of a CNN other rules than the upper ones;
@@ -20,11 +23,12 @@ halves (alternate examples in file order): the search sees only the *search* hal
 *confirmation* half scores the winner and AttnLRP once at the end, and the winner is kept only if it
 beats AttnLRP there by more than one paired standard error (else AttnLRP is the result).
 
-The search: stages of grids (:data:`STAGES`: the attention rules, the lower layers' gamma rule,
-the epsilon of the other layers), each from the best point so far, then coordinate descent over
-every axis. A move is kept only when its paired gain in ABPC over the current best exceeds
-``min_se`` paired standard errors (default one), so that differences within the noise of the
-tuning texts do not move the search. Everything is deterministic: the tuning texts are a seeded
+The search: stages of grids (:data:`STAGES`: the attention rules and the layers they apply to, the
+lower layers' gamma rule, the epsilon of the other layers), each from the best point so far, then
+coordinate descent over every axis (:func:`default_budget`: the grids and one full pass). A move
+is kept only when its paired gain in ABPC over the current best exceeds ``min_se`` paired standard
+errors (default one), so that differences within the noise of the tuning texts do not move the
+search. Everything is deterministic: the tuning texts are a seeded
 sample, the candidate order is fixed, and ties keep the earlier candidate. Every scored candidate
 is appended to a log, so an interrupted search resumes where it stopped.
 """
@@ -41,7 +45,7 @@ from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Opt
 
 import torch
 
-from ..rules.composites import ATTNLRP, Composite, LinearOverride
+from ..rules.composites import ATTNLRP, AttentionOverride, Composite, LinearOverride
 from ..rules.linear import (Epsilon, Gamma, LinearLayerRule, ScaledEpsilon, as_linear_rule, rule_from_dict,
                             searchable_rules)
 from . import faithfulness as F
@@ -75,6 +79,7 @@ class Point:
     token_parts: str = "all"
     value_share: Optional[float] = None
     lower_kind: str = "all"
+    attention_layers: Optional[Tuple[int, int]] = None  # where softmax and value_share apply; None: every layer
 
     def __post_init__(self) -> None:
         if self.lower is not None:
@@ -84,37 +89,57 @@ class Point:
             raise ValueError(f"lower_kind must be one of {', '.join(LOWER_KINDS)}, got {self.lower_kind!r}")
         if self.value_share is not None:
             object.__setattr__(self, "value_share", float(self.value_share))
+        if self.attention_layers is not None:
+            layers = tuple(self.attention_layers)
+            if len(layers) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in layers) \
+                    or not 0 <= layers[0] < layers[1]:
+                raise ValueError(f"attention_layers must be [first, last) with 0 <= first < last, got "
+                                 f"{self.attention_layers!r}")
+            object.__setattr__(self, "attention_layers", layers)
 
-    def normalised(self) -> "Point":
+    def normalised(self, layers: Optional[int] = None) -> "Point":
         """The same composite written one way only: no lower rule unless it covers a layer; the
-        value share None when it is the bilinear rule's own (1/2 uniform, 1 Jacobian)."""
+        value share None when it is the bilinear rule's own (1/2 uniform, 1 Jacobian); no
+        attention layers when the attention rules are AttnLRP's (Taylor, the bilinear rule's share)
+        or the range covers all ``layers`` (the encoder's depth, when given)."""
         point = self
         if point.value_share is not None and point.value_share == (0.5 if point.bilinear == "uniform" else 1.0):
             point = replace(point, value_share=None)
+        if point.attention_layers is not None and (
+                (point.softmax == "taylor" and point.value_share is None) or point.attention_layers == (0, layers)):
+            point = replace(point, attention_layers=None)
         if point.lower is None or point.lower_layers == 0:
             return replace(point, lower=None, lower_layers=0, lower_kind="all")
         return point
 
     def composite(self, name: str = "tuned") -> Composite:
+        """AttnLRP with this point's rules; with ``attention_layers``, its softmax rule and value
+        share in those layers only (an attention override) and AttnLRP's attention elsewhere."""
         overrides: Tuple[LinearOverride, ...] = ()
         if self.lower is not None and self.lower_layers > 0:
             kinds = () if self.lower_kind == "all" else (self.lower_kind,)
             overrides = (LinearOverride(self.lower, kinds=kinds, layers=(0, self.lower_layers)),)
-        return replace(ATTNLRP, name=name, softmax=self.softmax, layer_norm=self.layer_norm, bilinear=self.bilinear,
+        softmax, value_share, attention = self.softmax, self.value_share, ()
+        if self.attention_layers is not None:
+            attention = (AttentionOverride(self.attention_layers, softmax=self.softmax, value_share=self.value_share),)
+            softmax, value_share = ATTNLRP.softmax, ATTNLRP.value_share
+        return replace(ATTNLRP, name=name, softmax=softmax, layer_norm=self.layer_norm, bilinear=self.bilinear,
                        activation=self.activation, linear=self.linear, token_parts=self.token_parts,
-                       linear_overrides=overrides, value_share=self.value_share)
+                       linear_overrides=overrides, value_share=value_share, attention_overrides=attention)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready, the rules as ``{"name": ..., parameter: value}`` (read back by :meth:`from_dict`)."""
         values = asdict(self)
         values["lower"] = None if self.lower is None else self.lower.to_dict()
         values["linear"] = self.linear.to_dict()
+        values["attention_layers"] = None if self.attention_layers is None else list(self.attention_layers)
         return values
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Point":
         """:meth:`to_dict`'s form, or the earlier search versions' (``lower`` a rule name or
-        ``"none"``, flat ``gamma``, ``beta`` and ``epsilon``; no value share, no lower kind)."""
+        ``"none"``, flat ``gamma``, ``beta`` and ``epsilon``; no value share, no lower kind, no
+        attention layers: every layer)."""
         values = dict(values)
         if "epsilon" in values:  # the first version
             gamma, beta, epsilon = values.pop("gamma", 0.1), values.pop("beta", 1.0), values.pop("epsilon")
@@ -138,7 +163,9 @@ class Point:
         for name in point.__dataclass_fields__:
             value = getattr(point, name)
             if value != getattr(base, name):
-                changed.append(f"{name}={value.describe() if isinstance(value, LinearLayerRule) else value}")
+                text = value.describe() if isinstance(value, LinearLayerRule) else \
+                    f"[{value[0]}, {value[1]})" if name == "attention_layers" else value
+                changed.append(f"{name}={text}")
         return ", ".join(changed) or "attnlrp"
 
 
@@ -344,10 +371,42 @@ def search_start(cls: Type[LinearLayerRule]) -> LinearLayerRule:
                                for name, values in grid.items()})
 
 
+def attention_halves(layers: int) -> List[Optional[Tuple[int, int]]]:
+    """The attention layers the grid tries: all (None), the lower half [0, L//2) and the upper half
+    [L//2, L) (for one layer: all alone)."""
+    return _distinct_ranges([None, (0, layers // 2), (layers // 2, layers)], layers)
+
+
+def _distinct_ranges(ranges: Sequence[Optional[Tuple[int, int]]], layers: int) -> List[Optional[Tuple[int, int]]]:
+    """``ranges`` that hold a layer of the ``layers``, the one covering all as None, each once, in order."""
+    kept: List[Optional[Tuple[int, int]]] = []
+    for r in ranges:
+        if r is not None and not 0 <= r[0] < r[1] <= layers:
+            continue
+        r = None if r == (0, layers) else r
+        if r not in kept:
+            kept.append(r)
+    return kept
+
+
+def _distinct_points(points: Sequence[Point], layers: int) -> List[Point]:
+    """``points`` normalised, each composite once, in order."""
+    seen, kept = set(), []
+    for point in points:
+        point = point.normalised(layers)
+        if point.key() not in seen:
+            seen.add(point.key())
+            kept.append(point)
+    return kept
+
+
 def attention_grid(point: Point, layers: int) -> List[Point]:
-    """Stage one: the softmax rule x the value share (Taylor with 1/2 is AttnLRP; detached with
-    1/2 the first shipped composite; detached with 1 CP-LRP's attention)."""
-    return [replace(point, softmax=s, value_share=v) for s in NAMED_AXES["softmax"] for v in VALUE_SHARES]
+    """Stage one: the softmax rule x the value share x the layers they apply to (all, the lower
+    half, the upper half; AttnLRP's attention elsewhere). Taylor with 1/2 is AttnLRP (in any
+    layers: one point); detached with 1/2 the first shipped composite; detached with 1 CP-LRP's
+    attention. 22 distinct points (8 for one layer)."""
+    return _distinct_points([replace(point, softmax=s, value_share=v, attention_layers=r) for s in NAMED_AXES["softmax"]
+                             for v in VALUE_SHARES for r in attention_halves(layers)], layers)
 
 
 def lower_grid(point: Point, layers: int) -> List[Point]:
@@ -371,6 +430,12 @@ def neighbours(point: Point, axis: str, layers: int) -> List[Point]:
     if axis == "value_share":
         current = point.value_share if point.value_share is not None else (0.5 if point.bilinear == "uniform" else 1.0)
         return [replace(point, value_share=v) for v in _values_around(VALUE_SHARES, current)]
+    if axis == "attention_layers":  # all, a half, or the current range one layer wider or narrower at an end
+        current = point.normalised(layers)
+        first, last = current.attention_layers or (0, layers)
+        ranges = attention_halves(layers) + [(first - 1, last), (first + 1, last), (first, last - 1), (first, last + 1)]
+        candidates = [replace(point, attention_layers=r) for r in _distinct_ranges(ranges, layers)]
+        return [p for p in _distinct_points(candidates, layers) if p.key() != current.key()]
     if axis == "lower":  # no lower rule, or another registered rule (not the other layers' own)
         k = point.lower_layers or max(1, layers // 2)
         candidates = [None] + [search_start(cls) for cls in searchable_rules("gradient")
@@ -396,8 +461,27 @@ def neighbours(point: Point, axis: str, layers: int) -> List[Point]:
     return [replace(point, **{axis: value}) for value in NAMED_AXES[axis] if value != getattr(point, axis)]
 
 
-AXES = ("value_share", "softmax", "lower", "lower_layers", "lower_kind", "lower_parameters", "linear", "layer_norm",
-        "bilinear", "activation", "token_parts")
+AXES = ("value_share", "softmax", "attention_layers", "lower", "lower_layers", "lower_kind", "lower_parameters",
+        "linear", "layer_norm", "bilinear", "activation", "token_parts")
+
+
+def pass_size(layers: int) -> int:
+    """At most how many candidates one pass of coordinate descent over :data:`AXES` proposes, for an
+    encoder of ``layers`` layers: each axis's largest neighbourhood (:func:`neighbours`)."""
+    rules = searchable_rules("gradient")
+    parameters = max((len(cls.search_grid or {}) for cls in rules), default=0)
+    largest = {"value_share": 2, "attention_layers": 7,  # 3 ranges + 4 one layer away
+               "lower": 1 + len(rules), "lower_layers": layers - 1, "lower_kind": len(LOWER_KINDS) - 1,
+               "lower_parameters": 2 * parameters, "linear": len(EPSILONS) + 1}
+    return sum(largest[axis] if axis in largest else len(NAMED_AXES[axis]) - 1 for axis in AXES)
+
+
+def default_budget(layers: int) -> int:
+    """The candidates a search of an encoder of ``layers`` layers may score by default: AttnLRP,
+    the three grids (:data:`STAGES`) and one full pass of coordinate descent (:func:`pass_size`),
+    so that the default never stops the search before it has tried every axis once (116 for 12
+    layers)."""
+    return 1 + sum(len(build(Point(), layers)) for _, build in STAGES) + pass_size(layers)
 
 
 @dataclass
@@ -431,7 +515,7 @@ def search(evaluate: Callable[[Point, str], Tuple[Dict[str, float], List[float]]
 
     def score(point: Point, stage: str, part: str = SEARCH, counted: bool = True) -> Optional[Scored]:
         nonlocal stopped
-        point = point.normalised()
+        point = point.normalised(layers)
         key = (part, point.key())
         if key in done:
             scored = done[key]

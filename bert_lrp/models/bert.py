@@ -154,7 +154,8 @@ def self_attention(hidden: torch.Tensor, query: nn.Linear, key: nn.Linear, value
                    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Multi-head self-attention (every family's): ``hidden [batch, seq, hidden]`` -> context
     ``[batch, seq, hidden]`` (heads concatenated, before the output projection) and the
-    probabilities ``[batch, heads, seq, seq]`` if asked."""
+    probabilities ``[batch, heads, seq, seq]`` if asked. Under rules the attention takes the rules
+    of ``query``'s encoder layer (the RuleSet knows it by the module's site)."""
     batch, seq, width = hidden.shape
 
     def split(x: torch.Tensor) -> torch.Tensor:  # [batch, seq, hidden] -> [batch, heads, seq, head_size]
@@ -163,7 +164,7 @@ def self_attention(hidden: torch.Tensor, query: nn.Linear, key: nn.Linear, value
     q = split(ops.linear(hidden, query, rules))
     k = split(ops.linear(hidden, key, rules))
     v = split(ops.linear(hidden, value, rules))
-    context, probabilities = ops.attention(q, k, v, mask, dropout, need_probabilities, rules)
+    context, probabilities = ops.attention(q, k, v, mask, dropout, need_probabilities, rules, query)
     if rules is not None and rules.head_contexts is not None:
         rules.head_contexts.append(context)
     return context.transpose(1, 2).reshape(batch, seq, -1), probabilities

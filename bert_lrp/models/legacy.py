@@ -21,6 +21,7 @@ import torch
 from ..rules.composites import GRADIENT, Composite, RuleSet, get_composite
 from ..rules.functions import stack_copies
 from ..rules.tracing import layerwise_attention_tracing
+from .sites import linear_sites
 
 
 class LegacyLRPCalls:
@@ -43,7 +44,7 @@ class LegacyLRPCalls:
         if self._last_inputs is None:
             raise RuntimeError("call the model on a batch first (constructed with init_lrp=True)")
         inputs = self._last_inputs
-        rules = RuleSet.of([composite])
+        rules = RuleSet.of([composite], sites=linear_sites(self) if composite.per_layer else None)
         copies = rules.copies
         stack = lambda t: None if t is None else stack_copies(t, copies)  # noqa: E731
         with torch.enable_grad():

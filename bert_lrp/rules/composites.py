@@ -24,7 +24,8 @@ layer_norm      ``jacobian`` (the full LayerNorm Jacobian), ``detach_std`` (iden
 activation      ``jacobian``, ``identity`` (relevance passes unchanged through GELU / tanh)
 softmax         ``taylor`` (AttnLRP's first-order Taylor rule at the scores; under the gradient
                 signal it *is* the Jacobian), ``jacobian``, ``detach`` (the probabilities are
-                constants: CP-LRP)
+                constants: CP-LRP). Encoder layers may take another softmax rule and value
+                share: :class:`AttentionOverride`.
 bilinear        ``jacobian`` (each factor of Q K^T and A V gets the whole product's signal),
                 ``uniform`` (each factor gets half: AttnLRP)
 residual        ``jacobian`` (both summands get the signal: under the gradient signal this is
@@ -46,7 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -132,6 +133,69 @@ class LinearOverride:
                 "layers": None if self.layers is None else list(self.layers)}
 
 
+@dataclass(frozen=True)
+class AttentionOverride:
+    """Other attention rules for the encoder layers ``first <= layer < last``: the ``softmax`` rule
+    and the ``value_share`` (the share of ``A @ V``'s signal that goes to ``V``, the attention
+    weights getting the rest); None keeps the composite's (or an earlier override's). Later
+    overrides win, field by field. ``AttentionOverride((0, 1), softmax="detach", value_share=1.0)``
+    is true CP-LRP in the first layer, whatever the others do."""
+
+    layers: Tuple[int, int]
+    softmax: Optional[str] = None
+    value_share: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        layers = self.layers
+        if isinstance(layers, (list, tuple)):  # whole floats (JSON's 1.0) become ints; 0.5 stays, refused by check
+            layers = tuple(int(v) if isinstance(v, float) and v.is_integer() else v for v in layers)
+        object.__setattr__(self, "layers", layers)
+
+    def matches(self, layer: Optional[int]) -> bool:
+        """Whether the override applies to encoder layer ``layer`` (None: no layer, never)."""
+        return layer is not None and self.layers[0] <= layer < self.layers[1]
+
+    def check(self, where: str) -> None:
+        """A ValueError naming ``where`` and the field unless the override is well formed."""
+        layers = self.layers
+        if not isinstance(layers, tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
+            raise ValueError(f"{where}: layers must be whole layer numbers [first, last), got {layers!r}")
+        if len(layers) != 2 or not 0 <= layers[0] < layers[1]:
+            raise ValueError(f"{where}: layers must be [first, last) with 0 <= first < last, got {list(layers)}")
+        if self.softmax is not None and self.softmax not in RULES["softmax"]:
+            raise ValueError(f"{where}: softmax: unknown softmax rule {self.softmax!r}; choose from "
+                             f"{', '.join(RULES['softmax'])}")
+        _check_share(f"{where}: value_share", self.value_share)
+        if self.softmax is None and self.value_share is None:
+            raise ValueError(f"{where}: sets neither softmax nor value_share (an override that changes nothing)")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """``{"layers": [first, last], "softmax": ... or None, "value_share": ... or None}`` (JSON-ready)."""
+        return {"layers": list(self.layers), "softmax": self.softmax, "value_share": self.value_share}
+
+
+class AttentionRules(NamedTuple):
+    """One copy's rules for one attention layer: the ``softmax`` rule and the shares of the signal
+    that the factors get: ``to_value`` (V) and ``to_weights`` (A) of ``A @ V``'s, ``to_query_key``
+    (each of Q and K) of ``Q K^T``'s."""
+
+    softmax: str
+    to_value: float
+    to_weights: float
+    to_query_key: float
+
+    @property
+    def is_gradient(self) -> bool:
+        """The plain backward of attention (a softmax rule that is its Jacobian, every share 1)."""
+        return self.softmax != "detach" and self.to_value == self.to_weights == self.to_query_key == 1.0
+
+
+def _check_share(where: str, share: Any) -> None:
+    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                              or not 0 <= share <= 1):
+        raise ValueError(f"{where} must be a number in 0..1 or None, got {share!r}")
+
+
 def _check_parameters(where: str, **values: float) -> None:
     for name, value in values.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
@@ -154,6 +218,7 @@ class Composite:
     linear_overrides: Tuple[LinearOverride, ...] = ()  # other linear rules for some kinds / layers
     token_parts: str = "all"    # a token's score: all embedding shares or the word's alone
     value_share: Optional[float] = None  # share of A @ V's signal to V (A: the rest); None: the bilinear rule's
+    attention_overrides: Tuple[AttentionOverride, ...] = ()  # other softmax rules / value shares for some layers
 
     def __post_init__(self) -> None:
         where = f"composite {self.name!r}"
@@ -176,9 +241,12 @@ class Composite:
                 raise ValueError(f"{where}: linear_overrides[{i}] is not a LinearOverride")
             override.check(f"{where}: linear_overrides[{i}]")
             _check_signal(f"{where}: linear_overrides[{i}]", override.rule, self.signal)
-        if self.value_share is not None and (isinstance(self.value_share, bool) or not isinstance(
-                self.value_share, (int, float)) or not 0 <= self.value_share <= 1):
-            raise ValueError(f"{where}: value_share must be a number in 0..1 or None, got {self.value_share!r}")
+        _check_share(f"{where}: value_share", self.value_share)
+        object.__setattr__(self, "attention_overrides", tuple(self.attention_overrides))
+        for i, override in enumerate(self.attention_overrides):
+            if not isinstance(override, AttentionOverride):
+                raise ValueError(f"{where}: attention_overrides[{i}] is not an AttentionOverride")
+            override.check(f"{where}: attention_overrides[{i}]")
         if self.token_parts not in TOKEN_PARTS:
             raise ValueError(f"{where}: token_parts must be one of {', '.join(TOKEN_PARTS)}")
 
@@ -190,12 +258,41 @@ class Composite:
                 rule = override.rule
         return rule
 
+    def attention_rule_at(self, layer: Optional[int] = None) -> Tuple[str, Optional[float]]:
+        """``(softmax rule, value share)`` of the attention in encoder layer ``layer`` (None: the
+        composite's own): each field from the last override that sets it for that layer."""
+        softmax, value_share = self.softmax, self.value_share
+        for override in self.attention_overrides:
+            if override.matches(layer):
+                softmax = softmax if override.softmax is None else override.softmax
+                value_share = value_share if override.value_share is None else override.value_share
+        return softmax, value_share
+
+    def attention_rules(self, layer: Optional[int] = None) -> AttentionRules:
+        """The attention rules of encoder layer ``layer`` (None: the composite's own): its softmax
+        rule and the shares of ``A @ V``'s signal (the value share and the rest when set, else the
+        bilinear rule's) and of ``Q K^T``'s (the bilinear rule's)."""
+        softmax, value = self.attention_rule_at(layer)
+        share = 0.5 if self.bilinear == "uniform" else 1.0
+        return AttentionRules(softmax, share, share, share) if value is None else \
+            AttentionRules(softmax, float(value), 1.0 - value, share)
+
+    @property
+    def per_layer(self) -> bool:
+        """Whether some rule depends on the layer (linear or attention overrides): running it needs
+        the model's sites (:func:`bert_lrp.models.sites.linear_sites`)."""
+        return bool(self.linear_overrides or self.attention_overrides)
+
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready description (read back by :meth:`from_dict`): the linear rule and each
-        override's rule as ``{"name": ..., parameter: value}``."""
+        override's rule as ``{"name": ..., parameter: value}``. ``attention_overrides`` is written only
+        when there are some (a composite without them reads as before, by earlier versions too)."""
         values = {item.name: getattr(self, item.name) for item in fields(self)}
         values["linear"] = self.linear.to_dict()
         values["linear_overrides"] = [o.to_dict() for o in self.linear_overrides]
+        values["attention_overrides"] = [o.to_dict() for o in self.attention_overrides]
+        if not self.attention_overrides:
+            del values["attention_overrides"]
         return values
 
     @classmethod
@@ -221,9 +318,13 @@ class Composite:
         if operation == "linear":
             return self.linear.is_gradient and all(o.rule.is_gradient for o in self.linear_overrides)
         rule = getattr(self, operation)
-        if operation == "softmax":
-            return rule in ("jacobian", "taylor")
-        return rule == "jacobian" and (operation != "bilinear" or self.value_share is None)
+        if operation == "softmax":  # in every layer
+            return all(o.softmax in (None, "jacobian", "taylor") for o in self.attention_overrides) and \
+                rule in ("jacobian", "taylor")
+        if operation == "bilinear":
+            return rule == "jacobian" and self.value_share is None and \
+                all(o.value_share is None for o in self.attention_overrides)
+        return rule == "jacobian"
 
     def relevance_at(self, tensor: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
         """Relevance of ``tensor`` from the signal that reached it in the backward pass:
@@ -239,7 +340,7 @@ class Composite:
             return (self,)
         jacobian_path = replace(self, name=f"{self.name}/jacobian-path", linear=Jacobian(), layer_norm="jacobian",
                                 activation="jacobian", softmax="jacobian", bilinear="jacobian", residual="jacobian",
-                                linear_overrides=())
+                                linear_overrides=(), value_share=None, attention_overrides=())
         return (self, jacobian_path)
 
 
@@ -266,6 +367,27 @@ def _overrides_of(values: Mapping[str, Any], where: str) -> List[Mapping[str, An
     return overrides
 
 
+def _attention_overrides_of(values: Mapping[str, Any], where: str) -> Tuple[AttentionOverride, ...]:
+    """The ``attention_overrides`` of a composite's description (none when the field is absent)."""
+    overrides = values.get("attention_overrides", [])
+    if not isinstance(overrides, list):
+        raise ValueError(f"{where}: attention_overrides must be a list")
+    parsed = []
+    for i, override in enumerate(overrides):
+        label = f"{where}: attention_overrides[{i}]"
+        if not isinstance(override, Mapping):
+            raise ValueError(f"{label} must be an object")
+        extra = sorted(set(override) - {"layers", "softmax", "value_share"})
+        if extra:
+            raise ValueError(f"{label}: unknown field {extra[0]!r}")
+        if "layers" not in override:
+            raise ValueError(f"{label}: field 'layers' is missing")
+        layers = override["layers"]
+        parsed.append(AttentionOverride(tuple(layers) if isinstance(layers, list) else layers,
+                                        override.get("softmax"), override.get("value_share")))
+    return tuple(parsed)  # each checked by the Composite, naming its index
+
+
 def _from_fields(cls, values: Mapping[str, Any], where: str) -> "Composite":
     """:meth:`Composite.to_dict`'s form."""
     known = [item.name for item in fields(cls)]
@@ -286,6 +408,7 @@ def _from_fields(cls, values: Mapping[str, Any], where: str) -> "Composite":
         except (TypeError, ValueError) as error:
             raise ValueError(f"{label}: {error}") from None
     items["linear_overrides"] = tuple(parsed)
+    items["attention_overrides"] = _attention_overrides_of(values, where)
     items.setdefault("name", "tuned")
     return cls(**items)
 
@@ -312,6 +435,7 @@ def _from_version_1(cls, values: Mapping[str, Any], where: str) -> "Composite":
         layers = override.get("layers")
         parsed.append(LinearOverride(rule, tuple(override.get("kinds", ())), None if layers is None else tuple(layers)))
     items["linear_overrides"] = tuple(parsed)
+    items["attention_overrides"] = _attention_overrides_of(values, where)
     items.setdefault("name", "tuned")
     return cls(**items)
 
@@ -395,7 +519,12 @@ class RuleSet:
     def __post_init__(self) -> None:
         if self.separate_backward and self.paired:
             raise ValueError("RuleSet: separate_backward cannot carry a Jacobian path (residual='block_jacobian')")
+        unplaced = [c.name for c in self.slices if c.per_layer]
+        if unplaced and not self.sites:  # per-layer rules would silently be every layer's
+            raise ValueError(f"RuleSet: composite {unplaced[0]!r} has per-layer overrides; pass "
+                             "sites=linear_sites(model) (bert_lrp.models.sites)")
         self._resolve_linear_rules()
+        self._resolve_attention_rules()
 
     def _resolve_linear_rules(self) -> None:
         default = tuple(c.linear_rule_at(None) for c in self.slices)  # a module without a site
@@ -405,11 +534,24 @@ class RuleSet:
         object.__setattr__(self, "_default_linear", default)
         object.__setattr__(self, "_linear_by_module", by_module)
 
+    def _resolve_attention_rules(self) -> None:
+        """Each copy's attention rules, once: by the query projection of each encoder layer's
+        attention (a module of kind ``attention`` with a layer) when a composite has attention
+        overrides, else the composites' own for every layer."""
+        default = tuple(c.attention_rules(None) for c in self.slices)
+        by_module = {}
+        if any(c.attention_overrides for c in self.slices):
+            by_module = {module: tuple(c.attention_rules(site.layer) for c in self.slices)
+                         for module, site in self.sites.items() if site.kind == "attention" and site.layer is not None}
+        object.__setattr__(self, "_default_attention", default)
+        object.__setattr__(self, "_attention_by_module", by_module)
+
     @classmethod
     def of(cls, composites: Sequence[Composite | str], record_head_contexts: bool = False,
            sites: Optional[Mapping[Any, Site]] = None, separate_backward: bool = False) -> "RuleSet":
         """``sites`` maps each linear module to its :class:`Site`; it is needed (and read) only
-        when a composite has ``linear_overrides``. ``separate_backward``: one forward, one walk of
+        when a composite has per-layer rules (:attr:`Composite.per_layer`: linear or attention
+        overrides; without ``sites`` such a composite is refused). ``separate_backward``: one forward, one walk of
         the graph per composite (see the class); ignored (stacked copies) when a composite has a
         Jacobian path or there is one composite."""
         slices, paired = [], []
@@ -423,6 +565,15 @@ class RuleSet:
     def linear_rules(self, layer: Any) -> Tuple[LinearLayerRule, ...]:
         """Each copy's rule for the linear module ``layer`` (by its site when it has one)."""
         return self._linear_by_module.get(layer, self._default_linear)
+
+    def attention_rules(self, query: Any = None) -> Tuple[AttentionRules, ...]:
+        """Each copy's rules for the attention whose query projection is the linear module ``query``
+        (its layer's, by the module's site; None or a module without a site: the composites' own)."""
+        return self._attention_by_module.get(query, self._default_attention)
+
+    def runs_plain_attention(self, rules: Sequence[AttentionRules]) -> bool:
+        """:meth:`runs_plain` for one attention layer whose copies have ``rules``."""
+        return (len(self.slices) == 1 or self.separate_backward) and all(r.is_gradient for r in rules)
 
     def runs_plain(self, *operations: str) -> bool:
         """The batch holds the inputs once (one copy, or one backward per copy) and every copy's

@@ -43,15 +43,21 @@ def _stacked(slices: Slices) -> int:
     return len(slices) if isinstance(slices, tuple) else slices.copies
 
 
-def _signal_parts(grad: torch.Tensor, slices: Slices) -> List[Tuple[torch.Tensor, "Composite"]]:
-    """``(signal, composite)`` for each copy the running backward carries: every slice of a
+def _copy_parts(grad: torch.Tensor, slices: Slices) -> List[Tuple[torch.Tensor, int]]:
+    """``(signal, copy index)`` for each copy the running backward carries: every slice of a
     stacked batch, or the active copy of a one-backward-per-copy RuleSet."""
     if not isinstance(slices, tuple) and slices.separate_backward:
-        return [(grad, slices.slices[slices.active[0]])]
+        return [(grad, slices.active[0])]
+    copies = len(_composites(slices))
+    if copies == 1:
+        return [(grad, 0)]
+    return list(zip(grad.chunk(copies), range(copies)))
+
+
+def _signal_parts(grad: torch.Tensor, slices: Slices) -> List[Tuple[torch.Tensor, "Composite"]]:
+    """``(signal, composite)`` for each copy the running backward carries (see :func:`_copy_parts`)."""
     composites = _composites(slices)
-    if len(composites) == 1:
-        return [(grad, composites[0])]
-    return list(zip(grad.chunk(len(composites)), composites))
+    return [(part, composites[i]) for part, i in _copy_parts(grad, slices)]
 
 
 def _join(parts: List[torch.Tensor]) -> torch.Tensor:
@@ -275,10 +281,10 @@ def bilinear_share(rule: str) -> float:
 
 def attention_shares(composite) -> Tuple[float, float, float]:
     """``(to V, to A, to Q and to K)``: the shares of A @ V's signal its factors get (``value_share``
-    and the rest when set, else the bilinear rule's) and the share of Q K^T's each factor gets."""
-    share = bilinear_share(composite.bilinear)
-    value = composite.value_share
-    return (share, share, share) if value is None else (value, 1.0 - value, share)
+    and the rest when set, else the bilinear rule's) and the share of Q K^T's each factor gets (the
+    composite's own rules; a layer's: ``composite.attention_rules(layer)``)."""
+    rules = composite.attention_rules(None)
+    return rules.to_value, rules.to_weights, rules.to_query_key
 
 
 class AttentionRule(torch.autograd.Function):
@@ -287,17 +293,21 @@ class AttentionRule(torch.autograd.Function):
     ``query``/``key``/``value``: ``[batch, heads, seq, head_size]``; ``mask``: additive, broadcast
     to ``[batch, heads, seq, seq]``. The forward runs the fused kernel and saves only Q, K, V (as
     the fused kernel's own backward does); the backward recomputes the probabilities and applies
-    the ``bilinear`` rule to both products and the ``softmax`` rule between them. Returns the
-    context and, if ``with_probabilities``, the probabilities (not differentiable).
+    each copy's rules of this layer (``layer_rules``: one
+    :class:`~bert_lrp.rules.composites.AttentionRules` per copy; None: each composite's own): the
+    shares of both products and the ``softmax`` rule between them. Returns the context and, if
+    ``with_probabilities``, the probabilities (not differentiable).
     """
 
     @staticmethod
-    def forward(ctx, query, key, value, mask, slices: Slices, with_probabilities: bool):
+    def forward(ctx, query, key, value, mask, slices: Slices, with_probabilities: bool, layer_rules=None):
         q, k, v = (_first_copy(t, slices) for t in (query, key, value))
         m = None if mask is None else _first_copy(mask, slices)
+        if layer_rules is None:
+            layer_rules = tuple(c.attention_rules(None) for c in _composites(slices))
         # a copy whose softmax rule is its Jacobian: the fused kernel's own backward applies it (and
         # gives a detached softmax's copies their V signal, P^T g, too); all detached: no Q, K signal at all
-        fused = (kernels.flash_attention_forward(q, k, v, m) if any(c.softmax != "detach" for c in _composites(slices))
+        fused = (kernels.flash_attention_forward(q, k, v, m) if any(r.softmax != "detach" for r in layer_rules)
                  else None)
         ctx.fused = fused is not None
         if ctx.fused:
@@ -306,7 +316,7 @@ class AttentionRule(torch.autograd.Function):
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
             ctx.save_for_backward(q, k, v, m)
-        ctx.slices = slices
+        ctx.slices, ctx.layer_rules = slices, layer_rules
         probabilities = _repeat(attention_probabilities(q, k, m), slices) if with_probabilities else None
         if probabilities is not None:
             ctx.mark_non_differentiable(probabilities)
@@ -320,22 +330,24 @@ class AttentionRule(torch.autograd.Function):
         probabilities = attention_probabilities(q, k, m)
         scale = 1.0 / math.sqrt(q.shape[-1])
         grads_q, grads_k, grads_v = [], [], []
-        parts = _signal_parts(grad_context, ctx.slices)
-        for g, c in parts:
-            to_v, to_a, share = attention_shares(c)
+        parts = _copy_parts(grad_context, ctx.slices)
+        for g, i in parts:
+            rules = ctx.layer_rules[i]
+            to_v, to_a, share = rules.to_value, rules.to_weights, rules.to_query_key
             grads_v.append(probabilities.transpose(-1, -2) @ (g * to_v if to_v != 1.0 else g))
-            if c.softmax == "detach":
+            if rules.softmax == "detach":
                 grads_q.append(torch.zeros_like(q))
                 grads_k.append(torch.zeros_like(k))
                 continue
             g = g * to_a if to_a != 1.0 else g
-            grad_scores = softmax_rule(probabilities, g @ v.transpose(-1, -2), c.softmax)
+            grad_scores = softmax_rule(probabilities, g @ v.transpose(-1, -2), rules.softmax)
             factor = scale * share  # applied to the small [.., seq, head_size] results
             grads_q.append((grad_scores @ k) * factor)
             grads_k.append((grad_scores.transpose(-1, -2) @ q) * factor)
-        if all(c.softmax == "detach" for _, c in parts):  # no signal to Q and K: their layers' backwards are skipped
-            return None, None, _join(grads_v), None, None, None
-        return _join(grads_q), _join(grads_k), _join(grads_v), None, None, None
+        # every copy detached: no signal to Q and K at all, so their layers' backwards never run
+        if all(ctx.layer_rules[i].softmax == "detach" for _, i in parts):
+            return None, None, _join(grads_v), None, None, None, None
+        return _join(grads_q), _join(grads_k), _join(grads_v), None, None, None, None
 
     @staticmethod
     def _fused_backward(ctx, grad_context):
@@ -343,28 +355,29 @@ class AttentionRule(torch.autograd.Function):
         A @ V; Q and K, behind Q K^T, take the share once more. A copy whose softmax is detached
         keeps the V signal ``P^T g`` alone."""
         q, k, v, m, context, logsumexp = ctx.saved_tensors
-        signals = _signal_parts(grad_context, ctx.slices)
-        if len(signals) == 1 and signals[0][1].softmax == "detach":  # a walk of a detached copy: V's signal alone
-            g, c = signals[0]
+        signals = _copy_parts(grad_context, ctx.slices)
+        if len(signals) == 1 and ctx.layer_rules[signals[0][1]].softmax == "detach":  # a detached copy's walk: V alone
+            g, i = signals[0]
             grad_v = attention_probabilities(q, k, m).transpose(-1, -2) @ g
-            to_v = attention_shares(c)[0]
-            return None, None, grad_v.mul_(to_v) if to_v != 1.0 else grad_v, None, None, None
+            to_v = ctx.layer_rules[i].to_value
+            return None, None, grad_v.mul_(to_v) if to_v != 1.0 else grad_v, None, None, None, None
         parts = []
-        for g, c in signals:
-            to_v, to_a, share = attention_shares(c)
+        for g, i in signals:
+            rules = ctx.layer_rules[i]
+            to_v, to_a, share = rules.to_value, rules.to_weights, rules.to_query_key
             first = to_v if to_v == to_a else 1.0  # one factor on the signal when both sides take the same
             g = g * first if first != 1.0 else g
             grad_q, grad_k, grad_v = kernels.flash_attention_backward(g, q, k, v, m, context, logsumexp)
             if to_v / first != 1.0:  # the kernel's outputs are new tensors: scale in place
                 grad_v = grad_v.mul_(to_v / first)
-            if c.softmax == "detach":
+            if rules.softmax == "detach":
                 grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
             elif to_a / first * share != 1.0:
                 grad_q, grad_k = grad_q.mul_(to_a / first * share), grad_k.mul_(to_a / first * share)
             parts.append((grad_q, grad_k, grad_v))
         if len(parts) == 1:
-            return (*parts[0], None, None, None)
-        return (*(torch.cat(grads, 0) for grads in zip(*parts)), None, None, None)
+            return (*parts[0], None, None, None, None)
+        return (*(torch.cat(grads, 0) for grads in zip(*parts)), None, None, None, None)
 
 
 def attention_probabilities(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:

@@ -71,18 +71,22 @@ def activation(x: torch.Tensor, name: str, rules: Optional[RuleSet]) -> torch.Te
 
 
 def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Optional[torch.Tensor],
-              dropout: float, need_probabilities: bool, rules: Optional[RuleSet]
-              ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+              dropout: float, need_probabilities: bool, rules: Optional[RuleSet],
+              query_layer: Optional[nn.Module] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Scaled dot-product attention.
 
     ``query``, ``key``, ``value``: ``[batch, heads, seq, head_size]``; ``mask``: additive,
     broadcastable to ``[batch, heads, seq, seq]``. Returns the context ``[batch, heads, seq,
     head_size]`` and, if asked, the probabilities ``[batch, heads, seq, seq]``. Under rules, one
-    :class:`AttentionRule` applies the softmax and bilinear rules (attribution runs in eval mode,
-    without dropout).
+    :class:`AttentionRule` applies each copy's softmax rule and shares of this layer (found by
+    ``query_layer``, the layer's query projection, whose site names the layer; None: the
+    composites' own rules); a layer whose rules are all the plain backward runs the plain path
+    (attribution runs in eval mode, without dropout).
     """
-    if rules is not None and not rules.runs_plain("softmax", "bilinear"):
-        return AttentionRule.apply(query, key, value, mask, rules, need_probabilities)
+    if rules is not None:
+        layer_rules = rules.attention_rules(query_layer)
+        if not rules.runs_plain_attention(layer_rules):
+            return AttentionRule.apply(query, key, value, mask, rules, need_probabilities, layer_rules)
     if not need_probabilities:
         context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
         return context, None
