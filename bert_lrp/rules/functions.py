@@ -7,8 +7,9 @@ their names in the literature, and the two signal conventions).
 Stacked batches: to get several methods from one backward pass, the batch holds ``n`` identical
 copies of the inputs, one per composite copy (``slices`` has one entry per copy, along dim 0).
 Because the copies are identical, each Function computes its forward on the first copy only and
-repeats the result, and saves one copy for the backward; the backward applies each copy's rule to
-its slice of the signal. The forward therefore costs about one pass whatever the number of methods.
+repeats the result (a batch of one: an expanded view, nothing copied), and saves one copy for the
+backward; the backward applies each copy's rule to its slice of the signal. The forward therefore
+costs about one pass whatever the number of methods.
 
 One backward per copy: under a :class:`~bert_lrp.rules.composites.RuleSet` with
 ``separate_backward``, the batch holds the inputs once (no copies, nothing repeated, nothing
