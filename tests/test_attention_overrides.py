@@ -23,18 +23,7 @@ from bert_lrp.models.sites import linear_sites
 from bert_lrp.rules.composites import ATTNLRP, GRADIENT, AttentionOverride, Composite, RuleSet
 from bert_lrp.rules.kernels import portable_kernels
 
-from conftest import make_tiny_config
-
-
-def biasless_model(layers: int) -> BertForSequenceClassification:
-    """A tiny random BERT in float64 with every bias (linear and LayerNorm) set to 0."""
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(make_tiny_config(num_hidden_layers=layers)).double().eval()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("bias"):
-                parameter.zero_()
-    return model
+from test_value_share import biasless_model
 
 
 def batch_of(rows: int, length: int = 9) -> dict:
