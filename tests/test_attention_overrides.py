@@ -16,7 +16,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bert_lrp import BertForSequenceClassification, explain
+from bert_lrp import explain
 from bert_lrp.errors import RequestError
 from bert_lrp.evaluation import tuning as T
 from bert_lrp.models.sites import linear_sites
