@@ -84,6 +84,20 @@ def LinearChoice(rule: str = "jacobian", **parameters: float) -> LinearLayerRule
     return linear_rule(rule, **{k: v for k, v in parameters.items() if k in taken})
 
 
+def _whole_layers(layers: Sequence[Any]) -> Tuple[Any, ...]:
+    """A layer range as a tuple, whole floats (JSON's 1.0) as ints; 0.5 stays, refused by :func:`_check_layers`."""
+    return tuple(int(v) if isinstance(v, float) and v.is_integer() else v for v in layers)
+
+
+def _check_layers(where: str, layers: Any) -> None:
+    """A ValueError naming ``where`` unless ``layers`` is ``(first, last)``, whole, ``0 <= first < last``."""
+    if not isinstance(layers, tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
+        shown = list(layers) if isinstance(layers, tuple) else layers
+        raise ValueError(f"{where}: layers must be whole layer numbers [first, last), got {shown!r}")
+    if len(layers) != 2 or not 0 <= layers[0] < layers[1]:
+        raise ValueError(f"{where}: layers must be [first, last) with 0 <= first < last, got {list(layers)}")
+
+
 @dataclass(frozen=True, init=False)
 class LinearOverride:
     """A linear rule for some linear layers: those of ``kinds`` (empty = every kind) in encoder
@@ -106,8 +120,7 @@ class LinearOverride:
                              f"not beside it (got {rule!r})")
         object.__setattr__(self, "rule", as_linear_rule(rule))
         object.__setattr__(self, "kinds", (kinds,) if isinstance(kinds, str) else tuple(kinds))
-        object.__setattr__(self, "layers", None if layers is None else tuple(
-            int(v) if isinstance(v, float) and v.is_integer() else v for v in layers))  # 0.5 stays, refused by check
+        object.__setattr__(self, "layers", None if layers is None else _whole_layers(layers))
 
     def matches(self, site: Optional[Site]) -> bool:
         if site is None:
@@ -122,10 +135,8 @@ class LinearOverride:
         for kind in self.kinds:
             if kind not in SITE_KINDS:
                 raise ValueError(f"{where}: kinds: unknown kind {kind!r}; choose from {', '.join(SITE_KINDS)}")
-        if self.layers is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in self.layers):
-            raise ValueError(f"{where}: layers must be whole layer numbers [first, last), got {list(self.layers)}")
-        if self.layers is not None and (len(self.layers) != 2 or not 0 <= self.layers[0] < self.layers[1]):
-            raise ValueError(f"{where}: layers must be [first, last) with 0 <= first < last, got {list(self.layers)}")
+        if self.layers is not None:
+            _check_layers(where, self.layers)
 
     def to_dict(self) -> Dict[str, Any]:
         """``{"rule": {...}, "kinds": [...], "layers": [first, last] or None}`` (JSON-ready)."""
@@ -146,10 +157,8 @@ class AttentionOverride:
     value_share: Optional[float] = None
 
     def __post_init__(self) -> None:
-        layers = self.layers
-        if isinstance(layers, (list, tuple)):  # whole floats (JSON's 1.0) become ints; 0.5 stays, refused by check
-            layers = tuple(int(v) if isinstance(v, float) and v.is_integer() else v for v in layers)
-        object.__setattr__(self, "layers", layers)
+        if isinstance(self.layers, (list, tuple)):
+            object.__setattr__(self, "layers", _whole_layers(self.layers))
 
     def matches(self, layer: Optional[int]) -> bool:
         """Whether the override applies to encoder layer ``layer`` (None: no layer, never)."""
@@ -157,11 +166,7 @@ class AttentionOverride:
 
     def check(self, where: str) -> None:
         """A ValueError naming ``where`` and the field unless the override is well formed."""
-        layers = self.layers
-        if not isinstance(layers, tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
-            raise ValueError(f"{where}: layers must be whole layer numbers [first, last), got {layers!r}")
-        if len(layers) != 2 or not 0 <= layers[0] < layers[1]:
-            raise ValueError(f"{where}: layers must be [first, last) with 0 <= first < last, got {list(layers)}")
+        _check_layers(where, self.layers)
         if self.softmax is not None and self.softmax not in RULES["softmax"]:
             raise ValueError(f"{where}: softmax: unknown softmax rule {self.softmax!r}; choose from "
                              f"{', '.join(RULES['softmax'])}")

@@ -275,11 +275,6 @@ def softmax_rule(probabilities: torch.Tensor, grad: torch.Tensor, rule: str) -> 
     return kernels.softmax_backward(grad, probabilities)
 
 
-def bilinear_share(rule: str) -> float:
-    """Fraction of a bilinear product's signal each factor receives (uniform rule: 1/2)."""
-    return 0.5 if rule == "uniform" else 1.0
-
-
 def attention_shares(composite) -> Tuple[float, float, float]:
     """``(to V, to A, to Q and to K)``: the shares of A @ V's signal its factors get (``value_share``
     and the rest when set, else the bilinear rule's) and the share of Q K^T's each factor gets (the
